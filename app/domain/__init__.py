@@ -1,0 +1,1 @@
+"""Pure domain model: algorithms, purposes, key records, names, fingerprints. No I/O."""

@@ -1,0 +1,95 @@
+"""Managed keys, their lifecycle states and how they appear in the inventory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from app.domain.algorithms import Algorithm, Purpose
+
+
+class KeyState(Enum):
+    """NIST SP 800-57 key states, with KMIP names."""
+
+    PRE_ACTIVE = "PRE_ACTIVE"
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    DEACTIVATED = "DEACTIVATED"
+    COMPROMISED = "COMPROMISED"
+    DESTROYED = "DESTROYED"
+    DESTROYED_COMPROMISED = "DESTROYED_COMPROMISED"
+
+    @property
+    def title(self) -> str:
+        return self.value.replace("_", "-").capitalize().replace("-", " ")
+
+
+class Presence(Enum):
+    """How a row of the inventory relates to the token (reconciliation result)."""
+
+    PRESENT = "present"  # record and token object agree
+    MISSING = "missing on token"  # record whose token object is gone
+    UNMANAGED = "unmanaged"  # token object the database does not know
+    UNCHECKED = "not checked"  # token not logged in, so not reconciled
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """The database's record of one managed key."""
+
+    id: str
+    name: str
+    algorithm: Algorithm
+    purpose: Purpose
+    state: KeyState
+    token_serial: str
+    token_label: str
+    cka_id: str  # hex
+    extractable: bool
+    kcv: str | None
+    fingerprint: str | None  # hex SHA-256 of the SubjectPublicKeyInfo
+    created_at: datetime
+    created_by: str
+    tags: tuple[str, ...] = ()
+    notes: str = ""
+
+    @property
+    def identifier(self) -> str:
+        """KCV for symmetric keys, fingerprint for key pairs."""
+        return (self.kcv if self.algorithm.symmetric else self.fingerprint) or ""
+
+
+@dataclass(frozen=True)
+class TokenObject:
+    """A key found on a token, grouped by CKA_ID (a key pair is one TokenObject)."""
+
+    token_serial: str
+    token_label: str
+    cka_id: str  # hex
+    label: str
+    key_type: str  # "AES", "RSA", "EC", "EC_EDWARDS", "GENERIC_SECRET", ...
+    classes: tuple[str, ...]  # "SECRET_KEY" or ("PRIVATE_KEY", "PUBLIC_KEY")
+    algorithm: Algorithm | None  # None when Keystead cannot manage this type
+    attributes: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InventoryItem:
+    """One row of the inventory: a managed record, an unmanaged token object, or both."""
+
+    presence: Presence
+    record: KeyRecord | None = None
+    token_object: TokenObject | None = None
+
+    @property
+    def name(self) -> str:
+        if self.record:
+            return self.record.name
+        return self.token_object.label if self.token_object else ""
+
+    @property
+    def token_label(self) -> str:
+        if self.record:
+            return self.record.token_label
+        return self.token_object.token_label if self.token_object else ""

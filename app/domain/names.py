@@ -1,0 +1,41 @@
+"""Rules for names people give to keys and operators, and for passphrases."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from app.errors import ValidationError
+
+MAX_NAME_LENGTH = 64
+MIN_PASSPHRASE_LENGTH = 12
+MAX_PASSPHRASE_LENGTH = 1024
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in text)
+
+
+def validate_name(name: str, what: str = "Key name") -> str:
+    """Return ``name`` trimmed; refuse empty, over-long or control-character names."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise ValidationError(f"{what} is empty. Give it a name people can read aloud.")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise ValidationError(
+            f"{what} is {len(cleaned)} characters long; the limit is {MAX_NAME_LENGTH}."
+        )
+    if _has_control(cleaned):
+        raise ValidationError(f"{what} contains control or invisible characters; remove them.")
+    return unicodedata.normalize("NFC", cleaned)
+
+
+def validate_new_passphrase(passphrase: str, confirmation: str) -> None:
+    """Refuse a new passphrase that is too short, too long or not confirmed."""
+    if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+        raise ValidationError(
+            f"The passphrase must have at least {MIN_PASSPHRASE_LENGTH} characters."
+        )
+    if len(passphrase) > MAX_PASSPHRASE_LENGTH:
+        raise ValidationError(f"The passphrase must have at most {MAX_PASSPHRASE_LENGTH} characters.")
+    if passphrase != confirmation:
+        raise ValidationError("The passphrase and its confirmation differ.")

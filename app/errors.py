@@ -1,0 +1,143 @@
+"""The one error hierarchy of Keystead.
+
+Every error carries a message written for the person at the workstation: what happened and what
+to do. Library exceptions (PKCS#11, SQLCipher) are translated where the library is called and
+chained with ``raise ... from``. The CLI and the GUI each turn these into words at one boundary.
+"""
+
+from __future__ import annotations
+
+
+class KeysteadError(Exception):
+    """Base of every error Keystead reports to a person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ValidationError(KeysteadError):
+    """Input that Keystead refuses before doing anything (a name, a date, an algorithm)."""
+
+
+class NotFoundError(KeysteadError):
+    """A key, operator or token that does not exist."""
+
+
+class PolicyError(KeysteadError):
+    """An action the rules forbid; ``rule`` is a stable identifier used in errors and audit."""
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(f"{message} [{rule}]")
+        self.rule = rule
+
+
+# --- authentication -------------------------------------------------------------------------
+
+
+class AuthenticationError(KeysteadError):
+    """A passphrase, PIN or operator name was not accepted."""
+
+
+class WrongPassphrase(AuthenticationError):
+    """The operator's passphrase does not open their keyslot."""
+
+
+class UnknownOperator(AuthenticationError):
+    """No keyslot exists for this operator name."""
+
+
+class WrongPin(AuthenticationError):
+    """The token refused the PIN. ``failures`` counts consecutive failures kept by Keystead."""
+
+    def __init__(self, message: str, failures: int) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class PinBackoff(AuthenticationError):
+    """Too many wrong PINs in a row: Keystead refuses to try again before ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PinLocked(AuthenticationError):
+    """The token itself has locked the PIN."""
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+class TokenError(KeysteadError):
+    """A PKCS#11 module or token failed or refused."""
+
+
+class ModuleLoadError(TokenError):
+    """The PKCS#11 module path is missing or is not a PKCS#11 library."""
+
+
+class TokenNotPresent(TokenError):
+    """No token with this label or serial is present."""
+
+
+class TokenRemoved(TokenError):
+    """The token went away during an operation."""
+
+
+class TokenNotLoggedIn(TokenError):
+    """The operation needs a PIN login to the token first."""
+
+
+class UnsupportedAlgorithm(TokenError):
+    """The token's mechanism list lacks what the algorithm needs."""
+
+
+class TemplateMismatch(TokenError):
+    """A generated key's attributes differ from the template; the key was destroyed."""
+
+
+# --- storage --------------------------------------------------------------------------------
+
+
+class StorageError(KeysteadError):
+    """The encrypted database or the keyslot file cannot be used."""
+
+
+class WorkstationMissing(StorageError):
+    """No workstation has been initialised in this home directory."""
+
+
+class WorkstationExists(StorageError):
+    """Initialisation refused: a workstation already exists here."""
+
+
+class DatabaseDamaged(StorageError):
+    """The database file fails SQLCipher's page authentication or SQLite's checks."""
+
+
+class DatabaseRolledBack(StorageError):
+    """The database is older than evidence kept outside it says it should be."""
+
+
+class DiskFull(StorageError):
+    """The disk is full; nothing was written."""
+
+
+# --- later subsystems -----------------------------------------------------------------------
+
+
+class BackupIntegrityError(KeysteadError):
+    """A backup failed verification."""
+
+
+class AuditIntegrityError(KeysteadError):
+    """The audit history failed verification."""
+
+
+class OperationCancelled(KeysteadError):
+    """A person cancelled an operation before it changed anything."""

@@ -1,0 +1,229 @@
+"""Loading a PKCS#11 module and describing its slots and tokens."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pkcs11
+import pkcs11.exceptions as px
+from pkcs11.constants import TokenFlag
+
+from app.errors import ModuleLoadError, TokenError, TokenNotPresent, ValidationError
+from app.hsm.errors import pkcs11_errors
+
+log = logging.getLogger(__name__)
+
+# Flags of CK_TOKEN_INFO, in words (PKCS#11 3.0 section 5.5).
+_FLAG_WORDS: list[tuple[int, str]] = [
+    (0x00000001, "RNG"),
+    (0x00000002, "write protected"),
+    (0x00000004, "login required"),
+    (0x00000008, "user PIN initialised"),
+    (0x00000040, "clock"),
+    (0x00000100, "protected authentication path"),
+    (0x00000400, "token initialised"),
+    (0x00010000, "user PIN count low"),
+    (0x00020000, "user PIN final try"),
+    (0x00040000, "user PIN locked"),
+    (0x00080000, "user PIN to be changed"),
+    (0x00100000, "SO PIN count low"),
+    (0x00200000, "SO PIN final try"),
+    (0x00400000, "SO PIN locked"),
+    (0x00800000, "SO PIN to be changed"),
+]
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    path: str
+    description: str
+    manufacturer: str
+    cryptoki_version: str
+    library_version: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token in a slot, as the module reports it. Identify tokens by ``serial``."""
+
+    module_path: str
+    slot_id: int
+    label: str
+    serial: str
+    manufacturer: str
+    model: str
+    flags: int
+    hardware_version: str
+    firmware_version: str
+
+    @property
+    def initialized(self) -> bool:
+        return bool(self.flags & TokenFlag.TOKEN_INITIALIZED)
+
+    @property
+    def flag_words(self) -> list[str]:
+        return [word for bit, word in _FLAG_WORDS if self.flags & bit]
+
+
+def _version(value: tuple[int, int] | object) -> str:
+    if isinstance(value, tuple) and len(value) == 2:
+        return f"{value[0]}.{value[1]}"
+    return str(value)
+
+
+def _serial_text(serial: bytes | str) -> str:
+    text = serial.decode("ascii", "replace") if isinstance(serial, bytes) else serial
+    return text.strip()
+
+
+class Pkcs11Module:
+    """One loaded PKCS#11 library. Use from the core thread only."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if not Path(path).is_file():
+            raise ModuleLoadError(
+                f"No PKCS#11 module at {path}. Check the path, or install the token's driver."
+            )
+        try:
+            self._lib = pkcs11.lib(path)
+        except px.PKCS11Error as exc:
+            raise ModuleLoadError(
+                f"{path} could not be loaded as a PKCS#11 module ({exc}). Choose the token "
+                "vendor's PKCS#11 library (a .so file exporting C_GetFunctionList)."
+            ) from exc
+        log.info("loaded PKCS#11 module %s", path)
+
+    @property
+    def raw(self) -> pkcs11.lib:
+        """The python-pkcs11 library object; for app.hsm only."""
+        return self._lib
+
+    def info(self) -> ModuleInfo:
+        lib = self._lib
+        return ModuleInfo(
+            path=self.path,
+            description=lib.library_description,
+            manufacturer=lib.manufacturer_id,
+            cryptoki_version=_version(lib.cryptoki_version),
+            library_version=_version(lib.library_version),
+        )
+
+    def _slots(self) -> list[pkcs11.Slot]:
+        with pkcs11_errors("listing slots"):
+            return list(self._lib.get_slots(token_present=True))
+
+    def tokens(self, include_uninitialized: bool = False) -> list[TokenInfo]:
+        """Tokens present now, in slot order."""
+        result: list[TokenInfo] = []
+        for slot in self._slots():
+            try:
+                token = slot.get_token()
+            except (px.TokenNotPresent, px.TokenNotRecognised, px.DeviceRemoved):
+                continue
+            info = TokenInfo(
+                module_path=self.path,
+                slot_id=int(slot.slot_id),
+                label=token.label.strip(),
+                serial=_serial_text(token.serial),
+                manufacturer=token.manufacturer_id.strip(),
+                model=token.model.strip(),
+                flags=int(token.flags),
+                hardware_version=_version(getattr(token, "hardware_version", "")),
+                firmware_version=_version(getattr(token, "firmware_version", "")),
+            )
+            if info.initialized or include_uninitialized:
+                result.append(info)
+        return result
+
+    def token(self, serial: str) -> pkcs11.Token:
+        """The python-pkcs11 token with this serial; raises TokenNotPresent."""
+        for slot in self._slots():
+            try:
+                token = slot.get_token()
+            except (px.TokenNotPresent, px.TokenNotRecognised, px.DeviceRemoved):
+                continue
+            if _serial_text(token.serial) == serial:
+                return token
+        raise TokenNotPresent(f"The token with serial {serial} is not present. Insert it.")
+
+    def mechanisms(self, serial: str) -> set[str]:
+        token = self.token(serial)
+        with pkcs11_errors("reading the mechanism list"):
+            return {m.name if hasattr(m, "name") else hex(int(m)) for m in token.slot.get_mechanisms()}
+
+    def mechanism_range(self, serial: str, mechanism: str) -> tuple[int | None, int | None]:
+        token = self.token(serial)
+        with pkcs11_errors("reading mechanism information"):
+            info = token.slot.get_mechanism_info(pkcs11.Mechanism[mechanism])
+        return info.min_key_length, info.max_key_length
+
+    def init_token(self, slot_id: int, so_pin: str, label: str) -> None:
+        """C_InitToken: erase the token in ``slot_id`` and give it ``label`` and ``so_pin``.
+
+        python-pkcs11 has no binding for C_InitToken, so it is called through the module's own
+        function list; the PIN goes from memory to the library, never through argv or files.
+        """
+        encoded_label = label.encode("utf-8")
+        if len(encoded_label) > 32:
+            raise ValidationError("A token label has at most 32 bytes.")
+        padded_label = encoded_label.ljust(32, b" ")
+        pin = so_pin.encode("utf-8")
+        functions = _function_list(self.path)
+        init = ctypes.CFUNCTYPE(
+            ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p
+        )(functions.C_InitToken)
+        pin_buffer = ctypes.create_string_buffer(pin, len(pin))
+        try:
+            rv = init(slot_id, pin_buffer, len(pin), padded_label)
+        finally:
+            ctypes.memset(pin_buffer, 0, len(pin))
+        if rv != 0:
+            raise TokenError(f"The module refused to initialise the token (CKR {rv:#x}).")
+
+    def init_user_pin(self, serial: str, so_pin: str, user_pin: str) -> None:
+        """C_InitPIN as the security officer: set (or reset) the token's user PIN."""
+        token = self.token(serial)
+        with pkcs11_errors("setting the user PIN"), token.open(rw=True, so_pin=so_pin) as session:
+            session.init_pin(user_pin)
+
+    def close(self) -> None:
+        """Finalize and unload the library (C_Finalize)."""
+        try:
+            self._lib.unload()
+        except px.PKCS11Error:
+            log.warning("C_Finalize failed for %s", self.path)
+
+
+class _CkVersion(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)]
+
+
+class _FunctionListHead(ctypes.Structure):
+    """The first ten entries of CK_FUNCTION_LIST, up to C_InitToken."""
+
+    _fields_ = [
+        ("version", _CkVersion),
+        ("C_Initialize", ctypes.c_void_p),
+        ("C_Finalize", ctypes.c_void_p),
+        ("C_GetInfo", ctypes.c_void_p),
+        ("C_GetFunctionList", ctypes.c_void_p),
+        ("C_GetSlotList", ctypes.c_void_p),
+        ("C_GetSlotInfo", ctypes.c_void_p),
+        ("C_GetTokenInfo", ctypes.c_void_p),
+        ("C_GetMechanismList", ctypes.c_void_p),
+        ("C_GetMechanismInfo", ctypes.c_void_p),
+        ("C_InitToken", ctypes.c_void_p),
+    ]
+
+
+def _function_list(path: str) -> _FunctionListHead:
+    library = ctypes.CDLL(path)  # same handle python-pkcs11 opened; already initialised
+    pointer = ctypes.POINTER(_FunctionListHead)()
+    rv = library.C_GetFunctionList(ctypes.byref(pointer))
+    if rv != 0 or not pointer:
+        raise TokenError(f"C_GetFunctionList failed in {path} (CKR {rv:#x}).")
+    return pointer.contents

@@ -1,0 +1,333 @@
+"""A logged-in session on one token: generate, enumerate, read and destroy key objects.
+
+Objects are found by CKA_ID, never by handle. Results are plain data (``GeneratedKey``,
+``TokenObject``, attribute dicts keyed by name); no python-pkcs11 object leaves this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pkcs11
+from asn1crypto.core import OctetString
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from pkcs11 import Attribute, KeyType, ObjectClass
+
+from app.domain.algorithms import Algorithm, Family
+from app.domain.keys import TokenObject
+from app.errors import TemplateMismatch, TokenError, UnsupportedAlgorithm
+from app.hsm.errors import pkcs11_errors
+from app.hsm.module import Pkcs11Module, TokenInfo
+from app.hsm.templates import (
+    GENERATE_MECHANISM,
+    KEY_TYPE,
+    PARAMS_CURVE,
+    KeySpec,
+    expected_readback,
+    mismatches,
+    private_template,
+    public_template,
+    secret_template,
+)
+
+log = logging.getLogger(__name__)
+
+# What the detail panel and the read-back show, in this order.
+SHOWN_ATTRIBUTES = (
+    Attribute.CLASS,
+    Attribute.KEY_TYPE,
+    Attribute.LABEL,
+    Attribute.ID,
+    Attribute.TOKEN,
+    Attribute.PRIVATE,
+    Attribute.MODIFIABLE,
+    Attribute.SENSITIVE,
+    Attribute.EXTRACTABLE,
+    Attribute.ALWAYS_SENSITIVE,
+    Attribute.NEVER_EXTRACTABLE,
+    Attribute.ENCRYPT,
+    Attribute.DECRYPT,
+    Attribute.SIGN,
+    Attribute.VERIFY,
+    Attribute.WRAP,
+    Attribute.UNWRAP,
+    Attribute.DERIVE,
+    Attribute.LOCAL,
+)
+# One batched read per object during enumeration.
+_ENUMERATION_ATTRIBUTES = [
+    Attribute.CLASS,
+    Attribute.KEY_TYPE,
+    Attribute.ID,
+    Attribute.LABEL,
+    Attribute.VALUE_LEN,
+    Attribute.MODULUS_BITS,
+    Attribute.EC_PARAMS,
+]
+_KEY_CLASSES = {ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY}
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """What generation produced, read back from the token."""
+
+    cka_id: str
+    kcv: str | None
+    spki: bytes | None
+    fingerprint: str | None
+    attributes: dict[str, dict[str, Any]]  # object class name -> attribute name -> value
+
+
+def _named(attributes: dict[Attribute, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attribute in SHOWN_ATTRIBUTES:
+        if attribute in attributes:
+            value = attributes[attribute]
+            if isinstance(value, bytes) and attribute is Attribute.ID:
+                value = value.hex()
+            elif hasattr(value, "name"):
+                value = value.name
+            out[attribute.name] = value
+    return out
+
+
+def _ec_point(raw: bytes) -> bytes:
+    """CKA_EC_POINT is normally a DER OCTET STRING; some tokens give the raw point."""
+    try:
+        return bytes(OctetString.load(raw).native)
+    except ValueError:
+        return raw
+
+
+def spki_of(public: dict[Attribute, Any], family: Family) -> bytes:
+    """DER SubjectPublicKeyInfo built from a public key's attributes."""
+    key: Any
+    if family is Family.RSA:
+        numbers = rsa.RSAPublicNumbers(
+            int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
+            int.from_bytes(public[Attribute.MODULUS], "big"),
+        )
+        key = numbers.public_key()
+    elif family is Family.EC:
+        curve_name = PARAMS_CURVE.get(public[Attribute.EC_PARAMS])
+        curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}.get(curve_name or "")
+        if curve is None:
+            raise UnsupportedAlgorithm("The key's elliptic curve is not one Keystead manages.")
+        key = ec.EllipticCurvePublicKey.from_encoded_point(curve, _ec_point(public[Attribute.EC_POINT]))
+    else:
+        key = ed25519.Ed25519PublicKey.from_public_bytes(_ec_point(public[Attribute.EC_POINT]))
+    return bytes(
+        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def algorithm_of(attributes: dict[Attribute, Any]) -> Algorithm | None:
+    """Keystead's algorithm for an object's type and size, or None if it manages no such key."""
+    key_type = attributes.get(Attribute.KEY_TYPE)
+    if key_type == KeyType.AES:
+        return {16: Algorithm.AES_128, 24: Algorithm.AES_192, 32: Algorithm.AES_256}.get(
+            attributes.get(Attribute.VALUE_LEN, 0)
+        )
+    if key_type == KeyType.RSA:
+        return {2048: Algorithm.RSA_2048, 3072: Algorithm.RSA_3072, 4096: Algorithm.RSA_4096}.get(
+            attributes.get(Attribute.MODULUS_BITS, 0)
+        )
+    if key_type in (KeyType.EC, KeyType.EC_EDWARDS):
+        curve = PARAMS_CURVE.get(attributes.get(Attribute.EC_PARAMS, b""))
+        return {"P-256": Algorithm.EC_P256, "P-384": Algorithm.EC_P384, "Ed25519": Algorithm.ED25519}.get(
+            curve or ""
+        )
+    return None
+
+
+class TokenSession:
+    """A read-write user session on one token, owned by the core thread."""
+
+    def __init__(self, module: Pkcs11Module, info: TokenInfo, session: pkcs11.Session) -> None:
+        self.module = module
+        self.info = info
+        self._session = session
+
+    @classmethod
+    def login(cls, module: Pkcs11Module, info: TokenInfo, pin: str) -> TokenSession:
+        token = module.token(info.serial)
+        with pkcs11_errors(f"logging in to token '{info.label}'"):
+            session = token.open(rw=True, user_pin=pin)
+        return cls(module, info, session)
+
+    def close(self) -> None:
+        try:
+            self._session.close()
+        except pkcs11.PKCS11Error:
+            log.debug("closing a session on %s failed (token gone?)", self.info.serial)
+
+    # --- generation ------------------------------------------------------------------------
+
+    def check_supported(self, algorithm: Algorithm) -> None:
+        """Refuse an algorithm whose generation mechanism the token does not list."""
+        family = algorithm.family
+        mechanism = GENERATE_MECHANISM[family]
+        available = self.module.mechanisms(self.info.serial)
+        if mechanism not in available:
+            raise UnsupportedAlgorithm(
+                f"Token '{self.info.label}' cannot generate {algorithm.value} keys: it does not "
+                f"offer {mechanism}."
+            )
+        if family is Family.RSA:
+            low, high = self.module.mechanism_range(self.info.serial, mechanism)
+            bits = algorithm.spec.bits
+            if (low and bits < low) or (high and bits > high):
+                raise UnsupportedAlgorithm(
+                    f"Token '{self.info.label}' generates RSA keys of {low}-{high} bits only."
+                )
+
+    def generate(self, spec: KeySpec) -> GeneratedKey:
+        """Generate the key, read it back, and destroy it if it differs from the template."""
+        self.check_supported(spec.algorithm)
+        family = spec.algorithm.family
+        with pkcs11_errors(f"generating {spec.algorithm.value} key '{spec.label}'"):
+            if family is Family.AES:
+                secret_t = secret_template(spec)
+                key = self._session.generate_key(
+                    KeyType.AES, spec.algorithm.spec.bits, store=True, template=secret_t
+                )
+                objects = [(key, expected_readback(secret_t, True))]
+            else:
+                pub_t, priv_t = public_template(spec), private_template(spec)
+                public, private = self._session.generate_keypair(
+                    KEY_TYPE[family],
+                    spec.algorithm.spec.bits if family is Family.RSA else None,
+                    store=True,
+                    public_template=pub_t,
+                    private_template=priv_t,
+                )
+                objects = [
+                    (private, expected_readback(priv_t, True)),
+                    (public, expected_readback(pub_t, False)),
+                ]
+        try:
+            return self._verify_generated(spec, objects)
+        except BaseException:
+            self._destroy_objects([obj for obj, _ in objects])
+            raise
+
+    def _verify_generated(self, spec: KeySpec, objects: list[tuple[Any, dict[Attribute, Any]]]) -> GeneratedKey:
+        shown: dict[str, dict[str, Any]] = {}
+        kcv = spki = None
+        with pkcs11_errors(f"reading back key '{spec.label}'"):
+            for obj, expected in objects:
+                actual = obj.get_attributes([*SHOWN_ATTRIBUTES, Attribute.CHECK_VALUE])
+                wrong = mismatches(expected, actual)
+                if wrong:
+                    raise TemplateMismatch(
+                        f"The token created key '{spec.label}' with attributes other than asked "
+                        f"for ({', '.join(wrong)}); it was destroyed and nothing was recorded."
+                    )
+                shown[ObjectClass(actual[Attribute.CLASS]).name] = _named(actual)
+                if spec.algorithm.symmetric:
+                    check = actual.get(Attribute.CHECK_VALUE)
+                    kcv = bytes(check).hex().upper() if check else None
+                elif obj.object_class == ObjectClass.PUBLIC_KEY:
+                    spki = self._spki(obj, spec.algorithm.family)
+        return GeneratedKey(
+            cka_id=spec.cka_id.hex(),
+            kcv=kcv,
+            spki=spki,
+            fingerprint=hashlib.sha256(spki).hexdigest() if spki else None,
+            attributes=shown,
+        )
+
+    def _spki(self, public: Any, family: Family) -> bytes:
+        if family is Family.RSA:
+            attrs = public.get_attributes([Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
+        else:
+            attrs = public.get_attributes([Attribute.EC_PARAMS, Attribute.EC_POINT])
+        return spki_of(attrs, family)
+
+    def _destroy_objects(self, objects: list[Any]) -> None:
+        for obj in objects:
+            try:
+                obj.destroy()
+            except pkcs11.PKCS11Error:
+                log.error("could not destroy a rejected key object on %s", self.info.serial)
+
+    # --- enumeration and reads -------------------------------------------------------------
+
+    def key_objects(self) -> list[TokenObject]:
+        """Every key on the token, key pairs grouped by CKA_ID; one batched read per object."""
+        grouped: dict[str, list[dict[Attribute, Any]]] = defaultdict(list)
+        anonymous: list[dict[Attribute, Any]] = []
+        with pkcs11_errors(f"listing the keys on token '{self.info.label}'"):
+            for obj in self._session.get_objects():
+                attrs = obj.get_attributes(_ENUMERATION_ATTRIBUTES)
+                if attrs.get(Attribute.CLASS) not in _KEY_CLASSES:
+                    continue
+                cka_id = bytes(attrs.get(Attribute.ID, b"")).hex()
+                (grouped[cka_id] if cka_id else anonymous).append(attrs)
+        result = [self._token_object(cka_id, group) for cka_id, group in grouped.items()]
+        result.extend(self._token_object("", [attrs]) for attrs in anonymous)
+        return result
+
+    def _token_object(self, cka_id: str, group: list[dict[Attribute, Any]]) -> TokenObject:
+        first = group[0]
+        label = first.get(Attribute.LABEL) or ""
+        key_type = first.get(Attribute.KEY_TYPE)
+        classes = tuple(sorted(ObjectClass(a[Attribute.CLASS]).name for a in group))
+        merged: dict[Attribute, Any] = {}
+        for attrs in group:
+            merged.update({k: v for k, v in attrs.items() if v not in (None, b"")})
+        return TokenObject(
+            token_serial=self.info.serial,
+            token_label=self.info.label,
+            cka_id=cka_id,
+            label=str(label),
+            key_type=key_type.name if hasattr(key_type, "name") else str(key_type),
+            classes=classes,
+            algorithm=algorithm_of(merged),
+        )
+
+    def _objects_by_id(self, cka_id: str) -> list[Any]:
+        return list(self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}))
+
+    def read_key(self, cka_id: str) -> dict[str, dict[str, Any]]:
+        """Live attributes of each object with this CKA_ID, by object class name."""
+        result: dict[str, dict[str, Any]] = {}
+        with pkcs11_errors("reading key attributes"):
+            for obj in self._objects_by_id(cka_id):
+                attrs = obj.get_attributes(list(SHOWN_ATTRIBUTES))
+                if attrs.get(Attribute.CLASS) in _KEY_CLASSES:
+                    result[ObjectClass(attrs[Attribute.CLASS]).name] = _named(attrs)
+        return result
+
+    def identify(self, cka_id: str) -> tuple[Algorithm | None, str | None, bytes | None, dict[str, dict[str, Any]]]:
+        """For adoption: algorithm, KCV, SPKI and live attributes of the key with this CKA_ID."""
+        kcv: str | None = None
+        spki: bytes | None = None
+        algorithm: Algorithm | None = None
+        with pkcs11_errors("reading the key to adopt"):
+            objects = self._objects_by_id(cka_id)
+            for obj in objects:
+                attrs = obj.get_attributes([*_ENUMERATION_ATTRIBUTES, Attribute.CHECK_VALUE])
+                if attrs.get(Attribute.CLASS) not in _KEY_CLASSES:
+                    continue
+                algorithm = algorithm or algorithm_of(attrs)
+                if attrs[Attribute.CLASS] == ObjectClass.SECRET_KEY and attrs.get(Attribute.CHECK_VALUE):
+                    kcv = bytes(attrs[Attribute.CHECK_VALUE]).hex().upper()
+                if attrs[Attribute.CLASS] == ObjectClass.PUBLIC_KEY and algorithm is not None:
+                    spki = self._spki(obj, algorithm.family)
+        if not objects:
+            raise TokenError(f"No key with CKA_ID {cka_id} on token '{self.info.label}'.")
+        return algorithm, kcv, spki, self.read_key(cka_id)
+
+    def destroy_key(self, cka_id: str) -> int:
+        """Destroy every object with this CKA_ID; returns how many were destroyed."""
+        with pkcs11_errors("destroying a key"):
+            objects = self._objects_by_id(cka_id)
+            for obj in objects:
+                obj.destroy()
+        return len(objects)

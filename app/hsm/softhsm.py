@@ -1,0 +1,53 @@
+"""The embedded SoftHSM2 token: its module, and its configuration under the workstation home."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from app.paths import Home
+from app.storage.files import write_atomic
+
+# Where Debian, Ubuntu, Fedora and Homebrew put the SoftHSM2 module.
+CANDIDATES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+    "/usr/lib/pkcs11/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+)
+
+
+def find_softhsm_module() -> str | None:
+    """Path of the installed SoftHSM2 module, or None."""
+    for candidate in CANDIDATES:
+        if Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def is_softhsm(path: str) -> bool:
+    return "softhsm" in Path(path).name.lower()
+
+
+def ensure_config(home: Home) -> Path:
+    """Write ``<home>/softhsm/softhsm2.conf`` (file object store) if it is not there yet."""
+    home.softhsm_tokens.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not home.softhsm_conf.exists():
+        text = (
+            "# Keystead's embedded SoftHSM2 token store. Other PKCS#11 tools reach it with\n"
+            f"# SOFTHSM2_CONF={home.softhsm_conf}\n"
+            f"directories.tokendir = {home.softhsm_tokens}\n"
+            "objectstore.backend = file\n"
+            "log.level = ERROR\n"
+            "slots.removable = false\n"
+        )
+        write_atomic(home.softhsm_conf, text.encode("utf-8"))
+    return home.softhsm_conf
+
+
+def activate_config(home: Home) -> None:
+    """Point SoftHSM at the workstation's store; SoftHSM reads this at C_Initialize."""
+    os.environ["SOFTHSM2_CONF"] = str(ensure_config(home))

@@ -1,0 +1,199 @@
+"""Managed keys: generate, adopt, list with reconciliation, show."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.domain.algorithms import Algorithm, Purpose, Usage, default_purpose, usage_for
+from app.domain.fingerprints import pgp_words
+from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenObject
+from app.domain.names import validate_name
+from app.errors import KeysteadError, NotFoundError, TokenError, ValidationError
+from app.hsm.templates import KeySpec
+from app.services.audit import Outcome, record, record_alone
+from app.services.executor import assert_core_thread
+from app.services.tokens import TokenService
+from app.storage.database import Database
+from app.storage.repository import KeyRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyDetails:
+    """A key as the detail panel shows it: record, live token attributes, words to read aloud."""
+
+    record: KeyRecord
+    presence: Presence
+    token_attributes: dict[str, dict[str, Any]]  # empty when the token is not logged in
+    identifier_words: list[str]
+
+
+class KeyService:
+    def __init__(self, db: Database, tokens: TokenService, operator: str,
+                 clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.operator = operator
+        self.clock = clock
+        self.repo = KeyRepository(db)
+
+    # --- lookup ----------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> KeyRecord:
+        """A key by uuid or unique name."""
+        record_ = self.repo.get(ref) or self.repo.by_name(ref)
+        if record_ is None:
+            raise NotFoundError(f"No key with id or name '{ref}'.")
+        return record_
+
+    def _free_name(self, name: str) -> str:
+        cleaned = validate_name(name)
+        if self.repo.by_name(cleaned) is not None:
+            raise ValidationError(f"A key named '{cleaned}' already exists; names are unique.")
+        return cleaned
+
+    # --- generation ------------------------------------------------------------------------
+
+    def generate(self, token_ref: str, algorithm: Algorithm, name: str,
+                 purpose: Purpose | None = None, backup_able: bool = False) -> KeyRecord:
+        """Generate a key on the token and record it as PRE_ACTIVE, with its audit event."""
+        assert_core_thread()
+        purpose = purpose or default_purpose(algorithm)
+        name = self._free_name(name)
+        plan = usage_for(algorithm, purpose)
+        session = self.tokens.session(token_ref)
+        info = session.info
+        spec = KeySpec(algorithm=algorithm, label=name, cka_id=secrets.token_bytes(16),
+                       usage=plan, extractable=backup_able)
+        subject = f"key:{name}"
+        try:
+            generated = session.generate(spec)
+        except KeysteadError as exc:
+            record_alone(self.db, when=self.clock(), operators=(self.operator,), action="key.generate",
+                         subject=subject, outcome=Outcome.FAILED,
+                         details={"algorithm": algorithm.value, "token": info.serial, "error": exc.message})
+            raise
+        key = KeyRecord(
+            id=str(uuid.uuid4()), name=name, algorithm=algorithm, purpose=purpose,
+            state=KeyState.PRE_ACTIVE, token_serial=info.serial, token_label=info.label,
+            cka_id=generated.cka_id, extractable=backup_able, kcv=generated.kcv,
+            fingerprint=generated.fingerprint, created_at=self.clock(), created_by=self.operator,
+        )
+        try:
+            with self.db.transaction():
+                self.repo.insert(key, generated.spki)
+                record(self.db, when=key.created_at, operators=(self.operator,),
+                       action="key.generate", subject=f"key:{key.id}", outcome=Outcome.SUCCESS,
+                       details=_key_details(key))
+        except BaseException:
+            # No record, no key: take the new object off the token again.
+            session.destroy_key(generated.cka_id)
+            raise
+        log.info("generated key %s (%s) on token %s", key.id, algorithm.value, info.serial)
+        return key
+
+    # --- inventory -------------------------------------------------------------------------
+
+    def inventory(self) -> list[InventoryItem]:
+        """Every managed record and every unmanaged token object, reconciled per token."""
+        assert_core_thread()
+        records = self.repo.all()
+        seen: dict[str, dict[str, TokenObject]] = {}
+        for session in self.tokens.logged_in():
+            seen[session.info.serial] = {o.cka_id: o for o in session.key_objects()}
+        items: list[InventoryItem] = []
+        for key in records:
+            objects = seen.get(key.token_serial)
+            if objects is None:
+                items.append(InventoryItem(Presence.UNCHECKED, key))
+            elif key.cka_id in objects:
+                items.append(InventoryItem(Presence.PRESENT, key, objects.pop(key.cka_id)))
+            else:
+                items.append(InventoryItem(Presence.MISSING, key))
+        for objects in seen.values():
+            items.extend(InventoryItem(Presence.UNMANAGED, None, o) for o in objects.values())
+        return items
+
+    def details(self, key_id: str) -> KeyDetails:
+        key = self.resolve(key_id)
+        attributes: dict[str, dict[str, Any]] = {}
+        presence = Presence.UNCHECKED
+        live = {s.info.serial: s for s in self.tokens.logged_in()}
+        if key.token_serial in live:
+            attributes = live[key.token_serial].read_key(key.cka_id)
+            presence = Presence.PRESENT if attributes else Presence.MISSING
+        words = pgp_words(bytes.fromhex(key.identifier)) if key.identifier else []
+        return KeyDetails(key, presence, attributes, words)
+
+    # --- adoption --------------------------------------------------------------------------
+
+    def adopt(self, token_ref: str, cka_id: str, name: str | None = None) -> KeyRecord:
+        """Record an unmanaged token object as a managed key (PRE_ACTIVE), reading its attributes."""
+        assert_core_thread()
+        session = self.tokens.session(token_ref)
+        info = session.info
+        try:
+            cka_id = bytes.fromhex(cka_id.replace(":", "")).hex()
+        except ValueError as exc:
+            raise ValidationError(f"'{cka_id}' is not a hexadecimal CKA_ID.") from exc
+        if not cka_id:
+            raise ValidationError("Give the CKA_ID of the key to adopt.")
+        existing = self.repo.by_token_object(info.serial, cka_id)
+        if existing is not None:
+            raise ValidationError(f"That object is already managed as key '{existing.name}'.")
+        algorithm, kcv, spki, attributes = session.identify(cka_id)
+        if algorithm is None:
+            raise TokenError(
+                "Keystead cannot manage this key's type or size; it manages "
+                + ", ".join(a.value for a in Algorithm) + "."
+            )
+        label = next((a.get("LABEL") for a in attributes.values() if a.get("LABEL")), "")
+        final_name = self._free_name(name or str(label) or f"adopted-{cka_id[:8]}")
+        purpose = _purpose_from_flags(algorithm, attributes)
+        extractable = any(bool(a.get("EXTRACTABLE")) for a in attributes.values())
+        key = KeyRecord(
+            id=str(uuid.uuid4()), name=final_name, algorithm=algorithm, purpose=purpose,
+            state=KeyState.PRE_ACTIVE, token_serial=info.serial, token_label=info.label,
+            cka_id=cka_id, extractable=extractable, kcv=kcv,
+            fingerprint=hashlib.sha256(spki).hexdigest() if spki else None,
+            created_at=self.clock(), created_by=self.operator,
+        )
+        with self.db.transaction():
+            self.repo.insert(key, spki)
+            record(self.db, when=key.created_at, operators=(self.operator,), action="key.adopt",
+                   subject=f"key:{key.id}", outcome=Outcome.SUCCESS,
+                   details={**_key_details(key), "attributes": attributes})
+        return key
+
+
+def _key_details(key: KeyRecord) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "algorithm": key.algorithm.value,
+        "purpose": key.purpose.value,
+        "token": key.token_serial,
+        "cka_id": key.cka_id,
+        "extractable": key.extractable,
+        "identifier": key.identifier,
+    }
+
+
+def _purpose_from_flags(algorithm: Algorithm, attributes: dict[str, dict[str, Any]]) -> Purpose:
+    """The purpose whose usage flags the object carries; the algorithm's default otherwise."""
+    flags = {u for a in attributes.values() for u in Usage if a.get(u.value)}
+    for purpose in (Purpose.KEY_WRAPPING, Purpose.ENCRYPTION, Purpose.SIGNING, Purpose.MAC):
+        try:
+            plan = usage_for(algorithm, purpose)
+        except ValidationError:
+            continue
+        if plan.secret & flags == plan.secret or (plan.private | plan.public) <= flags:
+            return purpose
+    return default_purpose(algorithm)

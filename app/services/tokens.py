@@ -1,0 +1,253 @@
+"""Modules, tokens and logins: which tokens are present, which are logged in, and wrong PINs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.errors import (
+    KeysteadError,
+    ModuleLoadError,
+    PinBackoff,
+    TokenNotLoggedIn,
+    TokenNotPresent,
+    ValidationError,
+    WrongPin,
+)
+from app.hsm.module import Pkcs11Module, TokenInfo
+from app.hsm.session import TokenSession
+from app.hsm.softhsm import activate_config, is_softhsm
+from app.paths import Home
+from app.services.audit import Outcome, record, record_alone
+from app.services.executor import assert_core_thread
+from app.storage.database import Database
+from app.storage.repository import SettingsRepository, TokenRepository
+
+log = logging.getLogger(__name__)
+
+# Keystead's own PIN throttle (SoftHSM never locks): after this many consecutive failures each
+# further try waits, doubling from BACKOFF_BASE up to BACKOFF_MAX seconds.
+FREE_ATTEMPTS = 3
+BACKOFF_BASE = 5.0
+BACKOFF_MAX = 300.0
+
+
+def backoff_seconds(failures: int) -> float:
+    """How long to wait after ``failures`` consecutive wrong PINs before the next try."""
+    if failures < FREE_ATTEMPTS:
+        return 0.0
+    return float(min(BACKOFF_BASE * 2 ** (failures - FREE_ATTEMPTS), BACKOFF_MAX))
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    """A present token and whether this workstation is logged in to it."""
+
+    info: TokenInfo
+    logged_in: bool
+    pin_failures: int
+
+
+class TokenService:
+    """Loaded modules and open sessions. Core thread only."""
+
+    def __init__(self, db: Database, home: Home, operator: str, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.home = home
+        self.operator = operator
+        self.clock = clock
+        self.tokens = TokenRepository(db)
+        self.settings = SettingsRepository(db)
+        self.modules: dict[str, Pkcs11Module] = {}
+        self.module_errors: dict[str, str] = {}
+        self._sessions: dict[str, TokenSession] = {}
+
+    # --- modules ---------------------------------------------------------------------------
+
+    def load_modules(self) -> None:
+        """Load every configured module; a module that fails is reported, not fatal."""
+        assert_core_thread()
+        for path, _embedded in self.settings.modules():
+            if path in self.modules:
+                continue
+            try:
+                self.modules[path] = self._load(path)
+                self.module_errors.pop(path, None)
+            except ModuleLoadError as exc:
+                self.module_errors[path] = exc.message
+                log.warning("module %s failed to load", path)
+
+    def _load(self, path: str) -> Pkcs11Module:
+        if is_softhsm(path):
+            activate_config(self.home)
+        return Pkcs11Module(path)
+
+    def add_module(self, path: str) -> Pkcs11Module:
+        """Load ``path`` and, if it is a PKCS#11 module, remember it (audited)."""
+        assert_core_thread()
+        if path in self.modules:
+            return self.modules[path]
+        try:
+            module = self._load(path)
+        except ModuleLoadError as exc:
+            record_alone(self.db, when=self.clock(), operators=(self.operator,),
+                         action="module.add", subject=path, outcome=Outcome.FAILED,
+                         details={"error": exc.message})
+            raise
+        with self.db.transaction():
+            self.settings.add_module(path, is_softhsm(path), self.clock())
+            record(self.db, when=self.clock(), operators=(self.operator,), action="module.add",
+                   subject=path, outcome=Outcome.SUCCESS, details={"description": module.info().description})
+        self.modules[path] = module
+        return module
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def present(self) -> list[TokenInfo]:
+        assert_core_thread()
+        found: list[TokenInfo] = []
+        for module in self.modules.values():
+            found.extend(module.tokens())
+        return found
+
+    def statuses(self) -> list[TokenStatus]:
+        return [
+            TokenStatus(info, info.serial in self._sessions, self.tokens.pin_failures(info.serial)[0])
+            for info in self.present()
+        ]
+
+    def find(self, ref: str) -> TokenInfo:
+        """The present token whose serial or label is ``ref``; two with one label is an error."""
+        present = self.present()
+        by_serial = [t for t in present if t.serial == ref]
+        if by_serial:
+            return by_serial[0]
+        by_label = [t for t in present if t.label == ref]
+        if len(by_label) == 1:
+            return by_label[0]
+        if len(by_label) > 1:
+            serials = ", ".join(t.serial for t in by_label)
+            raise ValidationError(
+                f"Several tokens are labelled '{ref}' (serials {serials}); name one by serial."
+            )
+        raise TokenNotPresent(f"No token labelled or numbered '{ref}' is present. Insert it.")
+
+    def module_of(self, info: TokenInfo) -> Pkcs11Module:
+        return self.modules[info.module_path]
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def login(self, ref: str, pin: str) -> TokenInfo:
+        """Log in with ``pin``; counts and throttles wrong PINs; every try is audited."""
+        assert_core_thread()
+        info = self.find(ref)
+        if info.serial in self._sessions:
+            return info
+        failures, last = self.tokens.pin_failures(info.serial)
+        wait = backoff_seconds(failures)
+        now = self.clock()
+        if last is not None and wait and now < last + timedelta(seconds=wait):
+            retry_after = (last + timedelta(seconds=wait) - now).total_seconds()
+            record_alone(self.db, when=now, operators=(self.operator,), action="token.login",
+                         subject=info.serial, outcome=Outcome.DENIED,
+                         details={"reason": "backoff", "failures": failures})
+            raise PinBackoff(
+                f"{failures} wrong PINs in a row for token '{info.label}'. Wait "
+                f"{retry_after:.0f} s before the next try.",
+                retry_after=retry_after,
+            )
+        try:
+            session = TokenSession.login(self.module_of(info), info, pin)
+        except WrongPin as exc:
+            with self.db.transaction():
+                count = self.tokens.record_pin_failure(info.serial, now)
+                record(self.db, when=now, operators=(self.operator,), action="token.login",
+                       subject=info.serial, outcome=Outcome.FAILED,
+                       details={"reason": "wrong PIN", "failures": count})
+            raise WrongPin(
+                f"Wrong PIN for token '{info.label}' ({count} failure{'s' if count != 1 else ''} "
+                f"in a row). {_next_try_hint(count)}",
+                failures=count,
+            ) from exc
+        except KeysteadError as exc:
+            record_alone(self.db, when=now, operators=(self.operator,), action="token.login",
+                         subject=info.serial, outcome=Outcome.FAILED, details={"error": exc.message})
+            raise
+        try:
+            with self.db.transaction():
+                self.tokens.clear_pin_failures(info.serial)
+                self.tokens.seen(info.serial, info.label, info.model, now)
+                record(self.db, when=now, operators=(self.operator,), action="token.login",
+                       subject=info.serial, outcome=Outcome.SUCCESS, details={"label": info.label})
+        except BaseException:
+            session.close()
+            raise
+        self._sessions[info.serial] = session
+        return info
+
+    def logout(self, serial: str) -> None:
+        assert_core_thread()
+        session = self._sessions.pop(serial, None)
+        if session is not None:
+            session.close()
+
+    def session(self, ref: str) -> TokenSession:
+        """The open session on a token (by serial or label); raises TokenNotLoggedIn."""
+        info = self.find(ref)
+        session = self._sessions.get(info.serial)
+        if session is None:
+            raise TokenNotLoggedIn(f"Log in to token '{info.label}' first.")
+        return session
+
+    def logged_in(self) -> list[TokenSession]:
+        return list(self._sessions.values())
+
+    def create_soft_token(self, label: str, so_pin: str, user_pin: str) -> TokenInfo:
+        """Create a token in the embedded SoftHSM store (SO PIN, then user PIN); audited."""
+        assert_core_thread()
+        embedded = [p for p, emb in self.settings.modules() if emb and p in self.modules]
+        if not embedded:
+            raise ModuleLoadError("The embedded SoftHSM module is not available; install softhsm2.")
+        _check_pin(so_pin, "SO PIN")
+        _check_pin(user_pin, "user PIN")
+        if any(t.label == label for t in self.present()):
+            raise ValidationError(f"A token labelled '{label}' already exists; choose another label.")
+        module = self.modules[embedded[0]]
+        free = [t for t in module.tokens(include_uninitialized=True) if not t.initialized]
+        if not free:
+            raise TokenNotPresent("SoftHSM offers no free slot for a new token.")
+        try:
+            module.init_token(free[0].slot_id, so_pin, label)
+            created = next(t for t in module.tokens() if t.label == label)
+            module.init_user_pin(created.serial, so_pin, user_pin)
+        except KeysteadError as exc:
+            record_alone(self.db, when=self.clock(), operators=(self.operator,),
+                         action="token.create-soft", subject=label, outcome=Outcome.FAILED,
+                         details={"error": exc.message})
+            raise
+        with self.db.transaction():
+            self.tokens.seen(created.serial, created.label, created.model, self.clock())
+            record(self.db, when=self.clock(), operators=(self.operator,), action="token.create-soft",
+                   subject=created.serial, outcome=Outcome.SUCCESS, details={"label": label})
+        return created
+
+    def close(self) -> None:
+        for serial in list(self._sessions):
+            self.logout(serial)
+        for module in self.modules.values():
+            module.close()
+        self.modules.clear()
+
+
+def _next_try_hint(failures: int) -> str:
+    wait = backoff_seconds(failures)
+    if not wait:
+        return f"{FREE_ATTEMPTS - failures} more tr{'y' if FREE_ATTEMPTS - failures == 1 else 'ies'} before Keystead makes you wait."
+    return f"Keystead waits {wait:.0f} s before the next try."
+
+
+def _check_pin(pin: str, what: str) -> None:
+    if not 4 <= len(pin) <= 255:
+        raise ValidationError(f"The {what} must have 4 to 255 characters.")

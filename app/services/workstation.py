@@ -1,0 +1,149 @@
+"""The workstation: initialise it, unlock it as an operator, lock it.
+
+An unlocked ``Workstation`` owns the open database, the loaded PKCS#11 modules and the token
+sessions; all of them belong to the core thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.domain.names import validate_name, validate_new_passphrase
+from app.errors import KeysteadError, WorkstationExists
+from app.hsm.softhsm import ensure_config, find_softhsm_module
+from app.paths import Home
+from app.services.audit import Outcome, record
+from app.services.executor import assert_core_thread
+from app.services.keys import KeyService
+from app.services.tokens import TokenService
+from app.storage.database import Database
+from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
+from app.storage.repository import SettingsRepository
+
+log = logging.getLogger(__name__)
+
+ROLE_SECURITY_OFFICER = "security-officer"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def disable_core_dumps() -> None:
+    """A crash must not write secrets from memory to disk."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@dataclass(frozen=True)
+class SoftTokenRequest:
+    """The embedded SoftHSM token to create at initialisation."""
+
+    label: str
+    so_pin: str
+    user_pin: str
+
+
+class Workstation:
+    """An unlocked workstation. Create with ``initialize`` or ``unlock``; end with ``lock``."""
+
+    def __init__(self, home: Home, db: Database, operator: str, workstation_id: str,
+                 clock: Callable[[], datetime]) -> None:
+        self.home = home
+        self.db = db
+        self.operator = operator
+        self.workstation_id = workstation_id
+        self.clock = clock
+        self.settings = SettingsRepository(db)
+        self.tokens = TokenService(db, home, operator, clock)
+        self.keys = KeyService(db, self.tokens, operator, clock)
+
+    @classmethod
+    def initialize(cls, home: Home, operator: str, passphrase: str, confirmation: str,
+                   soft_token: SoftTokenRequest | None = None, cost: KdfCost | None = None,
+                   clock: Callable[[], datetime] = utc_now) -> Workstation:
+        """Create the database and the first security officer; optionally an embedded token."""
+        assert_core_thread()
+        operator = validate_name(operator, "Operator name")
+        validate_new_passphrase(passphrase, confirmation)
+        if home.exists():
+            raise WorkstationExists(
+                f"A workstation already exists in {home.root}; unlock it instead. Nothing was changed."
+            )
+        home.ensure()
+        slots = KeySlotFile.create(home.keyslots)
+        database_key = new_database_key()
+        slots.add(operator, passphrase, database_key, cost or KdfCost())
+        db = Database.create(home.database, database_key)
+        try:
+            now = clock()
+            settings = SettingsRepository(db)
+            with db.transaction():
+                settings.put("workstation_id", slots.workstation_id)
+                settings.put("created_at", now.isoformat())
+                settings.add_operator(operator, ROLE_SECURITY_OFFICER, operator, now)
+                softhsm = find_softhsm_module()
+                if softhsm:
+                    settings.add_module(softhsm, True, now)
+                record(db, when=now, operators=(operator,), action="workstation.initialize",
+                       subject=f"workstation:{slots.workstation_id}", outcome=Outcome.SUCCESS,
+                       details={"operator": operator, "role": ROLE_SECURITY_OFFICER,
+                                "embedded_module": softhsm or ""})
+            slots.save()
+        except BaseException:
+            db.close()
+            home.database.unlink(missing_ok=True)
+            raise
+        ensure_config(home)
+        workstation = cls(home, db, operator, slots.workstation_id, clock)
+        workstation.tokens.load_modules()
+        if soft_token is not None:
+            workstation.tokens.create_soft_token(soft_token.label, soft_token.so_pin, soft_token.user_pin)
+        return workstation
+
+    @classmethod
+    def unlock(cls, home: Home, operator: str, passphrase: str,
+               clock: Callable[[], datetime] = utc_now) -> Workstation:
+        """Open the workstation with the operator's own keyslot."""
+        assert_core_thread()
+        slots = KeySlotFile.load(home.keyslots)
+        database_key = slots.open(operator, passphrase)
+        db = Database.open(home.database, database_key)
+        try:
+            workstation = cls(home, db, operator, slots.workstation_id, clock)
+            with db.transaction():
+                record(db, when=clock(), operators=(operator,), action="workstation.unlock",
+                       subject=f"workstation:{slots.workstation_id}", outcome=Outcome.SUCCESS)
+        except BaseException:
+            db.close()
+            raise
+        workstation.tokens.load_modules()
+        return workstation
+
+    @staticmethod
+    def operators(home: Home) -> list[str]:
+        """Names with a keyslot (for the unlock dialog)."""
+        try:
+            return KeySlotFile.load(home.keyslots).operators()
+        except KeysteadError:
+            return []
+
+    def lock(self) -> None:
+        """Close sessions, unload modules and close the database."""
+        assert_core_thread()
+        try:
+            with self.db.transaction():
+                record(self.db, when=self.clock(), operators=(self.operator,),
+                       action="workstation.lock", subject=f"workstation:{self.workstation_id}",
+                       outcome=Outcome.SUCCESS)
+        finally:
+            self.tokens.close()
+            self.db.close()
+
+

@@ -1,0 +1,165 @@
+"""The SQLCipher database: opened with a raw 256-bit key, checked on every open, migrated.
+
+Every open asserts the SQLCipher 4 settings and runs ``cipher_integrity_check`` and
+``quick_check``; a failure is ``DatabaseDamaged`` and the file is left as it was. The connection
+belongs to the thread that opened it (the core worker): ``check_same_thread`` stays on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlcipher3
+
+from app.errors import DatabaseDamaged, StorageError, WorkstationExists, WorkstationMissing
+from app.storage.migrations import LATEST, MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+# What every open insists on (SQLCipher 4 defaults; a raw key skips the KDF).
+EXPECTED_SETTINGS = {
+    "cipher_page_size": "4096",
+    "cipher_hmac_algorithm": "HMAC_SHA512",
+    "cipher_kdf_algorithm": "PBKDF2_HMAC_SHA512",
+    "cipher_use_hmac": "1",
+    "cipher_plaintext_header_size": "0",
+}
+
+Row = tuple[Any, ...]
+
+
+def _damaged(path: Path, detail: str) -> DatabaseDamaged:
+    return DatabaseDamaged(
+        f"The database {path} is damaged ({detail}). The file was left untouched; restore it "
+        "from your latest verified backup."
+    )
+
+
+class Database:
+    """An open, checked, migrated SQLCipher database."""
+
+    def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, key: bytes) -> Database:
+        if path.exists():
+            raise WorkstationExists(f"A database already exists at {path}; nothing was changed.")
+        db = cls._connect(path, key)
+        db._migrate()
+        return db
+
+    @classmethod
+    def open(cls, path: Path, key: bytes) -> Database:
+        if not path.exists():
+            raise WorkstationMissing(f"The database {path} does not exist.")
+        db = cls._connect(path, key)
+        try:
+            db._check()
+            db._migrate()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @classmethod
+    def _connect(cls, path: Path, key: bytes) -> Database:
+        if len(key) != 32:
+            raise StorageError("The database key must be 32 bytes.")
+        conn = sqlcipher3.connect(str(path), isolation_level=None)
+        # A raw key in SQLCipher's x'..' form; hex only, never text from a person.
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        db = cls(conn, path)
+        try:
+            version = db.scalar("PRAGMA cipher_version")
+            if not version or not str(version).startswith("4."):
+                raise StorageError(f"SQLCipher 4 is required; this build reports {version!r}.")
+            for pragma, expected in EXPECTED_SETTINGS.items():
+                actual = str(db.scalar(f"PRAGMA {pragma}"))
+                if actual != expected:
+                    raise StorageError(f"SQLCipher setting {pragma} is {actual}, not {expected}.")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlcipher3.DatabaseError as exc:
+            conn.close()
+            raise _damaged(path, str(exc)) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return db
+
+    def _check(self) -> None:
+        try:
+            self.scalar("SELECT count(*) FROM sqlite_master")
+            problems = self.query("PRAGMA cipher_integrity_check")
+            if problems:
+                raise _damaged(self.path, f"{len(problems)} page(s) fail authentication")
+            quick = self.query("PRAGMA quick_check")
+            if [row[0] for row in quick] != ["ok"]:
+                raise _damaged(self.path, "SQLite quick_check failed")
+        except sqlcipher3.DatabaseError as exc:
+            raise _damaged(self.path, str(exc)) from exc
+
+    def _migrate(self) -> None:
+        current = int(self.scalar("PRAGMA user_version"))
+        if current > LATEST:
+            raise StorageError(
+                f"The database has schema version {current}, newer than this Keystead "
+                f"({LATEST}). Use the newer Keystead; nothing was changed."
+            )
+        for version, script in MIGRATIONS:
+            if version <= current:
+                continue
+            log.info("applying database migration %d", version)
+            with self.transaction():
+                for statement in _statements(script):
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    # --- use -------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One IMMEDIATE transaction; rolled back on any exception."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._conn.in_transaction)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = self._conn.execute(sql, params)
+        return int(cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(self._conn.execute(sql, params).fetchall())
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]
