@@ -36,6 +36,8 @@ def validate_new_passphrase(passphrase: str, confirmation: str) -> None:
             f"The passphrase must have at least {MIN_PASSPHRASE_LENGTH} characters."
         )
     if len(passphrase) > MAX_PASSPHRASE_LENGTH:
-        raise ValidationError(f"The passphrase must have at most {MAX_PASSPHRASE_LENGTH} characters.")
+        raise ValidationError(
+            f"The passphrase must have at most {MAX_PASSPHRASE_LENGTH} characters."
+        )
     if passphrase != confirmation:
         raise ValidationError("The passphrase and its confirmation differ.")

@@ -73,7 +73,9 @@ def translate(exc: px.PKCS11Error, action: str) -> Exception:
     if isinstance(exc, px.NoSuchToken):
         return TokenNotPresent(f"The token is not present ({exc}).")
     if isinstance(exc, _UNSUPPORTED):
-        return UnsupportedAlgorithm(f"The token does not support this while {action} ({describe(exc)}).")
+        return UnsupportedAlgorithm(
+            f"The token does not support this while {action} ({describe(exc)})."
+        )
     if isinstance(exc, px.DeviceMemory):
         return TokenError(f"The token is out of memory while {action}; free space on it first.")
     if isinstance(exc, px.TokenWriteProtected):

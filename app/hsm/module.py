@@ -6,6 +6,7 @@ import ctypes
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pkcs11
 import pkcs11.exceptions as px
@@ -98,7 +99,7 @@ class Pkcs11Module:
         log.info("loaded PKCS#11 module %s", path)
 
     @property
-    def raw(self) -> pkcs11.lib:
+    def raw(self) -> Any:
         """The python-pkcs11 library object; for app.hsm only."""
         return self._lib
 
@@ -153,7 +154,9 @@ class Pkcs11Module:
     def mechanisms(self, serial: str) -> set[str]:
         token = self.token(serial)
         with pkcs11_errors("reading the mechanism list"):
-            return {m.name if hasattr(m, "name") else hex(int(m)) for m in token.slot.get_mechanisms()}
+            return {
+                m.name if hasattr(m, "name") else hex(int(m)) for m in token.slot.get_mechanisms()
+            }
 
     def mechanism_range(self, serial: str, mechanism: str) -> tuple[int | None, int | None]:
         token = self.token(serial)

@@ -118,11 +118,15 @@ def spki_of(public: dict[Attribute, Any], family: Family) -> bytes:
         curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}.get(curve_name or "")
         if curve is None:
             raise UnsupportedAlgorithm("The key's elliptic curve is not one Keystead manages.")
-        key = ec.EllipticCurvePublicKey.from_encoded_point(curve, _ec_point(public[Attribute.EC_POINT]))
+        key = ec.EllipticCurvePublicKey.from_encoded_point(
+            curve, _ec_point(public[Attribute.EC_POINT])
+        )
     else:
         key = ed25519.Ed25519PublicKey.from_public_bytes(_ec_point(public[Attribute.EC_POINT]))
     return bytes(
-        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
 
 
@@ -139,9 +143,11 @@ def algorithm_of(attributes: dict[Attribute, Any]) -> Algorithm | None:
         )
     if key_type in (KeyType.EC, KeyType.EC_EDWARDS):
         curve = PARAMS_CURVE.get(attributes.get(Attribute.EC_PARAMS, b""))
-        return {"P-256": Algorithm.EC_P256, "P-384": Algorithm.EC_P384, "Ed25519": Algorithm.ED25519}.get(
-            curve or ""
-        )
+        return {
+            "P-256": Algorithm.EC_P256,
+            "P-384": Algorithm.EC_P384,
+            "Ed25519": Algorithm.ED25519,
+        }.get(curve or "")
     return None
 
 
@@ -196,7 +202,9 @@ class TokenSession:
                 key = self._session.generate_key(
                     KeyType.AES, spec.algorithm.spec.bits, store=True, template=secret_t
                 )
-                objects = [(key, expected_readback(secret_t, True))]
+                objects: list[tuple[Any, dict[Attribute, Any]]] = [
+                    (key, expected_readback(secret_t, True))
+                ]
             else:
                 pub_t, priv_t = public_template(spec), private_template(spec)
                 public, private = self._session.generate_keypair(
@@ -216,7 +224,9 @@ class TokenSession:
             self._destroy_objects([obj for obj, _ in objects])
             raise
 
-    def _verify_generated(self, spec: KeySpec, objects: list[tuple[Any, dict[Attribute, Any]]]) -> GeneratedKey:
+    def _verify_generated(
+        self, spec: KeySpec, objects: list[tuple[Any, dict[Attribute, Any]]]
+    ) -> GeneratedKey:
         shown: dict[str, dict[str, Any]] = {}
         kcv = spki = None
         with pkcs11_errors(f"reading back key '{spec.label}'"):
@@ -286,7 +296,7 @@ class TokenSession:
             token_label=self.info.label,
             cka_id=cka_id,
             label=str(label),
-            key_type=key_type.name if hasattr(key_type, "name") else str(key_type),
+            key_type=getattr(key_type, "name", str(key_type)),
             classes=classes,
             algorithm=algorithm_of(merged),
         )
@@ -304,7 +314,9 @@ class TokenSession:
                     result[ObjectClass(attrs[Attribute.CLASS]).name] = _named(attrs)
         return result
 
-    def identify(self, cka_id: str) -> tuple[Algorithm | None, str | None, bytes | None, dict[str, dict[str, Any]]]:
+    def identify(
+        self, cka_id: str
+    ) -> tuple[Algorithm | None, str | None, bytes | None, dict[str, dict[str, Any]]]:
         """For adoption: algorithm, KCV, SPKI and live attributes of the key with this CKA_ID."""
         kcv: str | None = None
         spki: bytes | None = None
@@ -316,7 +328,9 @@ class TokenSession:
                 if attrs.get(Attribute.CLASS) not in _KEY_CLASSES:
                     continue
                 algorithm = algorithm or algorithm_of(attrs)
-                if attrs[Attribute.CLASS] == ObjectClass.SECRET_KEY and attrs.get(Attribute.CHECK_VALUE):
+                if attrs[Attribute.CLASS] == ObjectClass.SECRET_KEY and attrs.get(
+                    Attribute.CHECK_VALUE
+                ):
                     kcv = bytes(attrs[Attribute.CHECK_VALUE]).hex().upper()
                 if attrs[Attribute.CLASS] == ObjectClass.PUBLIC_KEY and algorithm is not None:
                     spki = self._spki(obj, algorithm.family)

@@ -21,8 +21,9 @@ class CoreExecutor:
     """A single named worker thread with a job queue."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keystead-core",
-                                        initializer=self._register)
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="keystead-core", initializer=self._register
+        )
 
     @staticmethod
     def _register() -> None:

@@ -37,8 +37,9 @@ class KeyDetails:
 
 
 class KeyService:
-    def __init__(self, db: Database, tokens: TokenService, operator: str,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, db: Database, tokens: TokenService, operator: str, clock: Callable[[], datetime]
+    ) -> None:
         self.db = db
         self.tokens = tokens
         self.operator = operator
@@ -62,8 +63,14 @@ class KeyService:
 
     # --- generation ------------------------------------------------------------------------
 
-    def generate(self, token_ref: str, algorithm: Algorithm, name: str,
-                 purpose: Purpose | None = None, backup_able: bool = False) -> KeyRecord:
+    def generate(
+        self,
+        token_ref: str,
+        algorithm: Algorithm,
+        name: str,
+        purpose: Purpose | None = None,
+        backup_able: bool = False,
+    ) -> KeyRecord:
         """Generate a key on the token and record it as PRE_ACTIVE, with its audit event."""
         assert_core_thread()
         purpose = purpose or default_purpose(algorithm)
@@ -71,28 +78,54 @@ class KeyService:
         plan = usage_for(algorithm, purpose)
         session = self.tokens.session(token_ref)
         info = session.info
-        spec = KeySpec(algorithm=algorithm, label=name, cka_id=secrets.token_bytes(16),
-                       usage=plan, extractable=backup_able)
+        spec = KeySpec(
+            algorithm=algorithm,
+            label=name,
+            cka_id=secrets.token_bytes(16),
+            usage=plan,
+            extractable=backup_able,
+        )
         subject = f"key:{name}"
         try:
             generated = session.generate(spec)
         except KeysteadError as exc:
-            record_alone(self.db, when=self.clock(), operators=(self.operator,), action="key.generate",
-                         subject=subject, outcome=Outcome.FAILED,
-                         details={"algorithm": algorithm.value, "token": info.serial, "error": exc.message})
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="key.generate",
+                subject=subject,
+                outcome=Outcome.FAILED,
+                details={"algorithm": algorithm.value, "token": info.serial, "error": exc.message},
+            )
             raise
         key = KeyRecord(
-            id=str(uuid.uuid4()), name=name, algorithm=algorithm, purpose=purpose,
-            state=KeyState.PRE_ACTIVE, token_serial=info.serial, token_label=info.label,
-            cka_id=generated.cka_id, extractable=backup_able, kcv=generated.kcv,
-            fingerprint=generated.fingerprint, created_at=self.clock(), created_by=self.operator,
+            id=str(uuid.uuid4()),
+            name=name,
+            algorithm=algorithm,
+            purpose=purpose,
+            state=KeyState.PRE_ACTIVE,
+            token_serial=info.serial,
+            token_label=info.label,
+            cka_id=generated.cka_id,
+            extractable=backup_able,
+            kcv=generated.kcv,
+            fingerprint=generated.fingerprint,
+            created_at=self.clock(),
+            created_by=self.operator,
         )
         try:
             with self.db.transaction():
                 self.repo.insert(key, generated.spki)
-                record(self.db, when=key.created_at, operators=(self.operator,),
-                       action="key.generate", subject=f"key:{key.id}", outcome=Outcome.SUCCESS,
-                       details=_key_details(key))
+                record(
+                    self.db,
+                    when=key.created_at,
+                    operators=(self.operator,),
+                    action="key.generate",
+                    subject=f"key:{key.id}",
+                    outcome=Outcome.SUCCESS,
+                    details=_key_details(key),
+                )
         except BaseException:
             # No record, no key: take the new object off the token again.
             session.destroy_key(generated.cka_id)
@@ -136,7 +169,7 @@ class KeyService:
     # --- adoption --------------------------------------------------------------------------
 
     def adopt(self, token_ref: str, cka_id: str, name: str | None = None) -> KeyRecord:
-        """Record an unmanaged token object as a managed key (PRE_ACTIVE), reading its attributes."""
+        """Record an unmanaged token object as a managed PRE_ACTIVE key, reading its attributes."""
         assert_core_thread()
         session = self.tokens.session(token_ref)
         info = session.info
@@ -153,24 +186,39 @@ class KeyService:
         if algorithm is None:
             raise TokenError(
                 "Keystead cannot manage this key's type or size; it manages "
-                + ", ".join(a.value for a in Algorithm) + "."
+                + ", ".join(a.value for a in Algorithm)
+                + "."
             )
         label = next((a.get("LABEL") for a in attributes.values() if a.get("LABEL")), "")
         final_name = self._free_name(name or str(label) or f"adopted-{cka_id[:8]}")
         purpose = _purpose_from_flags(algorithm, attributes)
         extractable = any(bool(a.get("EXTRACTABLE")) for a in attributes.values())
         key = KeyRecord(
-            id=str(uuid.uuid4()), name=final_name, algorithm=algorithm, purpose=purpose,
-            state=KeyState.PRE_ACTIVE, token_serial=info.serial, token_label=info.label,
-            cka_id=cka_id, extractable=extractable, kcv=kcv,
+            id=str(uuid.uuid4()),
+            name=final_name,
+            algorithm=algorithm,
+            purpose=purpose,
+            state=KeyState.PRE_ACTIVE,
+            token_serial=info.serial,
+            token_label=info.label,
+            cka_id=cka_id,
+            extractable=extractable,
+            kcv=kcv,
             fingerprint=hashlib.sha256(spki).hexdigest() if spki else None,
-            created_at=self.clock(), created_by=self.operator,
+            created_at=self.clock(),
+            created_by=self.operator,
         )
         with self.db.transaction():
             self.repo.insert(key, spki)
-            record(self.db, when=key.created_at, operators=(self.operator,), action="key.adopt",
-                   subject=f"key:{key.id}", outcome=Outcome.SUCCESS,
-                   details={**_key_details(key), "attributes": attributes})
+            record(
+                self.db,
+                when=key.created_at,
+                operators=(self.operator,),
+                action="key.adopt",
+                subject=f"key:{key.id}",
+                outcome=Outcome.SUCCESS,
+                details={**_key_details(key), "attributes": attributes},
+            )
         return key
 
 

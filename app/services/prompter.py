@@ -11,7 +11,7 @@ from typing import Protocol
 
 
 class SecretKind(Enum):
-    PASSPHRASE = "passphrase"
+    PASSPHRASE = "passphrase"  # noqa: S105 (a kind of secret, not one)
     USER_PIN = "user PIN"
     SO_PIN = "SO PIN"
 
@@ -29,8 +29,11 @@ class Prompter(Protocol):
 class ScriptedPrompter:
     """Answers from a fixed script: for tests and automation."""
 
-    def __init__(self, secrets: dict[SecretKind, list[str | None]] | None = None,
-                 confirmations: list[bool] | None = None) -> None:
+    def __init__(
+        self,
+        secrets: dict[SecretKind, list[str | None]] | None = None,
+        confirmations: list[bool] | None = None,
+    ) -> None:
         self._secrets = {k: list(v) for k, v in (secrets or {}).items()}
         self._confirmations = list(confirmations or [])
         self.asked: list[str] = []

@@ -53,7 +53,9 @@ class TokenStatus:
 class TokenService:
     """Loaded modules and open sessions. Core thread only."""
 
-    def __init__(self, db: Database, home: Home, operator: str, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, db: Database, home: Home, operator: str, clock: Callable[[], datetime]
+    ) -> None:
         self.db = db
         self.home = home
         self.operator = operator
@@ -92,14 +94,27 @@ class TokenService:
         try:
             module = self._load(path)
         except ModuleLoadError as exc:
-            record_alone(self.db, when=self.clock(), operators=(self.operator,),
-                         action="module.add", subject=path, outcome=Outcome.FAILED,
-                         details={"error": exc.message})
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="module.add",
+                subject=path,
+                outcome=Outcome.FAILED,
+                details={"error": exc.message},
+            )
             raise
         with self.db.transaction():
             self.settings.add_module(path, is_softhsm(path), self.clock())
-            record(self.db, when=self.clock(), operators=(self.operator,), action="module.add",
-                   subject=path, outcome=Outcome.SUCCESS, details={"description": module.info().description})
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="module.add",
+                subject=path,
+                outcome=Outcome.SUCCESS,
+                details={"description": module.info().description},
+            )
         self.modules[path] = module
         return module
 
@@ -114,7 +129,9 @@ class TokenService:
 
     def statuses(self) -> list[TokenStatus]:
         return [
-            TokenStatus(info, info.serial in self._sessions, self.tokens.pin_failures(info.serial)[0])
+            TokenStatus(
+                info, info.serial in self._sessions, self.tokens.pin_failures(info.serial)[0]
+            )
             for info in self.present()
         ]
 
@@ -150,9 +167,15 @@ class TokenService:
         now = self.clock()
         if last is not None and wait and now < last + timedelta(seconds=wait):
             retry_after = (last + timedelta(seconds=wait) - now).total_seconds()
-            record_alone(self.db, when=now, operators=(self.operator,), action="token.login",
-                         subject=info.serial, outcome=Outcome.DENIED,
-                         details={"reason": "backoff", "failures": failures})
+            record_alone(
+                self.db,
+                when=now,
+                operators=(self.operator,),
+                action="token.login",
+                subject=info.serial,
+                outcome=Outcome.DENIED,
+                details={"reason": "backoff", "failures": failures},
+            )
             raise PinBackoff(
                 f"{failures} wrong PINs in a row for token '{info.label}'. Wait "
                 f"{retry_after:.0f} s before the next try.",
@@ -163,24 +186,44 @@ class TokenService:
         except WrongPin as exc:
             with self.db.transaction():
                 count = self.tokens.record_pin_failure(info.serial, now)
-                record(self.db, when=now, operators=(self.operator,), action="token.login",
-                       subject=info.serial, outcome=Outcome.FAILED,
-                       details={"reason": "wrong PIN", "failures": count})
+                record(
+                    self.db,
+                    when=now,
+                    operators=(self.operator,),
+                    action="token.login",
+                    subject=info.serial,
+                    outcome=Outcome.FAILED,
+                    details={"reason": "wrong PIN", "failures": count},
+                )
             raise WrongPin(
                 f"Wrong PIN for token '{info.label}' ({count} failure{'s' if count != 1 else ''} "
                 f"in a row). {_next_try_hint(count)}",
                 failures=count,
             ) from exc
         except KeysteadError as exc:
-            record_alone(self.db, when=now, operators=(self.operator,), action="token.login",
-                         subject=info.serial, outcome=Outcome.FAILED, details={"error": exc.message})
+            record_alone(
+                self.db,
+                when=now,
+                operators=(self.operator,),
+                action="token.login",
+                subject=info.serial,
+                outcome=Outcome.FAILED,
+                details={"error": exc.message},
+            )
             raise
         try:
             with self.db.transaction():
                 self.tokens.clear_pin_failures(info.serial)
                 self.tokens.seen(info.serial, info.label, info.model, now)
-                record(self.db, when=now, operators=(self.operator,), action="token.login",
-                       subject=info.serial, outcome=Outcome.SUCCESS, details={"label": info.label})
+                record(
+                    self.db,
+                    when=now,
+                    operators=(self.operator,),
+                    action="token.login",
+                    subject=info.serial,
+                    outcome=Outcome.SUCCESS,
+                    details={"label": info.label},
+                )
         except BaseException:
             session.close()
             raise
@@ -213,7 +256,9 @@ class TokenService:
         _check_pin(so_pin, "SO PIN")
         _check_pin(user_pin, "user PIN")
         if any(t.label == label for t in self.present()):
-            raise ValidationError(f"A token labelled '{label}' already exists; choose another label.")
+            raise ValidationError(
+                f"A token labelled '{label}' already exists; choose another label."
+            )
         module = self.modules[embedded[0]]
         free = [t for t in module.tokens(include_uninitialized=True) if not t.initialized]
         if not free:
@@ -223,14 +268,27 @@ class TokenService:
             created = next(t for t in module.tokens() if t.label == label)
             module.init_user_pin(created.serial, so_pin, user_pin)
         except KeysteadError as exc:
-            record_alone(self.db, when=self.clock(), operators=(self.operator,),
-                         action="token.create-soft", subject=label, outcome=Outcome.FAILED,
-                         details={"error": exc.message})
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="token.create-soft",
+                subject=label,
+                outcome=Outcome.FAILED,
+                details={"error": exc.message},
+            )
             raise
         with self.db.transaction():
             self.tokens.seen(created.serial, created.label, created.model, self.clock())
-            record(self.db, when=self.clock(), operators=(self.operator,), action="token.create-soft",
-                   subject=created.serial, outcome=Outcome.SUCCESS, details={"label": label})
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="token.create-soft",
+                subject=created.serial,
+                outcome=Outcome.SUCCESS,
+                details={"label": label},
+            )
         return created
 
     def close(self) -> None:
@@ -244,7 +302,8 @@ class TokenService:
 def _next_try_hint(failures: int) -> str:
     wait = backoff_seconds(failures)
     if not wait:
-        return f"{FREE_ATTEMPTS - failures} more tr{'y' if FREE_ATTEMPTS - failures == 1 else 'ies'} before Keystead makes you wait."
+        left = FREE_ATTEMPTS - failures
+        return f"{left} more {'try' if left == 1 else 'tries'} before Keystead makes you wait."
     return f"Keystead waits {wait:.0f} s before the next try."
 
 

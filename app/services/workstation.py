@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import resource
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,10 +35,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def disable_core_dumps() -> None:
-    """A crash must not write secrets from memory to disk."""
+def harden_process() -> None:
+    """No core dumps (a crash must not write secrets to disk); new files private to the user."""
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.umask(0o077)
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,14 @@ class SoftTokenRequest:
 class Workstation:
     """An unlocked workstation. Create with ``initialize`` or ``unlock``; end with ``lock``."""
 
-    def __init__(self, home: Home, db: Database, operator: str, workstation_id: str,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        home: Home,
+        db: Database,
+        operator: str,
+        workstation_id: str,
+        clock: Callable[[], datetime],
+    ) -> None:
         self.home = home
         self.db = db
         self.operator = operator
@@ -65,16 +72,24 @@ class Workstation:
         self.keys = KeyService(db, self.tokens, operator, clock)
 
     @classmethod
-    def initialize(cls, home: Home, operator: str, passphrase: str, confirmation: str,
-                   soft_token: SoftTokenRequest | None = None, cost: KdfCost | None = None,
-                   clock: Callable[[], datetime] = utc_now) -> Workstation:
+    def initialize(
+        cls,
+        home: Home,
+        operator: str,
+        passphrase: str,
+        confirmation: str,
+        soft_token: SoftTokenRequest | None = None,
+        cost: KdfCost | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> Workstation:
         """Create the database and the first security officer; optionally an embedded token."""
         assert_core_thread()
         operator = validate_name(operator, "Operator name")
         validate_new_passphrase(passphrase, confirmation)
         if home.exists():
             raise WorkstationExists(
-                f"A workstation already exists in {home.root}; unlock it instead. Nothing was changed."
+                f"A workstation already exists in {home.root}; unlock it instead. "
+                "Nothing was changed."
             )
         home.ensure()
         slots = KeySlotFile.create(home.keyslots)
@@ -91,10 +106,19 @@ class Workstation:
                 softhsm = find_softhsm_module()
                 if softhsm:
                     settings.add_module(softhsm, True, now)
-                record(db, when=now, operators=(operator,), action="workstation.initialize",
-                       subject=f"workstation:{slots.workstation_id}", outcome=Outcome.SUCCESS,
-                       details={"operator": operator, "role": ROLE_SECURITY_OFFICER,
-                                "embedded_module": softhsm or ""})
+                record(
+                    db,
+                    when=now,
+                    operators=(operator,),
+                    action="workstation.initialize",
+                    subject=f"workstation:{slots.workstation_id}",
+                    outcome=Outcome.SUCCESS,
+                    details={
+                        "operator": operator,
+                        "role": ROLE_SECURITY_OFFICER,
+                        "embedded_module": softhsm or "",
+                    },
+                )
             slots.save()
         except BaseException:
             db.close()
@@ -104,12 +128,15 @@ class Workstation:
         workstation = cls(home, db, operator, slots.workstation_id, clock)
         workstation.tokens.load_modules()
         if soft_token is not None:
-            workstation.tokens.create_soft_token(soft_token.label, soft_token.so_pin, soft_token.user_pin)
+            workstation.tokens.create_soft_token(
+                soft_token.label, soft_token.so_pin, soft_token.user_pin
+            )
         return workstation
 
     @classmethod
-    def unlock(cls, home: Home, operator: str, passphrase: str,
-               clock: Callable[[], datetime] = utc_now) -> Workstation:
+    def unlock(
+        cls, home: Home, operator: str, passphrase: str, clock: Callable[[], datetime] = utc_now
+    ) -> Workstation:
         """Open the workstation with the operator's own keyslot."""
         assert_core_thread()
         slots = KeySlotFile.load(home.keyslots)
@@ -118,8 +145,14 @@ class Workstation:
         try:
             workstation = cls(home, db, operator, slots.workstation_id, clock)
             with db.transaction():
-                record(db, when=clock(), operators=(operator,), action="workstation.unlock",
-                       subject=f"workstation:{slots.workstation_id}", outcome=Outcome.SUCCESS)
+                record(
+                    db,
+                    when=clock(),
+                    operators=(operator,),
+                    action="workstation.unlock",
+                    subject=f"workstation:{slots.workstation_id}",
+                    outcome=Outcome.SUCCESS,
+                )
         except BaseException:
             db.close()
             raise
@@ -139,11 +172,14 @@ class Workstation:
         assert_core_thread()
         try:
             with self.db.transaction():
-                record(self.db, when=self.clock(), operators=(self.operator,),
-                       action="workstation.lock", subject=f"workstation:{self.workstation_id}",
-                       outcome=Outcome.SUCCESS)
+                record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="workstation.lock",
+                    subject=f"workstation:{self.workstation_id}",
+                    outcome=Outcome.SUCCESS,
+                )
         finally:
             self.tokens.close()
             self.db.close()
-
-

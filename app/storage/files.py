@@ -36,5 +36,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
-            raise DiskFull(f"The disk holding {path.parent} is full; {path.name} was not changed.") from exc
+            raise DiskFull(
+                f"The disk holding {path.parent} is full; {path.name} was not changed."
+            ) from exc
         raise StorageError(f"Could not write {path}: {exc.strerror}.") from exc

@@ -16,12 +16,12 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.keywrap import (
     InvalidUnwrap,
     aes_key_unwrap_with_padding,
     aes_key_wrap_with_padding,
 )
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from app.errors import StorageError, UnknownOperator, WorkstationMissing, WrongPassphrase
 from app.storage.files import write_atomic

@@ -1,0 +1,1 @@
+"""The ``keystead`` command line over the same core as the GUI."""

@@ -1,0 +1,360 @@
+"""``keystead`` entry point: parse, run on the core thread, and turn errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from app.cli import output
+from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
+from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
+from app.domain.keys import InventoryItem
+from app.errors import KeysteadError, TokenNotLoggedIn
+from app.paths import Home, resolve_home
+from app.services.executor import CoreExecutor
+from app.services.prompter import SecretKind
+from app.services.workstation import SoftTokenRequest, Workstation, harden_process
+
+log = logging.getLogger("keystead")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keystead", description="Keystead key management workstation"
+    )
+    parser.add_argument(
+        "--home", help="workstation directory (default: KEYSTEAD_HOME or the user data dir)"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--operator", help="operator name (default: KEYSTEAD_OPERATOR or a prompt)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="create the workstation and its first security officer")
+    init.add_argument("--operator", dest="init_operator", required=True)
+    init.add_argument("--soft-token", metavar="LABEL", help="also create an embedded SoftHSM token")
+    init.set_defaults(run=cmd_init)
+
+    tokens = sub.add_parser("tokens", help="tokens present").add_subparsers(
+        dest="action", required=True
+    )
+    tokens.add_parser("list", help="list tokens").set_defaults(run=cmd_tokens_list)
+
+    modules = sub.add_parser("modules", help="PKCS#11 modules").add_subparsers(
+        dest="action", required=True
+    )
+    modules.add_parser("list", help="list configured modules").set_defaults(run=cmd_modules_list)
+    add = modules.add_parser("add", help="load a PKCS#11 module by path and remember it")
+    add.add_argument("path")
+    add.set_defaults(run=cmd_modules_add)
+
+    keys = sub.add_parser("keys", help="managed keys").add_subparsers(dest="action", required=True)
+    lst = keys.add_parser("list", help="inventory, reconciled with the logged-in tokens")
+    lst.add_argument("--filter", default="", help="show rows containing TEXT in any column")
+    lst.set_defaults(run=cmd_keys_list)
+    gen = keys.add_parser("generate", help="generate a key on a token")
+    gen.add_argument("--token", required=True, help="token label or serial")
+    gen.add_argument(
+        "--algorithm", required=True, type=_algorithm, help=", ".join(a.value for a in Algorithm)
+    )
+    gen.add_argument("--name", required=True)
+    gen.add_argument("--purpose", type=_purpose, help="encryption, signing, key-wrapping or mac")
+    gen.add_argument(
+        "--backup-able", action="store_true", help="EXTRACTABLE, so it can be wrapped for backup"
+    )
+    gen.set_defaults(run=cmd_keys_generate)
+    show = keys.add_parser("show", help="one key with its live token attributes")
+    show.add_argument("key", help="uuid or name")
+    show.set_defaults(run=cmd_keys_show)
+    adopt = keys.add_parser("adopt", help="manage a key found on a token")
+    adopt.add_argument("--token", required=True)
+    adopt.add_argument("--id", required=True, dest="cka_id", help="CKA_ID in hex")
+    adopt.add_argument("--name")
+    adopt.set_defaults(run=cmd_keys_adopt)
+    return parser
+
+
+def _algorithm(text: str) -> Algorithm:
+    try:
+        return parse_algorithm(text)
+    except KeysteadError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
+
+
+def _purpose(text: str) -> Any:
+    try:
+        return parse_purpose(text)
+    except KeysteadError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _unlock(args: argparse.Namespace) -> Workstation:
+    home: Home = args.home_dir
+    operator = ask_operator(args.operator)
+    passphrase = require_secret(SecretKind.PASSPHRASE, f"Passphrase for {operator}")
+    return Workstation.unlock(home, operator, passphrase)
+
+
+def _login(ws: Workstation, token_ref: str, optional: bool = False) -> bool:
+    info = ws.tokens.find(token_ref)
+    if any(s.info.serial == info.serial for s in ws.tokens.logged_in()):
+        return True
+    prompt = f"User PIN for token '{info.label}'" + (" (Enter to skip)" if optional else "")
+    pin = ask_secret(SecretKind.USER_PIN, prompt, optional=optional)
+    if pin is None:
+        return False
+    ws.tokens.login(info.serial, pin)
+    return True
+
+
+def _login_all_optional(ws: Workstation) -> None:
+    """Log in to each present token when a PIN is at hand, so listings can reconcile."""
+    if os.environ.get(ENV_PIN) is None and not interactive():
+        return
+    for info in ws.tokens.present():
+        _login(ws, info.serial, optional=True)
+
+
+def _with_workstation(args: argparse.Namespace, body: Callable[[Workstation], Any]) -> Any:
+    ws = _unlock(args)
+    try:
+        return body(ws)
+    finally:
+        ws.lock()
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    operator = args.init_operator
+    passphrase = require_secret(
+        SecretKind.PASSPHRASE, f"New passphrase for {operator}", confirm=True
+    )
+    soft: SoftTokenRequest | None = None
+    if args.soft_token:
+        so_pin = require_secret(
+            SecretKind.SO_PIN, f"New SO PIN for token '{args.soft_token}'", confirm=True
+        )
+        pin = require_secret(
+            SecretKind.USER_PIN, f"New user PIN for token '{args.soft_token}'", confirm=True
+        )
+        soft = SoftTokenRequest(args.soft_token, so_pin, pin)
+    ws = Workstation.initialize(args.home_dir, operator, passphrase, passphrase, soft)
+    try:
+        result: dict[str, Any] = {
+            "home": str(ws.home.root),
+            "operator": ws.operator,
+            "tokens": [output.token_dict(s) for s in ws.tokens.statuses()],
+        }
+    finally:
+        ws.lock()
+    if args.json:
+        output.print_json(result)
+    else:
+        print(f"Workstation created in {result['home']} for security officer {operator}.")
+        for token in result["tokens"]:
+            print(f"Token '{token['label']}' (serial {token['serial']}) is ready.")
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> list[dict[str, Any]]:
+        return [output.token_dict(s) for s in ws.tokens.statuses()]
+
+    rows = _with_workstation(args, body)
+    if args.json:
+        output.print_json(rows)
+    else:
+        for row in rows:
+            row["flags_text"] = ", ".join(row["flags"])
+        output.print_table(
+            rows,
+            [
+                ("label", "LABEL"),
+                ("serial", "SERIAL"),
+                ("model", "MODEL"),
+                ("slot", "SLOT"),
+                ("flags_text", "FLAGS"),
+            ],
+        )
+    return 0
+
+
+def cmd_modules_list(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> list[dict[str, Any]]:
+        rows = []
+        for path, embedded in ws.settings.modules():
+            module = ws.tokens.modules.get(path)
+            info = module.info() if module else None
+            rows.append(
+                {
+                    "path": path,
+                    "embedded": embedded,
+                    "description": info.description if info else "",
+                    "manufacturer": info.manufacturer if info else "",
+                    "cryptoki": info.cryptoki_version if info else "",
+                    "error": ws.tokens.module_errors.get(path),
+                }
+            )
+        return rows
+
+    rows = _with_workstation(args, body)
+    if args.json:
+        output.print_json(rows)
+    else:
+        output.print_table(
+            rows,
+            [
+                ("path", "PATH"),
+                ("description", "DESCRIPTION"),
+                ("cryptoki", "CRYPTOKI"),
+                ("error", "ERROR"),
+            ],
+        )
+    return 0
+
+
+def cmd_modules_add(args: argparse.Namespace) -> int:
+    info = _with_workstation(args, lambda ws: ws.tokens.add_module(args.path).info())
+    if args.json:
+        output.print_json(info.__dict__)
+    else:
+        print(f"Added {info.path}: {info.description} ({info.manufacturer}).")
+    return 0
+
+
+def _matches(row: dict[str, Any], needle: str) -> bool:
+    return not needle or any(needle in str(v).lower() for v in row.values() if v is not None)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> list[InventoryItem]:
+        _login_all_optional(ws)
+        return ws.keys.inventory()
+
+    items = _with_workstation(args, body)
+    needle = args.filter.lower()
+    rows = [r for r in (output.item_dict(i) for i in items) if _matches(r, needle)]
+    if args.json:
+        output.print_json(rows)
+    else:
+        for row in rows:
+            row["identifier"] = row.get("kcv") or (row.get("fingerprint") or "")[:16]
+        output.print_table(
+            rows,
+            [
+                ("name", "NAME"),
+                ("algorithm", "ALGORITHM"),
+                ("purpose", "PURPOSE"),
+                ("state", "STATE"),
+                ("token", "TOKEN"),
+                ("identifier", "KCV/FPR"),
+                ("presence", "ON TOKEN"),
+                ("id", "ID"),
+            ],
+        )
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> dict[str, Any]:
+        _login(ws, args.token)
+        return output.key_dict(
+            ws.keys.generate(args.token, args.algorithm, args.name, args.purpose, args.backup_able)
+        )
+
+    row = _with_workstation(args, body)
+    if args.json:
+        output.print_json(row)
+    else:
+        ident = (row["kcv"] and f"KCV {row['kcv']}") or f"SHA-256 {row['fingerprint']}"
+        print(
+            f"Generated {row['algorithm']} key '{row['name']}' ({row['id']}) on token "
+            f"'{row['token']}', state {row['state']}, {ident}."
+        )
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> dict[str, Any]:
+        key = ws.keys.resolve(args.key)
+        try:
+            _login(ws, key.token_serial, optional=True)
+        except KeysteadError as exc:
+            if not isinstance(exc, TokenNotLoggedIn):
+                log.debug("no live attributes: %s", exc)
+        return output.details_dict(ws.keys.details(key.id))
+
+    row = _with_workstation(args, body)
+    if args.json:
+        output.print_json(row)
+        return 0
+    for field in (
+        "id",
+        "name",
+        "algorithm",
+        "size",
+        "purpose",
+        "state",
+        "token",
+        "token_serial",
+        "cka_id",
+        "extractable",
+        "kcv",
+        "fingerprint",
+        "created_at",
+        "created_by",
+        "presence",
+    ):
+        if row.get(field) is not None:
+            print(f"{field.replace('_', ' '):>14}: {row[field]}")
+    if row["identifier_words"]:
+        print(f"{'read aloud':>14}: {' '.join(row['identifier_words'])}")
+    for cls, attrs in row["token_attributes"].items():
+        print(f"{cls}:")
+        for name, value in attrs.items():
+            print(f"{'':>4}{name:<18} {value}")
+    return 0
+
+
+def cmd_keys_adopt(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> dict[str, Any]:
+        _login(ws, args.token)
+        return output.key_dict(ws.keys.adopt(args.token, args.cka_id, args.name))
+
+    row = _with_workstation(args, body)
+    if args.json:
+        output.print_json(row)
+    else:
+        print(f"Adopted {row['algorithm']} key '{row['name']}' ({row['id']}) as {row['state']}.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    harden_process()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    executor = CoreExecutor()
+    try:
+        args.home_dir = resolve_home(args.home)
+        code: int = executor.call(args.run, args)
+        return code
+    except KeysteadError as exc:
+        print(f"keystead: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("keystead: cancelled", file=sys.stderr)
+        return 130
+    finally:
+        executor.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Where the CLI gets names and secrets: automation variables, else a TTY prompt. Never argv."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+
+from app.errors import OperationCancelled, ValidationError
+from app.services.prompter import SecretKind
+
+ENV_OPERATOR = "KEYSTEAD_OPERATOR"
+ENV_PASSPHRASE = "KEYSTEAD_PASSPHRASE"  # noqa: S105 (a variable name)
+ENV_PIN = "KEYSTEAD_PIN"
+ENV_SO_PIN = "KEYSTEAD_SO_PIN"
+
+_ENV = {
+    SecretKind.PASSPHRASE: ENV_PASSPHRASE,
+    SecretKind.USER_PIN: ENV_PIN,
+    SecretKind.SO_PIN: ENV_SO_PIN,
+}
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def ask_secret(
+    kind: SecretKind, prompt: str, confirm: bool = False, optional: bool = False
+) -> str | None:
+    """The secret from its environment variable, else from the TTY without echo."""
+    from_env = os.environ.get(_ENV[kind])
+    if from_env is not None:
+        return from_env
+    if not interactive():
+        if optional:
+            return None
+        raise ValidationError(
+            f"A {kind.value} is needed: run interactively or set {_ENV[kind]} for automation."
+        )
+    try:
+        value = getpass.getpass(f"{prompt}: ")
+        if optional and value == "":
+            return None
+        if confirm and getpass.getpass(f"Repeat the {kind.value}: ") != value:
+            raise ValidationError(f"The two {kind.value}s differ; nothing was changed.")
+    except (EOFError, KeyboardInterrupt) as exc:
+        raise OperationCancelled("Cancelled; nothing was changed.") from exc
+    return value
+
+
+def require_secret(kind: SecretKind, prompt: str, confirm: bool = False) -> str:
+    """Like ``ask_secret`` but never None."""
+    value = ask_secret(kind, prompt, confirm=confirm)
+    if value is None:
+        raise OperationCancelled("Cancelled; nothing was changed.")
+    return value
+
+
+def ask_operator(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    from_env = os.environ.get(ENV_OPERATOR)
+    if from_env:
+        return from_env
+    if not interactive():
+        raise ValidationError(f"Name the operator with --operator or {ENV_OPERATOR}.")
+    try:
+        return input("Operator: ").strip()
+    except (EOFError, KeyboardInterrupt) as exc:
+        raise OperationCancelled("Cancelled; nothing was changed.") from exc
