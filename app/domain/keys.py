@@ -22,7 +22,18 @@ class KeyState(Enum):
 
     @property
     def title(self) -> str:
-        return self.value.replace("_", "-").capitalize().replace("-", " ")
+        return _STATE_TITLES[self]
+
+
+_STATE_TITLES = {
+    KeyState.PRE_ACTIVE: "Pre-active",
+    KeyState.ACTIVE: "Active",
+    KeyState.SUSPENDED: "Suspended",
+    KeyState.DEACTIVATED: "Deactivated",
+    KeyState.COMPROMISED: "Compromised",
+    KeyState.DESTROYED: "Destroyed",
+    KeyState.DESTROYED_COMPROMISED: "Destroyed (compromised)",
+}
 
 
 class Presence(Enum):

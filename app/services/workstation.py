@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.names import validate_name, validate_new_passphrase
-from app.errors import KeysteadError, WorkstationExists
+from app.errors import KeysteadError, ValidationError, WorkstationExists
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
 from app.services.audit import Outcome, record
@@ -61,8 +61,10 @@ class Workstation:
         operator: str,
         workstation_id: str,
         clock: Callable[[], datetime],
+        database_key: bytes,
     ) -> None:
         self.home = home
+        self._database_key = database_key
         self.db = db
         self.operator = operator
         self.workstation_id = workstation_id
@@ -125,7 +127,7 @@ class Workstation:
             home.database.unlink(missing_ok=True)
             raise
         ensure_config(home)
-        workstation = cls(home, db, operator, slots.workstation_id, clock)
+        workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
         workstation.tokens.load_modules()
         if soft_token is not None:
             workstation.tokens.create_soft_token(
@@ -143,7 +145,7 @@ class Workstation:
         database_key = slots.open(operator, passphrase)
         db = Database.open(home.database, database_key)
         try:
-            workstation = cls(home, db, operator, slots.workstation_id, clock)
+            workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
             with db.transaction():
                 record(
                     db,
@@ -166,6 +168,36 @@ class Workstation:
             return KeySlotFile.load(home.keyslots).operators()
         except KeysteadError:
             return []
+
+    def add_operator(
+        self,
+        name: str,
+        passphrase: str,
+        confirmation: str,
+        role: str = ROLE_SECURITY_OFFICER,
+        cost: KdfCost | None = None,
+    ) -> None:
+        """Enrol another operator with their own keyslot for the same database key (audited)."""
+        assert_core_thread()
+        name = validate_name(name, "Operator name")
+        validate_new_passphrase(passphrase, confirmation)
+        slots = KeySlotFile.load(self.home.keyslots)
+        if name in slots.operators() or self.settings.operator_role(name) is not None:
+            raise ValidationError(f"Operator '{name}' already exists.")
+        slots.add(name, passphrase, self._database_key, cost or KdfCost())
+        now = self.clock()
+        with self.db.transaction():
+            self.settings.add_operator(name, role, self.operator, now)
+            record(
+                self.db,
+                when=now,
+                operators=(self.operator,),
+                action="operator.add",
+                subject=f"operator:{name}",
+                outcome=Outcome.SUCCESS,
+                details={"role": role},
+            )
+            slots.save()  # inside the transaction: no keyslot file change, no record
 
     def lock(self) -> None:
         """Close sessions, unload modules and close the database."""

@@ -1,0 +1,1 @@
+"""Keystead's Qt GUI. Imports app/; app/ never imports this."""

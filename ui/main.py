@@ -1,0 +1,197 @@
+"""``keystead-gui``: initialise or unlock, then the main window; ``--screenshot`` for docs/CI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication, QWidget
+
+from app.cli.secrets import ENV_OPERATOR, ENV_PASSPHRASE, ENV_PIN
+from app.paths import Home, resolve_home
+from app.services.workstation import Workstation, harden_process
+from ui.dialogs.initialize import InitializeDialog, InitializeRequest
+from ui.dialogs.unlock import UnlockDialog
+from ui.errors import message
+from ui.icons import icon
+from ui.main_window import MainWindow
+from ui.session import GuiSession
+from ui.style import apply_style
+from ui.workers import CoreBridge
+
+log = logging.getLogger(__name__)
+
+
+class AppController(QObject):
+    """Runs the start-up flow: initialise or unlock, then the main window."""
+
+    def __init__(
+        self, app: QApplication, home: Home, bridge: CoreBridge, screenshot: Path | None = None
+    ) -> None:
+        super().__init__()
+        self.app = app
+        self.home = home
+        self.bridge = bridge
+        self.screenshot = screenshot
+        self.window: MainWindow | None = None
+        self.dialog: QWidget | None = None
+        self.exit_code = 0
+
+    def start(self) -> None:
+        if not self.home.exists():
+            self._show_initialize()
+        elif self.screenshot and os.environ.get(ENV_OPERATOR) and os.environ.get(ENV_PASSPHRASE):
+            self._unlock_for_screenshot()
+        else:
+            self._show_unlock()
+
+    # --- first start -----------------------------------------------------------------------
+
+    def _show_initialize(self) -> None:
+        dialog = InitializeDialog(str(self.home.root))
+        dialog.setWindowIcon(icon("keystead"))
+        self.dialog = dialog
+
+        def created(workstation: Workstation) -> None:
+            dialog.clear_secrets()
+            dialog.accept()
+            self._open_main(workstation)
+
+        def submitted(request: InitializeRequest) -> None:
+            home = self.home
+            self.bridge.run(
+                lambda: Workstation.initialize(
+                    home,
+                    request.operator,
+                    request.passphrase,
+                    request.passphrase,
+                    request.soft_token,
+                ),
+                created,
+                lambda error: dialog.failed(message(error)),
+            )
+
+        dialog.submitted.connect(submitted)
+        dialog.rejected.connect(self.app.quit)
+        self._present(dialog)
+
+    # --- later starts ----------------------------------------------------------------------
+
+    def _show_unlock(self) -> None:
+        home = self.home
+        operators = Workstation.operators(home)
+        dialog = UnlockDialog(str(home.root), operators)
+        dialog.setWindowIcon(icon("keystead"))
+        self.dialog = dialog
+
+        def unlocked(workstation: Workstation) -> None:
+            dialog.accept()
+            self._open_main(workstation)
+
+        def submitted(operator: str, passphrase: str) -> None:
+            self.bridge.run(
+                lambda: Workstation.unlock(home, operator, passphrase),
+                unlocked,
+                lambda error: dialog.failed(message(error)),
+            )
+
+        dialog.submitted.connect(submitted)
+        dialog.rejected.connect(self.app.quit)
+        self._present(dialog)
+
+    def _unlock_for_screenshot(self) -> None:
+        """Automation: unlock and log in with the documented environment variables."""
+        home = self.home
+        operator = os.environ[ENV_OPERATOR]
+        passphrase = os.environ[ENV_PASSPHRASE]
+        pin = os.environ.get(ENV_PIN)
+
+        def job() -> Workstation:
+            ws = Workstation.unlock(home, operator, passphrase)
+            if pin is not None:
+                for info in ws.tokens.present():
+                    ws.tokens.login(info.serial, pin)
+            return ws
+
+        def failed(error: BaseException) -> None:
+            print(f"keystead-gui: error: {message(error)}", file=sys.stderr)
+            self.exit_code = 1
+            self.app.quit()
+
+        self.bridge.run(job, self._open_main, failed)
+
+    # --- main window -----------------------------------------------------------------------
+
+    def _open_main(self, workstation: Workstation) -> None:
+        session = GuiSession(self.bridge, workstation)
+        window = MainWindow(session)
+        self.window = window
+        self.dialog = None
+        if self.screenshot:
+            window.inventory.loaded.connect(self._select_first_then_capture)
+        window.show()
+        window.start()
+
+    def _present(self, widget: QWidget) -> None:
+        widget.show()
+        if self.screenshot:
+            QTimer.singleShot(400, lambda: self._capture(widget))
+
+    def _select_first_then_capture(self, count: int) -> None:
+        window = self.window
+        if window is None:
+            return
+        window.inventory.loaded.disconnect(self._select_first_then_capture)
+        if count:
+            window.inventory.table.selectRow(0)
+        QTimer.singleShot(800, lambda: self._capture(window, lock=True))
+
+    def _capture(self, widget: QWidget, lock: bool = False) -> None:
+        saved = widget.grab().save(str(self.screenshot), "PNG")
+        if not saved:
+            print(f"keystead-gui: error: could not write {self.screenshot}", file=sys.stderr)
+            self.exit_code = 1
+        if lock and self.window is not None:
+            self.window.close()  # locks on the core thread, then closes
+            QTimer.singleShot(3000, self.app.quit)
+        else:
+            self.app.quit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="keystead-gui", description="Keystead workstation GUI")
+    parser.add_argument(
+        "--home", help="workstation directory (default: KEYSTEAD_HOME or user data dir)"
+    )
+    parser.add_argument(
+        "--screenshot",
+        metavar="FILE",
+        type=Path,
+        help="render the first screen offscreen with the current data, save a PNG, exit",
+    )
+    args = parser.parse_args(argv)
+    harden_process()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("Keystead")
+    app.setWindowIcon(icon("keystead"))
+    apply_style(app)
+    bridge = CoreBridge()
+    controller = AppController(app, resolve_home(args.home), bridge, args.screenshot)
+    controller.start()
+    if controller.window is None and controller.dialog is None and not args.screenshot:
+        return 1
+    app.aboutToQuit.connect(lambda: None)
+    app.exec()
+    bridge.shutdown()
+    return controller.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

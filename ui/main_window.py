@@ -1,0 +1,97 @@
+"""The main window: navigation on the left, pages on the right, facts in the status bar.
+
+It only arranges pages; each page owns its behaviour.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QWidget,
+)
+
+from app.services.tokens import TokenStatus
+from ui.errors import show_error
+from ui.icons import icon
+from ui.pages.inventory_page import InventoryPage
+from ui.pages.tokens_page import TokensPage
+from ui.session import GuiSession
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, session: GuiSession) -> None:
+        super().__init__()
+        self.session = session
+        self.setWindowTitle("Keystead — key management workstation")
+        self.setWindowIcon(icon("keystead"))
+        self.resize(1440, 820)
+
+        self.nav = QListWidget(self)
+        self.nav.setObjectName("nav")
+        self.nav.setIconSize(QSize(22, 22))
+        self.nav.setFixedWidth(170)
+        self.pages = QStackedWidget(self)
+        self.inventory = InventoryPage(session, self)
+        self.tokens = TokensPage(session, self)
+        for name, icon_name, page in (
+            ("Inventory", "inventory", self.inventory),
+            ("Tokens", "tokens", self.tokens),
+        ):
+            QListWidgetItem(icon(icon_name), name, self.nav)
+            self.pages.addWidget(page)
+        self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.nav.setCurrentRow(0)
+
+        central = QWidget(self)
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.nav)
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+
+        bar = self.statusBar()
+        self.operator_label = QLabel(f"Operator: {session.operator}", self)
+        self.tokens_label = QLabel("Tokens: …", self)
+        self.database_label = QLabel(f"Database: {session.database_path}", self)
+        self.database_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bar.addWidget(self.operator_label)
+        bar.addWidget(self.tokens_label)
+        bar.addPermanentWidget(self.database_label)
+        session.tokens_changed.connect(self._tokens_changed)
+        session.error.connect(lambda error: show_error(self, error))
+        self._closing = False
+
+    def start(self) -> None:
+        """Load the first data: tokens, then (through tokens_changed) the inventory."""
+        self.session.refresh_tokens()
+
+    def _tokens_changed(self, statuses: list[TokenStatus]) -> None:
+        if not statuses:
+            self.tokens_label.setText("Tokens: none present")
+            return
+        parts = [
+            f"{s.info.label} ({'logged in' if s.logged_in else 'not logged in'})" for s in statuses
+        ]
+        self.tokens_label.setText("Tokens: " + ", ".join(parts))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Lock the workstation on the core thread before the window goes away."""
+        if self._closing:
+            event.accept()
+            return
+        event.ignore()
+        self._closing = True
+        self.setEnabled(False)
+        self.statusBar().showMessage("Locking the workstation…")
+        self.session.lock(then=self._locked)
+
+    def _locked(self) -> None:
+        self.close()

@@ -1,0 +1,247 @@
+"""Inventory page: every managed key and every unmanaged token object, with details."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QIcon
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QSplitter,
+    QTableView,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.domain.keys import InventoryItem, KeyRecord, Presence
+from ui.dialogs.generate import GenerateKeyDialog, GenerateRequest
+from ui.errors import message, show_error
+from ui.icons import icon
+from ui.login import login_to_token
+from ui.models.inventory_model import Column, InventoryModel, Row, build_rows
+from ui.session import GuiSession
+from ui.widgets.key_detail import KeyDetailPanel
+
+
+class InventoryPage(QWidget):
+    loaded = Signal(int)  # number of rows, after each refresh
+
+    def __init__(self, session: GuiSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+
+        toolbar = QToolBar(self)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.generate_action = QAction(icon("generate"), "Generate key…", self)
+        self.adopt_action = QAction(icon("adopt"), "Adopt…", self)
+        self.refresh_action = QAction(icon("refresh"), "Refresh", self)
+        self.adopt_action.setEnabled(False)
+        self.adopt_action.setToolTip("Select an unmanaged key to adopt it.")
+        for action in (self.generate_action, self.adopt_action, self.refresh_action):
+            toolbar.addAction(action)
+        layout.addWidget(toolbar)
+
+        filter_row = QHBoxLayout()
+        self.filter = QLineEdit(self)
+        self.filter.setPlaceholderText("Filter by name, algorithm, state, token, KCV, fingerprint…")
+        self.filter.setClearButtonEnabled(True)
+        self.count = QLabel(self)
+        self.count.setObjectName("count")
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 0)
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        filter_row.addWidget(self.filter, 1)
+        filter_row.addWidget(self.progress)
+        filter_row.addWidget(self.count)
+        layout.addLayout(filter_row)
+
+        self.model = InventoryModel(self)
+        self.table = QTableView(self)
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(Column.NAME, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setStretchLastSection(True)
+        widths = {
+            Column.NAME: 160,
+            Column.ALGORITHM: 92,
+            Column.SIZE: 104,
+            Column.PURPOSE: 104,
+            Column.STATE: 92,
+            Column.PRESENCE: 128,
+            Column.TOKEN: 90,
+            Column.IDENTIFIER: 200,
+            Column.CREATED: 128,
+            Column.CREATED_BY: 90,
+        }
+        for column, width in widths.items():
+            header.resizeSection(column, width)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+
+        self.detail = KeyDetailPanel(self)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.detail)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([1000, 360])
+        layout.addWidget(splitter, 1)
+
+        self._pending_select: str | None = None
+        self._filter_timer = QTimer(self)
+        self._filter_timer.setSingleShot(True)
+        self._filter_timer.setInterval(120)
+        self._filter_timer.timeout.connect(self._apply_filter)
+        self.filter.textChanged.connect(lambda _: self._filter_timer.start())
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.model.modelReset.connect(self._update_count)
+        self.model.layoutChanged.connect(self._update_count)
+        self.generate_action.triggered.connect(self.open_generate)
+        self.adopt_action.triggered.connect(lambda: self.adopt(self.selected_item()))
+        self.refresh_action.triggered.connect(self.refresh)
+        self.detail.adopt_requested.connect(self.adopt)
+        session.keys_changed.connect(self.refresh)
+        session.tokens_changed.connect(lambda _: self.refresh())
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        self.progress.show()
+        self.session.run(
+            lambda ws: build_rows(ws.keys.inventory()), self._rows_loaded, self._load_failed
+        )
+
+    def _rows_loaded(self, rows: list[Row]) -> None:
+        self.progress.hide()
+        selected = self.selected_item()
+        selected_id = self._pending_select or (
+            selected.record.id if selected and selected.record else None
+        )
+        self._pending_select = None
+        self.model.set_rows(rows)
+        if selected_id:
+            self.select_key(selected_id)
+        self.loaded.emit(len(rows))
+
+    def _load_failed(self, error: BaseException) -> None:
+        self.progress.hide()
+        self.count.setText("Inventory not loaded: " + message(error))
+
+    def _apply_filter(self) -> None:
+        self.model.set_filter(self.filter.text())
+
+    def _update_count(self) -> None:
+        rows = [self.model.item_at(i) for i in range(self.model.rowCount())]
+        missing = sum(1 for r in rows if r and r.presence is Presence.MISSING)
+        unmanaged = sum(1 for r in rows if r and r.presence is Presence.UNMANAGED)
+        text = f"{self.model.rowCount():,} of {self.model.total:,} shown"
+        if missing:
+            text += f" · {missing} missing on token"
+        if unmanaged:
+            text += f" · {unmanaged} unmanaged"
+        self.count.setText(text)
+
+    # --- selection -------------------------------------------------------------------------
+
+    def selected_item(self) -> InventoryItem | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.item_at(rows[0].row()) if rows else None
+
+    def select_key(self, key_id: str) -> None:
+        row = self.model.row_of_key(key_id)
+        if row >= 0:
+            self.table.selectRow(row)
+            self.table.scrollTo(self.model.index(row, 0))
+
+    def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        item = self.selected_item()
+        self.adopt_action.setEnabled(bool(item and item.presence is Presence.UNMANAGED))
+        if item is None:
+            self.detail.clear()
+            return
+        self.detail.show_item(item)
+        if item.record is not None:
+            key_id = item.record.id
+            self.session.run(
+                lambda ws: ws.keys.details(key_id),
+                self.detail.show_details,
+                lambda error: self.detail.presence.setText(message(error)),
+            )
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def open_generate(self) -> None:
+        present = list(self.session.tokens)
+        dialog = GenerateKeyDialog([s.info for s in present], self)
+        dialog.setWindowIcon(QIcon(icon("generate")))
+
+        def submit(request: GenerateRequest) -> None:
+            status = next(s for s in present if s.info.serial == request.token_serial)
+            if status.logged_in:
+                self._generate(dialog, request)
+                return
+            dialog.set_busy(False)
+            login_to_token(
+                dialog, self.session, status.info, then=lambda: self._generate(dialog, request)
+            )
+
+        dialog.submitted.connect(submit)
+        dialog.open()
+
+    def _generate(self, dialog: GenerateKeyDialog, request: GenerateRequest) -> None:
+        dialog.set_busy(True)
+
+        def done(key: KeyRecord) -> None:
+            dialog.accept()
+            self._pending_select = key.id
+            self.session.keys_changed.emit()
+
+        self.session.run(
+            lambda ws: ws.keys.generate(
+                request.token_serial,
+                request.algorithm,
+                request.name,
+                request.purpose,
+                request.backup_able,
+            ),
+            done,
+            lambda error: dialog.failed(message(error)),
+        )
+
+    def adopt(self, item: InventoryItem | None) -> None:
+        if item is None or item.token_object is None:
+            return
+        obj = item.token_object
+        name, ok = QInputDialog.getText(
+            self,
+            "Adopt key",
+            f"Record the {obj.algorithm.value if obj.algorithm else obj.key_type} key with "
+            f"CKA_ID {obj.cka_id} on token '{obj.token_label}' as a managed key.\n"
+            "It starts PRE-ACTIVE. Name:",
+            QLineEdit.EchoMode.Normal,
+            obj.label,
+        )
+        if not ok:
+            return
+        self.session.run(
+            lambda ws: ws.keys.adopt(obj.token_serial, obj.cka_id, name or None),
+            lambda _: self.session.keys_changed.emit(),
+            lambda error: show_error(self, error),
+        )

@@ -1,0 +1,53 @@
+"""The GUI's handle on an unlocked workstation: every call goes through the core thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from PySide6.QtCore import QObject, Signal
+
+from app.services.tokens import TokenStatus
+from app.services.workstation import Workstation
+from ui.workers import CoreBridge, ErrorCallback
+
+T = TypeVar("T")
+
+
+class GuiSession(QObject):
+    """Wraps the workstation (owned by the core thread) and announces changes to the pages."""
+
+    tokens_changed = Signal(list)  # list[TokenStatus]
+    keys_changed = Signal()
+    error = Signal(object)  # an error no page handled
+
+    def __init__(self, bridge: CoreBridge, workstation: Workstation) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self._workstation = workstation
+        # Plain facts fixed at unlock; safe to read on the GUI thread.
+        self.operator = workstation.operator
+        self.home = workstation.home
+        self.database_path = str(workstation.home.database)
+        self.tokens: list[TokenStatus] = []
+
+    def run(
+        self,
+        job: Callable[[Workstation], T],
+        on_result: Callable[[T], None] | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> Future[Any]:
+        """Run ``job(workstation)`` on the core thread; callbacks on the GUI thread."""
+        workstation = self._workstation
+        return self.bridge.run(lambda: job(workstation), on_result, on_error or self.error.emit)
+
+    def refresh_tokens(self) -> None:
+        self.run(lambda ws: ws.tokens.statuses(), self._tokens_loaded)
+
+    def _tokens_loaded(self, statuses: list[TokenStatus]) -> None:
+        self.tokens = statuses
+        self.tokens_changed.emit(statuses)
+
+    def lock(self, then: Callable[[], None] | None = None) -> None:
+        self.run(lambda ws: ws.lock(), lambda _: then() if then else None)
