@@ -90,7 +90,7 @@ class Pkcs11Module:
                 f"No PKCS#11 module at {path}. Check the path, or install the token's driver."
             )
         try:
-            self._lib = pkcs11.lib(path)
+            self._lib = _load_library(path)
         except px.PKCS11Error as exc:
             raise ModuleLoadError(
                 f"{path} could not be loaded as a PKCS#11 module ({exc}). Choose the token "
@@ -194,11 +194,28 @@ class Pkcs11Module:
             session.init_pin(user_pin)
 
     def close(self) -> None:
-        """Finalize and unload the library (C_Finalize)."""
+        """C_Finalize the library; it stays loaded for the next open (see ``_load_library``)."""
         try:
-            self._lib.unload()
+            if self._lib.initialized:
+                self._lib.finalize()
         except px.PKCS11Error:
             log.warning("C_Finalize failed for %s", self.path)
+
+
+# One python-pkcs11 library object per module path for the life of the process. Unloading
+# (dlclose) and loading SoftHSM 2.6.1 again crashes the process; C_Finalize followed by
+# C_Initialize is safe and re-reads SOFTHSM2_CONF, which is all a new workstation needs.
+_LIBRARIES: dict[str, Any] = {}
+
+
+def _load_library(path: str) -> Any:
+    lib = _LIBRARIES.get(path)
+    if lib is None:
+        lib = pkcs11.lib(path)
+        _LIBRARIES[path] = lib
+    elif not lib.initialized:
+        lib.initialize()
+    return lib
 
 
 class _CkVersion(ctypes.Structure):

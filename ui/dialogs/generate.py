@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -80,6 +81,11 @@ class GenerateKeyDialog(QDialog):
         self.preview.setObjectName("preview")
         self.preview.setWordWrap(True)
         layout.addWidget(self.preview)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 0)  # the token reports no progress: show that work goes on
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        layout.addWidget(self.progress)
         self.error = ErrorLine(self)
         layout.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
@@ -88,6 +94,7 @@ class GenerateKeyDialog(QDialog):
         buttons.addButton(self.generate_button, QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.accepted.connect(self._submit)
         buttons.rejected.connect(self.reject)
+        self.cancel_button = buttons.button(QDialogButtonBox.StandardButton.Cancel)
         layout.addWidget(buttons)
         self.algorithm.currentIndexChanged.connect(self._algorithm_changed)
         self.purpose.currentIndexChanged.connect(self._update_preview)
@@ -139,10 +146,20 @@ class GenerateKeyDialog(QDialog):
         self.set_busy(True)
         self.submitted.emit(request)
 
+    def reject(self) -> None:
+        if self.cancel_button.isEnabled():
+            super().reject()
+
     def set_busy(self, busy: bool) -> None:
         for widget in (self.token, self.algorithm, self.purpose, self.name, self.backup):
             widget.setEnabled(not busy)
         self.generate_button.setEnabled(not busy)
+        self.progress.setVisible(busy)
+        # C_GenerateKey(Pair) cannot be interrupted: say so rather than offer a Cancel that lies.
+        self.cancel_button.setEnabled(not busy)
+        self.cancel_button.setToolTip(
+            "Generation inside the token cannot be interrupted." if busy else ""
+        )
         self.generate_button.setText("Generating on the token…" if busy else "Generate")
 
     def failed(self, message: str) -> None:

@@ -1,0 +1,59 @@
+"""Fixtures for the GUI tests: Qt offscreen, a real workstation on a real SoftHSM token."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.paths import Home  # noqa: E402
+from app.services.workstation import SoftTokenRequest, Workstation  # noqa: E402
+from app.storage.keyslots import KdfCost  # noqa: E402
+
+PASSPHRASE = "ui-test passphrase 1"
+PIN = "246810"
+SO_PIN = "13579135"
+FAST = KdfCost(1024, 1, 1)
+
+
+@pytest.fixture
+def ui_home(tmp_path: Path) -> Home:
+    return Home(tmp_path / "home")
+
+
+@pytest.fixture
+def bridge(qapp):  # type: ignore[no-untyped-def]
+    from ui.workers import CoreBridge
+
+    core = CoreBridge()
+    yield core
+    core.shutdown()
+
+
+@pytest.fixture
+def workstation(bridge, ui_home: Home) -> Iterator[Workstation]:  # type: ignore[no-untyped-def]
+    """An initialised workstation with a logged-in embedded token, owned by the core thread."""
+
+    def make() -> Workstation:
+        ws = Workstation.initialize(ui_home, "officer", PASSPHRASE, PASSPHRASE,
+                                    SoftTokenRequest("UiToken", SO_PIN, PIN), cost=FAST)
+        ws.tokens.login("UiToken", PIN)
+        return ws
+
+    ws = bridge.executor.call(make)
+    yield ws
+    try:
+        bridge.executor.call(ws.lock)
+    except Exception:  # already locked by the test
+        pass
+
+
+@pytest.fixture
+def gui_session(bridge, workstation):  # type: ignore[no-untyped-def]
+    from ui.session import GuiSession
+
+    return GuiSession(bridge, workstation)
