@@ -31,6 +31,7 @@ class GuiSession(QObject):
         self.home = workstation.home
         self.database_path = str(workstation.home.database)
         self.tokens: list[TokenStatus] = []
+        self.module_errors: dict[str, str] = {}
 
     def run(
         self,
@@ -43,11 +44,13 @@ class GuiSession(QObject):
         return self.bridge.run(lambda: job(workstation), on_result, on_error or self.error.emit)
 
     def refresh_tokens(self) -> None:
-        self.run(lambda ws: ws.tokens.statuses(), self._tokens_loaded)
+        self.run(
+            lambda ws: (ws.tokens.statuses(), dict(ws.tokens.module_errors)), self._tokens_loaded
+        )
 
-    def _tokens_loaded(self, statuses: list[TokenStatus]) -> None:
-        self.tokens = statuses
-        self.tokens_changed.emit(statuses)
+    def _tokens_loaded(self, result: tuple[list[TokenStatus], dict[str, str]]) -> None:
+        self.tokens, self.module_errors = result
+        self.tokens_changed.emit(self.tokens)
 
     def lock(self, then: Callable[[], None] | None = None) -> None:
         self.run(lambda ws: ws.lock(), lambda _: then() if then else None)

@@ -39,7 +39,13 @@ class TokensPage(QWidget):
         layout.addWidget(toolbar)
         self.summary = QLabel(self)
         self.summary.setObjectName("hint")
+        self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
+        self.module_errors = QLabel(self)
+        self.module_errors.setObjectName("errorLine")
+        self.module_errors.setWordWrap(True)
+        self.module_errors.hide()
+        layout.addWidget(self.module_errors)
         self.table = QTableWidget(0, len(_COLUMNS), self)
         self.table.setHorizontalHeaderLabels(list(_COLUMNS))
         self.table.verticalHeader().hide()
@@ -85,6 +91,9 @@ class TokensPage(QWidget):
             if statuses
             else "No token present. Insert a token, or create the embedded one."
         )
+        errors = self.session.module_errors
+        self.module_errors.setText("\n".join(f"Module not loaded: {e}" for e in errors.values()))
+        self.module_errors.setVisible(bool(errors))
         self._update_actions()
 
     def selected(self) -> TokenStatus | None:
