@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.paths import Home  # noqa: E402
-from app.services.workstation import SoftTokenRequest, Workstation  # noqa: E402
-from app.storage.keyslots import KdfCost  # noqa: E402
+from app.paths import Home
+from app.services.workstation import SoftTokenRequest, Workstation
+from app.storage.keyslots import KdfCost
 
 PASSPHRASE = "ui-test passphrase 1"
 PIN = "246810"
@@ -39,17 +40,21 @@ def workstation(bridge, ui_home: Home) -> Iterator[Workstation]:  # type: ignore
     """An initialised workstation with a logged-in embedded token, owned by the core thread."""
 
     def make() -> Workstation:
-        ws = Workstation.initialize(ui_home, "officer", PASSPHRASE, PASSPHRASE,
-                                    SoftTokenRequest("UiToken", SO_PIN, PIN), cost=FAST)
+        ws = Workstation.initialize(
+            ui_home,
+            "officer",
+            PASSPHRASE,
+            PASSPHRASE,
+            SoftTokenRequest("UiToken", SO_PIN, PIN),
+            cost=FAST,
+        )
         ws.tokens.login("UiToken", PIN)
         return ws
 
     ws = bridge.executor.call(make)
     yield ws
-    try:
+    with contextlib.suppress(Exception):  # a test may have locked it already
         bridge.executor.call(ws.lock)
-    except Exception:  # already locked by the test
-        pass
 
 
 @pytest.fixture

@@ -28,8 +28,12 @@ def initialize_through_gui(qtbot, qapp, bridge, home: Home) -> AppController:  #
     dialog.passphrase.setText(PASSPHRASE)
     dialog.confirmation.setText(PASSPHRASE)
     dialog.token_label.setText("GuiToken")
-    for field, value in (("user_pin", "112233"), ("user_pin_confirm", "112233"),
-                         ("so_pin", "99887766"), ("so_pin_confirm", "99887766")):
+    for field, value in (
+        ("user_pin", "112233"),
+        ("user_pin_confirm", "112233"),
+        ("so_pin", "99887766"),
+        ("so_pin_confirm", "99887766"),
+    ):
         getattr(dialog, field).setText(value)
     dialog.create_button.click()
     qtbot.waitUntil(lambda: controller.window is not None, timeout=20000)
@@ -85,8 +89,13 @@ def test_screenshot_command_writes_png(tmp_path: Path) -> None:
     """``keystead-gui --screenshot`` on a fresh home renders the initialise dialog offscreen."""
     shot = tmp_path / "first-start.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "KEYSTEAD_HOME": str(tmp_path / "h")}
-    result = subprocess.run([sys.executable, "-m", "ui.main", "--screenshot", str(shot)],
-                            env=env, capture_output=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "ui.main", "--screenshot", str(shot)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr.decode()
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

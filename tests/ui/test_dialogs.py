@@ -18,14 +18,21 @@ from ui.widgets.secret_field import SecretField
 
 pytestmark = pytest.mark.ui
 
-TOKEN = TokenInfo("/x/libsofthsm2.so", 7, "Vault", "abc123", "SoftHSM project", "SoftHSM v2",
-                  0x40D, "2.6", "2.6")
+TOKEN = TokenInfo(
+    "/x/libsofthsm2.so", 7, "Vault", "abc123", "SoftHSM project", "SoftHSM v2", 0x40D, "2.6", "2.6"
+)
 
 
 def fill_initialize(dialog: InitializeDialog, **overrides: str) -> None:
-    values = {"operator": "Alice", "passphrase": "long enough passphrase",
-              "confirmation": "long enough passphrase", "user_pin": "123456",
-              "user_pin_confirm": "123456", "so_pin": "87654321", "so_pin_confirm": "87654321"}
+    values = {
+        "operator": "Alice",
+        "passphrase": "long enough passphrase",
+        "confirmation": "long enough passphrase",
+        "user_pin": "123456",
+        "user_pin_confirm": "123456",
+        "so_pin": "87654321",
+        "so_pin_confirm": "87654321",
+    }
     values.update(overrides)
     for field, value in values.items():
         getattr(dialog, field).setText(value)
@@ -71,7 +78,10 @@ def test_initialize_emits_request_with_token(qtbot):  # type: ignore[no-untyped-
     assert request.operator == "Alice"
     assert request.soft_token is not None
     assert (request.soft_token.label, request.soft_token.user_pin, request.soft_token.so_pin) == (
-        "Keystead", "123456", "87654321")
+        "Keystead",
+        "123456",
+        "87654321",
+    )
     assert not dialog.create_button.isEnabled()  # busy until the controller answers
     dialog.failed("database damaged")
     assert dialog.create_button.isEnabled() and "damaged" in dialog.error.text()
@@ -166,7 +176,11 @@ def test_generate_refuses_bad_name_and_emits_request(qtbot):  # type: ignore[no-
         dialog.generate_button.click()
     request: GenerateRequest = signal.args[0]
     assert (request.token_serial, request.algorithm, request.purpose, request.name) == (
-        "abc123", Algorithm.RSA_4096, Purpose.SIGNING, "payments-kek")
+        "abc123",
+        Algorithm.RSA_4096,
+        Purpose.SIGNING,
+        "payments-kek",
+    )
     # Busy: progress shown, Cancel refused because the token cannot be interrupted.
     assert dialog.progress.isVisibleTo(dialog)
     assert not dialog.cancel_button.isEnabled()

@@ -19,13 +19,19 @@ BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 def record(name: str, algorithm: Algorithm, minutes: int, by: str = "alice") -> KeyRecord:
     return KeyRecord(
-        id=str(uuid.uuid4()), name=name, algorithm=algorithm,
+        id=str(uuid.uuid4()),
+        name=name,
+        algorithm=algorithm,
         purpose=Purpose.SIGNING if not algorithm.symmetric else Purpose.ENCRYPTION,
-        state=KeyState.PRE_ACTIVE, token_serial="s1", token_label="Vault",
-        cka_id=uuid.uuid4().hex, extractable=False,
+        state=KeyState.PRE_ACTIVE,
+        token_serial="s1",
+        token_label="Vault",
+        cka_id=uuid.uuid4().hex,
+        extractable=False,
         kcv="ABCDEF" if algorithm.symmetric else None,
         fingerprint=None if algorithm.symmetric else "ab" * 32,
-        created_at=BASE + timedelta(minutes=minutes), created_by=by,
+        created_at=BASE + timedelta(minutes=minutes),
+        created_by=by,
     )
 
 
@@ -34,9 +40,19 @@ def items() -> list[InventoryItem]:
         InventoryItem(Presence.PRESENT, record("zeta", Algorithm.AES_256, 3)),
         InventoryItem(Presence.MISSING, record("alpha", Algorithm.RSA_4096, 1, by="bob")),
         InventoryItem(Presence.PRESENT, record("Mid", Algorithm.RSA_2048, 2)),
-        InventoryItem(Presence.UNMANAGED, None, TokenObject(
-            "s1", "Vault", "0a0b", "peer-key", "EC", ("PRIVATE_KEY", "PUBLIC_KEY"),
-            Algorithm.EC_P256)),
+        InventoryItem(
+            Presence.UNMANAGED,
+            None,
+            TokenObject(
+                "s1",
+                "Vault",
+                "0a0b",
+                "peer-key",
+                "EC",
+                ("PRIVATE_KEY", "PUBLIC_KEY"),
+                Algorithm.EC_P256,
+            ),
+        ),
     ]
 
 
@@ -103,6 +119,7 @@ def test_page_shows_generated_keys_and_filters(qtbot, bridge, workstation, gui_s
     bridge.executor.call(generate)
     page = InventoryPage(gui_session)
     qtbot.addWidget(page)
+    page.show()
     with qtbot.waitSignal(page.loaded, timeout=10000):
         page.refresh()
     assert sorted(names(page.model)) == ["data-2026", "sign-2026"]
@@ -112,15 +129,17 @@ def test_page_shows_generated_keys_and_filters(qtbot, bridge, workstation, gui_s
     assert names(page.model) == ["sign-2026"]
     assert "1 of 2 shown" in page.count.text()
     page.table.selectRow(0)
-    qtbot.waitUntil(lambda: page.detail.attributes.isVisible() or not page.isVisible(), timeout=5000)
+    qtbot.waitUntil(page.detail.attributes.isVisible, timeout=5000)
     assert page.detail.title.text() == "sign-2026"
+    assert page.detail.attributes.columnCount() == 2  # private and public key objects
 
 
 def test_detail_panel_shows_live_attributes(qtbot, bridge, workstation, gui_session):  # type: ignore[no-untyped-def]
     from ui.pages.inventory_page import InventoryPage
 
-    bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_256, "kek",
-                         Purpose.KEY_WRAPPING, True)
+    bridge.executor.call(
+        workstation.keys.generate, "UiToken", Algorithm.AES_256, "kek", Purpose.KEY_WRAPPING, True
+    )
     page = InventoryPage(gui_session)
     qtbot.addWidget(page)
     page.show()
@@ -129,8 +148,9 @@ def test_detail_panel_shows_live_attributes(qtbot, bridge, workstation, gui_sess
     page.table.selectRow(0)
     qtbot.waitUntil(lambda: page.detail.attributes.rowCount() > 0, timeout=5000)
     table = page.detail.attributes
-    values = {table.verticalHeaderItem(r).text(): table.item(r, 0).text()
-              for r in range(table.rowCount())}
+    values = {
+        table.verticalHeaderItem(r).text(): table.item(r, 0).text() for r in range(table.rowCount())
+    }
     assert values["WRAP"] == "yes" and values["UNWRAP"] == "yes"
     assert values["ENCRYPT"] == "no" and values["SIGN"] == "no"
     assert values["SENSITIVE"] == "yes" and values["EXTRACTABLE"] == "yes"

@@ -34,7 +34,9 @@ def answer_pin_dialogs(answers: list[str], notes: list[str]) -> None:
 
 
 def test_login_counts_wrong_pin_then_succeeds(qtbot, bridge, workstation, gui_session):  # type: ignore[no-untyped-def]
-    bridge.executor.call(lambda: workstation.tokens.logout(workstation.tokens.find("UiToken").serial))
+    bridge.executor.call(
+        lambda: workstation.tokens.logout(workstation.tokens.find("UiToken").serial)
+    )
     page = TokensPage(gui_session)
     qtbot.addWidget(page)
     page.show()
@@ -49,8 +51,9 @@ def test_login_counts_wrong_pin_then_succeeds(qtbot, bridge, workstation, gui_se
     notes: list[str] = []
     answer_pin_dialogs(["000000", PIN], notes)
     page.login_action.trigger()
-    qtbot.waitUntil(lambda: page.table.rowCount() == 1 and page.table.item(0, 5).text() == "yes",
-                    timeout=15000)
+    qtbot.waitUntil(
+        lambda: page.table.rowCount() == 1 and page.table.item(0, 5).text() == "yes", timeout=15000
+    )
     assert notes[0] == ""
     assert "Wrong PIN" in notes[1] and "1 failure" in notes[1]
     assert page.table.item(0, 6).text() == "0"  # a success clears Keystead's count
