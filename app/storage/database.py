@@ -74,6 +74,8 @@ class Database:
         if len(key) != 32:
             raise StorageError("The database key must be 32 bytes.")
         conn = sqlcipher3.connect(str(path), isolation_level=None)
+        # SQLCipher would print its own errors to stderr; Keystead reports them in words.
+        conn.execute("PRAGMA cipher_log_level = NONE")
         # A raw key in SQLCipher's x'..' form; hex only, never text from a person.
         conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         db = cls(conn, path)
