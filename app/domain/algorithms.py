@@ -39,12 +39,15 @@ class Purpose(Enum):
 
     @property
     def title(self) -> str:
-        return {
-            Purpose.ENCRYPTION: "Encryption",
-            Purpose.SIGNING: "Signing",
-            Purpose.KEY_WRAPPING: "Key wrapping",
-            Purpose.MAC: "MAC",
-        }[self]
+        return _PURPOSE_TITLES[self]
+
+
+_PURPOSE_TITLES = {
+    Purpose.ENCRYPTION: "Encryption",
+    Purpose.SIGNING: "Signing",
+    Purpose.KEY_WRAPPING: "Key wrapping",
+    Purpose.MAC: "MAC",
+}
 
 
 class Algorithm(Enum):

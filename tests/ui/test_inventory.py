@@ -10,7 +10,12 @@ from PySide6.QtCore import Qt
 
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenObject
-from ui.models.inventory_model import Column, InventoryModel, ObjectRole, build_rows
+from ui.models.inventory_model import (
+    Column,
+    InventoryModel,
+    ObjectRole,
+    build_filter_index,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -62,7 +67,7 @@ def names(model: InventoryModel) -> list[str]:
 
 def test_model_passes_qt_model_checks(qtmodeltester):  # type: ignore[no-untyped-def]
     model = InventoryModel()
-    model.set_rows(build_rows(items()))
+    model.set_items(items())
     qtmodeltester.check(model)
     model.set_filter("rsa")
     qtmodeltester.check(model)
@@ -72,7 +77,7 @@ def test_model_passes_qt_model_checks(qtmodeltester):  # type: ignore[no-untyped
 
 def test_filter_matches_any_column_case_insensitively() -> None:
     model = InventoryModel()
-    model.set_rows(build_rows(items()))
+    model.set_items(items())
     model.set_filter("RSA")
     assert sorted(names(model)) == ["Mid", "alpha"]
     model.set_filter("bob")  # created by
@@ -87,7 +92,7 @@ def test_filter_matches_any_column_case_insensitively() -> None:
 
 def test_sorting_uses_typed_keys() -> None:
     model = InventoryModel()
-    model.set_rows(build_rows(items()))
+    model.set_items(items())
     model.sort(Column.NAME, Qt.SortOrder.AscendingOrder)
     assert names(model) == ["alpha", "Mid", "peer-key", "zeta"]  # case-insensitive
     model.sort(Column.SIZE, Qt.SortOrder.DescendingOrder)  # by bits, not by text
@@ -98,7 +103,7 @@ def test_sorting_uses_typed_keys() -> None:
 
 def test_missing_and_unmanaged_rows_are_marked() -> None:
     model = InventoryModel()
-    model.set_rows(build_rows(items()))
+    model.set_items(items())
     model.sort(Column.NAME, Qt.SortOrder.AscendingOrder)
     alpha = model.index(0, Column.PRESENCE)
     assert alpha.data() == "missing on token"
@@ -156,3 +161,16 @@ def test_detail_panel_shows_live_attributes(qtbot, bridge, workstation, gui_sess
     assert values["SENSITIVE"] == "yes" and values["EXTRACTABLE"] == "yes"
     assert page.detail.words.isVisible() and len(page.detail.words.text().split()) == 3
     assert page.detail.presence.text() == "Present on the token"
+
+
+def test_filter_index_from_core_thread_is_used_only_for_its_items() -> None:
+    model = InventoryModel()
+    shown = items()
+    model.set_items(shown)
+    assert not model.has_filter_index
+    model.set_filter_index(items(), build_filter_index(items()))  # a stale index: ignored
+    assert not model.has_filter_index
+    model.set_filter_index(shown, build_filter_index(shown))
+    assert model.has_filter_index
+    model.set_filter("peer")
+    assert names(model) == ["peer-key"]

@@ -1,20 +1,23 @@
-"""The inventory table model: filtering and sorting done in Python on precomputed keys.
+"""The inventory table model: filtering and sorting in Python on keys computed once.
 
 A QSortFilterProxyModel calls back into Python per comparison (about 29 s to sort 100,000 rows,
-DESIGN.md); here each row's display texts, sort keys and a lower-case haystack are computed once
-(``build_rows``, pure Python, run on the core thread), and filter/sort only reorder row indexes.
+DESIGN.md). Here the model holds the inventory items and a list of visible row numbers:
+- display texts are made when a row is first painted (only the visible screenful at first);
+- sort keys are computed per column at its first sort, then reused;
+- the filter index (one lower-case haystack per row) is built on the core thread right after the
+  table is painted (``build_filter_index``) and handed in with ``set_filter_index``.
+Filter and sort then only reorder integers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from app.domain.keys import InventoryItem, Presence
+from app.domain.keys import InventoryItem, KeyRecord, Presence
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -46,7 +49,6 @@ HEADERS = {
 }
 
 ObjectRole = Qt.ItemDataRole.UserRole + 1
-SortRole = Qt.ItemDataRole.UserRole + 2
 
 _MISSING = QBrush(QColor("#b3261e"))
 _UNMANAGED = QBrush(QColor("#8a5a00"))
@@ -57,89 +59,92 @@ _ITALIC = QFont()
 _ITALIC.setItalic(True)
 
 
-@dataclass(frozen=True)
-class Row:
-    """One inventory row, ready to show: texts, sort keys and a filter haystack."""
-
-    item: InventoryItem
-    texts: tuple[str, ...]
-    keys: tuple[Any, ...]
-    haystack: str
-
-
-def _identifier(item: InventoryItem) -> str:
-    record = item.record
-    if record is None:
-        return ""
+def _identifier(record: KeyRecord) -> str:
     if record.algorithm.symmetric:
         return f"KCV {record.kcv}" if record.kcv else "KCV —"
     fpr = (record.fingerprint or "").upper()
-    return " ".join(fpr[i : i + 4] for i in range(0, 16, 4)) + " …" if fpr else ""
+    return f"{fpr[0:4]} {fpr[4:8]} {fpr[8:12]} {fpr[12:16]} …" if fpr else ""
 
 
-def make_row(item: InventoryItem) -> Row:
+def row_texts(item: InventoryItem) -> tuple[str, ...]:
+    """The display text of each column for one item."""
     record = item.record
-    obj = item.token_object
     if record is not None:
-        texts = (
+        algorithm = record.algorithm
+        return (
             record.name,
-            record.algorithm.value,
-            record.algorithm.spec.size_label,
+            algorithm.value,
+            algorithm.spec.size_label,
             record.purpose.title,
             record.state.title,
             item.presence.value,
             record.token_label,
-            _identifier(item),
-            record.created_at.strftime("%Y-%m-%d %H:%M"),
+            _identifier(record),
+            record.created_at.isoformat(" ", "minutes")[:16],
             record.created_by,
         )
-        created: Any = record.created_at.timestamp()
-        bits = record.algorithm.spec.bits
-    elif obj is not None:
-        algorithm = obj.algorithm
-        texts = (
-            obj.label or f"(no label, CKA_ID {obj.cka_id or 'none'})",
-            algorithm.value if algorithm else obj.key_type,
-            algorithm.spec.size_label if algorithm else "",
-            "",
-            "—",
-            item.presence.value,
-            obj.token_label,
-            "",
-            "",
-            "",
-        )
-        created = 0.0
-        bits = algorithm.spec.bits if algorithm else 0
-    else:
+    obj = item.token_object
+    if obj is None:
         raise ValueError("an inventory item has a record or a token object")
-    keys: tuple[Any, ...] = tuple(t.casefold() for t in texts)
-    keys = (
-        *keys[: Column.SIZE],
-        (bits, texts[Column.SIZE]),
-        *keys[Column.SIZE + 1 : Column.CREATED],
-        created,
-        keys[Column.CREATED_BY],
+    return (
+        obj.label or f"(no label, CKA_ID {obj.cka_id or 'none'})",
+        obj.algorithm.value if obj.algorithm else obj.key_type,
+        obj.algorithm.spec.size_label if obj.algorithm else "",
+        "",
+        "—",
+        item.presence.value,
+        obj.token_label,
+        "",
+        "",
+        "",
     )
-    haystack = "\x1f".join(texts).casefold()
+
+
+def _haystack(item: InventoryItem, texts: tuple[str, ...]) -> str:
+    record = item.record
     if record is not None:
-        haystack += (
-            "\x1f" + "\x1f".join((record.id, record.kcv or "", record.fingerprint or "")).casefold()
-        )
-    return Row(item, texts, keys, haystack)
+        extra = f"{record.id}\x1f{record.kcv or ''}\x1f{record.fingerprint or ''}"
+    else:
+        extra = item.token_object.cka_id if item.token_object else ""
+    return f"{chr(31).join(texts)}\x1f{extra}".casefold()
 
 
-def build_rows(items: list[InventoryItem]) -> list[Row]:
-    """Precompute rows; pure Python so it runs on the core thread, off the GUI thread."""
-    return [make_row(item) for item in items]
+class FilterIndex(NamedTuple):
+    """Texts and haystacks for every item, in item order. Pure Python: built on the core thread."""
+
+    texts: list[tuple[str, ...]]
+    haystacks: list[str]
+
+
+def build_filter_index(items: list[InventoryItem]) -> FilterIndex:
+    texts = [row_texts(item) for item in items]
+    return FilterIndex(texts, [_haystack(i, t) for i, t in zip(items, texts, strict=True)])
+
+
+def _bits(item: InventoryItem) -> int:
+    algorithm = (
+        item.record.algorithm
+        if item.record
+        else (item.token_object.algorithm if item.token_object else None)
+    )
+    return algorithm.spec.bits if algorithm else 0
+
+
+def _name_key(item: InventoryItem) -> str:
+    if item.record is not None:
+        return item.record.name.casefold()
+    return (item.token_object.label if item.token_object else "").casefold()
 
 
 class InventoryModel(QAbstractTableModel):
-    """All rows, the visible subset (filter) in the current order (sort)."""
+    """All items, the visible subset (filter) in the current order (sort)."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
-        self._rows: list[Row] = []
+        self._items: list[InventoryItem] = []
+        self._texts: list[tuple[str, ...] | None] = []
+        self._haystacks: list[str] | None = None
+        self._keys: dict[Column, list[Any]] = {}  # per column, computed at its first sort
         self._visible: list[int] = []
         self._filter = ""
         self._sort_column = Column.NAME
@@ -147,70 +152,107 @@ class InventoryModel(QAbstractTableModel):
 
     # --- data in ---------------------------------------------------------------------------
 
-    def set_rows(self, rows: list[Row]) -> None:
+    def set_items(self, items: list[InventoryItem]) -> None:
+        """New inventory; texts and filter index follow (``set_filter_index``) or are made here."""
         self.beginResetModel()
-        self._rows = rows
+        self._items = items
+        self._texts = [None] * len(items)
+        self._haystacks = None
+        self._keys = {}
         self._visible = self._compute_visible()
         self.endResetModel()
+
+    @property
+    def has_filter_index(self) -> bool:
+        return self._haystacks is not None
+
+    def set_filter_index(self, items: list[InventoryItem], index: FilterIndex) -> None:
+        """Accept an index built off the GUI thread, if it is for the items shown now."""
+        if items is not self._items:
+            return
+        self._texts = list(index.texts)
+        self._haystacks = index.haystacks
+        if self._filter:
+            self._relayout(self._compute_visible)
 
     def set_filter(self, text: str) -> None:
         needle = text.strip().casefold()
         if needle == self._filter:
             return
-        self.layoutAboutToBeChanged.emit()
-        old = self.persistentIndexList()
         self._filter = needle
-        self._visible = self._compute_visible()
-        self.changePersistentIndexList(old, [QModelIndex()] * len(old))
-        self.layoutChanged.emit()
+        self._relayout(self._compute_visible)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        self._sort_column = Column(column)
+        self._sort_order = order
+        self._relayout(lambda: self._sorted(self._visible))
+
+    def _relayout(self, compute: Any) -> None:
+        """Recompute the visible rows, keeping selections on the items they were on."""
         self.layoutAboutToBeChanged.emit()
         old = self.persistentIndexList()
         old_items = [self._visible[i.row()] if i.row() < len(self._visible) else -1 for i in old]
-        self._sort_column = Column(column)
-        self._sort_order = order
-        self._visible = self._sorted(self._visible)
-        position = {row: i for i, row in enumerate(self._visible)}
+        self._visible = compute()
+        position = {item: row for row, item in enumerate(self._visible)}
         new = [
-            self.index(position[r], i.column()) if r in position else QModelIndex()
-            for r, i in zip(old_items, old, strict=True)
+            self.index(position[item], i.column()) if item in position else QModelIndex()
+            for item, i in zip(old_items, old, strict=True)
         ]
         self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()
 
     def _compute_visible(self) -> list[int]:
         needle = self._filter
-        rows = self._rows
-        if needle:
-            chosen = [i for i, row in enumerate(rows) if needle in row.haystack]
-        else:
-            chosen = list(range(len(rows)))
-        return self._sorted(chosen)
+        if not needle:
+            return self._sorted(list(range(len(self._items))))
+        if self._haystacks is None:  # index not here yet: build it now, once
+            index = build_filter_index(self._items)
+            self._texts, self._haystacks = list(index.texts), index.haystacks
+        haystacks = self._haystacks
+        return self._sorted([i for i, h in enumerate(haystacks) if needle in h])
+
+    def _sort_keys(self, column: Column) -> list[Any]:
+        items = self._items
+        if column is Column.NAME:
+            return [_name_key(item) for item in items]
+        if column is Column.SIZE:
+            return [_bits(item) for item in items]
+        if column is Column.IDENTIFIER:
+            return [(i.record.kcv or i.record.fingerprint or "") if i.record else "" for i in items]
+        if column is Column.CREATED:
+            return [i.record.created_at.timestamp() if i.record else 0.0 for i in items]
+        return [self._text(i)[column].casefold() for i in range(len(items))]
 
     def _sorted(self, indexes: list[int]) -> list[int]:
-        column = int(self._sort_column)
-        rows = self._rows
+        keys = self._keys.get(self._sort_column)
+        if keys is None:
+            keys = self._keys[self._sort_column] = self._sort_keys(self._sort_column)
         return sorted(
             indexes,
-            key=lambda i: rows[i].keys[column],
+            key=keys.__getitem__,
             reverse=self._sort_order == Qt.SortOrder.DescendingOrder,
         )
+
+    def _text(self, item_index: int) -> tuple[str, ...]:
+        texts = self._texts[item_index]
+        if texts is None:
+            texts = self._texts[item_index] = row_texts(self._items[item_index])
+        return texts
 
     # --- read ------------------------------------------------------------------------------
 
     @property
     def total(self) -> int:
-        return len(self._rows)
+        return len(self._items)
 
     def item_at(self, row: int) -> InventoryItem | None:
         if 0 <= row < len(self._visible):
-            return self._rows[self._visible[row]].item
+            return self._items[self._visible[row]]
         return None
 
     def row_of_key(self, key_id: str) -> int:
         for position, index in enumerate(self._visible):
-            record = self._rows[index].item.record
+            record = self._items[index].record
             if record is not None and record.id == key_id:
                 return position
         return -1
@@ -234,15 +276,13 @@ class InventoryModel(QAbstractTableModel):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self._visible):
             return None
-        row = self._rows[self._visible[index.row()]]
+        item_index = self._visible[index.row()]
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return row.texts[column]
+            return self._text(item_index)[column]
         if role == ObjectRole:
-            return row.item
-        if role == SortRole:
-            return row.keys[column]
-        presence = row.item.presence
+            return self._items[item_index]
+        presence = self._items[item_index].presence
         if role == Qt.ItemDataRole.ForegroundRole:
             if presence is Presence.MISSING:
                 return _MISSING
@@ -265,5 +305,5 @@ class InventoryModel(QAbstractTableModel):
                 Presence.UNCHECKED: "Log in to the token to check this key against it.",
             }[presence]
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return row.texts[column]
+            return self._text(item_index)[column]
         return None

@@ -24,7 +24,7 @@ from ui.dialogs.generate import GenerateKeyDialog, GenerateRequest
 from ui.errors import message, show_error
 from ui.icons import icon
 from ui.login import login_to_token
-from ui.models.inventory_model import Column, InventoryModel, Row, build_rows
+from ui.models.inventory_model import Column, InventoryModel, build_filter_index
 from ui.session import GuiSession
 from ui.widgets.key_detail import KeyDetailPanel
 
@@ -124,21 +124,24 @@ class InventoryPage(QWidget):
 
     def refresh(self) -> None:
         self.progress.show()
-        self.session.run(
-            lambda ws: build_rows(ws.keys.inventory()), self._rows_loaded, self._load_failed
-        )
+        self.session.run(lambda ws: ws.keys.inventory(), self._items_loaded, self._load_failed)
 
-    def _rows_loaded(self, rows: list[Row]) -> None:
+    def _items_loaded(self, items: list[InventoryItem]) -> None:
         self.progress.hide()
         selected = self.selected_item()
         selected_id = self._pending_select or (
             selected.record.id if selected and selected.record else None
         )
         self._pending_select = None
-        self.model.set_rows(rows)
+        self.model.set_items(items)
         if selected_id:
             self.select_key(selected_id)
-        self.loaded.emit(len(rows))
+        self.loaded.emit(len(items))
+        # Paint first; build the filter index on the core thread afterwards.
+        self.session.run(
+            lambda _ws: build_filter_index(items),
+            lambda index: self.model.set_filter_index(items, index),
+        )
 
     def _load_failed(self, error: BaseException) -> None:
         self.progress.hide()
