@@ -142,6 +142,9 @@ class KeyService:
         seen: dict[str, dict[str, TokenObject]] = {}
         for session in self.tokens.logged_in():
             seen[session.info.serial] = {o.cka_id: o for o in session.key_objects()}
+        if not seen:  # nothing logged in: every record is unchecked
+            unchecked = Presence.UNCHECKED
+            return [InventoryItem(unchecked, key) for key in records]
         items: list[InventoryItem] = []
         for key in records:
             objects = seen.get(key.token_serial)

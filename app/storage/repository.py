@@ -78,7 +78,31 @@ class KeyRepository:
         )
 
     def all(self) -> list[KeyRecord]:
-        return [_key_from_row(r) for r in self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys")]
+        """Every record; the inventory's hot path at 100,000 keys, so kept to one pass."""
+        make, algorithms, purposes, states = KeyRecord._make, _ALGORITHMS, _PURPOSES, _STATES
+        parse, no_tags = datetime.fromisoformat, _NO_TAGS
+        return [
+            make(
+                (
+                    r[0],
+                    r[1],
+                    algorithms[r[2]],
+                    purposes[r[3]],
+                    states[r[4]],
+                    r[5],
+                    r[6],
+                    r[7],
+                    bool(r[8]),
+                    r[9],
+                    r[10],
+                    parse(r[11]),
+                    r[12],
+                    no_tags if r[13] == "[]" else tuple(json.loads(r[13])),
+                    r[14],
+                )
+            )
+            for r in self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys")
+        ]
 
     def get(self, key_id: str) -> KeyRecord | None:
         rows = self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,))
