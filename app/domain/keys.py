@@ -36,6 +36,22 @@ _STATE_TITLES = {
 }
 
 
+class TokenSync(Enum):
+    """Whether the token's usage flags reflect the key's state."""
+
+    OK = "ok"
+    PENDING = "pending"  # token not logged in at the change; applied at the next login
+    REFUSED = "refused"  # the object is not modifiable: the token does not enforce the state
+
+    @property
+    def title(self) -> str:
+        return {
+            TokenSync.OK: "token enforces the state",
+            TokenSync.PENDING: "token update pending: log in to the token",
+            TokenSync.REFUSED: "token not enforcing state (object not modifiable)",
+        }[self]
+
+
 class Presence(Enum):
     """How a row of the inventory relates to the token (reconciliation result)."""
 
@@ -63,6 +79,12 @@ class KeyRecord(NamedTuple):
     created_by: str
     tags: tuple[str, ...] = ()
     notes: str = ""
+    activation_date: datetime | None = None  # planned, then actual, start of use (UTC)
+    deactivation_date: datetime | None = None  # protect-stop: end of the originator period
+    compromise_date: datetime | None = None
+    replaces: str | None = None  # predecessor's id (rotation)
+    replaced_by: str | None = None  # successor's id
+    token_sync: TokenSync = TokenSync.OK
 
     @property
     def identifier(self) -> str:

@@ -13,20 +13,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import pkcs11
+import pkcs11.exceptions as px
 from asn1crypto.core import OctetString
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass
 
-from app.domain.algorithms import Algorithm, Family
+from app.domain.algorithms import Algorithm, Family, Usage
 from app.domain.keys import TokenObject
 from app.errors import TemplateMismatch, TokenError, UnsupportedAlgorithm
-from app.hsm.errors import pkcs11_errors
+from app.hsm.errors import pkcs11_errors, translate, unmapped_code
 from app.hsm.module import Pkcs11Module, TokenInfo
 from app.hsm.templates import (
     GENERATE_MECHANISM,
     KEY_TYPE,
     PARAMS_CURVE,
+    PRIVATE_USAGES,
+    PUBLIC_USAGES,
+    SECRET_USAGES,
+    USAGE_ATTR,
     KeySpec,
     expected_readback,
     mismatches,
@@ -70,6 +75,11 @@ _ENUMERATION_ATTRIBUTES = [
     Attribute.EC_PARAMS,
 ]
 _KEY_CLASSES = {ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY}
+_CLASS_USAGES = {
+    ObjectClass.SECRET_KEY: SECRET_USAGES,
+    ObjectClass.PRIVATE_KEY: PRIVATE_USAGES,
+    ObjectClass.PUBLIC_KEY: PUBLIC_USAGES,
+}
 
 
 @dataclass(frozen=True)
@@ -337,6 +347,68 @@ class TokenSession:
         if not objects:
             raise TokenError(f"No key with CKA_ID {cka_id} on token '{self.info.label}'.")
         return algorithm, kcv, spki, self.read_key(cka_id)
+
+    def usage(self, cka_id: str) -> dict[str, dict[str, bool]]:
+        """Current usage flags of each object with this CKA_ID, by object class name."""
+        result: dict[str, dict[str, bool]] = {}
+        with pkcs11_errors("reading usage flags"):
+            for obj in self._objects_by_id(cka_id):
+                cls = ObjectClass(obj[Attribute.CLASS])
+                if cls not in _KEY_CLASSES:
+                    continue
+                attrs = obj.get_attributes([USAGE_ATTR[u] for u in _CLASS_USAGES[cls]])
+                result[cls.name] = {Attribute(a).name: bool(v) for a, v in attrs.items()}
+        return result
+
+    def set_usage(self, cka_id: str, private: frozenset[Usage], public: frozenset[Usage]) -> bool:
+        """Make the objects' usage flags exactly these (secret keys get both sets).
+
+        Returns False when the token refuses to change them (object not modifiable, or
+        CKR_ACTION_PROHIBITED): the token then does not enforce the state. Raises on any other
+        failure, after putting back the flags it had already changed.
+        """
+        before = self.usage(cka_id)
+        changed: list[tuple[Any, Attribute, bool]] = []
+        try:
+            for obj in self._objects_by_id(cka_id):
+                cls = ObjectClass(obj[Attribute.CLASS])
+                if cls not in _KEY_CLASSES:
+                    continue
+                wanted = {
+                    ObjectClass.SECRET_KEY: private | public,
+                    ObjectClass.PRIVATE_KEY: private,
+                    ObjectClass.PUBLIC_KEY: public,
+                }[cls]
+                for usage in _CLASS_USAGES[cls]:
+                    attribute = USAGE_ATTR[usage]
+                    value = usage in wanted
+                    if before[cls.name].get(attribute.name) == value:
+                        continue
+                    obj[attribute] = value
+                    changed.append((obj, attribute, not value))
+        except (px.AttributeReadOnly, px.AttributeValueInvalid, px.TemplateInconsistent) as exc:
+            self._put_back(changed)
+            log.warning(
+                "token %s refused usage change on %s: %s",
+                self.info.serial,
+                cka_id,
+                type(exc).__name__,
+            )
+            return False
+        except px.PKCS11Error as exc:
+            if unmapped_code(exc) == 0x1B:  # CKR_ACTION_PROHIBITED
+                self._put_back(changed)
+                return False
+            self._put_back(changed)
+            raise translate(exc, "changing the key's usage flags") from exc
+        return True
+
+    def _put_back(self, changed: list[tuple[Any, Attribute, bool]]) -> None:
+        for obj, attribute, value in reversed(changed):
+            try:
+                obj[attribute] = value
+            except pkcs11.PKCS11Error:
+                log.error("could not restore %s on token %s", attribute.name, self.info.serial)
 
     def destroy_key(self, cka_id: str) -> int:
         """Destroy every object with this CKA_ID; returns how many were destroyed."""

@@ -14,7 +14,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from app.domain.algorithms import Algorithm, Family, Usage, UsagePlan
 
-_USAGE_ATTR: dict[Usage, Attribute] = {
+USAGE_ATTR: dict[Usage, Attribute] = {
     Usage.ENCRYPT: Attribute.ENCRYPT,
     Usage.DECRYPT: Attribute.DECRYPT,
     Usage.SIGN: Attribute.SIGN,
@@ -65,7 +65,7 @@ class KeySpec:
 
 
 def _usage_flags(allowed: tuple[Usage, ...], granted: frozenset[Usage]) -> dict[Attribute, bool]:
-    return {_USAGE_ATTR[u]: (u in granted) for u in allowed}
+    return {USAGE_ATTR[u]: (u in granted) for u in allowed}
 
 
 def secret_template(spec: KeySpec) -> dict[Attribute, Any]:
@@ -126,7 +126,7 @@ _CHECKED = {
     Attribute.EXTRACTABLE,
     Attribute.LABEL,
     Attribute.ID,
-    *(_USAGE_ATTR.values()),
+    *(USAGE_ATTR.values()),
 }
 
 

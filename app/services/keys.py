@@ -55,7 +55,8 @@ class KeyService:
             raise NotFoundError(f"No key with id or name '{ref}'.")
         return record_
 
-    def _free_name(self, name: str) -> str:
+    def free_name(self, name: str) -> str:
+        """``name`` validated and not used by another key."""
         cleaned = validate_name(name)
         if self.repo.by_name(cleaned) is not None:
             raise ValidationError(f"A key named '{cleaned}' already exists; names are unique.")
@@ -70,11 +71,16 @@ class KeyService:
         name: str,
         purpose: Purpose | None = None,
         backup_able: bool = False,
+        replaces: KeyRecord | None = None,
     ) -> KeyRecord:
-        """Generate a key on the token and record it as PRE_ACTIVE, with its audit event."""
+        """Generate a key on the token and record it as PRE_ACTIVE, with its audit event.
+
+        With ``replaces`` (rotation) the new key and its predecessor are linked both ways in
+        the same transaction.
+        """
         assert_core_thread()
         purpose = purpose or default_purpose(algorithm)
-        name = self._free_name(name)
+        name = self.free_name(name)
         plan = usage_for(algorithm, purpose)
         session = self.tokens.session(token_ref)
         info = session.info
@@ -113,6 +119,7 @@ class KeyService:
             fingerprint=generated.fingerprint,
             created_at=self.clock(),
             created_by=self.operator,
+            replaces=replaces.id if replaces else None,
         )
         try:
             with self.db.transaction():
@@ -124,8 +131,22 @@ class KeyService:
                     action="key.generate",
                     subject=f"key:{key.id}",
                     outcome=Outcome.SUCCESS,
-                    details=_key_details(key),
+                    details={**_key_details(key), "replaces": key.replaces},
                 )
+                if replaces is not None:
+                    current = self.resolve(replaces.id)
+                    if current.replaced_by:
+                        raise ValidationError(f"'{current.name}' already has a successor.")
+                    self.repo.update(current._replace(replaced_by=key.id))
+                    record(
+                        self.db,
+                        when=key.created_at,
+                        operators=(self.operator,),
+                        action="key.rotate",
+                        subject=f"key:{current.id}",
+                        outcome=Outcome.SUCCESS,
+                        details={"successor": key.id, "successor_name": key.name},
+                    )
         except BaseException:
             # No record, no key: take the new object off the token again.
             session.destroy_key(generated.cka_id)
@@ -193,7 +214,7 @@ class KeyService:
                 + "."
             )
         label = next((a.get("LABEL") for a in attributes.values() if a.get("LABEL")), "")
-        final_name = self._free_name(name or str(label) or f"adopted-{cka_id[:8]}")
+        final_name = self.free_name(name or str(label) or f"adopted-{cka_id[:8]}")
         purpose = _purpose_from_flags(algorithm, attributes)
         extractable = any(bool(a.get("EXTRACTABLE")) for a in attributes.values())
         key = KeyRecord(

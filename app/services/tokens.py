@@ -65,6 +65,7 @@ class TokenService:
         self.modules: dict[str, Pkcs11Module] = {}
         self.module_errors: dict[str, str] = {}
         self._sessions: dict[str, TokenSession] = {}
+        self.on_login: list[Callable[[str], object]] = []  # called with the serial after login
 
     # --- modules ---------------------------------------------------------------------------
 
@@ -228,6 +229,8 @@ class TokenService:
             session.close()
             raise
         self._sessions[info.serial] = session
+        for callback in self.on_login:
+            callback(info.serial)
         return info
 
     def logout(self, serial: str) -> None:

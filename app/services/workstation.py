@@ -21,6 +21,8 @@ from app.paths import Home
 from app.services.audit import Outcome, record
 from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
+from app.services.lifecycle import LifecycleService
+from app.services.policy import load_policy
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
@@ -72,6 +74,10 @@ class Workstation:
         self.settings = SettingsRepository(db)
         self.tokens = TokenService(db, home, operator, clock)
         self.keys = KeyService(db, self.tokens, operator, clock)
+        self.lifecycle = LifecycleService(
+            db, self.tokens, self.keys, operator, clock, load_policy()
+        )
+        self.tokens.on_login.append(self.lifecycle.enforce_pending)
 
     @classmethod
     def initialize(
@@ -159,6 +165,7 @@ class Workstation:
             db.close()
             raise
         workstation.tokens.load_modules()
+        workstation.lifecycle.apply_due()
         return workstation
 
     @staticmethod

@@ -8,7 +8,7 @@ belongs to the thread that opened it (the core worker): ``check_same_thread`` st
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ class Database:
     def in_transaction(self) -> bool:
         return bool(self._conn.in_transaction)
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
         cursor = self._conn.execute(sql, params)
         return int(cursor.rowcount)
 

@@ -66,4 +66,19 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
 ]
 
+MIGRATIONS.append(
+    (
+        2,
+        """
+        ALTER TABLE keys ADD COLUMN activation_date TEXT;
+        ALTER TABLE keys ADD COLUMN deactivation_date TEXT;
+        ALTER TABLE keys ADD COLUMN compromise_date TEXT;
+        ALTER TABLE keys ADD COLUMN replaces TEXT;
+        ALTER TABLE keys ADD COLUMN replaced_by TEXT;
+        ALTER TABLE keys ADD COLUMN token_sync TEXT NOT NULL DEFAULT 'ok';
+        CREATE INDEX keys_deactivation ON keys (deactivation_date);
+        """,
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]

@@ -7,12 +7,46 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain.algorithms import Algorithm, Purpose
-from app.domain.keys import KeyRecord, KeyState
+from app.domain.keys import KeyRecord, KeyState, TokenSync
+from app.errors import NotFoundError
 from app.storage.database import Database
 
-_KEY_COLUMNS = (
-    "id, name, algorithm, purpose, state, token_serial, token_label, cka_id, extractable, "
-    "kcv, fingerprint, created_at, created_by, tags, notes"
+_KEY_FIELDS = (
+    "id",
+    "name",
+    "algorithm",
+    "purpose",
+    "state",
+    "token_serial",
+    "token_label",
+    "cka_id",
+    "extractable",
+    "kcv",
+    "fingerprint",
+    "created_at",
+    "created_by",
+    "tags",
+    "notes",
+    "activation_date",
+    "deactivation_date",
+    "compromise_date",
+    "replaces",
+    "replaced_by",
+    "token_sync",
+)
+_KEY_COLUMNS = ", ".join(_KEY_FIELDS)
+# What an update may change; identity, algorithm and token binding never change.
+_MUTABLE = (
+    "name",
+    "state",
+    "tags",
+    "notes",
+    "activation_date",
+    "deactivation_date",
+    "compromise_date",
+    "replaces",
+    "replaced_by",
+    "token_sync",
 )
 
 
@@ -20,31 +54,71 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _opt_text(moment: datetime | None) -> str | None:
+    return None if moment is None else utc_text(moment)
+
+
 # Enum(value) costs a microsecond; at 100,000 rows a dict lookup matters.
 _ALGORITHMS = {a.value: a for a in Algorithm}
 _PURPOSES = {p.value: p for p in Purpose}
 _STATES = {s.value: s for s in KeyState}
+_SYNC = {s.value: s for s in TokenSync}
 _NO_TAGS: tuple[str, ...] = ()
 
 
-def _key_from_row(row: tuple[Any, ...]) -> KeyRecord:
-    return KeyRecord(
-        row[0],
-        row[1],
-        _ALGORITHMS[row[2]],
-        _PURPOSES[row[3]],
-        _STATES[row[4]],
-        row[5],
-        row[6],
-        row[7],
-        bool(row[8]),
-        row[9],
-        row[10],
-        datetime.fromisoformat(row[11]),
-        row[12],
-        _NO_TAGS if row[13] == "[]" else tuple(json.loads(row[13])),
-        row[14],
+def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
+    parse = datetime.fromisoformat
+    return KeyRecord._make(
+        (
+            r[0],
+            r[1],
+            _ALGORITHMS[r[2]],
+            _PURPOSES[r[3]],
+            _STATES[r[4]],
+            r[5],
+            r[6],
+            r[7],
+            bool(r[8]),
+            r[9],
+            r[10],
+            parse(r[11]),
+            r[12],
+            _NO_TAGS if r[13] == "[]" else tuple(json.loads(r[13])),
+            r[14],
+            r[15] and parse(r[15]),
+            r[16] and parse(r[16]),
+            r[17] and parse(r[17]),
+            r[18],
+            r[19],
+            _SYNC[r[20]],
+        )
     )
+
+
+def _key_to_row(key: KeyRecord) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "algorithm": key.algorithm.value,
+        "purpose": key.purpose.value,
+        "state": key.state.value,
+        "token_serial": key.token_serial,
+        "token_label": key.token_label,
+        "cka_id": key.cka_id,
+        "extractable": int(key.extractable),
+        "kcv": key.kcv,
+        "fingerprint": key.fingerprint,
+        "created_at": utc_text(key.created_at),
+        "created_by": key.created_by,
+        "tags": json.dumps(list(key.tags)),
+        "notes": key.notes,
+        "activation_date": _opt_text(key.activation_date),
+        "deactivation_date": _opt_text(key.deactivation_date),
+        "compromise_date": _opt_text(key.compromise_date),
+        "replaces": key.replaces,
+        "replaced_by": key.replaced_by,
+        "token_sync": key.token_sync.value,
+    }
 
 
 class KeyRepository:
@@ -54,55 +128,49 @@ class KeyRepository:
         self.db = db
 
     def insert(self, key: KeyRecord, spki: bytes | None) -> None:
+        row = _key_to_row(key)
         self.db.execute(
             f"INSERT INTO keys ({_KEY_COLUMNS}, spki) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.id,
-                key.name,
-                key.algorithm.value,
-                key.purpose.value,
-                key.state.value,
-                key.token_serial,
-                key.token_label,
-                key.cka_id,
-                int(key.extractable),
-                key.kcv,
-                key.fingerprint,
-                utc_text(key.created_at),
-                key.created_by,
-                json.dumps(list(key.tags)),
-                key.notes,
-                spki,
-            ),
+            f"({', '.join(':' + f for f in _KEY_FIELDS)}, :spki)",
+            {**row, "spki": spki},
         )
 
+    def update(self, key: KeyRecord) -> None:
+        """Write the mutable fields of ``key`` (state, dates, links, name, tags, notes)."""
+        row = _key_to_row(key)
+        changed = self.db.execute(
+            f"UPDATE keys SET {', '.join(f'{f} = :{f}' for f in _MUTABLE)} WHERE id = :id",
+            {f: row[f] for f in (*_MUTABLE, "id")},
+        )
+        if changed != 1:
+            raise NotFoundError(f"Key {key.id} is not in the database.")
+
     def all(self) -> list[KeyRecord]:
-        """Every record; the inventory's hot path at 100,000 keys, so kept to one pass."""
-        make, algorithms, purposes, states = KeyRecord._make, _ALGORITHMS, _PURPOSES, _STATES
-        parse, no_tags = datetime.fromisoformat, _NO_TAGS
-        return [
-            make(
-                (
-                    r[0],
-                    r[1],
-                    algorithms[r[2]],
-                    purposes[r[3]],
-                    states[r[4]],
-                    r[5],
-                    r[6],
-                    r[7],
-                    bool(r[8]),
-                    r[9],
-                    r[10],
-                    parse(r[11]),
-                    r[12],
-                    no_tags if r[13] == "[]" else tuple(json.loads(r[13])),
-                    r[14],
-                )
-            )
-            for r in self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys")
-        ]
+        """Every record; the inventory's hot path at 100,000 keys."""
+        return [_key_from_row(r) for r in self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys")]
+
+    def due(self, before: datetime) -> list[KeyRecord]:
+        """Live keys whose protect-stop date is before ``before``."""
+        rows = self.db.query(
+            f"SELECT {_KEY_COLUMNS} FROM keys WHERE deactivation_date IS NOT NULL "
+            "AND deactivation_date < ? AND state IN ('PRE_ACTIVE', 'ACTIVE', 'SUSPENDED') "
+            "ORDER BY deactivation_date",
+            (utc_text(before),),
+        )
+        return [_key_from_row(r) for r in rows]
+
+    def activation_due(self, now: datetime) -> list[KeyRecord]:
+        """Pre-active keys whose activation date has come."""
+        rows = self.db.query(
+            f"SELECT {_KEY_COLUMNS} FROM keys WHERE state = 'PRE_ACTIVE' "
+            "AND activation_date IS NOT NULL AND activation_date <= ? ORDER BY activation_date",
+            (utc_text(now),),
+        )
+        return [_key_from_row(r) for r in rows]
+
+    def on_token(self, serial: str) -> list[KeyRecord]:
+        rows = self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys WHERE token_serial = ?", (serial,))
+        return [_key_from_row(r) for r in rows]
 
     def get(self, key_id: str) -> KeyRecord | None:
         rows = self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,))

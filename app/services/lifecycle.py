@@ -1,0 +1,446 @@
+"""Lifecycle transitions of managed keys, reflected on the token, each recorded with its change.
+
+A transition is a ``TransitionRequest``; ``approve`` decides who stands behind it (one operator
+today; the dual-control issue replaces that one function) and ``_execute`` carries it out:
+database update, event and token change in one transaction, all or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import EllipsisType
+from typing import Any, NamedTuple
+
+from app.domain.keys import KeyRecord, KeyState, TokenSync
+from app.domain.lifecycle import (
+    ON_TOKEN,
+    RULE_ROTATE,
+    RULE_TRANSITION,
+    Action,
+    next_state,
+    rotation_refusal,
+    usage_in_state,
+)
+from app.domain.names import validate_name
+from app.errors import (
+    KeysteadError,
+    PolicyError,
+    TokenNotLoggedIn,
+    ValidationError,
+)
+from app.hsm.session import TokenSession
+from app.services.audit import Outcome, record, record_alone
+from app.services.executor import assert_core_thread
+from app.services.keys import KeyService
+from app.services.policy import CryptoperiodPolicy
+from app.services.tokens import TokenService
+from app.storage.database import Database
+from app.storage.events import StoredEvent, list_events
+from app.storage.repository import KeyRepository
+
+log = logging.getLogger(__name__)
+
+WORKSTATION_ACTOR = "workstation"
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class TransitionRequest:
+    """One asked-for lifecycle change; what an approval (dual control) will be bound to."""
+
+    key_id: str
+    action: Action
+    reason: str = ""
+    compromise_date: datetime | None = None
+    confirm_name: str | None = None  # destroy: the key's name, typed by the officer
+
+
+class _Change(NamedTuple):
+    before: KeyRecord
+    after: KeyRecord
+    action: Action
+    reason: str
+
+
+Approver = Callable[[TransitionRequest, KeyRecord], tuple[str, ...]]
+
+
+class LifecycleService:
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenService,
+        keys: KeyService,
+        operator: str,
+        clock: Callable[[], datetime],
+        policy: CryptoperiodPolicy,
+    ) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.keys = keys
+        self.repo = KeyRepository(db)
+        self.operator = operator
+        self.clock = clock
+        self.policy = policy
+        self.approve: Approver = lambda _request, _key: (operator,)
+
+    # --- transitions -----------------------------------------------------------------------
+
+    def transition(
+        self,
+        ref: str,
+        action: Action,
+        reason: str = "",
+        compromise_date: datetime | None = None,
+        confirm_name: str | None = None,
+    ) -> KeyRecord:
+        """Carry out ``action`` on the key ``ref``; refusals are recorded as denied."""
+        assert_core_thread()
+        key = self.keys.resolve(ref)
+        request = TransitionRequest(key.id, action, reason.strip(), compromise_date, confirm_name)
+        try:
+            self._check(key, request)
+        except (PolicyError, ValidationError) as exc:
+            self._record_refusal(key, request, exc)
+            raise
+        return self._execute(key, request, self.approve(request, key))
+
+    def _check(self, key: KeyRecord, request: TransitionRequest) -> None:
+        next_state(key.state, request.action)
+        if request.action.needs_reason and not request.reason:
+            raise ValidationError(f"{request.action.title} needs a reason; nothing was changed.")
+        if len(request.reason) > MAX_REASON:
+            raise ValidationError(f"The reason is longer than {MAX_REASON} characters.")
+        if request.action is Action.DESTROY and request.confirm_name != key.name:
+            raise ValidationError(
+                f"To destroy '{key.name}', type its name exactly; nothing was destroyed."
+            )
+        if request.compromise_date is not None and request.compromise_date > self.clock():
+            raise ValidationError("The compromise date is in the future.")
+
+    def _record_refusal(
+        self, key: KeyRecord, request: TransitionRequest, exc: KeysteadError
+    ) -> None:
+        details: dict[str, Any] = {
+            "action": request.action.value,
+            "state": key.state.value,
+            "reason": request.reason,
+            "refusal": exc.message,
+        }
+        if isinstance(exc, PolicyError):
+            details["rule"] = exc.rule
+        record_alone(
+            self.db,
+            when=self.clock(),
+            operators=(self.operator,),
+            action=f"key.{request.action.value}",
+            subject=f"key:{key.id}",
+            outcome=Outcome.DENIED,
+            details=details,
+        )
+
+    def _changes(self, key: KeyRecord, request: TransitionRequest) -> list[_Change]:
+        """The key's change and, when activating a successor, its predecessor's."""
+        now = self.clock()
+        target = next_state(key.state, request.action)
+        after = key._replace(state=target)
+        if request.action is Action.ACTIVATE:
+            activated = (
+                key.activation_date if key.activation_date and key.activation_date <= now else now
+            )
+            after = after._replace(
+                activation_date=activated,
+                deactivation_date=key.deactivation_date
+                or self.policy.deactivation_for(key.purpose, activated),
+            )
+        elif request.action is Action.DEACTIVATE and (
+            key.deactivation_date is None or key.deactivation_date > now
+        ):
+            after = after._replace(deactivation_date=now)
+        elif request.action is Action.COMPROMISE:
+            after = after._replace(compromise_date=request.compromise_date or key.created_at)
+        changes = [_Change(key, after, request.action, request.reason)]
+        if request.action is Action.ACTIVATE and key.replaces:
+            predecessor = self.repo.get(key.replaces)
+            if predecessor is not None and predecessor.state in (
+                KeyState.ACTIVE,
+                KeyState.SUSPENDED,
+            ):
+                changes.append(
+                    _Change(
+                        predecessor,
+                        predecessor._replace(state=KeyState.DEACTIVATED, deactivation_date=now),
+                        Action.DEACTIVATE,
+                        f"successor '{key.name}' activated",
+                    )
+                )
+        return changes
+
+    def _execute(
+        self, key: KeyRecord, request: TransitionRequest, operators: tuple[str, ...]
+    ) -> KeyRecord:
+        changes = self._changes(key, request)
+        session = self._session(key)
+        if request.action is Action.DESTROY and session is None:
+            raise TokenNotLoggedIn(f"Log in to token '{key.token_label}' to destroy '{key.name}'.")
+        applied: list[KeyRecord] = []  # keys whose token flags were changed (to put back)
+        now = self.clock()
+        try:
+            with self.db.transaction():
+                for before, after, action, reason in changes:
+                    if after.state in ON_TOKEN:
+                        after = after._replace(token_sync=self._reflect(session, after))
+                        if session is not None and after.token_sync is TokenSync.OK:
+                            applied.append(before)
+                    self.repo.update(after)
+                    record(
+                        self.db,
+                        when=now,
+                        operators=operators,
+                        action=f"key.{action.value}",
+                        subject=f"key:{after.id}",
+                        outcome=Outcome.SUCCESS,
+                        details=_transition_details(before, after, reason),
+                    )
+                if request.action is Action.DESTROY and session is not None:
+                    session.destroy_key(key.cka_id)
+        except BaseException as exc:
+            for before in applied:
+                self._put_back(session, before)
+            message = exc.message if isinstance(exc, KeysteadError) else type(exc).__name__
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=operators,
+                action=f"key.{request.action.value}",
+                subject=f"key:{key.id}",
+                outcome=Outcome.FAILED,
+                details={"state": key.state.value, "error": message},
+            )
+            raise
+        log.info("key %s: %s -> %s", key.id, key.state.value, changes[0].after.state.value)
+        return self.keys.resolve(key.id)
+
+    # --- token reflection ------------------------------------------------------------------
+
+    def _session(self, key: KeyRecord) -> TokenSession | None:
+        for session in self.tokens.logged_in():
+            if session.info.serial == key.token_serial:
+                return session
+        return None
+
+    def _reflect(self, session: TokenSession | None, key: KeyRecord) -> TokenSync:
+        """Set the token's usage flags for ``key.state``; PENDING if the token is not here."""
+        if session is None:
+            return TokenSync.PENDING
+        private, public = usage_in_state(key.algorithm, key.purpose, key.state)
+        return TokenSync.OK if session.set_usage(key.cka_id, private, public) else TokenSync.REFUSED
+
+    def _put_back(self, session: TokenSession | None, before: KeyRecord) -> None:
+        if session is None:
+            return
+        try:
+            private, public = usage_in_state(before.algorithm, before.purpose, before.state)
+            session.set_usage(before.cka_id, private, public)
+        except KeysteadError as exc:
+            log.error("could not put back the usage flags of %s: %s", before.id, exc.message)
+
+    def enforce_pending(self, serial: str) -> int:
+        """At login: apply the flags of keys changed while their token was away."""
+        session = next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
+        if session is None:
+            return 0
+        done = 0
+        for key in self.repo.on_token(serial):
+            if key.token_sync is not TokenSync.PENDING or key.state not in ON_TOKEN:
+                continue
+            with self.db.transaction():
+                synced = key._replace(token_sync=self._reflect(session, key))
+                self.repo.update(synced)
+                record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="key.token-sync",
+                    subject=f"key:{key.id}",
+                    outcome=Outcome.SUCCESS,
+                    details={"state": key.state.value, "token_sync": synced.token_sync.value},
+                )
+            done += 1
+        return done
+
+    # --- cryptoperiods ---------------------------------------------------------------------
+
+    def apply_due(self) -> list[KeyRecord]:
+        """Activate keys whose activation date came, deactivate keys past protect-stop.
+
+        Each is recorded like a manual transition with the workstation as actor. A failure
+        is recorded and logged, and the other keys still get their turn.
+        """
+        assert_core_thread()
+        now = self.clock()
+        work = [
+            (k, Action.ACTIVATE, "activation date reached") for k in self.repo.activation_due(now)
+        ]
+        work += [
+            (k, Action.DEACTIVATE, "end of cryptoperiod")
+            for k in self.repo.due(now)
+            if k.state in (KeyState.ACTIVE, KeyState.SUSPENDED)
+        ]
+        changed = []
+        for key, action, reason in work:
+            try:
+                changed.append(
+                    self._execute(
+                        key, TransitionRequest(key.id, action, reason), (WORKSTATION_ACTOR,)
+                    )
+                )
+            except KeysteadError as exc:
+                log.error("automatic %s of %s failed: %s", action.value, key.id, exc.message)
+        return changed
+
+    def due(self, days: int | None = None) -> list[KeyRecord]:
+        """Live keys whose protect-stop date is within ``days`` (policy default) or past."""
+        window = self.policy.due_warning if days is None else _days(days)
+        return self.repo.due(self.clock() + window)
+
+    # --- rotation, edits, history ----------------------------------------------------------
+
+    def rotate(self, ref: str) -> KeyRecord:
+        """Generate a PRE_ACTIVE successor with the same algorithm, purpose and policy."""
+        assert_core_thread()
+        key = self.keys.resolve(ref)
+        refusal = rotation_refusal(key.state, key.replaced_by)
+        if refusal:
+            error = PolicyError(refusal, RULE_ROTATE)
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="key.rotate",
+                subject=f"key:{key.id}",
+                outcome=Outcome.DENIED,
+                details={"state": key.state.value, "refusal": error.message},
+            )
+            raise error
+        return self.keys.generate(
+            key.token_serial,
+            key.algorithm,
+            self._successor_name(key.name),
+            key.purpose,
+            key.extractable,
+            replaces=key,
+        )
+
+    def _successor_name(self, name: str) -> str:
+        base, _, number = name.rpartition("-v")
+        stem, n = (base, int(number) + 1) if base and number.isdigit() else (name, 2)
+        while self.repo.by_name(candidate := f"{stem}-v{n}") is not None:
+            n += 1
+        return validate_name(candidate)
+
+    def lineage(self, ref: str) -> list[KeyRecord]:
+        """The key's whole line, oldest first: predecessors, the key, successors."""
+        key = self.keys.resolve(ref)
+        line = [key]
+        seen = {key.id}
+        while line[0].replaces and line[0].replaces not in seen:
+            previous = self.repo.get(line[0].replaces)
+            if previous is None:
+                break
+            seen.add(previous.id)
+            line.insert(0, previous)
+        while line[-1].replaced_by and line[-1].replaced_by not in seen:
+            following = self.repo.get(line[-1].replaced_by)
+            if following is None:
+                break
+            seen.add(following.id)
+            line.append(following)
+        return line
+
+    def edit(
+        self,
+        ref: str,
+        *,
+        name: str | EllipsisType = ...,
+        tags: tuple[str, ...] | EllipsisType = ...,
+        notes: str | EllipsisType = ...,
+        activation_date: datetime | EllipsisType | None = ...,
+        deactivation_date: datetime | EllipsisType | None = ...,
+    ) -> KeyRecord:
+        """Change a key's name, tags, notes or cryptoperiod dates (``...`` leaves a field)."""
+        assert_core_thread()
+        key = self.keys.resolve(ref)
+        changes: dict[str, Any] = {}
+        if not isinstance(name, EllipsisType) and name != key.name:
+            changes["name"] = self.keys.free_name(name)
+        if not isinstance(tags, EllipsisType):
+            changes["tags"] = tuple(validate_name(t, "Tag") for t in tags)
+        if not isinstance(notes, EllipsisType):
+            if len(notes) > 4000:
+                raise ValidationError("Notes are limited to 4,000 characters.")
+            changes["notes"] = notes
+        if not isinstance(activation_date, EllipsisType):
+            if key.state is not KeyState.PRE_ACTIVE:
+                raise ValidationError("The activation date can only be changed before activation.")
+            changes["activation_date"] = activation_date
+        if not isinstance(deactivation_date, EllipsisType):
+            changes["deactivation_date"] = deactivation_date
+        edited = key._replace(**changes)
+        if (
+            edited.activation_date
+            and edited.deactivation_date
+            and edited.deactivation_date <= edited.activation_date
+        ):
+            raise ValidationError("The deactivation date must come after the activation date.")
+        if not changes:
+            return key
+        with self.db.transaction():
+            self.repo.update(edited)
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="key.edit",
+                subject=f"key:{key.id}",
+                outcome=Outcome.SUCCESS,
+                details={field: _jsonable(value) for field, value in changes.items()},
+            )
+        return edited
+
+    def history(self, ref: str) -> list[StoredEvent]:
+        key = self.keys.resolve(ref)
+        return list_events(self.db, subject=f"key:{key.id}")
+
+
+def _days(days: int) -> timedelta:
+    if days < 0:
+        raise ValidationError("The number of days cannot be negative.")
+    return timedelta(days=days)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _transition_details(before: KeyRecord, after: KeyRecord, reason: str) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "from": before.state.value,
+        "to": after.state.value,
+        "reason": reason,
+        "token_sync": after.token_sync.value,
+    }
+    for field in ("activation_date", "deactivation_date", "compromise_date"):
+        if getattr(before, field) != getattr(after, field):
+            details[field] = _jsonable(getattr(after, field))
+    return details
+
+
+__all__ = ["RULE_TRANSITION", "WORKSTATION_ACTOR", "LifecycleService", "TransitionRequest"]
