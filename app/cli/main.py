@@ -7,12 +7,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from app.cli import output
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
-from app.domain.keys import InventoryItem
+from app.domain.keys import InventoryItem, TokenSync
+from app.domain.lifecycle import Action
 from app.errors import KeysteadError, TokenNotLoggedIn
 from app.paths import Home, resolve_home
 from app.services.executor import CoreExecutor
@@ -74,7 +76,38 @@ def build_parser() -> argparse.ArgumentParser:
     adopt.add_argument("--id", required=True, dest="cka_id", help="CKA_ID in hex")
     adopt.add_argument("--name")
     adopt.set_defaults(run=cmd_keys_adopt)
+    for action in Action:
+        command = keys.add_parser(action.value, help=f"{action.title.lower()} a key")
+        command.add_argument("key", help="uuid or name")
+        if action.needs_reason:
+            command.add_argument("--reason", required=True)
+        if action is Action.COMPROMISE:
+            command.add_argument("--date", type=_date, help="compromise date (ISO 8601)")
+        if action is Action.DESTROY:
+            command.add_argument(
+                "--confirm", required=True, metavar="NAME", help="the key's name, typed again"
+            )
+        command.set_defaults(run=cmd_keys_transition, lifecycle_action=action)
+    rotate = keys.add_parser("rotate", help="generate a PRE_ACTIVE successor (re-key)")
+    rotate.add_argument("key")
+    rotate.set_defaults(run=cmd_keys_rotate)
+    history = keys.add_parser("history", help="the recorded events of a key")
+    history.add_argument("key")
+    history.set_defaults(run=cmd_keys_history)
+    due = keys.add_parser("due", help="keys whose deactivation date is near or past")
+    due.add_argument("--days", type=int, help="window in days (default: the policy's)")
+    due.set_defaults(run=cmd_keys_due)
     return parser
+
+
+def _date(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an ISO 8601 date (e.g. 2026-11-23 or 2026-11-23T10:00Z)"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _algorithm(text: str) -> Algorithm:
@@ -334,6 +367,97 @@ def cmd_keys_adopt(args: argparse.Namespace) -> int:
         output.print_json(row)
     else:
         print(f"Adopted {row['algorithm']} key '{row['name']}' ({row['id']}) as {row['state']}.")
+    return 0
+
+
+def _login_if_present(ws: Workstation, serial: str) -> None:
+    """Log in to the key's token when it is here and a PIN is at hand; else changes wait."""
+    if any(t.serial == serial for t in ws.tokens.present()):
+        _login(ws, serial, optional=True)
+
+
+def cmd_keys_transition(args: argparse.Namespace) -> int:
+    action: Action = args.lifecycle_action
+
+    def body(ws: Workstation) -> dict[str, Any]:
+        key = ws.keys.resolve(args.key)
+        if action is Action.DESTROY:
+            _login(ws, key.token_serial)
+        else:
+            _login_if_present(ws, key.token_serial)
+        changed = ws.lifecycle.transition(
+            key.id,
+            action,
+            getattr(args, "reason", "") or "",
+            compromise_date=getattr(args, "date", None),
+            confirm_name=getattr(args, "confirm", None),
+        )
+        return output.key_dict(changed)
+
+    row = _with_workstation(args, body)
+    if args.json:
+        output.print_json(row)
+    else:
+        note = "" if row["token_sync"] == TokenSync.OK.value else f" ({row['token_sync_text']})"
+        print(f"Key '{row['name']}' is now {row['state']}{note}.")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> dict[str, Any]:
+        key = ws.keys.resolve(args.key)
+        _login(ws, key.token_serial)
+        return output.key_dict(ws.lifecycle.rotate(key.id))
+
+    row = _with_workstation(args, body)
+    if args.json:
+        output.print_json(row)
+    else:
+        print(
+            f"Generated successor '{row['name']}' ({row['id']}) in state {row['state']}; "
+            "activating it deactivates its predecessor."
+        )
+    return 0
+
+
+def cmd_keys_history(args: argparse.Namespace) -> int:
+    events = _with_workstation(args, lambda ws: ws.lifecycle.history(args.key))
+    rows = [output.event_dict(e) for e in events]
+    if args.json:
+        output.print_json(rows)
+    else:
+        for row in rows:
+            row["summary"] = output.event_summary(row)
+        output.print_table(
+            rows,
+            [
+                ("seq", "SEQ"),
+                ("time", "TIME (UTC)"),
+                ("operators", "BY"),
+                ("action", "ACTION"),
+                ("outcome", "OUTCOME"),
+                ("summary", "DETAILS"),
+            ],
+        )
+    return 0
+
+
+def cmd_keys_due(args: argparse.Namespace) -> int:
+    keys = _with_workstation(args, lambda ws: ws.lifecycle.due(args.days))
+    rows = [output.key_dict(k) for k in keys]
+    if args.json:
+        output.print_json(rows)
+    else:
+        output.print_table(
+            rows,
+            [
+                ("name", "NAME"),
+                ("state", "STATE"),
+                ("deactivation_date", "DEACTIVATION (UTC)"),
+                ("token", "TOKEN"),
+                ("id", "ID"),
+            ],
+        )
     return 0
 
 

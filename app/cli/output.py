@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from app.domain.keys import InventoryItem, KeyRecord
 from app.hsm.module import TokenInfo
 from app.services.keys import KeyDetails
 from app.services.tokens import TokenStatus
+from app.storage.events import StoredEvent
 
 
 def key_dict(key: KeyRecord) -> dict[str, Any]:
@@ -29,7 +31,43 @@ def key_dict(key: KeyRecord) -> dict[str, Any]:
         "fingerprint": key.fingerprint,
         "created_at": key.created_at.isoformat(),
         "created_by": key.created_by,
+        "activation_date": _iso(key.activation_date),
+        "deactivation_date": _iso(key.deactivation_date),
+        "compromise_date": _iso(key.compromise_date),
+        "replaces": key.replaces,
+        "replaced_by": key.replaced_by,
+        "token_sync": key.token_sync.value,
+        "token_sync_text": key.token_sync.title,
+        "tags": list(key.tags),
+        "notes": key.notes,
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def event_dict(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "time": event.ts,
+        "operators": ", ".join(event.operators),
+        "action": event.action,
+        "subject": event.subject,
+        "outcome": event.outcome,
+        "details": event.details,
+    }
+
+
+def event_summary(row: dict[str, Any]) -> str:
+    details = row["details"]
+    parts = []
+    if "from" in details:
+        parts.append(f"{details['from']} -> {details['to']}")
+    for key in ("reason", "refusal", "error", "successor_name"):
+        if details.get(key):
+            parts.append(f"{key}: {details[key]}")
+    return "; ".join(parts)
 
 
 def item_dict(item: InventoryItem) -> dict[str, Any]:

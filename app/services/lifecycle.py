@@ -109,7 +109,14 @@ class LifecycleService:
         return self._execute(key, request, self.approve(request, key))
 
     def _check(self, key: KeyRecord, request: TransitionRequest) -> None:
-        next_state(key.state, request.action)
+        try:
+            next_state(key.state, request.action)
+        except PolicyError as exc:
+            raise PolicyError(
+                f"Key '{key.name}' is {key.state.value}: "
+                f"{request.action.value} refused. {exc.message.rsplit(' [', 1)[0]}",
+                exc.rule,
+            ) from exc
         if request.action.needs_reason and not request.reason:
             raise ValidationError(f"{request.action.title} needs a reason; nothing was changed.")
         if len(request.reason) > MAX_REASON:
