@@ -5,7 +5,7 @@ It only arranges pages; each page owns its behaviour.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -60,18 +60,41 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.operator_label = QLabel(f"Operator: {session.operator}", self)
         self.tokens_label = QLabel("Tokens: …", self)
+        self.due_label = QLabel(self)
+        self.due_label.setObjectName("dueLabel")
         self.database_label = QLabel(f"Database: {session.database_path}", self)
         self.database_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar.addWidget(self.operator_label)
         bar.addWidget(self.tokens_label)
+        bar.addWidget(self.due_label)
         bar.addPermanentWidget(self.database_label)
         session.tokens_changed.connect(self._tokens_changed)
+        self.inventory.due_counted.connect(self._due_counted)
+        # Cryptoperiods run out while the workstation is open too.
+        self.cryptoperiod_timer = QTimer(self)
+        self.cryptoperiod_timer.setInterval(60_000)
+        self.cryptoperiod_timer.timeout.connect(self.apply_due)
+        self.cryptoperiod_timer.start()
         session.error.connect(lambda error: show_error(self, error))
         self._closing = False
 
     def start(self) -> None:
         """Load the first data: tokens, then (through tokens_changed) the inventory."""
         self.session.refresh_tokens()
+
+    def apply_due(self) -> None:
+        """Automatic activations/deactivations whose date has come (recorded as the workstation)."""
+        self.session.run(
+            lambda ws: ws.lifecycle.apply_due(),
+            lambda changed: self.session.keys_changed.emit() if changed else None,
+        )
+
+    def _due_counted(self, count: int) -> None:
+        self.due_label.setText(f"{count} key{'s' if count != 1 else ''} due" if count else "")
+        self.due_label.setToolTip(
+            "Live keys whose deactivation date is near or past; tick "
+            "'Due only' in the inventory to list them."
+        )
 
     def _tokens_changed(self, statuses: list[TokenStatus]) -> None:
         if not statuses:

@@ -30,6 +30,7 @@ class GuiSession(QObject):
         self.operator = workstation.operator
         self.home = workstation.home
         self.database_path = str(workstation.home.database)
+        self.due_warning = workstation.lifecycle.policy.due_warning
         self.tokens: list[TokenStatus] = []
         self.module_errors: dict[str, str] = {}
 

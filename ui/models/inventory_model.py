@@ -11,13 +11,14 @@ Filter and sort then only reorder integers.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import IntEnum
 from typing import Any, NamedTuple
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from app.domain.keys import InventoryItem, KeyRecord, Presence
+from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -66,17 +67,34 @@ def _identifier(record: KeyRecord) -> str:
     return f"{fpr[0:4]} {fpr[4:8]} {fpr[8:12]} {fpr[12:16]} …" if fpr else ""
 
 
-def row_texts(item: InventoryItem) -> tuple[str, ...]:
+LIVE_STATES = (KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.SUSPENDED)
+DUE_MARK = " · due"
+
+
+def is_due(item: InventoryItem, due_before: datetime | None) -> bool:
+    """Live key whose deactivation (protect-stop) date is before ``due_before``."""
+    record = item.record
+    return bool(
+        due_before
+        and record
+        and record.deactivation_date
+        and record.state in LIVE_STATES
+        and record.deactivation_date < due_before
+    )
+
+
+def row_texts(item: InventoryItem, due_before: datetime | None = None) -> tuple[str, ...]:
     """The display text of each column for one item."""
     record = item.record
     if record is not None:
         algorithm = record.algorithm
+        state = record.state.title + (DUE_MARK if is_due(item, due_before) else "")
         return (
             record.name,
             algorithm.value,
             algorithm.spec.size_label,
             record.purpose.title,
-            record.state.title,
+            state,
             item.presence.value,
             record.token_label,
             _identifier(record),
@@ -116,8 +134,10 @@ class FilterIndex(NamedTuple):
     haystacks: list[str]
 
 
-def build_filter_index(items: list[InventoryItem]) -> FilterIndex:
-    texts = [row_texts(item) for item in items]
+def build_filter_index(
+    items: list[InventoryItem], due_before: datetime | None = None
+) -> FilterIndex:
+    texts = [row_texts(item, due_before) for item in items]
     return FilterIndex(texts, [_haystack(i, t) for i, t in zip(items, texts, strict=True)])
 
 
@@ -147,6 +167,8 @@ class InventoryModel(QAbstractTableModel):
         self._keys: dict[Column, list[Any]] = {}  # per column, computed at its first sort
         self._visible: list[int] = []
         self._filter = ""
+        self._due_only = False
+        self.due_before: datetime | None = None  # set before set_items
         self._sort_column = Column.NAME
         self._sort_order = Qt.SortOrder.AscendingOrder
 
@@ -182,6 +204,15 @@ class InventoryModel(QAbstractTableModel):
         self._filter = needle
         self._relayout(self._compute_visible)
 
+    def set_due_only(self, due_only: bool) -> None:
+        if due_only != self._due_only:
+            self._due_only = due_only
+            self._relayout(self._compute_visible)
+
+    @property
+    def due_count(self) -> int:
+        return sum(1 for item in self._items if is_due(item, self.due_before))
+
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self._sort_column = Column(column)
         self._sort_order = order
@@ -203,13 +234,17 @@ class InventoryModel(QAbstractTableModel):
 
     def _compute_visible(self) -> list[int]:
         needle = self._filter
+        chosen: range | list[int] = range(len(self._items))
+        if self._due_only:
+            due_before = self.due_before
+            chosen = [i for i, item in enumerate(self._items) if is_due(item, due_before)]
         if not needle:
-            return self._sorted(list(range(len(self._items))))
+            return self._sorted(list(chosen))
         if self._haystacks is None:  # index not here yet: build it now, once
-            index = build_filter_index(self._items)
+            index = build_filter_index(self._items, self.due_before)
             self._texts, self._haystacks = list(index.texts), index.haystacks
         haystacks = self._haystacks
-        return self._sorted([i for i, h in enumerate(haystacks) if needle in h])
+        return self._sorted([i for i in chosen if needle in haystacks[i]])
 
     def _sort_keys(self, column: Column) -> list[Any]:
         items = self._items
@@ -236,7 +271,7 @@ class InventoryModel(QAbstractTableModel):
     def _text(self, item_index: int) -> tuple[str, ...]:
         texts = self._texts[item_index]
         if texts is None:
-            texts = self._texts[item_index] = row_texts(self._items[item_index])
+            texts = self._texts[item_index] = row_texts(self._items[item_index], self.due_before)
         return texts
 
     # --- read ------------------------------------------------------------------------------
@@ -284,6 +319,8 @@ class InventoryModel(QAbstractTableModel):
             return self._items[item_index]
         presence = self._items[item_index].presence
         if role == Qt.ItemDataRole.ForegroundRole:
+            if column == Column.STATE and is_due(self._items[item_index], self.due_before):
+                return _UNMANAGED
             if presence is Presence.MISSING:
                 return _MISSING
             if presence is Presence.UNMANAGED:

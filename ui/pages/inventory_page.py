@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, Qt, QTimer, Signal
+from datetime import UTC, datetime
+
+from PySide6.QtCore import QItemSelection, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
     QLabel,
     QLineEdit,
+    QMenu,
     QProgressBar,
     QSplitter,
     QTableView,
@@ -23,14 +27,16 @@ from app.domain.keys import InventoryItem, KeyRecord, Presence
 from ui.dialogs.generate import GenerateKeyDialog, GenerateRequest
 from ui.errors import message, show_error
 from ui.icons import icon
+from ui.lifecycle_actions import LifecycleActions
 from ui.login import login_to_token
 from ui.models.inventory_model import Column, InventoryModel, build_filter_index
 from ui.session import GuiSession
-from ui.widgets.key_detail import KeyDetailPanel
+from ui.widgets.key_detail import KeyDetailPanel, KeyView
 
 
 class InventoryPage(QWidget):
     loaded = Signal(int)  # number of rows, after each refresh
+    due_counted = Signal(int)  # keys due for deactivation, after each refresh
 
     def __init__(self, session: GuiSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +53,10 @@ class InventoryPage(QWidget):
         self.adopt_action.setToolTip("Select an unmanaged key to adopt it.")
         for action in (self.generate_action, self.adopt_action, self.refresh_action):
             toolbar.addAction(action)
+        toolbar.addSeparator()
+        self.lifecycle = LifecycleActions(session, self)
+        for action in self.lifecycle.all():
+            toolbar.addAction(action)
         layout.addWidget(toolbar)
 
         filter_row = QHBoxLayout()
@@ -60,7 +70,12 @@ class InventoryPage(QWidget):
         self.progress.setMaximumWidth(160)
         self.progress.setTextVisible(False)
         self.progress.hide()
+        self.due_only = QCheckBox("Due only", self)
+        self.due_only.setToolTip(
+            "Live keys whose deactivation date is within the policy's warning window, or past."
+        )
         filter_row.addWidget(self.filter, 1)
+        filter_row.addWidget(self.due_only)
         filter_row.addWidget(self.progress)
         filter_row.addWidget(self.count)
         layout.addLayout(filter_row)
@@ -95,7 +110,9 @@ class InventoryPage(QWidget):
             header.resizeSection(column, width)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
 
-        self.detail = KeyDetailPanel(self)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.detail = KeyDetailPanel(self.lifecycle.all(), self)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.table)
         splitter.addWidget(self.detail)
@@ -117,6 +134,9 @@ class InventoryPage(QWidget):
         self.adopt_action.triggered.connect(lambda: self.adopt(self.selected_item()))
         self.refresh_action.triggered.connect(self.refresh)
         self.detail.adopt_requested.connect(self.adopt)
+        self.detail.key_link_activated.connect(self.jump_to_key)
+        self.lifecycle.changed.connect(self._key_changed)
+        self.due_only.toggled.connect(self.model.set_due_only)
         session.keys_changed.connect(self.refresh)
         session.tokens_changed.connect(lambda _: self.refresh())
 
@@ -133,13 +153,16 @@ class InventoryPage(QWidget):
             selected.record.id if selected and selected.record else None
         )
         self._pending_select = None
+        due_before = datetime.now(UTC) + self.session.due_warning
+        self.model.due_before = due_before
         self.model.set_items(items)
         if selected_id:
             self.select_key(selected_id)
         self.loaded.emit(len(items))
+        self.due_counted.emit(self.model.due_count)
         # Paint first; build the filter index on the core thread afterwards.
         self.session.run(
-            lambda _ws: build_filter_index(items),
+            lambda _ws: build_filter_index(items, due_before),
             lambda index: self.model.set_filter_index(items, index),
         )
 
@@ -167,15 +190,41 @@ class InventoryPage(QWidget):
         rows = self.table.selectionModel().selectedRows()
         return self.model.item_at(rows[0].row()) if rows else None
 
-    def select_key(self, key_id: str) -> None:
+    def select_key(self, key_id: str) -> bool:
         row = self.model.row_of_key(key_id)
         if row >= 0:
             self.table.selectRow(row)
             self.table.scrollTo(self.model.index(row, 0))
+        return row >= 0
+
+    def jump_to_key(self, key_id: str) -> None:
+        """Select a key from the lineage, clearing filters that hide it."""
+        if not self.select_key(key_id):
+            self.filter.clear()
+            self.due_only.setChecked(False)
+            self.model.set_filter("")
+            self.select_key(key_id)
+
+    def _key_changed(self, key: KeyRecord) -> None:
+        self._pending_select = key.id
+        self.session.keys_changed.emit()
+
+    def _context_menu(self, position: QPoint) -> None:
+        item = self.selected_item()
+        if item is None:
+            return
+        menu = QMenu(self)
+        if item.record is not None:
+            for action in self.lifecycle.all():
+                menu.addAction(action)
+        else:
+            menu.addAction(self.adopt_action)
+        menu.exec(self.table.viewport().mapToGlobal(position))
 
     def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
         item = self.selected_item()
         self.adopt_action.setEnabled(bool(item and item.presence is Presence.UNMANAGED))
+        self.lifecycle.set_key(item.record if item else None)
         if item is None:
             self.detail.clear()
             return
@@ -183,8 +232,12 @@ class InventoryPage(QWidget):
         if item.record is not None:
             key_id = item.record.id
             self.session.run(
-                lambda ws: ws.keys.details(key_id),
-                self.detail.show_details,
+                lambda ws: KeyView(
+                    ws.keys.details(key_id),
+                    ws.lifecycle.lineage(key_id),
+                    ws.lifecycle.history(key_id),
+                ),
+                self.detail.show_view,
                 lambda error: self.detail.presence.setText(message(error)),
             )
 
