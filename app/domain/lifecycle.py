@@ -15,6 +15,7 @@ from app.errors import PolicyError
 
 RULE_TRANSITION = "KS-LIFECYCLE-TRANSITION"
 RULE_ROTATE = "KS-LIFECYCLE-ROTATE"
+MAX_REASON_LENGTH = 500
 
 
 class Action(Enum):

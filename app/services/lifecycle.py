@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from app.domain.keys import KeyRecord, KeyState, TokenSync
 from app.domain.lifecycle import (
+    MAX_REASON_LENGTH,
     ON_TOKEN,
     RULE_ROTATE,
     RULE_TRANSITION,
@@ -44,7 +45,6 @@ from app.storage.repository import KeyRepository
 log = logging.getLogger(__name__)
 
 WORKSTATION_ACTOR = "workstation"
-MAX_REASON = 500
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,8 @@ class LifecycleService:
             ) from exc
         if request.action.needs_reason and not request.reason:
             raise ValidationError(f"{request.action.title} needs a reason; nothing was changed.")
-        if len(request.reason) > MAX_REASON:
-            raise ValidationError(f"The reason is longer than {MAX_REASON} characters.")
+        if len(request.reason) > MAX_REASON_LENGTH:
+            raise ValidationError(f"The reason is longer than {MAX_REASON_LENGTH} characters.")
         if request.action is Action.DESTROY and request.confirm_name != key.name:
             raise ValidationError(
                 f"To destroy '{key.name}', type its name exactly; nothing was destroyed."
