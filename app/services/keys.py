@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -147,9 +148,24 @@ class KeyService:
                         outcome=Outcome.SUCCESS,
                         details={"successor": key.id, "successor_name": key.name},
                     )
-        except BaseException:
-            # No record, no key: take the new object off the token again.
+        except BaseException as exc:
+            # No record, no key: take the new object off the token again, and say so.
             session.destroy_key(generated.cka_id)
+            with contextlib.suppress(KeysteadError):
+                record_alone(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="key.generate",
+                    subject=subject,
+                    outcome=Outcome.FAILED,
+                    details={
+                        "algorithm": algorithm.value,
+                        "token": info.serial,
+                        "error": getattr(exc, "message", type(exc).__name__),
+                        "token_object": "destroyed",
+                    },
+                )
             raise
         log.info("generated key %s (%s) on token %s", key.id, algorithm.value, info.serial)
         return key

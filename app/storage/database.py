@@ -15,7 +15,13 @@ from typing import Any
 
 import sqlcipher3
 
-from app.errors import DatabaseDamaged, StorageError, WorkstationExists, WorkstationMissing
+from app.errors import (
+    DatabaseDamaged,
+    DiskFull,
+    StorageError,
+    WorkstationExists,
+    WorkstationMissing,
+)
 from app.storage.migrations import LATEST, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -132,28 +138,49 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One IMMEDIATE transaction; rolled back on any exception."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        with self._errors():
+            self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
         else:
-            self._conn.execute("COMMIT")
+            with self._errors():
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLCipher errors during use, in Keystead's words."""
+        try:
+            yield
+        except sqlcipher3.OperationalError as exc:
+            text = str(exc)
+            if "full" in text:
+                raise DiskFull(
+                    f"The disk holding {self.path.parent} is full; the change was not saved."
+                ) from exc
+            raise StorageError(f"The database refused the change ({text}).") from exc
+        except sqlcipher3.DatabaseError as exc:
+            raise _damaged(self.path, str(exc)) from exc
 
     @property
     def in_transaction(self) -> bool:
         return bool(self._conn.in_transaction)
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
-        cursor = self._conn.execute(sql, params)
+        with self._errors():
+            cursor = self._conn.execute(sql, params)
         return int(cursor.rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, rows)
+        with self._errors():
+            self._conn.executemany(sql, rows)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(self._conn.execute(sql, params).fetchall())
+        with self._errors():
+            return list(self._conn.execute(sql, params).fetchall())
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self._conn.execute(sql, params).fetchone()

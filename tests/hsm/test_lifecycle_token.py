@@ -3,9 +3,6 @@ rotation lineage, automatic transitions, refused and failed transitions, non-mod
 
 from __future__ import annotations
 
-import re
-import subprocess
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,106 +17,13 @@ from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import KeyState, TokenSync
 from app.domain.lifecycle import Action, allowed, next_state
 from app.errors import PolicyError, TokenRemoved, ValidationError
-from app.hsm.softhsm import find_softhsm_module
 from app.paths import Home
 from app.services.executor import CoreExecutor
 from app.services.lifecycle import WORKSTATION_ACTOR
-from app.services.workstation import SoftTokenRequest, Workstation
-from app.storage.events import list_events
-from app.storage.keyslots import KdfCost
+from app.services.workstation import Workstation
+from tests.support import PASS, PIN, Bench, Clock
 
 pytestmark = pytest.mark.hsm
-
-PASS = "lifecycle passphrase"
-PIN = "314159"
-SO_PIN = "27182818"
-MODULE = find_softhsm_module() or "/usr/lib/softhsm/libsofthsm2.so"
-
-
-class Clock:
-    """An injectable clock that tests move forward."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-class Bench:
-    """A workstation on a real SoftHSM token, driven on the core thread."""
-
-    def __init__(self, home: Home, core: CoreExecutor, clock: Clock) -> None:
-        self.home, self.core, self.clock = home, core, clock
-        self.ws: Workstation = core.call(self._create)
-
-    def _create(self) -> Workstation:
-        ws = Workstation.initialize(
-            self.home,
-            "officer",
-            PASS,
-            PASS,
-            SoftTokenRequest("Life", SO_PIN, PIN),
-            cost=KdfCost(1024, 1, 1),
-            clock=self.clock,
-        )
-        ws.tokens.login("Life", PIN)
-        return ws
-
-    def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self.core.call(fn, *args, **kwargs)
-
-    def reopen(self, login: bool = True) -> None:
-        self(self.ws.lock)
-        self.ws = self(Workstation.unlock, self.home, "officer", PASS, clock=self.clock)
-        if login:
-            self(self.ws.tokens.login, "Life", PIN)
-
-    def peer_usage(self) -> dict[tuple[str, str], str]:
-        """pkcs11-tool's view: (object type, CKA_ID) -> its Usage line."""
-        result = subprocess.run(
-            [
-                "pkcs11-tool",
-                "--module",
-                MODULE,
-                "--token-label",
-                "Life",
-                "--login",
-                "--pin",
-                PIN,
-                "--list-objects",
-            ],
-            env={"SOFTHSM2_CONF": str(self.home.softhsm_conf), "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        usage: dict[tuple[str, str], str] = {}
-        for block in re.split(r"\n(?=\S)", result.stdout):
-            kind = re.match(r"(Secret|Private|Public) Key Object", block)
-            cka_id = re.search(r"ID:\s+([0-9a-f]+)", block)
-            line = re.search(r"Usage:\s+(.*)", block)
-            if kind and cka_id and line:
-                usage[(kind.group(1), cka_id.group(1))] = line.group(1).strip()
-        return usage
-
-    def events(self, key_id: str) -> list[Any]:
-        return self(list_events, self.ws.db, f"key:{key_id}")
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    core = CoreExecutor()
-    bench = Bench(Home(tmp_path / "home"), core, Clock())
-    yield bench
-    try:
-        core.call(bench.ws.lock)
-    finally:
-        core.shutdown()
-
 
 # What pkcs11-tool must print, written out from DESIGN.md independently of the code.
 ACTIVE_WORDS = {

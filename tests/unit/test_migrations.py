@@ -19,6 +19,7 @@ def test_schema_1_file_is_upgraded_and_keeps_its_records(tmp_path: Path) -> None
     shutil.copytree(V1_HOME, home.root)
     core = CoreExecutor()
     try:
+
         def open_and_read() -> tuple[int, object]:
             ws = Workstation.unlock(home, "legacy officer", "migration test passphrase")
             try:
