@@ -68,14 +68,12 @@ class GenerateKeyDialog(QDialog):
         self.name = QLineEdit(self)
         self.name.setMaxLength(MAX_NAME_LENGTH)
         self.name.setPlaceholderText("unique, e.g. payments-kek-2026")
-        self.backup = QCheckBox(
-            "Must be backed up (EXTRACTABLE, so it can be wrapped for backup)", self
-        )
+        self.backup = QCheckBox("Must be backed up (EXTRACTABLE)", self)
         form.addRow("Token:", self.token)
         form.addRow("Algorithm:", self.algorithm)
         form.addRow("Purpose:", self.purpose)
         form.addRow("Name:", self.name)
-        form.addRow("", self.backup)
+        form.addRow("Backup:", self.backup)
         layout.addLayout(form)
         self.preview = QLabel(self)
         self.preview.setObjectName("preview")

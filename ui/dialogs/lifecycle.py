@@ -165,6 +165,7 @@ class EditKeyDialog(QDialog):
         self.setWindowTitle(f"Edit key — {key.name}")
         self.setMinimumWidth(520)
         layout = QVBoxLayout(self)
+        layout.addWidget(heading(f"Edit '{key.name}'", self))
         form = QFormLayout()
         self.name = QLineEdit(key.name, self)
         self.tags = QLineEdit(", ".join(key.tags), self)
