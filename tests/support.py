@@ -69,9 +69,14 @@ def _words(text: str) -> set[str]:
     return set() if text.strip() == "none" else {w.strip() for w in text.split(",") if w.strip()}
 
 
-def peer_objects(home: Home, token: str = TOKEN) -> list[PeerObject]:
-    """Every key object pkcs11-tool lists on ``token``."""
-    out = pkcs11_tool(home, "--token-label", token, "--list-objects")
+AUDIT_IDS = (b"KEYSTEAD-AUDIT-MAC".hex(), b"KEYSTEAD-AUDIT-CHECKPOINT".hex())
+
+
+def peer_objects(home: Home, token: str = TOKEN, audit: bool = False,
+                 pin: str = PIN) -> list[PeerObject]:
+    """Every key object pkcs11-tool lists on ``token`` (the workstation's audit keys only
+    with ``audit``)."""
+    out = pkcs11_tool(home, "--token-label", token, "--list-objects", pin=pin)
     found = []
     for block in re.split(r"\n(?=\S)", out):
         head = re.match(r"(Secret|Private|Public) Key Object;\s+(\w+)", block)
@@ -92,7 +97,7 @@ def peer_objects(home: Home, token: str = TOKEN) -> list[PeerObject]:
                 _words(field("Access")),
             )
         )
-    return found
+    return [o for o in found if audit or o.cka_id not in AUDIT_IDS]
 
 
 class Bench:

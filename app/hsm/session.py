@@ -17,7 +17,8 @@ import pkcs11.exceptions as px
 from asn1crypto.core import OctetString
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pkcs11 import Attribute, KeyType, ObjectClass
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from app.domain.algorithms import Algorithm, Family, Usage
 from app.domain.keys import TokenObject
@@ -25,6 +26,7 @@ from app.errors import TemplateMismatch, TokenError, UnsupportedAlgorithm
 from app.hsm.errors import pkcs11_errors, translate, unmapped_code
 from app.hsm.module import Pkcs11Module, TokenInfo
 from app.hsm.templates import (
+    CURVE_PARAMS,
     GENERATE_MECHANISM,
     KEY_TYPE,
     PARAMS_CURVE,
@@ -74,6 +76,12 @@ _ENUMERATION_ATTRIBUTES = [
     Attribute.MODULUS_BITS,
     Attribute.EC_PARAMS,
 ]
+# The workstation's audit keys, recognised by fixed CKA_IDs.
+AUDIT_MAC_ID = b"KEYSTEAD-AUDIT-MAC"
+AUDIT_CHECKPOINT_ID = b"KEYSTEAD-AUDIT-CHECKPOINT"
+AUDIT_IDS = (AUDIT_MAC_ID, AUDIT_CHECKPOINT_ID)
+CHECKPOINT_APPLICATION = "keystead-audit-checkpoint"
+
 _KEY_CLASSES = {ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY}
 _CLASS_USAGES = {
     ObjectClass.SECRET_KEY: SECRET_USAGES,
@@ -287,7 +295,10 @@ class TokenSession:
                 attrs = obj.get_attributes(_ENUMERATION_ATTRIBUTES)
                 if attrs.get(Attribute.CLASS) not in _KEY_CLASSES:
                     continue
-                cka_id = bytes(attrs.get(Attribute.ID, b"")).hex()
+                raw_id = bytes(attrs.get(Attribute.ID, b""))
+                if raw_id in AUDIT_IDS:
+                    continue  # the workstation's own audit keys are not inventory
+                cka_id = raw_id.hex()
                 (grouped[cka_id] if cka_id else anonymous).append(attrs)
         result = [self._token_object(cka_id, group) for cka_id, group in grouped.items()]
         result.extend(self._token_object("", [attrs]) for attrs in anonymous)
@@ -409,6 +420,138 @@ class TokenSession:
                 obj[attribute] = value
             except pkcs11.PKCS11Error:
                 log.error("could not restore %s on token %s", attribute.name, self.info.serial)
+
+    # --- the workstation's audit keys ------------------------------------------------------
+
+    def _one(self, cls: ObjectClass, cka_id: bytes) -> Any | None:
+        found = list(self._session.get_objects({Attribute.CLASS: cls, Attribute.ID: cka_id}))
+        return found[0] if found else None
+
+    def ensure_audit_keys(self) -> bool:
+        """Create the audit MAC key and checkpoint key pair unless present. True if created.
+
+        The MAC key is a 256-bit generic secret that can only sign and verify, is sensitive,
+        never extractable and not modifiable: the database key alone cannot forge a MAC.
+        """
+        created = False
+        with pkcs11_errors("creating the audit keys"):
+            if self._one(ObjectClass.SECRET_KEY, AUDIT_MAC_ID) is None:
+                self._session.generate_key(
+                    KeyType.GENERIC_SECRET,
+                    256,
+                    store=True,
+                    template={
+                        Attribute.TOKEN: True,
+                        Attribute.PRIVATE: True,
+                        Attribute.SENSITIVE: True,
+                        Attribute.EXTRACTABLE: False,
+                        Attribute.MODIFIABLE: False,
+                        Attribute.LABEL: "keystead-audit-mac",
+                        Attribute.ID: AUDIT_MAC_ID,
+                        Attribute.SIGN: True,
+                        Attribute.VERIFY: True,
+                        Attribute.ENCRYPT: False,
+                        Attribute.DECRYPT: False,
+                        Attribute.WRAP: False,
+                        Attribute.UNWRAP: False,
+                        Attribute.DERIVE: False,
+                    },
+                )
+                created = True
+            if self._one(ObjectClass.PRIVATE_KEY, AUDIT_CHECKPOINT_ID) is None:
+                self._session.generate_keypair(
+                    KeyType.EC,
+                    None,
+                    store=True,
+                    public_template={
+                        Attribute.TOKEN: True,
+                        Attribute.PRIVATE: False,
+                        Attribute.MODIFIABLE: False,
+                        Attribute.LABEL: "keystead-audit-checkpoint",
+                        Attribute.ID: AUDIT_CHECKPOINT_ID,
+                        Attribute.VERIFY: True,
+                        Attribute.ENCRYPT: False,
+                        Attribute.WRAP: False,
+                        Attribute.DERIVE: False,
+                        Attribute.EC_PARAMS: CURVE_PARAMS["P-256"],
+                    },
+                    private_template={
+                        Attribute.TOKEN: True,
+                        Attribute.PRIVATE: True,
+                        Attribute.SENSITIVE: True,
+                        Attribute.EXTRACTABLE: False,
+                        Attribute.MODIFIABLE: False,
+                        Attribute.LABEL: "keystead-audit-checkpoint",
+                        Attribute.ID: AUDIT_CHECKPOINT_ID,
+                        Attribute.SIGN: True,
+                        Attribute.DECRYPT: False,
+                        Attribute.UNWRAP: False,
+                        Attribute.DERIVE: False,
+                    },
+                )
+                created = True
+        return created
+
+    def has_audit_keys(self) -> bool:
+        with pkcs11_errors("looking for the audit keys"):
+            return self._one(ObjectClass.SECRET_KEY, AUDIT_MAC_ID) is not None
+
+    def audit_mac(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` computed inside the token with the audit key."""
+        with pkcs11_errors("sealing an audit entry"):
+            key = self._one(ObjectClass.SECRET_KEY, AUDIT_MAC_ID)
+            if key is None:
+                raise TokenError(f"Token '{self.info.label}' holds no audit key.")
+            return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+
+    def checkpoint_public_key(self) -> bytes:
+        """DER SubjectPublicKeyInfo of the checkpoint signing key."""
+        with pkcs11_errors("reading the checkpoint key"):
+            public = self._one(ObjectClass.PUBLIC_KEY, AUDIT_CHECKPOINT_ID)
+            if public is None:
+                raise TokenError(f"Token '{self.info.label}' holds no checkpoint key.")
+            return self._spki(public, Family.EC)
+
+    def sign_checkpoint(self, message: bytes) -> bytes:
+        """DER ECDSA-P256-SHA256 signature of ``message`` by the checkpoint key."""
+        digest = hashlib.sha256(message).digest()
+        with pkcs11_errors("signing an audit checkpoint"):
+            private = self._one(ObjectClass.PRIVATE_KEY, AUDIT_CHECKPOINT_ID)
+            if private is None:
+                raise TokenError(f"Token '{self.info.label}' holds no checkpoint key.")
+            raw = bytes(private.sign(digest, mechanism=Mechanism.ECDSA))
+        half = len(raw) // 2
+        return encode_dss_signature(
+            int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+        )
+
+    def store_checkpoint(self, seq: int, document: bytes, keep: int = 8) -> None:
+        """A new data object per checkpoint; only the newest ``keep`` are kept."""
+        with pkcs11_errors("storing an audit checkpoint"):
+            self._session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.DATA,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.MODIFIABLE: False,
+                    Attribute.APPLICATION: CHECKPOINT_APPLICATION,
+                    Attribute.LABEL: f"keystead-checkpoint-{seq:012d}",
+                    Attribute.VALUE: document,
+                }
+            )
+            objects = sorted(self._checkpoint_objects(), key=lambda o: o[0])
+            for _label, obj in objects[:-keep]:
+                obj.destroy()
+
+    def _checkpoint_objects(self) -> list[tuple[str, Any]]:
+        found = self._session.get_objects(
+            {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: CHECKPOINT_APPLICATION}
+        )
+        return [(str(obj[Attribute.LABEL]), obj) for obj in found]
+
+    def checkpoint_documents(self) -> list[bytes]:
+        with pkcs11_errors("reading audit checkpoints"):
+            return [bytes(obj[Attribute.VALUE]) for _label, obj in self._checkpoint_objects()]
 
     def destroy_key(self, cka_id: str) -> int:
         """Destroy every object with this CKA_ID; returns how many were destroyed."""

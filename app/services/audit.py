@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from app.errors import KeysteadError
 from app.storage.database import Database
 from app.storage.events import append_event
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(Enum):
@@ -39,7 +43,15 @@ def record(
     )
 
 
-def record_alone(db: Database, **kwargs: Any) -> int:
-    """Record an event in its own transaction (for failures whose change was rolled back)."""
-    with db.transaction():
-        return record(db, **kwargs)
+def record_alone(db: Database, **kwargs: Any) -> int | None:
+    """Record a refusal or failure in its own transaction (the change itself was rolled back).
+
+    Called while another error is on its way to the person; if this record cannot be written
+    either, that is logged and the original error still propagates.
+    """
+    try:
+        with db.transaction():
+            return record(db, **kwargs)
+    except KeysteadError as exc:
+        log.error("could not record %s: %s", kwargs.get("action"), exc.message)
+        return None

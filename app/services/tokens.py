@@ -66,6 +66,7 @@ class TokenService:
         self.module_errors: dict[str, str] = {}
         self._sessions: dict[str, TokenSession] = {}
         self.on_login: list[Callable[[str], object]] = []  # called with the serial after login
+        self.on_logout: list[Callable[[str], object]] = []
 
     # --- modules ---------------------------------------------------------------------------
 
@@ -229,14 +230,20 @@ class TokenService:
             session.close()
             raise
         self._sessions[info.serial] = session
-        for callback in self.on_login:
-            callback(info.serial)
+        try:
+            for callback in self.on_login:
+                callback(info.serial)
+        except BaseException:
+            self.logout(info.serial)  # a refused login leaves no session behind
+            raise
         return info
 
     def logout(self, serial: str) -> None:
         assert_core_thread()
         session = self._sessions.pop(serial, None)
         if session is not None:
+            for callback in self.on_logout:
+                callback(serial)
             session.close()
 
     def session(self, ref: str) -> TokenSession:

@@ -19,6 +19,7 @@ from app.errors import KeysteadError, ValidationError, WorkstationExists
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
 from app.services.audit import Outcome, record
+from app.services.audit_log import AuditLog
 from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
 from app.services.lifecycle import LifecycleService
@@ -77,7 +78,9 @@ class Workstation:
         self.lifecycle = LifecycleService(
             db, self.tokens, self.keys, operator, clock, load_policy()
         )
-        self.tokens.on_login.append(self.lifecycle.enforce_pending)
+        self.audit = AuditLog(db, self.tokens, workstation_id, operator, clock)
+        self.tokens.on_login += [self.audit.on_login, self._after_login]
+        self.tokens.on_logout.append(self.audit.on_logout)
 
     @classmethod
     def initialize(
@@ -136,10 +139,18 @@ class Workstation:
         workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
         workstation.tokens.load_modules()
         if soft_token is not None:
-            workstation.tokens.create_soft_token(
+            created = workstation.tokens.create_soft_token(
                 soft_token.label, soft_token.so_pin, soft_token.user_pin
             )
+            # Logging in designates the new token as the audit token and creates its keys.
+            workstation.tokens.login(created.serial, soft_token.user_pin)
         return workstation
+
+    def _after_login(self, serial: str) -> None:
+        """Once the audit token seals entries: pending token changes, then due cryptoperiods."""
+        self.lifecycle.enforce_pending(serial)
+        if serial == self.audit.token_serial:
+            self.lifecycle.apply_due()
 
     @classmethod
     def unlock(
@@ -165,7 +176,6 @@ class Workstation:
             db.close()
             raise
         workstation.tokens.load_modules()
-        workstation.lifecycle.apply_due()
         return workstation
 
     @staticmethod
@@ -210,6 +220,11 @@ class Workstation:
         """Close sessions, unload modules and close the database."""
         assert_core_thread()
         try:
+            if self.audit.sealing:
+                try:
+                    self.audit.checkpoint("lock")
+                except KeysteadError as exc:
+                    log.error("no checkpoint at lock: %s", exc.message)
             with self.db.transaction():
                 record(
                     self.db,

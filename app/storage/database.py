@@ -8,7 +8,7 @@ belongs to the thread that opened it (the core worker): ``check_same_thread`` st
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ class Database:
     def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        # Set by the audit service while the audit token is logged in: the token's HMAC over
+        # an entry hash. Events that need it are refused while it is None.
+        self.sealer: Callable[[bytes], bytes] | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -129,8 +132,11 @@ class Database:
                 continue
             log.info("applying database migration %d", version)
             with self.transaction():
-                for statement in _statements(script):
-                    self._conn.execute(statement)
+                if callable(script):
+                    script(self)
+                else:
+                    for statement in _statements(script):
+                        self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {int(version)}")
 
     # --- use -------------------------------------------------------------------------------

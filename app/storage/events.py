@@ -1,29 +1,41 @@
-"""The event record written in the same transaction as every change.
+"""The audit record: an append-only hash chain written in the transaction of every change.
 
-``append_event`` is the single write path: the tamper-evident chain (audit issue) replaces its
-body without touching callers.
+``append_event`` is the single write path. Each entry is linked to the one before
+(``app.domain.audit``) and sealed with the audit token's HMAC when the token is logged in
+(``Database.sealer``); an entry that must be sealed and cannot be makes the whole change fail.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from app.domain.audit import GENESIS, AuditEntry, Checkpoint, canonical, entry_hash, needs_seal
+from app.errors import AuditIntegrityError
 from app.storage.database import Database
 from app.storage.repository import utc_text
 
+# Kept for callers that only read; every entry is an AuditEntry.
+StoredEvent = AuditEntry
 
-@dataclass(frozen=True)
-class StoredEvent:
-    seq: int
-    ts: str
-    operators: tuple[str, ...]
-    action: str
-    subject: str
-    outcome: str
-    details: dict[str, Any]
+_COLUMNS = "seq, ts, operators, action, subject, outcome, details, prev_hash, entry_hash, mac"
+
+
+def _entry(row: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(
+        row[0],
+        row[1],
+        tuple(json.loads(row[2])),
+        row[3],
+        row[4],
+        row[5],
+        json.loads(row[6]),
+        bytes(row[7] or GENESIS),
+        bytes(row[8] or GENESIS),
+        None if row[9] is None else bytes(row[9]),
+    )
 
 
 def append_event(
@@ -36,32 +48,100 @@ def append_event(
     outcome: str,
     details: dict[str, Any],
 ) -> int:
-    """Append one event; must run inside the caller's transaction. Returns its sequence number."""
+    """Append one entry inside the caller's transaction; returns its sequence number."""
     if not db.in_transaction:
         raise RuntimeError("events are written only inside the transaction of their change")
+    last = db.query("SELECT seq, ts, entry_hash FROM events ORDER BY seq DESC LIMIT 1")
+    seq = (last[0][0] + 1) if last else 1
+    prev = bytes(last[0][2]) if last and last[0][2] is not None else GENESIS
+    ts = utc_text(when)
+    if last and ts < last[0][1]:
+        ts = last[0][1]  # the clock stepped back: time in the chain never goes backwards
+    clean = json.loads(json.dumps(details, sort_keys=True))  # plain JSON types only
+    digest = entry_hash(canonical(seq, ts, operators, action, subject, outcome, clean), prev)
+    mac = None
+    if db.sealer is not None:
+        mac = db.sealer(digest)
+    elif needs_seal(action, outcome):
+        raise AuditIntegrityError(
+            f"'{action}' must be sealed by the workstation's audit token, which is not logged "
+            "in. Log in to it first; nothing was changed."
+        )
     db.execute(
-        "INSERT INTO events (ts, operators, action, subject, outcome, details) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
         (
-            utc_text(when),
+            seq,
+            ts,
             json.dumps(list(operators)),
             action,
             subject,
             outcome,
-            json.dumps(details, sort_keys=True, separators=(",", ":")),
+            json.dumps(clean, sort_keys=True, separators=(",", ":")),
+            prev,
+            digest,
+            mac,
         ),
     )
-    return int(db.scalar("SELECT last_insert_rowid()"))
+    return seq
 
 
-def list_events(db: Database, subject: str | None = None) -> list[StoredEvent]:
-    sql = "SELECT seq, ts, operators, action, subject, outcome, details FROM events"
+def list_events(db: Database, subject: str | None = None) -> list[AuditEntry]:
+    sql = f"SELECT {_COLUMNS} FROM events"  # noqa: S608
     params: tuple[Any, ...] = ()
     if subject is not None:
         sql += " WHERE subject = ?"
         params = (subject,)
-    rows = db.query(sql + " ORDER BY seq", params)
-    return [
-        StoredEvent(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], json.loads(r[6]))
-        for r in rows
-    ]
+    return [_entry(r) for r in db.query(sql + " ORDER BY seq", params)]
+
+
+def iter_events(db: Database, batch: int = 20_000) -> Iterator[AuditEntry]:
+    """Every entry in order, read in batches (verification of a million entries)."""
+    after = 0
+    while True:
+        rows = db.query(
+            f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+            (after, batch),
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield _entry(row)
+        after = rows[-1][0]
+
+
+def query_events(
+    db: Database, where: str, params: Sequence[Any], offset: int, limit: int
+) -> list[AuditEntry]:
+    """A page of entries matching ``where`` (built by the caller from fixed fragments)."""
+    rows = db.query(
+        f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq LIMIT ? OFFSET ?",  # noqa: S608
+        (*params, limit, offset),
+    )
+    return [_entry(r) for r in rows]
+
+
+def count_events(db: Database, where: str = "", params: Sequence[Any] = ()) -> int:
+    return int(db.scalar(f"SELECT count(*) FROM events {where}", params))  # noqa: S608
+
+
+def head(db: Database) -> tuple[int, bytes]:
+    rows = db.query("SELECT seq, entry_hash FROM events ORDER BY seq DESC LIMIT 1")
+    return (rows[0][0], bytes(rows[0][1])) if rows else (0, GENESIS)
+
+
+def save_checkpoint(db: Database, checkpoint: Checkpoint) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO checkpoints (seq, head, time, workstation, signature) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            checkpoint.seq,
+            checkpoint.head,
+            checkpoint.time,
+            checkpoint.workstation,
+            checkpoint.signature,
+        ),
+    )
+
+
+def has_checkpoint(db: Database, seq: int) -> bool:
+    return db.scalar("SELECT 1 FROM checkpoints WHERE seq = ?", (seq,)) is not None

@@ -1,8 +1,23 @@
-"""Numbered schema migrations. Never edit a released step; add the next one."""
+"""Numbered schema migrations. Never edit a released step; add the next one.
+
+A step is SQL text, or a function that gets the open database (inside the step's transaction)
+when rows must be rewritten.
+"""
 
 from __future__ import annotations
 
-MIGRATIONS: list[tuple[int, str]] = [
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from app.domain.audit import GENESIS, canonical, entry_hash
+
+if TYPE_CHECKING:
+    from app.storage.database import Database
+
+Step = str | Callable[["Database"], None]
+
+MIGRATIONS: list[tuple[int, Step]] = [
     (
         1,
         """
@@ -80,5 +95,51 @@ MIGRATIONS.append(
         """,
     )
 )
+
+AUDIT_CHAIN_SQL = """
+ALTER TABLE events ADD COLUMN prev_hash BLOB;
+ALTER TABLE events ADD COLUMN entry_hash BLOB;
+ALTER TABLE events ADD COLUMN mac BLOB;
+CREATE INDEX events_action ON events (action);
+CREATE INDEX events_ts ON events (ts);
+CREATE TABLE checkpoints (
+    seq         INTEGER PRIMARY KEY,
+    head        BLOB NOT NULL,
+    time        TEXT NOT NULL,
+    workstation TEXT NOT NULL,
+    signature   BLOB NOT NULL
+);
+"""
+
+
+def _audit_chain(db: Database) -> None:
+    """Schema 3: chain every existing event; they predate the token MAC, and say so."""
+    for statement in AUDIT_CHAIN_SQL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    prev = GENESIS
+    rows: list[Any] = db.query(
+        "SELECT seq, ts, operators, action, subject, outcome, details FROM events ORDER BY seq"
+    )
+    for seq, ts, operators, action, subject, outcome, details in rows:
+        digest = entry_hash(
+            canonical(
+                seq, ts, json.loads(operators), action, subject, outcome, json.loads(details)
+            ),
+            prev,
+        )
+        db.execute(
+            "UPDATE events SET prev_hash = ?, entry_hash = ? WHERE seq = ?", (prev, digest, seq)
+        )
+        prev = digest
+    last = rows[-1][0] if rows else 0
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('audit_mac_from', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(last + 1),),
+    )
+
+
+MIGRATIONS.append((3, _audit_chain))
 
 LATEST = MIGRATIONS[-1][0]

@@ -21,7 +21,7 @@ from app.paths import Home
 from app.services.executor import CoreExecutor
 from app.services.lifecycle import WORKSTATION_ACTOR
 from app.services.workstation import Workstation
-from tests.support import PASS, PIN, Bench, Clock
+from tests.support import PASS, PIN, Bench, Clock, peer_objects
 
 pytestmark = pytest.mark.hsm
 
@@ -225,20 +225,37 @@ def test_automatic_transitions_with_injected_clock(bench: Bench) -> None:
     assert [k.id for k in bench(bench.ws.lifecycle.due, 30)] == [key.id]
     assert bench(bench.ws.lifecycle.due, 5) == []
 
-    # The cryptoperiod ends while the workstation is closed: deactivated at the next start,
-    # token flags pending until the token is logged in again.
+    # The cryptoperiod ends while the workstation is closed. At the next start nothing changes
+    # until the audit token is logged in (the change must be sealed); then it is deactivated.
     bench(bench.ws.lock)
     clock.advance(days=11)
     bench.ws = bench(Workstation.unlock, bench.home, "officer", PASS, clock=bench.clock)
-    closed = bench(bench.ws.keys.resolve, key.id)
-    assert closed.state is KeyState.DEACTIVATED
-    assert closed.token_sync is TokenSync.PENDING
-    assert words(bench.peer_usage()[("Secret", key.cka_id)]) == {"encrypt", "decrypt"}
+    assert bench(bench.ws.keys.resolve, key.id).state is KeyState.ACTIVE
     bench(bench.ws.tokens.login, "Life", PIN)
-    assert bench(bench.ws.keys.resolve, key.id).token_sync is TokenSync.OK
+    closed = bench(bench.ws.keys.resolve, key.id)
+    assert closed.state is KeyState.DEACTIVATED and closed.token_sync is TokenSync.OK
     assert words(bench.peer_usage()[("Secret", key.cka_id)]) == {"decrypt"}
-    actions = [(e.action, e.operators[0]) for e in bench.events(key.id)[-2:]]
-    assert actions == [("key.deactivate", WORKSTATION_ACTOR), ("key.token-sync", "officer")]
+    last = bench.events(key.id)[-1]
+    assert (last.action, last.operators, last.mac is not None) == (
+        "key.deactivate",
+        (WORKSTATION_ACTOR,),
+        True,
+    )
+
+
+def test_change_while_the_keys_token_is_away_is_applied_at_its_login(bench: Bench) -> None:
+    other = bench(bench.ws.tokens.create_soft_token, "Other", "87654321", "2468")
+    bench(bench.ws.tokens.login, other.serial, "2468")
+    key = bench(bench.ws.keys.generate, other.serial, Algorithm.AES_128, "elsewhere")
+    bench(bench.ws.lifecycle.transition, key.id, Action.ACTIVATE)
+    bench(bench.ws.tokens.logout, other.serial)
+    suspended = bench(bench.ws.lifecycle.transition, key.id, Action.SUSPEND, "token in a safe")
+    assert suspended.state is KeyState.SUSPENDED and suspended.token_sync is TokenSync.PENDING
+    bench(bench.ws.tokens.login, other.serial, "2468")
+    assert bench(bench.ws.keys.resolve, key.id).token_sync is TokenSync.OK
+    seen = {o.cka_id: o.usage for o in peer_objects(bench.home, "Other", pin="2468")}
+    assert seen[key.cka_id] == set()
+    assert [e.action for e in bench.events(key.id)[-2:]] == ["key.suspend", "key.token-sync"]
 
 
 def test_activation_sets_cryptoperiod_from_policy(bench: Bench) -> None:

@@ -55,7 +55,7 @@ def test_first_start_creates_workstation_and_token(qtbot, qapp, bridge, tmp_path
     assert home.database.exists() and home.keyslots.exists()
     assert home.softhsm_conf.exists()
     qtbot.waitUntil(lambda: "GuiToken" in window.tokens_label.text(), timeout=10000)
-    assert "not logged in" in window.tokens_label.text()
+    assert "GuiToken (logged in)" in window.tokens_label.text()  # it holds the audit keys
     assert window.operator_label.text() == "Operator: Officer One"
     assert str(home.database) in window.database_label.text()
     assert window.tokens.table.rowCount() == 1

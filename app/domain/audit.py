@@ -1,0 +1,322 @@
+"""The tamper-evident audit chain: canonical encoding, entry hashes, checkpoints, verification.
+
+Pure functions over plain data, so the same code verifies the live database, an export and
+(by its documented twin in docs/audit-verification.md) a file without Keystead.
+
+    canonical(entry) = JSON of {seq, ts, operators, action, subject, outcome, details}
+                       with sorted keys, separators "," and ":", UTF-8, no ASCII escaping
+    entry_hash       = SHA-256(b"keystead-audit-v1\\x00" || canonical || prev_hash)
+    prev_hash        = 32 zero bytes for the first entry
+    mac              = HMAC-SHA256(audit key inside the token, entry_hash)
+    checkpoint       = canonical JSON of {workstation, seq, head, time}, signed (ECDSA P-256,
+                       SHA-256) by the workstation's checkpoint key on the token
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+DOMAIN_TAG = b"keystead-audit-v1\x00"
+CHECKPOINT_TAG = "keystead-checkpoint-v1"
+GENESIS = bytes(32)
+
+# Entries that may be written while the audit token is not logged in (their MAC is absent and
+# verification lists them). Everything else needs the token's MAC or does not happen.
+UNMACED_ALLOWED = frozenset(
+    {
+        "workstation.initialize",
+        "workstation.unlock",
+        "workstation.lock",
+        "token.login",
+        "token.create-soft",
+        "module.add",
+        "audit.keys",
+    }
+)
+
+
+def needs_seal(action: str, outcome: str) -> bool:
+    """Successful changes must carry the token's MAC; refusals, failures and the listed
+    bootstrap actions may be recorded while the audit token is away (and are listed as such)."""
+    return outcome == "success" and action not in UNMACED_ALLOWED
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry as stored and exported."""
+
+    seq: int
+    ts: str
+    operators: tuple[str, ...]
+    action: str
+    subject: str
+    outcome: str
+    details: dict[str, Any]
+    prev_hash: bytes = GENESIS
+    entry_hash: bytes = GENESIS
+    mac: bytes | None = None
+
+
+def canonical(
+    seq: int,
+    ts: str,
+    operators: Iterable[str],
+    action: str,
+    subject: str,
+    outcome: str,
+    details: dict[str, Any],
+) -> bytes:
+    body = {
+        "seq": seq,
+        "ts": ts,
+        "operators": list(operators),
+        "action": action,
+        "subject": subject,
+        "outcome": outcome,
+        "details": details,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(canonical_bytes: bytes, prev_hash: bytes) -> bytes:
+    return hashlib.sha256(DOMAIN_TAG + canonical_bytes + prev_hash).digest()
+
+
+def hash_of(entry: AuditEntry) -> bytes:
+    return entry_hash(
+        canonical(
+            entry.seq,
+            entry.ts,
+            entry.operators,
+            entry.action,
+            entry.subject,
+            entry.outcome,
+            entry.details,
+        ),
+        entry.prev_hash,
+    )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement: the chain had ``seq`` entries ending in ``head`` at ``time``."""
+
+    workstation: str
+    seq: int
+    head: bytes
+    time: str
+    signature: bytes = b""  # DER ECDSA signature over ``message()``
+
+    def message(self) -> bytes:
+        body = {
+            "type": CHECKPOINT_TAG,
+            "workstation": self.workstation,
+            "seq": self.seq,
+            "head": self.head.hex(),
+            "time": self.time,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workstation": self.workstation,
+            "seq": self.seq,
+            "head": self.head.hex(),
+            "time": self.time,
+            "signature": self.signature.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Checkpoint:
+        return cls(
+            str(doc["workstation"]),
+            int(doc["seq"]),
+            bytes.fromhex(doc["head"]),
+            str(doc["time"]),
+            bytes.fromhex(doc["signature"]),
+        )
+
+
+class Fault(Enum):
+    """Kinds of damage verification names."""
+
+    MODIFIED = "modified"
+    MISSING = "missing"
+    INSERTED = "inserted"
+    REORDERED = "reordered"
+    TRUNCATED = "truncated after checkpoint"
+    ROLLED_BACK = "database older than checkpoint"
+    MAC_INVALID = "MAC invalid"
+    MAC_MISSING = "MAC missing"
+    TIME = "time goes backwards"
+    CHECKPOINT_SIGNATURE = "checkpoint signature invalid"
+    CHECKPOINT_MISMATCH = "chain differs from checkpoint"
+
+
+@dataclass
+class Report:
+    """The outcome of a verification."""
+
+    entries: int = 0
+    macs_checked: int = 0
+    unmaced: list[int] = field(default_factory=list)
+    checkpoint_seq: int | None = None
+    fault: Fault | None = None
+    bad_seq: int | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.fault is None
+
+    def summary(self) -> str:
+        if self.fault is not None:
+            where = f" at entry {self.bad_seq}" if self.bad_seq is not None else ""
+            return f"Audit history damaged{where}: {self.fault.value}. {self.detail}".strip()
+        text = f"{self.entries} entries verified"
+        if self.checkpoint_seq is not None:
+            text += f" up to checkpoint {self.checkpoint_seq}"
+        if self.macs_checked:
+            text += f", {self.macs_checked} token MACs valid"
+        if self.unmaced:
+            text += f"; {len(self.unmaced)} written while the audit token was not logged in"
+        return text + "."
+
+
+MacCheck = Callable[[bytes, bytes], bool]  # (entry_hash, mac) -> valid
+
+
+def verify_chain(
+    entries: Iterable[AuditEntry],
+    mac_check: MacCheck | None = None,
+    checkpoints: Iterable[Checkpoint] = (),
+    has_checkpoint_record: Callable[[int], bool] | None = None,
+    mac_from: int = 1,
+) -> Report:
+    """Recompute the chain from the first entry and compare with MACs and checkpoints.
+
+    ``mac_check`` is None when the token is not at hand (an offline export): MACs are then
+    neither required nor checked. ``checkpoints`` must already have valid signatures.
+    Entries before ``mac_from`` predate the audit key (migrated databases) and need no MAC.
+    """
+    report = Report()
+    expected_seq = 1
+    prev = GENESIS
+    last_ts = ""
+    heads: dict[int, bytes] = {}
+    for entry in entries:
+        report.entries += 1
+        if entry.seq != expected_seq:
+            fault = Fault.MISSING if entry.seq > expected_seq else Fault.REORDERED
+            return _fail(
+                report,
+                fault,
+                expected_seq if fault is Fault.MISSING else entry.seq,
+                f"expected entry {expected_seq}, found {entry.seq}.",
+            )
+        content_ok = hash_of(entry) == entry.entry_hash
+        if not content_ok and _moved(entry):
+            return _fail(
+                report,
+                Fault.REORDERED,
+                entry.seq,
+                "it was recorded at another position in the chain.",
+            )
+        if entry.prev_hash != prev:
+            if entry.seq >= 3 and entry.prev_hash == heads.get(entry.seq - 2):
+                return _fail(
+                    report,
+                    Fault.INSERTED,
+                    entry.seq - 1,
+                    "it is not linked into the chain between its neighbours.",
+                )
+            return _fail(
+                report,
+                Fault.MODIFIED,
+                entry.seq - 1,
+                "its hash no longer matches the link the next entry recorded.",
+            )
+        if not content_ok:
+            return _fail(
+                report, Fault.MODIFIED, entry.seq, "its contents do not match its recorded hash."
+            )
+        if entry.ts < last_ts:
+            return _fail(
+                report, Fault.TIME, entry.seq, "its time is earlier than the entry before."
+            )
+        if mac_check is not None:
+            if entry.mac is None:
+                if needs_seal(entry.action, entry.outcome) and entry.seq >= mac_from:
+                    return _fail(
+                        report,
+                        Fault.MAC_MISSING,
+                        entry.seq,
+                        f"'{entry.action}' must carry the token's MAC.",
+                    )
+                report.unmaced.append(entry.seq)
+            elif not mac_check(entry.entry_hash, entry.mac):
+                return _fail(
+                    report,
+                    Fault.MAC_INVALID,
+                    entry.seq,
+                    "the token does not vouch for it (forged or re-hashed).",
+                )
+            else:
+                report.macs_checked += 1
+        elif entry.mac is None:
+            report.unmaced.append(entry.seq)
+        heads[entry.seq] = entry.entry_hash
+        prev = entry.entry_hash
+        last_ts = entry.ts
+        expected_seq += 1
+    last_seq = expected_seq - 1
+    newest = max(checkpoints, key=lambda c: c.seq, default=None)
+    if newest is not None:
+        report.checkpoint_seq = newest.seq
+        if newest.seq > last_seq:
+            recorded = has_checkpoint_record(newest.seq) if has_checkpoint_record else False
+            fault = Fault.TRUNCATED if recorded else Fault.ROLLED_BACK
+            return _fail(
+                report,
+                fault,
+                last_seq + 1,
+                f"checkpoint {newest.seq} of {newest.time} vouches for {newest.seq} "
+                f"entries; only {last_seq} are here.",
+            )
+        if heads.get(newest.seq) != newest.head:
+            return _fail(
+                report,
+                Fault.CHECKPOINT_MISMATCH,
+                newest.seq,
+                f"entry {newest.seq} is not the one checkpoint {newest.seq} signed.",
+            )
+    return report
+
+
+def _moved(entry: AuditEntry, reach: int = 3) -> bool:
+    """True if the entry's hash matches it at a nearby position: it was moved, not edited."""
+    for delta in range(-reach, reach + 1):
+        if delta and entry.seq + delta > 0:
+            moved = AuditEntry(
+                entry.seq + delta,
+                entry.ts,
+                entry.operators,
+                entry.action,
+                entry.subject,
+                entry.outcome,
+                entry.details,
+                entry.prev_hash,
+            )
+            if hash_of(moved) == entry.entry_hash:
+                return True
+    return False
+
+
+def _fail(report: Report, fault: Fault, seq: int | None, detail: str) -> Report:
+    report.fault, report.bad_seq, report.detail = fault, seq, detail
+    return report

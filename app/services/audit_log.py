@@ -1,0 +1,372 @@
+"""The workstation's audit log: its token, sealing, signed checkpoints, verification, export.
+
+The audit token is the token that holds the workstation's audit keys (the embedded token
+created at initialisation, or the first token logged in to). While it is logged in every new
+entry carries its HMAC; checkpoints are signed by its key and kept on it as data objects,
+outside the database, so a rolled-back or truncated database file shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hmac as std_hmac
+import io
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from app.domain.audit import AuditEntry, Checkpoint, Report, verify_chain
+from app.errors import AuditIntegrityError, DatabaseRolledBack, ValidationError
+from app.hsm.session import TokenSession
+from app.services.audit import Outcome, record
+from app.services.executor import assert_core_thread
+from app.services.tokens import TokenService
+from app.storage.database import Database
+from app.storage.events import (
+    count_events,
+    has_checkpoint,
+    head,
+    iter_events,
+    query_events,
+    save_checkpoint,
+)
+from app.storage.files import write_atomic
+from app.storage.repository import SettingsRepository, utc_text
+
+log = logging.getLogger(__name__)
+
+META_TOKEN = "audit_token_serial"  # noqa: S105 (a settings key)
+META_PUBLIC_KEY = "audit_checkpoint_public_key"
+META_MAC_FROM = "audit_mac_from"
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Filters of the audit page and ``keystead audit list``; all run in SQL."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    operator: str | None = None
+    action: str | None = None
+    subject: str | None = None
+    outcome: str | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.since:
+            clauses.append("ts >= ?")
+            params.append(utc_text(self.since))
+        if self.until:
+            clauses.append("ts <= ?")
+            params.append(utc_text(self.until))
+        if self.operator:
+            clauses.append("operators LIKE ?")
+            params.append(f'%"{_like(self.operator)}"%')
+        if self.action:
+            clauses.append("action LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like(self.action)}%")
+        if self.subject:
+            clauses.append("subject LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like(self.subject)}%")
+        if self.outcome:
+            clauses.append("outcome = ?")
+            params.append(self.outcome)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class AuditLog:
+    """Core-thread service around the audit chain."""
+
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenService,
+        workstation_id: str,
+        operator: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.workstation_id = workstation_id
+        self.operator = operator
+        self.clock = clock
+        self.settings = SettingsRepository(db)
+
+    # --- the audit token -------------------------------------------------------------------
+
+    @property
+    def token_serial(self) -> str | None:
+        return self.settings.get(META_TOKEN)
+
+    @property
+    def sealing(self) -> bool:
+        """True while new entries carry the token's MAC."""
+        return self.db.sealer is not None
+
+    def _session(self) -> TokenSession | None:
+        serial = self.token_serial
+        return next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
+
+    def on_login(self, serial: str) -> None:
+        """Login hook: designate the first token, check checkpoints, start sealing."""
+        session = next(s for s in self.tokens.logged_in() if s.info.serial == serial)
+        if self.token_serial is None:
+            self._designate(session)
+        if serial != self.token_serial:
+            return
+        self._check_rollback(session)
+        self.db.sealer = session.audit_mac
+
+    def on_logout(self, serial: str) -> None:
+        if serial == self.token_serial:
+            self.db.sealer = None
+
+    def _designate(self, session: TokenSession) -> None:
+        created = session.ensure_audit_keys()
+        public = session.checkpoint_public_key()
+        with self.db.transaction():
+            self.settings.put(META_TOKEN, session.info.serial)
+            self.settings.put(META_PUBLIC_KEY, base64.b64encode(public).decode("ascii"))
+            if self.settings.get(META_MAC_FROM) is None:
+                self.settings.put(META_MAC_FROM, str(head(self.db)[0] + 1))
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="audit.keys",
+                subject=f"token:{session.info.serial}",
+                outcome=Outcome.SUCCESS,
+                details={"label": session.info.label, "created": created},
+            )
+        log.info("token %s holds the audit keys", session.info.serial)
+
+    def _check_rollback(self, session: TokenSession) -> None:
+        newest = max(self._token_checkpoints(session), key=lambda c: c.seq, default=None)
+        if newest is None:
+            return
+        last, _ = head(self.db)
+        if last < newest.seq:
+            kind = "truncated" if has_checkpoint(self.db, newest.seq) else "older than the token"
+            self.tokens.logout(session.info.serial)
+            raise DatabaseRolledBack(
+                f"The database is {kind}: the token's checkpoint of {newest.time} vouches for "
+                f"{newest.seq} audit entries, the database has {last}. Restore the latest "
+                "verified backup; nothing was changed."
+            )
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def public_key(self) -> ec.EllipticCurvePublicKey | None:
+        encoded = self.settings.get(META_PUBLIC_KEY)
+        if not encoded:
+            return None
+        key = serialization.load_der_public_key(base64.b64decode(encoded))
+        return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+    def checkpoint(self, reason: str) -> Checkpoint:
+        """Sign the current head, keep it on the token and in the database; audited."""
+        assert_core_thread()
+        session = self._session()
+        if session is None:
+            raise AuditIntegrityError("Log in to the audit token to make a checkpoint.")
+        seq, digest = head(self.db)
+        unsigned = Checkpoint(self.workstation_id, seq, digest, utc_text(self.clock()))
+        signed = Checkpoint(
+            unsigned.workstation,
+            seq,
+            digest,
+            unsigned.time,
+            session.sign_checkpoint(unsigned.message()),
+        )
+        with self.db.transaction():
+            save_checkpoint(self.db, signed)
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="audit.checkpoint",
+                subject=f"workstation:{self.workstation_id}",
+                outcome=Outcome.SUCCESS,
+                details={"seq": seq, "head": digest.hex(), "reason": reason},
+            )
+            session.store_checkpoint(seq, json.dumps(signed.to_json()).encode())
+        return signed
+
+    def _token_checkpoints(self, session: TokenSession) -> list[Checkpoint]:
+        key = self.public_key()
+        found = []
+        for document in session.checkpoint_documents():
+            try:
+                checkpoint = Checkpoint.from_json(json.loads(document))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if checkpoint.workstation == self.workstation_id and _signed(key, checkpoint):
+                found.append(checkpoint)
+        return found
+
+    # --- verification ----------------------------------------------------------------------
+
+    def verify(self) -> Report:
+        """Recompute the chain, check MACs (token logged in) and the newest checkpoint."""
+        assert_core_thread()
+        session = self._session()
+        mac_from = int(self.settings.get(META_MAC_FROM) or 1)
+        check: Callable[[bytes, bytes], bool] | None = None
+        if session is not None:
+            seal = session.audit_mac
+
+            def check(digest: bytes, mac: bytes) -> bool:
+                return std_hmac.compare_digest(seal(digest), mac)
+
+        checkpoints = self._token_checkpoints(session) if session else []
+        report = verify_chain(
+            iter_events(self.db),
+            check,
+            checkpoints,
+            lambda seq: has_checkpoint(self.db, seq),
+            mac_from=mac_from,
+        )
+        if session is None and report.ok:
+            report.detail = (
+                "Token MACs and checkpoints were not checked: the audit token is not logged in."
+            )
+        outcome = Outcome.SUCCESS if report.ok else Outcome.FAILED
+        with self.db.transaction():
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="audit.verify",
+                subject=f"workstation:{self.workstation_id}",
+                outcome=outcome,
+                details={
+                    "entries": report.entries,
+                    "macs": report.macs_checked,
+                    "checkpoint": report.checkpoint_seq,
+                    "fault": report.fault.value if report.fault else None,
+                    "bad_seq": report.bad_seq,
+                },
+            )
+        return report
+
+    # --- reading and export ----------------------------------------------------------------
+
+    def count(self, flt: AuditFilter = AuditFilter()) -> int:
+        where, params = flt.sql()
+        return count_events(self.db, where, params)
+
+    def page(self, flt: AuditFilter, offset: int, limit: int) -> list[AuditEntry]:
+        where, params = flt.sql()
+        return query_events(self.db, where, params, offset, limit)
+
+    def export(self, path: Path, fmt: str) -> int:
+        """Write every entry to ``path`` (csv for reading, json for verification); audited."""
+        assert_core_thread()
+        if fmt not in ("csv", "json"):
+            raise ValidationError("Export format is csv or json.")
+        entries = list(iter_events(self.db))
+        if fmt == "csv":
+            data = _csv(entries)
+        else:
+            session = self._session()
+            checkpoints = self._token_checkpoints(session) if session else []
+            public = self.settings.get(META_PUBLIC_KEY)
+            doc = {
+                "format": "keystead-audit-export",
+                "version": 1,
+                "workstation": self.workstation_id,
+                "checkpoint_public_key": public
+                and serialization.load_der_public_key(base64.b64decode(public))
+                .public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                .decode("ascii"),
+                "mac_from": int(self.settings.get(META_MAC_FROM) or 1),
+                "checkpoints": [c.to_json() for c in sorted(checkpoints, key=lambda c: c.seq)],
+                "entries": [_entry_json(e) for e in entries],
+            }
+            data = json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")
+        write_atomic(path, data, mode=0o600)
+        with self.db.transaction():
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="audit.export",
+                subject=f"workstation:{self.workstation_id}",
+                outcome=Outcome.SUCCESS,
+                details={"format": fmt, "entries": len(entries), "file": path.name},
+            )
+        return len(entries)
+
+
+def _signed(key: ec.EllipticCurvePublicKey | None, checkpoint: Checkpoint) -> bool:
+    if key is None:
+        return False
+    try:
+        key.verify(checkpoint.signature, checkpoint.message(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _entry_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "ts": entry.ts,
+        "operators": list(entry.operators),
+        "action": entry.action,
+        "subject": entry.subject,
+        "outcome": entry.outcome,
+        "details": entry.details,
+        "prev_hash": entry.prev_hash.hex(),
+        "entry_hash": entry.entry_hash.hex(),
+        "mac": entry.mac.hex() if entry.mac else None,
+    }
+
+
+def _csv(entries: list[AuditEntry]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "seq",
+            "time_utc",
+            "operators",
+            "action",
+            "subject",
+            "outcome",
+            "details",
+            "entry_hash",
+            "sealed",
+        ]
+    )
+    for e in entries:
+        writer.writerow(
+            [
+                e.seq,
+                e.ts,
+                "; ".join(e.operators),
+                e.action,
+                e.subject,
+                e.outcome,
+                json.dumps(e.details, sort_keys=True, ensure_ascii=False),
+                e.entry_hash.hex(),
+                "yes" if e.mac else "no",
+            ]
+        )
+    return out.getvalue().encode("utf-8")
