@@ -72,8 +72,9 @@ def _words(text: str) -> set[str]:
 AUDIT_IDS = (b"KEYSTEAD-AUDIT-MAC".hex(), b"KEYSTEAD-AUDIT-CHECKPOINT".hex())
 
 
-def peer_objects(home: Home, token: str = TOKEN, audit: bool = False,
-                 pin: str = PIN) -> list[PeerObject]:
+def peer_objects(
+    home: Home, token: str = TOKEN, audit: bool = False, pin: str = PIN
+) -> list[PeerObject]:
     """Every key object pkcs11-tool lists on ``token`` (the workstation's audit keys only
     with ``audit``)."""
     out = pkcs11_tool(home, "--token-label", token, "--list-objects", pin=pin)

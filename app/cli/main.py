@@ -8,15 +8,18 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from app.cli import output
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
+from app.domain.audit import Checkpoint, Report
 from app.domain.keys import InventoryItem, TokenSync
 from app.domain.lifecycle import Action
-from app.errors import KeysteadError, TokenNotLoggedIn
+from app.errors import KeysteadError, TokenNotLoggedIn, TokenNotPresent
 from app.paths import Home, resolve_home
+from app.services.audit_log import AuditFilter
 from app.services.executor import CoreExecutor
 from app.services.prompter import SecretKind
 from app.services.workstation import SoftTokenRequest, Workstation, harden_process
@@ -97,6 +100,28 @@ def build_parser() -> argparse.ArgumentParser:
     due = keys.add_parser("due", help="keys whose deactivation date is near or past")
     due.add_argument("--days", type=int, help="window in days (default: the policy's)")
     due.set_defaults(run=cmd_keys_due)
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit history").add_subparsers(
+        dest="action", required=True
+    )
+    listing = audit.add_parser("list", help="entries, filtered")
+    listing.add_argument("--since", type=_date)
+    listing.add_argument("--until", type=_date)
+    listing.add_argument("--operator")
+    listing.add_argument("--action", dest="audit_action")
+    listing.add_argument("--key", help="entries about this key (uuid or name)")
+    listing.add_argument("--outcome", choices=["success", "denied", "failed", "aborted"])
+    listing.set_defaults(run=cmd_audit_list)
+    audit.add_parser("verify", help="recompute the chain, check MACs and checkpoints").set_defaults(
+        run=cmd_audit_verify
+    )
+    export = audit.add_parser("export", help="write every entry to a file")
+    export.add_argument("--format", choices=["csv", "json"], required=True)
+    export.add_argument("--out", required=True, type=Path)
+    export.set_defaults(run=cmd_audit_export)
+    audit.add_parser("checkpoint", help="sign a checkpoint of the chain now").set_defaults(
+        run=cmd_audit_checkpoint
+    )
     return parser
 
 
@@ -298,6 +323,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
+        _login_audit_token(ws, required=False)
         _login(ws, args.token)
         return output.key_dict(
             ws.keys.generate(args.token, args.algorithm, args.name, args.purpose, args.backup_able)
@@ -359,6 +385,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 def cmd_keys_adopt(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
+        _login_audit_token(ws, required=False)
         _login(ws, args.token)
         return output.key_dict(ws.keys.adopt(args.token, args.cka_id, args.name))
 
@@ -380,6 +407,7 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
     action: Action = args.lifecycle_action
 
     def body(ws: Workstation) -> dict[str, Any]:
+        _login_audit_token(ws, required=False)
         key = ws.keys.resolve(args.key)
         if action is Action.DESTROY:
             _login(ws, key.token_serial)
@@ -405,6 +433,7 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
+        _login_audit_token(ws, required=False)
         key = ws.keys.resolve(args.key)
         _login(ws, key.token_serial)
         return output.key_dict(ws.lifecycle.rotate(key.id))
@@ -457,6 +486,100 @@ def cmd_keys_due(args: argparse.Namespace) -> int:
                 ("token", "TOKEN"),
                 ("id", "ID"),
             ],
+        )
+    return 0
+
+
+def _login_audit_token(ws: Workstation, required: bool) -> None:
+    serial = ws.audit.token_serial
+    if serial and any(t.serial == serial for t in ws.tokens.present()):
+        _login(ws, serial, optional=not required)
+    elif required:
+        raise TokenNotPresent("The workstation's audit token is not present. Insert it.")
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> list[dict[str, Any]]:
+        subject = f"key:{ws.keys.resolve(args.key).id}" if args.key else None
+        flt = AuditFilter(
+            args.since, args.until, args.operator, args.audit_action, subject, args.outcome
+        )
+        return [output.event_dict(e) for e in ws.audit.page(flt, 0, 10_000_000)]
+
+    rows = _with_workstation(args, body)
+    if args.json:
+        output.print_json(rows)
+    else:
+        for row in rows:
+            row["summary"] = output.event_summary(row)
+        output.print_table(
+            rows,
+            [
+                ("seq", "SEQ"),
+                ("time", "TIME (UTC)"),
+                ("operators", "BY"),
+                ("action", "ACTION"),
+                ("subject", "SUBJECT"),
+                ("outcome", "OUTCOME"),
+                ("summary", "DETAILS"),
+            ],
+        )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> Report:
+        _login_audit_token(ws, required=False)
+        return ws.audit.verify()
+
+    report = _with_workstation(args, body)
+    if args.json:
+        output.print_json(
+            {
+                "ok": report.ok,
+                "entries": report.entries,
+                "macs_checked": report.macs_checked,
+                "unsealed": report.unmaced,
+                "checkpoint": report.checkpoint_seq,
+                "fault": report.fault.value if report.fault else None,
+                "bad_seq": report.bad_seq,
+                "summary": report.summary(),
+            }
+        )
+    else:
+        print(report.summary())
+        if report.detail and report.ok:
+            print(report.detail)
+    if not report.ok:
+        print(f"keystead: error: {report.summary()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> int:
+        _login_audit_token(ws, required=False)
+        return ws.audit.export(args.out.resolve(), args.format)
+
+    count = _with_workstation(args, body)
+    if args.json:
+        output.print_json({"entries": count, "file": str(args.out)})
+    else:
+        print(f"Exported {count} entries to {args.out}.")
+    return 0
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> Checkpoint:
+        _login_audit_token(ws, required=True)
+        return ws.audit.checkpoint("requested")
+
+    checkpoint = _with_workstation(args, body)
+    if args.json:
+        output.print_json(checkpoint.to_json())
+    else:
+        print(
+            f"Checkpoint {checkpoint.seq} signed at {checkpoint.time}: head {checkpoint.head.hex()}"
         )
     return 0
 
