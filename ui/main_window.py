@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from app.services.tokens import TokenStatus
 from ui.errors import show_error
 from ui.icons import icon
+from ui.pages.audit_page import AuditPage
 from ui.pages.inventory_page import InventoryPage
 from ui.pages.tokens_page import TokensPage
 from ui.session import GuiSession
@@ -40,13 +41,16 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget(self)
         self.inventory = InventoryPage(session, self)
         self.tokens = TokensPage(session, self)
+        self.audit = AuditPage(session, self)
         for name, icon_name, page in (
             ("Inventory", "inventory", self.inventory),
             ("Tokens", "tokens", self.tokens),
+            ("Audit", "audit", self.audit),
         ):
             QListWidgetItem(icon(icon_name), name, self.nav)
             self.pages.addWidget(page)
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.nav.currentRowChanged.connect(self._page_shown)
         self.nav.setCurrentRow(0)
 
         central = QWidget(self)
@@ -81,6 +85,10 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Load the first data: tokens, then (through tokens_changed) the inventory."""
         self.session.refresh_tokens()
+
+    def _page_shown(self, index: int) -> None:
+        if self.pages.widget(index) is self.audit:
+            self.audit.refresh()
 
     def apply_due(self) -> None:
         """Automatic activations/deactivations whose date has come (recorded as the workstation)."""

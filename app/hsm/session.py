@@ -176,6 +176,7 @@ class TokenSession:
         self.module = module
         self.info = info
         self._session = session
+        self._found: dict[tuple[ObjectClass, bytes], Any] = {}
 
     @classmethod
     def login(cls, module: Pkcs11Module, info: TokenInfo, pin: str) -> TokenSession:
@@ -185,6 +186,7 @@ class TokenSession:
         return cls(module, info, session)
 
     def close(self) -> None:
+        self._found.clear()
         try:
             self._session.close()
         except pkcs11.PKCS11Error:
@@ -424,7 +426,14 @@ class TokenSession:
     # --- the workstation's audit keys ------------------------------------------------------
 
     def _one(self, cls: ObjectClass, cka_id: bytes) -> Any | None:
+        """The object of this class and CKA_ID; the audit keys are looked up once per session
+        (finding an object is a linear scan of the token: about 0.25 s at 10,000 objects)."""
+        cached = self._found.get((cls, cka_id))
+        if cached is not None:
+            return cached
         found = list(self._session.get_objects({Attribute.CLASS: cls, Attribute.ID: cka_id}))
+        if found and cka_id in AUDIT_IDS:
+            self._found[(cls, cka_id)] = found[0]
         return found[0] if found else None
 
     def ensure_audit_keys(self) -> bool:

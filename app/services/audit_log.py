@@ -138,6 +138,7 @@ class AuditLog:
     def _designate(self, session: TokenSession) -> None:
         created = session.ensure_audit_keys()
         public = session.checkpoint_public_key()
+        self.db.sealer = session.audit_mac  # the designation itself is sealed
         with self.db.transaction():
             self.settings.put(META_TOKEN, session.info.serial)
             self.settings.put(META_PUBLIC_KEY, base64.b64encode(public).decode("ascii"))

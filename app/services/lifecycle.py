@@ -261,8 +261,8 @@ class LifecycleService:
         if session is None:
             return 0
         done = 0
-        for key in self.repo.on_token(serial):
-            if key.token_sync is not TokenSync.PENDING or key.state not in ON_TOKEN:
+        for key in self.repo.sync_pending(serial):
+            if key.state not in ON_TOKEN:
                 continue
             with self.db.transaction():
                 synced = key._replace(token_sync=self._reflect(session, key))
