@@ -19,6 +19,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
+from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False)
 from typing import Any
 
 DOMAIN_TAG = b"keystead-audit-v1\x00"
@@ -46,20 +48,70 @@ def needs_seal(action: str, outcome: str) -> bool:
     return outcome == "success" and action not in UNMACED_ALLOWED
 
 
+def json_text(value: Any) -> str:
+    """The canonical JSON text of a value: sorted keys, no spaces, UTF-8 as itself."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class AuditEntry:
-    """One entry as stored and exported."""
+    """One entry as stored: the operators and details are kept as their canonical JSON text,
+    so verification hashes exactly the stored bytes without parsing them."""
 
     seq: int
     ts: str
-    operators: tuple[str, ...]
+    operators_json: str
     action: str
     subject: str
     outcome: str
-    details: dict[str, Any]
+    details_json: str
     prev_hash: bytes = GENESIS
     entry_hash: bytes = GENESIS
     mac: bytes | None = None
+
+    @classmethod
+    def of(
+        cls,
+        seq: int,
+        ts: str,
+        operators: Iterable[str],
+        action: str,
+        subject: str,
+        outcome: str,
+        details: dict[str, Any],
+        prev_hash: bytes = GENESIS,
+        entry_hash: bytes = GENESIS,
+        mac: bytes | None = None,
+    ) -> AuditEntry:
+        return cls(
+            seq,
+            ts,
+            json_text(list(operators)),
+            action,
+            subject,
+            outcome,
+            json_text(details),
+            prev_hash,
+            entry_hash,
+            mac,
+        )
+
+    @cached_property
+    def operators(self) -> tuple[str, ...]:
+        return tuple(json.loads(self.operators_json))
+
+    @cached_property
+    def details(self) -> dict[str, Any]:
+        value = json.loads(self.details_json)
+        return value if isinstance(value, dict) else {}
+
+    def canonical(self) -> bytes:
+        """Equal to ``canonical(...)`` of the parsed values, built from the stored texts."""
+        return (
+            f'{{"action":{_quote(self.action)},"details":{self.details_json},'
+            f'"operators":{self.operators_json},"outcome":{_quote(self.outcome)},'
+            f'"seq":{self.seq},"subject":{_quote(self.subject)},"ts":{_quote(self.ts)}}}'
+        ).encode()
 
 
 def canonical(
@@ -88,18 +140,7 @@ def entry_hash(canonical_bytes: bytes, prev_hash: bytes) -> bytes:
 
 
 def hash_of(entry: AuditEntry) -> bytes:
-    return entry_hash(
-        canonical(
-            entry.seq,
-            entry.ts,
-            entry.operators,
-            entry.action,
-            entry.subject,
-            entry.outcome,
-            entry.details,
-        ),
-        entry.prev_hash,
-    )
+    return entry_hash(entry.canonical(), entry.prev_hash)
 
 
 @dataclass(frozen=True)
@@ -305,11 +346,11 @@ def _moved(entry: AuditEntry, reach: int = 3) -> bool:
             moved = AuditEntry(
                 entry.seq + delta,
                 entry.ts,
-                entry.operators,
+                entry.operators_json,
                 entry.action,
                 entry.subject,
                 entry.outcome,
-                entry.details,
+                entry.details_json,
                 entry.prev_hash,
             )
             if hash_of(moved) == entry.entry_hash:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.domain.audit import GENESIS, AuditEntry, Checkpoint, canonical, entry_hash, needs_seal
+from app.domain.audit import GENESIS, AuditEntry, Checkpoint, entry_hash, needs_seal
 from app.errors import AuditIntegrityError
 from app.storage.database import Database
 from app.storage.repository import utc_text
@@ -27,11 +27,11 @@ def _entry(row: Sequence[Any]) -> AuditEntry:
     return AuditEntry(
         row[0],
         row[1],
-        tuple(json.loads(row[2])),
+        row[2],
         row[3],
         row[4],
         row[5],
-        json.loads(row[6]),
+        row[6],
         bytes(row[7] or GENESIS),
         bytes(row[8] or GENESIS),
         None if row[9] is None else bytes(row[9]),
@@ -57,8 +57,10 @@ def append_event(
     ts = utc_text(when)
     if last and ts < last[0][1]:
         ts = last[0][1]  # the clock stepped back: time in the chain never goes backwards
-    clean = json.loads(json.dumps(details, sort_keys=True))  # plain JSON types only
-    digest = entry_hash(canonical(seq, ts, operators, action, subject, outcome, clean), prev)
+    entry = AuditEntry.of(
+        seq, ts, operators, action, subject, outcome, json.loads(json.dumps(details))
+    )  # plain JSON types only
+    digest = entry_hash(entry.canonical(), prev)
     mac = None
     if db.sealer is not None:
         mac = db.sealer(digest)
@@ -72,11 +74,11 @@ def append_event(
         (
             seq,
             ts,
-            json.dumps(list(operators)),
+            entry.operators_json,
             action,
             subject,
             outcome,
-            json.dumps(clean, sort_keys=True, separators=(",", ":")),
+            entry.details_json,
             prev,
             digest,
             mac,

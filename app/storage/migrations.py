@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from app.domain.audit import GENESIS, canonical, entry_hash
+from app.domain.audit import GENESIS, AuditEntry, entry_hash
 
 if TYPE_CHECKING:
     from app.storage.database import Database
@@ -122,14 +122,14 @@ def _audit_chain(db: Database) -> None:
         "SELECT seq, ts, operators, action, subject, outcome, details FROM events ORDER BY seq"
     )
     for seq, ts, operators, action, subject, outcome, details in rows:
-        digest = entry_hash(
-            canonical(
-                seq, ts, json.loads(operators), action, subject, outcome, json.loads(details)
-            ),
-            prev,
+        entry = AuditEntry.of(
+            seq, ts, json.loads(operators), action, subject, outcome, json.loads(details)
         )
+        digest = entry_hash(entry.canonical(), prev)
         db.execute(
-            "UPDATE events SET prev_hash = ?, entry_hash = ? WHERE seq = ?", (prev, digest, seq)
+            "UPDATE events SET operators = ?, details = ?, prev_hash = ?, entry_hash = ? "
+            "WHERE seq = ?",
+            (entry.operators_json, entry.details_json, prev, digest, seq),
         )
         prev = digest
     last = rows[-1][0] if rows else 0

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.domain.algorithms import Algorithm
-from app.domain.audit import Fault, canonical, entry_hash
+from app.domain.audit import Fault, canonical, entry_hash, json_text
 from app.domain.keys import KeyState
 from app.domain.lifecycle import Action
 from app.errors import AuditIntegrityError, DatabaseRolledBack, PolicyError, TokenRemoved
@@ -152,7 +152,7 @@ def test_forged_chain_without_the_mac_key_fails(bench: Bench) -> None:
                 )
                 db.execute(
                     "UPDATE events SET details = ?, prev_hash = ?, entry_hash = ? WHERE seq = ?",
-                    (json.dumps(body), prev, digest, seq),
+                    (json_text(body), prev, digest, seq),
                 )
                 prev = digest
 
