@@ -19,9 +19,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False)
-from typing import Any
+from typing import Any, NamedTuple
 
 DOMAIN_TAG = b"keystead-audit-v1\x00"
 CHECKPOINT_TAG = "keystead-checkpoint-v1"
@@ -53,10 +52,10 @@ def json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-@dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
     """One entry as stored: the operators and details are kept as their canonical JSON text,
-    so verification hashes exactly the stored bytes without parsing them."""
+    so verification hashes exactly the stored bytes without parsing them. (A NamedTuple:
+    verification reads a million of them.)"""
 
     seq: int
     ts: str
@@ -96,11 +95,11 @@ class AuditEntry:
             mac,
         )
 
-    @cached_property
+    @property
     def operators(self) -> tuple[str, ...]:
         return tuple(json.loads(self.operators_json))
 
-    @cached_property
+    @property
     def details(self) -> dict[str, Any]:
         value = json.loads(self.details_json)
         return value if isinstance(value, dict) else {}
