@@ -58,4 +58,4 @@ def _pkcs11_finalised(request: pytest.FixtureRequest) -> Iterator[None]:
     for path in leaked:
         hsm_module._LIBRARIES[path].finalize()  # repair, so the next test starts clean
     if leaked and "tests/ui/" not in request.node.nodeid:
-        pytest.fail(f"the test left PKCS#11 module(s) initialised (workstation not locked): {leaked}")
+        pytest.fail(f"the test left PKCS#11 module(s) initialised (not locked): {leaked}")

@@ -17,7 +17,8 @@ def _has_control(text: str) -> bool:
 
 def validate_name(name: str, what: str = "Key name") -> str:
     """Return ``name`` trimmed; refuse empty, over-long or control-character names."""
-    cleaned = name.strip()
+    # Normalised first: NFC can lengthen text, and the limits hold for the name that is kept.
+    cleaned = unicodedata.normalize("NFC", name.strip())
     if not cleaned:
         raise ValidationError(f"{what} is empty. Give it a name people can read aloud.")
     if len(cleaned) > MAX_NAME_LENGTH:
@@ -26,7 +27,7 @@ def validate_name(name: str, what: str = "Key name") -> str:
         )
     if _has_control(cleaned):
         raise ValidationError(f"{what} contains control or invisible characters; remove them.")
-    return unicodedata.normalize("NFC", cleaned)
+    return cleaned
 
 
 def validate_new_passphrase(passphrase: str, confirmation: str) -> None:

@@ -187,9 +187,10 @@ class KeyService:
             objects = seen.get(key.token_serial)
             if objects is None:
                 items.append(InventoryItem(Presence.UNCHECKED, key))
-            elif key.cka_id in objects:
+            elif key.cka_id in objects and _key_class(key) in objects[key.cka_id].classes:
                 items.append(InventoryItem(Presence.PRESENT, key, objects.pop(key.cka_id)))
             else:
+                objects.pop(key.cka_id, None)  # a public half left behind is not the key
                 items.append(InventoryItem(Presence.MISSING, key))
         for objects in seen.values():
             items.extend(InventoryItem(Presence.UNMANAGED, None, o) for o in objects.values())
@@ -202,7 +203,7 @@ class KeyService:
         live = {s.info.serial: s for s in self.tokens.logged_in()}
         if key.token_serial in live:
             attributes = live[key.token_serial].read_key(key.cka_id)
-            presence = Presence.PRESENT if attributes else Presence.MISSING
+            presence = Presence.PRESENT if _key_class(key) in attributes else Presence.MISSING
         words = pgp_words(bytes.fromhex(key.identifier)) if key.identifier else []
         return KeyDetails(key, presence, attributes, words)
 
@@ -260,6 +261,11 @@ class KeyService:
                 details={**_key_details(key), "attributes": attributes},
             )
         return key
+
+
+def _key_class(key: KeyRecord) -> str:
+    """The object class that is the key itself: without it on the token, the key is gone."""
+    return "SECRET_KEY" if key.algorithm.symmetric else "PRIVATE_KEY"
 
 
 def _key_details(key: KeyRecord) -> dict[str, Any]:

@@ -38,7 +38,9 @@ def backoff_seconds(failures: int) -> float:
     """How long to wait after ``failures`` consecutive wrong PINs before the next try."""
     if failures < FREE_ATTEMPTS:
         return 0.0
-    return float(min(BACKOFF_BASE * 2 ** (failures - FREE_ATTEMPTS), BACKOFF_MAX))
+    # The exponent is bounded too: 2 ** 1024 and more overflow a float.
+    doublings = min(failures - FREE_ATTEMPTS, 32)
+    return float(min(BACKOFF_BASE * 2**doublings, BACKOFF_MAX))
 
 
 @dataclass(frozen=True)

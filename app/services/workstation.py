@@ -24,7 +24,7 @@ from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
 from app.services.lifecycle import LifecycleService
 from app.services.policy import load_policy
-from app.services.tokens import TokenService
+from app.services.tokens import TokenService, _check_pin
 from app.storage.database import Database
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.repository import SettingsRepository
@@ -52,6 +52,14 @@ class SoftTokenRequest:
     label: str
     so_pin: str
     user_pin: str
+
+
+def _check_soft_token(request: SoftTokenRequest) -> None:
+    """The checks the token service makes when it creates the token, made up front."""
+    if not request.label.strip() or len(request.label.encode("utf-8")) > 32:
+        raise ValidationError("A token label has 1 to 32 bytes.")
+    _check_pin(request.so_pin, "SO PIN")
+    _check_pin(request.user_pin, "user PIN")
 
 
 class Workstation:
@@ -97,6 +105,8 @@ class Workstation:
         assert_core_thread()
         operator = validate_name(operator, "Operator name")
         validate_new_passphrase(passphrase, confirmation)
+        if soft_token is not None:  # refused before anything exists, not half-way
+            _check_soft_token(soft_token)
         if home.exists():
             raise WorkstationExists(
                 f"A workstation already exists in {home.root}; unlock it instead. "
@@ -137,13 +147,18 @@ class Workstation:
             raise
         ensure_config(home)
         workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
-        workstation.tokens.load_modules()
-        if soft_token is not None:
-            created = workstation.tokens.create_soft_token(
-                soft_token.label, soft_token.so_pin, soft_token.user_pin
-            )
-            # Logging in designates the new token as the audit token and creates its keys.
-            workstation.tokens.login(created.serial, soft_token.user_pin)
+        try:
+            workstation.tokens.load_modules()
+            if soft_token is not None:
+                created = workstation.tokens.create_soft_token(
+                    soft_token.label, soft_token.so_pin, soft_token.user_pin
+                )
+                # Logging in designates the new token as the audit token and creates its keys.
+                workstation.tokens.login(created.serial, soft_token.user_pin)
+        except BaseException:
+            with contextlib.suppress(KeysteadError):
+                workstation.lock()  # no open database or initialised module left behind
+            raise
         return workstation
 
     def _after_login(self, serial: str) -> None:

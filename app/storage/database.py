@@ -168,6 +168,8 @@ class Database:
                     f"The disk holding {self.path.parent} is full; the change was not saved."
                 ) from exc
             raise StorageError(f"The database refused the change ({text}).") from exc
+        except sqlcipher3.IntegrityError as exc:  # a constraint refused it: not damage
+            raise StorageError(f"The database refused the change ({exc}).") from exc
         except sqlcipher3.DatabaseError as exc:
             raise _damaged(self.path, str(exc)) from exc
 

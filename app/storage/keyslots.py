@@ -113,7 +113,7 @@ class KeySlotFile:
                 raise ValueError("format")
             slots = [KeySlot(**slot) for slot in doc["slots"]]
             return cls(path=path, workstation_id=str(doc["workstation_id"]), slots=slots)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StorageError(
                 f"The keyslot file {path} is damaged or of an unknown version; "
                 "restore it from a backup. Nothing was changed."
@@ -147,13 +147,16 @@ class KeySlotFile:
         slot = self.find(operator)
         cost = KdfCost(slot.memory_kib, slot.iterations, slot.lanes)
         try:
+            wrapped = _unb64(slot.wrapped_key)
+            if len(wrapped) != DATABASE_KEY_BYTES + 8:  # RFC 5649 output for a 32-byte key
+                raise ValueError("wrapped key of the wrong length")
             kek = _derive(passphrase, operator, _unb64(slot.salt), cost)
-            return aes_key_unwrap_with_padding(kek, _unb64(slot.wrapped_key))
+            return aes_key_unwrap_with_padding(kek, wrapped)
         except InvalidUnwrap as exc:
             raise WrongPassphrase(
                 f"The passphrase for operator '{operator}' is wrong. Nothing was opened."
             ) from exc
-        except ValueError as exc:
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:  # damaged fields
             raise StorageError(
                 f"The keyslot of operator '{operator}' is damaged; another operator can open "
                 "the workstation and re-enrol them."

@@ -14,6 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
 from app.hsm.softhsm import find_softhsm_module
 from app.paths import Home
 from app.services.executor import CoreExecutor
@@ -81,13 +85,19 @@ class Station:
     def is_open(self) -> bool:
         return self._ws is not None
 
-    def initialize(self, soft_token: bool = True, login: bool = True) -> Workstation:
+    def initialize(
+        self,
+        soft_token: bool = True,
+        login: bool = True,
+        operator: str = OPERATOR,
+        passphrase: str = PASSPHRASE,
+    ) -> Workstation:
         def create() -> Workstation:
             ws = Workstation.initialize(
                 self.home,
-                OPERATOR,
-                PASSPHRASE,
-                PASSPHRASE,
+                operator,
+                passphrase,
+                passphrase,
                 SoftTokenRequest(TOKEN, SO_PIN, PIN) if soft_token else None,
                 cost=FAST_KDF,
                 clock=self.clock,
@@ -162,7 +172,8 @@ class PeerKey:
     cka_id: str
     usage: frozenset[str]
     access: frozenset[str]
-    ec_params: str
+    ec_params: str  # hex DER of the curve (public EC keys)
+    ec_point: str  # hex of CKA_EC_POINT as printed (public EC keys)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -196,13 +207,19 @@ def peer_keys(home: Home | Path, token: str = TOKEN, pin: str = PIN) -> list[Pee
                 usage=_words(field("Usage")),
                 access=_words(field("Access")),
                 ec_params=field("EC_PARAMS").split(" ")[0],
+                ec_point=field("EC_POINT"),
             )
         )
     return found
 
 
-def peer_public_key_der(home: Home, cka_id: str, out: Path, token: str = TOKEN) -> bytes:
-    """The DER SubjectPublicKeyInfo pkcs11-tool exports for the public key with ``cka_id``."""
+def peer_public_key(
+    home: Home, cka_id: str, out: Path, token: str = TOKEN, pin: str = PIN
+) -> PublicKeyTypes:
+    """The public key pkcs11-tool exports for ``cka_id`` (DER SPKI; PEM for Ed25519 keys).
+
+    pkcs11-tool 0.23 cannot export P-384 keys ("cannot create EVP_PKEY"); use
+    ``public_key_from_point`` with the EC_POINT it lists instead."""
     pkcs11_tool(
         home,
         "--token-label",
@@ -214,8 +231,32 @@ def peer_public_key_der(home: Home, cka_id: str, out: Path, token: str = TOKEN) 
         cka_id,
         "--output-file",
         str(out),
+        pin=pin,
     )
-    return out.read_bytes()
+    data = out.read_bytes()
+    if data.startswith(b"-----BEGIN"):
+        return serialization.load_pem_public_key(data)
+    return serialization.load_der_public_key(data)
+
+
+def public_key_from_point(obj: PeerKey, curve: str) -> PublicKeyTypes:
+    """The public key of an EC or Ed25519 object, from the EC_POINT pkcs11-tool lists (a DER
+    OCTET STRING around the point)."""
+    raw = bytes.fromhex(obj.ec_point)
+    assert raw[0] == 0x04, obj.ec_point
+    header = 3 if raw[1] == 0x81 else 2
+    assert len(raw) - header == (raw[2] if header == 3 else raw[1])
+    point = raw[header:]
+    if curve == "Ed25519":
+        return ed25519.Ed25519PublicKey.from_public_bytes(point)
+    named = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}[curve]
+    return ec.EllipticCurvePublicKey.from_encoded_point(named, point)
+
+
+def spki(public: PublicKeyTypes) -> bytes:
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def files_under(root: Path) -> list[Path]:

@@ -55,7 +55,7 @@ def test_bad_names_are_refused_with_a_reason(bad: str, why: str) -> None:
 
 
 def test_the_error_names_what_was_checked() -> None:
-    with pytest.raises(ValidationError, match="^Operator name is empty"):
+    with pytest.raises(ValidationError, match=r"^Operator name is empty"):
         validate_name(" ", "Operator name")
 
 
