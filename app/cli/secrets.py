@@ -30,6 +30,10 @@ def ask_secret(
 ) -> str | None:
     """The secret from its environment variable, else from the TTY without echo."""
     from_env = os.environ.get(_ENV[kind])
+    if from_env == "":
+        if optional:
+            return None  # as at a terminal: an empty answer skips
+        raise ValidationError(f"{_ENV[kind]} is set but empty; nothing was tried.")
     if from_env is not None:
         return from_env
     if not interactive():

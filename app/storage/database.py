@@ -8,6 +8,7 @@ belongs to the thread that opened it (the core worker): ``check_same_thread`` st
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,7 @@ class Database:
         if path.exists():
             raise WorkstationExists(f"A database already exists at {path}; nothing was changed.")
         db = cls._connect(path, key)
+        os.chmod(path, 0o600)  # whatever the umask: only the owner reads the database
         db._migrate()
         return db
 

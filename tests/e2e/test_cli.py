@@ -248,7 +248,7 @@ def test_wrong_passphrase_and_unknown_operator(cli: Cli) -> None:
     generate(cli, "AES-128", "k")
     before = cli.files()
     assert "is wrong" in cli.error("keys", "list", KEYSTEAD_PASSPHRASE=WRONG_PASSPHRASE)
-    assert "is wrong" in cli.error("keys", "list", KEYSTEAD_PASSPHRASE="")
+    assert "set but empty" in cli.error("keys", "list", KEYSTEAD_PASSPHRASE="")
     assert "no operator named 'nobody'" in cli.error("keys", "list", KEYSTEAD_OPERATOR="nobody")
     assert "no operator named 'nobody'" in cli.error("--operator", "nobody", "tokens", "list")
     assert cli.files() == before
