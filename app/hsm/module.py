@@ -12,10 +12,22 @@ import pkcs11
 import pkcs11.exceptions as px
 from pkcs11.constants import TokenFlag
 
-from app.errors import ModuleLoadError, TokenError, TokenNotPresent, ValidationError
+from app.errors import (
+    ModuleLoadError,
+    PinLocked,
+    TokenError,
+    TokenNotPresent,
+    TokenRemoved,
+    ValidationError,
+    WrongPin,
+)
 from app.hsm.errors import pkcs11_errors
 
 log = logging.getLogger(__name__)
+
+# What a slot answers when its token went away. SoftHSM answers CKR_GENERAL_ERROR once its
+# token directory is gone (and keeps answering it until the module is initialised again).
+_GONE = (px.TokenNotPresent, px.TokenNotRecognised, px.DeviceRemoved, px.GeneralError)
 
 # Flags of CK_TOKEN_INFO, in words (PKCS#11 3.0 section 5.5).
 _FLAG_WORDS: list[tuple[int, str]] = [
@@ -123,7 +135,7 @@ class Pkcs11Module:
         for slot in self._slots():
             try:
                 token = slot.get_token()
-            except (px.TokenNotPresent, px.TokenNotRecognised, px.DeviceRemoved):
+            except _GONE:
                 continue
             info = TokenInfo(
                 module_path=self.path,
@@ -145,7 +157,7 @@ class Pkcs11Module:
         for slot in self._slots():
             try:
                 token = slot.get_token()
-            except (px.TokenNotPresent, px.TokenNotRecognised, px.DeviceRemoved):
+            except _GONE:
                 continue
             if _serial_text(token.serial) == serial:
                 return token
@@ -184,6 +196,14 @@ class Pkcs11Module:
             rv = init(slot_id, pin_buffer, len(pin), padded_label)
         finally:
             ctypes.memset(pin_buffer, 0, len(pin))
+        if rv == 0xA0:  # CKR_PIN_INCORRECT
+            raise WrongPin("The token rejected the SO PIN; nothing was erased.", failures=0)
+        if rv == 0xA4:  # CKR_PIN_LOCKED
+            raise PinLocked("The token has locked its SO PIN; it cannot be initialised.")
+        if rv == 0xB3:  # CKR_SESSION_EXISTS
+            raise TokenError("The token still has open sessions; log out of it first.")
+        if rv in (0x32, 0xE0):  # CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT
+            raise TokenRemoved("The token was removed; nothing was erased. Re-insert it.")
         if rv != 0:
             raise TokenError(f"The module refused to initialise the token (CKR {rv:#x}).")
 
@@ -192,6 +212,48 @@ class Pkcs11Module:
         token = self.token(serial)
         with pkcs11_errors("setting the user PIN"), token.open(rw=True, so_pin=so_pin) as session:
             session.init_pin(user_pin)
+
+    def change_so_pin(self, serial: str, old_so_pin: str, new_so_pin: str) -> None:
+        """C_SetPIN in a security officer session."""
+        token = self.token(serial)
+        with (
+            pkcs11_errors("changing the SO PIN"),
+            token.open(rw=True, so_pin=old_so_pin) as session,
+        ):
+            session.set_pin(old_so_pin, new_so_pin)
+
+    def reinit_token(self, serial: str, so_pin: str, label: str) -> None:
+        """C_InitToken on the token with this serial, wherever its slot is now."""
+        token = self.token(serial)
+        self.init_token(int(token.slot.slot_id), so_pin, label)
+
+    def close_all_sessions(self, slot_id: int) -> None:
+        """C_CloseAllSessions: end this process's sessions (and so its login) on a slot."""
+        functions = _function_list(self.path)
+        close_all = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)(functions.C_CloseAllSessions)
+        rv = close_all(slot_id)
+        if rv not in (0, 0x32, 0xE0, 0x3):  # OK, DEVICE_REMOVED, TOKEN_NOT_PRESENT, SLOT_ID_INVALID
+            raise TokenError(f"The module could not close its sessions (CKR {rv:#x}).")
+
+    def session_state(self, handle: int) -> int:
+        """C_GetSessionInfo's CK_STATE for a session handle (python-pkcs11 has no binding)."""
+        functions = _function_list(self.path)
+        get_info = ctypes.CFUNCTYPE(
+            ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(_SessionInfo)
+        )(functions.C_GetSessionInfo)
+        info = _SessionInfo()
+        rv = get_info(handle, ctypes.byref(info))
+        if rv != 0:
+            raise TokenError(f"The module could not describe a session (CKR {rv:#x}).")
+        return int(info.state)
+
+    def reinitialize(self) -> None:
+        """C_Finalize then C_Initialize: every session of this module ends and the module
+        looks at its tokens afresh (SoftHSM re-reads its token directory only then)."""
+        with pkcs11_errors("re-initialising the module"):
+            if self._lib.initialized:
+                self._lib.finalize()
+            self._lib.initialize()
 
     def close(self) -> None:
         """C_Finalize the library; it stays loaded for the next open (see ``_load_library``)."""
@@ -223,7 +285,7 @@ class _CkVersion(ctypes.Structure):
 
 
 class _FunctionListHead(ctypes.Structure):
-    """The first ten entries of CK_FUNCTION_LIST, up to C_InitToken."""
+    """The first entries of CK_FUNCTION_LIST, up to C_GetSessionInfo."""
 
     _fields_ = [
         ("version", _CkVersion),
@@ -237,7 +299,26 @@ class _FunctionListHead(ctypes.Structure):
         ("C_GetMechanismList", ctypes.c_void_p),
         ("C_GetMechanismInfo", ctypes.c_void_p),
         ("C_InitToken", ctypes.c_void_p),
+        ("C_InitPIN", ctypes.c_void_p),
+        ("C_SetPIN", ctypes.c_void_p),
+        ("C_OpenSession", ctypes.c_void_p),
+        ("C_CloseSession", ctypes.c_void_p),
+        ("C_CloseAllSessions", ctypes.c_void_p),
+        ("C_GetSessionInfo", ctypes.c_void_p),
     ]
+
+
+class _SessionInfo(ctypes.Structure):
+    _fields_ = [
+        ("slotID", ctypes.c_ulong),
+        ("state", ctypes.c_ulong),
+        ("flags", ctypes.c_ulong),
+        ("ulDeviceError", ctypes.c_ulong),
+    ]
+
+
+# CK_STATE values of a session whose application is logged in as the user.
+USER_STATES = (1, 3)  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS
 
 
 def _function_list(path: str) -> _FunctionListHead:

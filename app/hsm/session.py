@@ -6,11 +6,16 @@ Objects are found by CKA_ID, never by handle. Results are plain data (``Generate
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
+import sys
+import traceback
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pkcs11
 import pkcs11.exceptions as px
@@ -22,9 +27,17 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from app.domain.algorithms import Algorithm, Family, Usage
 from app.domain.keys import TokenObject
-from app.errors import TemplateMismatch, TokenError, UnsupportedAlgorithm
+from app.errors import (
+    KeysteadError,
+    TemplateMismatch,
+    TokenError,
+    TokenNotLoggedIn,
+    TokenNotPresent,
+    TokenRemoved,
+    UnsupportedAlgorithm,
+)
 from app.hsm.errors import pkcs11_errors, translate, unmapped_code
-from app.hsm.module import Pkcs11Module, TokenInfo
+from app.hsm.module import USER_STATES, Pkcs11Module, TokenInfo
 from app.hsm.templates import (
     CURVE_PARAMS,
     GENERATE_MECHANISM,
@@ -88,6 +101,79 @@ _CLASS_USAGES = {
     ObjectClass.PRIVATE_KEY: PRIVATE_USAGES,
     ObjectClass.PUBLIC_KEY: PUBLIC_USAGES,
 }
+
+
+# A session handle the module no longer knows: reopen once, re-find objects by CKA_ID.
+_STALE = (px.SessionHandleInvalid, px.SessionClosed)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _is_stale(exc: BaseException) -> bool:
+    return isinstance(exc, _STALE) or (
+        isinstance(exc, KeysteadError) and isinstance(exc.__cause__, _STALE)
+    )
+
+
+def _drop_stale_finalizer(previous: Callable[[Any], object], unraisable: Any) -> None:
+    """python-pkcs11 ends an abandoned object search in ``__del__``; on a stale handle that
+    fails again and would print a traceback. Expected here, so it is only logged."""
+    if isinstance(unraisable.exc_value, _STALE):
+        log.debug("ending a search on a stale session failed, as expected")
+        return
+    previous(unraisable)
+
+
+def _drop_stale_print(previous: Callable[..., object], kind: Any, value: Any, tb: Any) -> None:
+    """Cython prints a failing ``__del__`` through ``sys.excepthook`` too; same filter."""
+    if isinstance(value, _STALE):
+        return
+    previous(kind, value, tb)
+
+
+def _release_frames(exc: BaseException | None) -> None:
+    while exc is not None:
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+
+
+def recovering(
+    method: Callable[Concatenate[TokenSession, P], R],
+) -> Callable[Concatenate[TokenSession, P], R]:
+    """Run a session method; if the module says the session handle is stale, reopen the
+    session once and run it again (objects are found by CKA_ID, so nothing else is kept)."""
+
+    def wrapper(self: TokenSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        previous, previous_except = sys.unraisablehook, sys.excepthook
+        sys.unraisablehook = functools.partial(_drop_stale_finalizer, previous)
+        sys.excepthook = functools.partial(_drop_stale_print, previous_except)
+        try:
+            return method(self, *args, **kwargs)
+        except (KeysteadError, px.PKCS11Error) as exc:
+            if not _is_stale(exc):
+                if isinstance(exc, TokenError) and not isinstance(exc, TokenRemoved):
+                    self.still_present()  # a vague failure of a token that went away
+                raise
+            _release_frames(exc)  # end abandoned searches now, while their noise is dropped
+        finally:
+            sys.unraisablehook, sys.excepthook = previous, previous_except
+        self.reopen()
+        try:
+            return method(self, *args, **kwargs)
+        except TokenNotLoggedIn:
+            self.lost = True
+            raise TokenNotLoggedIn(
+                f"Token '{self.info.label}' forgot the login (it was removed or went to sleep). "
+                "Log in again; nothing was changed."
+            ) from None
+        except TokenRemoved:
+            self.lost = True
+            raise
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -177,13 +263,63 @@ class TokenSession:
         self.info = info
         self._session = session
         self._found: dict[tuple[ObjectClass, bytes], Any] = {}
+        self.lost = False  # the token forgot the login or went away; log in again
 
     @classmethod
     def login(cls, module: Pkcs11Module, info: TokenInfo, pin: str) -> TokenSession:
+        """Open a read-write session and log in. A login left over from before (the module
+        answers USER_ALREADY_LOGGED_IN, e.g. after sleep) is ended and the PIN tried afresh,
+        so the PIN is always checked."""
         token = module.token(info.serial)
         with pkcs11_errors(f"logging in to token '{info.label}'"):
-            session = token.open(rw=True, user_pin=pin)
+            try:
+                session = token.open(rw=True, user_pin=pin)
+            except px.UserAlreadyLoggedIn:
+                log.warning("stale login on %s; closing its sessions and logging in again",
+                            info.serial)
+                module.close_all_sessions(int(token.slot.slot_id))
+                session = token.open(rw=True, user_pin=pin)
         return cls(module, info, session)
+
+    def reopen(self) -> None:
+        """Replace a stale session handle with a new session (no PIN: the login is the
+        module's, shared by this process's sessions, and survives if it is still there)."""
+        log.warning("session on token %s is no longer valid; reopening it", self.info.serial)
+        self._found.clear()
+        try:
+            token = self.module.token(self.info.serial)
+        except TokenNotPresent as exc:
+            self.lost = True
+            raise TokenRemoved(
+                f"Token '{self.info.label}' was removed. Nothing was changed; re-insert it and "
+                "log in again."
+            ) from exc
+        with pkcs11_errors(f"reopening a session on token '{self.info.label}'"):
+            session = token.open(rw=True)
+        if self.module.session_state(int(getattr(session, "handle"))) not in USER_STATES:  # noqa: B009
+            # The login ended with the old session: without it, searches quietly return the
+            # public objects only. Do not go on as if logged in.
+            self.lost = True
+            with contextlib.suppress(pkcs11.PKCS11Error):
+                session.close()
+            raise TokenNotLoggedIn(
+                f"Token '{self.info.label}' forgot the login (it was removed or went to sleep). "
+                "Log in again; nothing was changed."
+            )
+        self._session = session
+
+    def still_present(self) -> None:
+        """Raise TokenRemoved unless the token still answers. SoftHSM with its token
+        directory gone answers object searches with nothing at all, so an empty or short
+        answer is only trusted after this check."""
+        try:
+            self.module.token(self.info.serial)
+        except TokenNotPresent as exc:
+            self.lost = True
+            raise TokenRemoved(
+                f"Token '{self.info.label}' stopped answering (removed?). Nothing was changed; "
+                "re-insert it and log in again."
+            ) from exc
 
     def close(self) -> None:
         self._found.clear()
@@ -212,6 +348,7 @@ class TokenSession:
                     f"Token '{self.info.label}' generates RSA keys of {low}-{high} bits only."
                 )
 
+    @recovering
     def generate(self, spec: KeySpec) -> GeneratedKey:
         """Generate the key, read it back, and destroy it if it differs from the template."""
         self.check_supported(spec.algorithm)
@@ -288,6 +425,7 @@ class TokenSession:
 
     # --- enumeration and reads -------------------------------------------------------------
 
+    @recovering
     def key_objects(self) -> list[TokenObject]:
         """Every key on the token, key pairs grouped by CKA_ID; one batched read per object."""
         grouped: dict[str, list[dict[Attribute, Any]]] = defaultdict(list)
@@ -302,6 +440,7 @@ class TokenSession:
                     continue  # the workstation's own audit keys are not inventory
                 cka_id = raw_id.hex()
                 (grouped[cka_id] if cka_id else anonymous).append(attrs)
+        self.still_present()  # an absent SoftHSM token answers the search with nothing
         result = [self._token_object(cka_id, group) for cka_id, group in grouped.items()]
         result.extend(self._token_object("", [attrs]) for attrs in anonymous)
         return result
@@ -327,6 +466,7 @@ class TokenSession:
     def _objects_by_id(self, cka_id: str) -> list[Any]:
         return list(self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}))
 
+    @recovering
     def read_key(self, cka_id: str) -> dict[str, dict[str, Any]]:
         """Live attributes of each object with this CKA_ID, by object class name."""
         result: dict[str, dict[str, Any]] = {}
@@ -337,6 +477,7 @@ class TokenSession:
                     result[ObjectClass(attrs[Attribute.CLASS]).name] = _named(attrs)
         return result
 
+    @recovering
     def identify(
         self, cka_id: str
     ) -> tuple[Algorithm | None, str | None, bytes | None, dict[str, dict[str, Any]]]:
@@ -361,6 +502,7 @@ class TokenSession:
             raise TokenError(f"No key with CKA_ID {cka_id} on token '{self.info.label}'.")
         return algorithm, kcv, spki, self.read_key(cka_id)
 
+    @recovering
     def usage(self, cka_id: str) -> dict[str, dict[str, bool]]:
         """Current usage flags of each object with this CKA_ID, by object class name."""
         result: dict[str, dict[str, bool]] = {}
@@ -373,6 +515,7 @@ class TokenSession:
                 result[cls.name] = {Attribute(a).name: bool(v) for a, v in attrs.items()}
         return result
 
+    @recovering
     def set_usage(self, cka_id: str, private: frozenset[Usage], public: frozenset[Usage]) -> bool:
         """Make the objects' usage flags exactly these (secret keys get both sets).
 
@@ -436,6 +579,7 @@ class TokenSession:
             self._found[(cls, cka_id)] = found[0]
         return found[0] if found else None
 
+    @recovering
     def ensure_audit_keys(self) -> bool:
         """Create the audit MAC key and checkpoint key pair unless present. True if created.
 
@@ -501,10 +645,12 @@ class TokenSession:
                 created = True
         return created
 
+    @recovering
     def has_audit_keys(self) -> bool:
         with pkcs11_errors("looking for the audit keys"):
             return self._one(ObjectClass.SECRET_KEY, AUDIT_MAC_ID) is not None
 
+    @recovering
     def audit_mac(self, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` computed inside the token with the audit key."""
         with pkcs11_errors("sealing an audit entry"):
@@ -513,6 +659,7 @@ class TokenSession:
                 raise TokenError(f"Token '{self.info.label}' holds no audit key.")
             return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
 
+    @recovering
     def checkpoint_public_key(self) -> bytes:
         """DER SubjectPublicKeyInfo of the checkpoint signing key."""
         with pkcs11_errors("reading the checkpoint key"):
@@ -521,6 +668,7 @@ class TokenSession:
                 raise TokenError(f"Token '{self.info.label}' holds no checkpoint key.")
             return self._spki(public, Family.EC)
 
+    @recovering
     def sign_checkpoint(self, message: bytes) -> bytes:
         """DER ECDSA-P256-SHA256 signature of ``message`` by the checkpoint key."""
         digest = hashlib.sha256(message).digest()
@@ -534,6 +682,7 @@ class TokenSession:
             int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
         )
 
+    @recovering
     def store_checkpoint(self, seq: int, document: bytes, keep: int = 8) -> None:
         """A new data object per checkpoint; only the newest ``keep`` are kept."""
         with pkcs11_errors("storing an audit checkpoint"):
@@ -558,14 +707,23 @@ class TokenSession:
         )
         return [(str(obj[Attribute.LABEL]), obj) for obj in found]
 
+    @recovering
     def checkpoint_documents(self) -> list[bytes]:
         with pkcs11_errors("reading audit checkpoints"):
             return [bytes(obj[Attribute.VALUE]) for _label, obj in self._checkpoint_objects()]
 
+    def set_pin(self, old_pin: str, new_pin: str) -> None:
+        """C_SetPIN in this user session (never retried: a PIN change happens once)."""
+        with pkcs11_errors(f"changing the user PIN of token '{self.info.label}'"):
+            self._session.set_pin(old_pin, new_pin)
+
+    @recovering
     def destroy_key(self, cka_id: str) -> int:
         """Destroy every object with this CKA_ID; returns how many were destroyed."""
         with pkcs11_errors("destroying a key"):
             objects = self._objects_by_id(cka_id)
+            if not objects:
+                self.still_present()
             for obj in objects:
                 obj.destroy()
         return len(objects)

@@ -51,3 +51,12 @@ def ensure_config(home: Home) -> Path:
 def activate_config(home: Home) -> None:
     """Point SoftHSM at the workstation's store; SoftHSM reads this at C_Initialize."""
     os.environ["SOFTHSM2_CONF"] = str(ensure_config(home))
+
+
+def token_directories(home: Home) -> frozenset[str]:
+    """The embedded store's token directories now (SoftHSM notices changes only when it is
+    initialised again, so Keystead looks for itself)."""
+    try:
+        return frozenset(e.name for e in os.scandir(home.softhsm_tokens) if e.is_dir())
+    except FileNotFoundError:
+        return frozenset()

@@ -18,7 +18,7 @@ from app.errors import (
 )
 from app.hsm.module import Pkcs11Module, TokenInfo
 from app.hsm.session import TokenSession
-from app.hsm.softhsm import activate_config, is_softhsm
+from app.hsm.softhsm import activate_config, is_softhsm, token_directories
 from app.paths import Home
 from app.services.audit import Outcome, record, record_alone
 from app.services.executor import assert_core_thread
@@ -69,6 +69,9 @@ class TokenService:
         self._sessions: dict[str, TokenSession] = {}
         self.on_login: list[Callable[[str], object]] = []  # called with the serial after login
         self.on_logout: list[Callable[[str], object]] = []
+        self._present: frozenset[str] | None = None  # serials seen by the last poll
+        self._soft_dirs: frozenset[str] | None = None  # the embedded store's token dirs
+        self.rescan_pending = False  # a new embedded token waits for a rescan
 
     # --- modules ---------------------------------------------------------------------------
 
@@ -121,6 +124,101 @@ class TokenService:
             )
         self.modules[path] = module
         return module
+
+    def remove_module(self, path: str) -> None:
+        """Stop using a module (audited). Its tokens' sessions end; keys stay recorded."""
+        assert_core_thread()
+        configured = [p for p, _embedded in self.settings.modules()]
+        if path not in configured:
+            raise ValidationError(f"{path} is not a configured module.")
+        module = self.modules.get(path)
+        with self.db.transaction():
+            self.settings.remove_module(path)
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="module.remove",
+                subject=path,
+                outcome=Outcome.SUCCESS,
+                details={},
+            )
+        if module is not None:
+            for serial, session in list(self._sessions.items()):
+                if session.module is module:
+                    self.logout(serial)
+            module.close()
+            del self.modules[path]
+        self.module_errors.pop(path, None)
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        """Notice tokens inserted or removed since the last poll; True if anything changed.
+
+        Modules are asked for their slots (C_GetSlotList + C_GetTokenInfo), which notices a
+        hardware token coming or going. SoftHSM looks at its token directory only when it is
+        initialised, so the embedded store's directories are compared too: a new one makes
+        Keystead initialise the module again when no session is open on it (otherwise
+        ``rescan_pending`` asks the officer to rescan). A logged-in token that went away loses
+        its session, and that is recorded.
+        """
+        assert_core_thread()
+        dirs = token_directories(self.home)
+        if self._soft_dirs is not None and dirs - self._soft_dirs:
+            if any(is_softhsm(s.module.path) for s in self._sessions.values()):
+                self.rescan_pending = True
+            else:
+                self._reinitialize_embedded()
+        self._soft_dirs = dirs
+        present = frozenset(t.serial for t in self.present())
+        changed = self._present is not None and present != self._present
+        self._present = present
+        for serial, session in list(self._sessions.items()):
+            if serial not in present:
+                self._lost(serial, "token removed")
+                changed = True
+            elif session.lost:
+                self._lost(serial, "the token forgot the login")
+                changed = True
+        return changed
+
+    def rescan(self) -> None:
+        """Initialise the embedded SoftHSM module again so it sees its token store as it is
+        now. Ends every session on embedded tokens (they must be logged in again)."""
+        assert_core_thread()
+        for serial, session in list(self._sessions.items()):
+            if is_softhsm(session.module.path):
+                self.logout(serial)
+        self._reinitialize_embedded()
+        self._soft_dirs = token_directories(self.home)
+
+    def _reinitialize_embedded(self) -> None:
+        for path, module in self.modules.items():
+            if is_softhsm(path):
+                module.reinitialize()
+        self.rescan_pending = False
+
+    def _lost(self, serial: str, why: str) -> None:
+        """A logged-in token went away or forgot the login: end the session and record it."""
+        session = self._sessions.get(serial)
+        label = session.info.label if session else serial
+        self.logout(serial)
+        record_alone(
+            self.db,
+            when=self.clock(),
+            operators=(self.operator,),
+            action="token.session-lost",
+            subject=serial,
+            outcome=Outcome.SUCCESS,
+            details={"label": label, "why": why},
+        )
+        log.warning("session on token %s ended: %s", serial, why)
+
+    def remember_store(self) -> None:
+        """The embedded store changed through this workstation (a token created or
+        initialised): take it as the new normal rather than as an insertion."""
+        self._soft_dirs = token_directories(self.home)
 
     # --- tokens ----------------------------------------------------------------------------
 
@@ -252,6 +350,9 @@ class TokenService:
         """The open session on a token (by serial or label); raises TokenNotLoggedIn."""
         info = self.find(ref)
         session = self._sessions.get(info.serial)
+        if session is not None and session.lost:
+            self._lost(info.serial, "the token forgot the login")
+            session = None
         if session is None:
             raise TokenNotLoggedIn(f"Log in to token '{info.label}' first.")
         return session
@@ -290,6 +391,7 @@ class TokenService:
                 details={"error": exc.message},
             )
             raise
+        self.remember_store()
         with self.db.transaction():
             self.tokens.seen(created.serial, created.label, created.model, self.clock())
             record(

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.audit import GENESIS, AuditEntry, Checkpoint, entry_hash, needs_seal
-from app.errors import AuditIntegrityError
+from app.errors import AuditIntegrityError, KeysteadError
 from app.storage.database import Database
 from app.storage.repository import utc_text
 
@@ -63,7 +63,14 @@ def append_event(
     digest = entry_hash(entry.canonical(), prev)
     mac = None
     if db.sealer is not None:
-        mac = db.sealer(digest)
+        try:
+            mac = db.sealer(digest)
+        except KeysteadError:
+            if needs_seal(action, outcome):
+                raise
+            # The audit token went away mid-session: a refusal or failure is still recorded,
+            # unsealed, as it would be with the token logged out (verification lists it).
+            mac = None
     elif needs_seal(action, outcome):
         raise AuditIntegrityError(
             f"'{action}' must be sealed by the workstation's audit token, which is not logged "
