@@ -188,6 +188,13 @@ class KeyRepository:
         )
         return [_key_from_row(r) for r in rows]
 
+    def on_token(self, serial: str) -> list[KeyRecord]:
+        """Every record bound to this token, tombstones included, by name."""
+        rows = self.db.query(
+            f"SELECT {_KEY_COLUMNS} FROM keys WHERE token_serial = ? ORDER BY name", (serial,)
+        )
+        return [_key_from_row(r) for r in rows]
+
     def get(self, key_id: str) -> KeyRecord | None:
         rows = self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,))
         return _key_from_row(rows[0]) if rows else None
@@ -283,3 +290,7 @@ class SettingsRepository:
             "INSERT OR IGNORE INTO modules (path, embedded, added_at) VALUES (?, ?, ?)",
             (path, int(embedded), utc_text(now)),
         )
+
+    def remove_module(self, path: str) -> bool:
+        """Forget a configured module; True if it was configured."""
+        return bool(self.db.execute("DELETE FROM modules WHERE path = ?", (path,)))

@@ -1,0 +1,302 @@
+"""Token administration: initialise a token, set and change PINs. Every try is recorded.
+
+Each operation is an ``AdminRequest``; ``approve`` says who stands behind it (the operator today;
+the dual-control issue replaces that one function for the destructive ones). The event is
+written in the transaction that surrounds the token call, so an entry that cannot be written
+stops the operation before the token is touched, and a token that refuses rolls the entry back
+(a ``failed`` entry is then written on its own).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.domain.keys import KeyRecord, KeyState
+from app.errors import (
+    KeysteadError,
+    PolicyError,
+    TokenNotLoggedIn,
+    ValidationError,
+    WrongPin,
+)
+from app.hsm.module import TokenInfo
+from app.hsm.tokeninfo import token_details
+from app.services.audit import Outcome, record, record_alone
+from app.services.executor import assert_core_thread
+from app.services.tokens import TokenService
+from app.storage.database import Database
+from app.storage.repository import KeyRepository, SettingsRepository
+
+log = logging.getLogger(__name__)
+
+RULE_LIVE_KEYS = "KS-TOKEN-INIT-LIVE-KEYS"
+RULE_AUDIT_TOKEN = "KS-TOKEN-INIT-AUDIT"  # noqa: S105 (a rule id, not a secret)
+_DEAD = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
+
+
+@dataclass(frozen=True)
+class AdminRequest:
+    """One asked-for administration step; what an approval (dual control) will be bound to."""
+
+    action: str  # token.init, token.init-pin, token.change-pin, token.change-so-pin
+    serial: str
+    new_label: str | None = None
+
+    @property
+    def destructive(self) -> bool:
+        return self.action in ("token.init", "token.init-pin")
+
+
+@dataclass(frozen=True)
+class InitImpact:
+    """What initialising a token would erase, shown before the officer confirms."""
+
+    token: TokenInfo
+    live_keys: tuple[KeyRecord, ...]  # managed keys not destroyed: initialisation is refused
+    tombstones: int  # destroyed keys recorded on it (their records stay)
+    is_audit_token: bool
+    objects_seen: int | None  # objects visible now (None: not logged in, private ones hidden)
+
+    @property
+    def refusal(self) -> PolicyError | None:
+        """Why initialisation is refused, or None."""
+        if self.is_audit_token:
+            return PolicyError(
+                f"Token '{self.token.label}' holds this workstation's audit keys; initialising it "
+                "would make the audit history unverifiable.",
+                RULE_AUDIT_TOKEN,
+            )
+        if self.live_keys:
+            names = ", ".join(k.name for k in self.live_keys[:5])
+            more = f" and {len(self.live_keys) - 5} more" if len(self.live_keys) > 5 else ""
+            return PolicyError(
+                f"Token '{self.token.label}' holds {len(self.live_keys)} managed key(s) that are "
+                f"not destroyed ({names}{more}). Destroy them through their lifecycle first; "
+                "initialising would lose them.",
+                RULE_LIVE_KEYS,
+            )
+        return None
+
+
+Approver = Callable[[AdminRequest], tuple[str, ...]]
+
+
+class TokenAdmin:
+    """Core-thread service for token administration."""
+
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenService,
+        operator: str,
+        clock: Callable[[], datetime],
+        audit_serial: Callable[[], str | None],
+    ) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.operator = operator
+        self.clock = clock
+        self.audit_serial = audit_serial
+        self.keys = KeyRepository(db)
+        self.settings = SettingsRepository(db)
+        self.approve: Approver = lambda _request: (operator,)
+
+    # --- checks ----------------------------------------------------------------------------
+
+    def pin_limits(self, info: TokenInfo) -> tuple[int, int]:
+        """The token's own minimum and maximum PIN length."""
+        details = token_details(info.module_path, info.slot_id)
+        return details.min_pin, details.max_pin
+
+    def check_pin(self, info: TokenInfo, pin: str, what: str) -> None:
+        """Refuse a new PIN the token would refuse, before calling it."""
+        low, high = self.pin_limits(info)
+        length = len(pin.encode("utf-8"))
+        if not low <= length <= high:
+            raise ValidationError(
+                f"Token '{info.label}' takes a {what} of {low} to {high} characters; "
+                f"this one has {length}."
+            )
+
+    def init_impact(self, ref: str) -> InitImpact:
+        """What initialising the token ``ref`` would erase."""
+        assert_core_thread()
+        info = self.tokens.find(ref)
+        records = self.keys.on_token(info.serial)
+        objects: int | None = None
+        try:
+            objects = len(self.tokens.session(info.serial).key_objects())
+        except TokenNotLoggedIn:
+            objects = None
+        return InitImpact(
+            token=info,
+            live_keys=tuple(k for k in records if k.state not in _DEAD),
+            tombstones=sum(1 for k in records if k.state in _DEAD),
+            is_audit_token=info.serial == self.audit_serial(),
+            objects_seen=objects,
+        )
+
+    # --- operations ------------------------------------------------------------------------
+
+    def init_token(self, ref: str, confirm_label: str, new_label: str, so_pin: str) -> TokenInfo:
+        """C_InitToken: erase the token and give it ``new_label``. The officer types the
+        current label as confirmation; refused for the audit token and for live keys."""
+        assert_core_thread()
+        impact = self.init_impact(ref)
+        info = impact.token
+        request = AdminRequest("token.init", info.serial, new_label)
+        if confirm_label != info.label:
+            self._denied(request, "confirmation label does not match")
+            raise ValidationError(
+                f"Type the token's label '{info.label}' exactly to confirm; nothing was erased."
+            )
+        if not new_label.strip() or len(new_label.encode("utf-8")) > 32:
+            raise ValidationError("A token label has 1 to 32 bytes.")
+        refusal = impact.refusal
+        if refusal is not None:
+            self._denied(request, refusal.rule)
+            raise refusal
+        operators = self.approve(request)
+        self.tokens.logout(info.serial)  # C_InitToken needs the token without sessions
+        module = self.tokens.module_of(info)
+
+        def erase() -> None:
+            module.reinit_token(info.serial, so_pin, new_label)
+
+        self._carry_out(
+            request,
+            operators,
+            erase,
+            {
+                "old_label": info.label,
+                "new_label": new_label,
+                "objects_seen": impact.objects_seen,
+                "tombstones": impact.tombstones,
+            },
+            so=True,
+        )
+        self.tokens.remember_store()
+        return self.tokens.find(info.serial) if self._present(info.serial) else info
+
+    def init_pin(self, ref: str, so_pin: str, new_pin: str) -> None:
+        """C_InitPIN as the security officer: set the user PIN, or unblock a locked one."""
+        assert_core_thread()
+        info = self.tokens.find(ref)
+        self.check_pin(info, new_pin, "user PIN")
+        request = AdminRequest("token.init-pin", info.serial)
+        operators = self.approve(request)
+        self.tokens.logout(info.serial)  # an SO session cannot share the token with a user one
+        module = self.tokens.module_of(info)
+
+        def set_user_pin() -> None:
+            module.init_user_pin(info.serial, so_pin, new_pin)
+            self.tokens.tokens.clear_pin_failures(info.serial)  # Keystead's own count too
+
+        self._carry_out(
+            request,
+            operators,
+            set_user_pin,
+            {"label": info.label, "unblock": "user PIN locked" in info.flag_words},
+            so=True,
+        )
+
+    def change_pin(self, ref: str, old_pin: str, new_pin: str) -> None:
+        """C_SetPIN as the user. Logs in with the old PIN first (counted like any login)."""
+        assert_core_thread()
+        info = self.tokens.find(ref)
+        self.check_pin(info, new_pin, "user PIN")
+        if old_pin == new_pin:
+            raise ValidationError("The new PIN is the same as the old one.")
+        request = AdminRequest("token.change-pin", info.serial)
+        operators = self.approve(request)
+        try:
+            session = self.tokens.session(info.serial)
+        except TokenNotLoggedIn:
+            self.tokens.login(info.serial, old_pin)  # throttled, counted and recorded
+            session = self.tokens.session(info.serial)
+        self._carry_out(
+            request,
+            operators,
+            lambda: session.set_pin(old_pin, new_pin),
+            {"label": info.label},
+        )
+
+    def change_so_pin(self, ref: str, old_so_pin: str, new_so_pin: str) -> None:
+        """C_SetPIN in a security officer session."""
+        assert_core_thread()
+        info = self.tokens.find(ref)
+        self.check_pin(info, new_so_pin, "SO PIN")
+        if old_so_pin == new_so_pin:
+            raise ValidationError("The new SO PIN is the same as the old one.")
+        request = AdminRequest("token.change-so-pin", info.serial)
+        operators = self.approve(request)
+        self.tokens.logout(info.serial)
+        module = self.tokens.module_of(info)
+        self._carry_out(
+            request,
+            operators,
+            lambda: module.change_so_pin(info.serial, old_so_pin, new_so_pin),
+            {"label": info.label},
+            so=True,
+        )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _present(self, serial: str) -> bool:
+        return any(t.serial == serial for t in self.tokens.present())
+
+    def _carry_out(
+        self,
+        request: AdminRequest,
+        operators: tuple[str, ...],
+        call: Callable[[], None],
+        details: dict[str, object],
+        so: bool = False,
+    ) -> None:
+        """Entry and token call in one transaction; a refusal is recorded on its own."""
+        try:
+            with self.db.transaction():
+                record(
+                    self.db,
+                    when=self.clock(),
+                    operators=operators,
+                    action=request.action,
+                    subject=request.serial,
+                    outcome=Outcome.SUCCESS,
+                    details=details,
+                )
+                call()
+        except WrongPin as exc:
+            what = "SO PIN" if so else "PIN"
+            self._failed(request, operators, f"wrong {what}")
+            raise WrongPin(
+                f"The token rejected the {what}; nothing was changed.", exc.failures
+            ) from exc
+        except KeysteadError as exc:
+            self._failed(request, operators, exc.message)
+            raise
+
+    def _failed(self, request: AdminRequest, operators: tuple[str, ...], error: str) -> None:
+        record_alone(
+            self.db,
+            when=self.clock(),
+            operators=operators,
+            action=request.action,
+            subject=request.serial,
+            outcome=Outcome.FAILED,
+            details={"error": error},
+        )
+
+    def _denied(self, request: AdminRequest, reason: str) -> None:
+        record_alone(
+            self.db,
+            when=self.clock(),
+            operators=(self.operator,),
+            action=request.action,
+            subject=request.serial,
+            outcome=Outcome.DENIED,
+            details={"reason": reason},
+        )
