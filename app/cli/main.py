@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
 from app.domain.keys import InventoryItem, TokenSync
 from app.domain.lifecycle import Action
-from app.errors import KeysteadError, TokenNotLoggedIn, TokenNotPresent
+from app.errors import KeysteadError, TokenNotLoggedIn, TokenNotPresent, ValidationError
 from app.paths import Home, resolve_home
 from app.services.audit_log import AuditFilter
 from app.services.executor import CoreExecutor
@@ -46,7 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
     tokens = sub.add_parser("tokens", help="tokens present").add_subparsers(
         dest="action", required=True
     )
-    tokens.add_parser("list", help="list tokens").set_defaults(run=cmd_tokens_list)
+    tokens.add_parser("list", help="tokens present, flags, objects, login").set_defaults(
+        run=cmd_tokens_list
+    )
+    show_token = tokens.add_parser("show", help="one token: details, mechanisms, capabilities")
+    show_token.add_argument("token", help="label or serial")
+    show_token.add_argument("--probe", action="store_true", help="run the capability probe again")
+    show_token.set_defaults(run=cmd_tokens_show)
+    init_token = tokens.add_parser("init", help="erase a token and give it a new label (SO PIN)")
+    init_token.add_argument("token", help="label or serial")
+    init_token.add_argument("--label", required=True, help="the new label")
+    init_token.add_argument(
+        "--confirm", metavar="LABEL", help="the current label, typed again (asked if missing)"
+    )
+    init_token.set_defaults(run=cmd_tokens_init)
+    for name, helptext in (
+        ("init-pin", "set or reset the user PIN as security officer (unblocks it)"),
+        ("change-pin", "change the user PIN"),
+        ("change-so-pin", "change the SO PIN"),
+    ):
+        command = tokens.add_parser(name, help=helptext)
+        command.add_argument("token", help="label or serial")
+        command.set_defaults(run=cmd_tokens_pin, pin_action=name)
+    soft = tokens.add_parser("create-soft", help="create another embedded SoftHSM token")
+    soft.add_argument("--label", required=True)
+    soft.set_defaults(run=cmd_tokens_create_soft)
 
     modules = sub.add_parser("modules", help="PKCS#11 modules").add_subparsers(
         dest="action", required=True
@@ -55,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = modules.add_parser("add", help="load a PKCS#11 module by path and remember it")
     add.add_argument("path")
     add.set_defaults(run=cmd_modules_add)
+    remove = modules.add_parser("remove", help="stop using a module (its keys stay recorded)")
+    remove.add_argument("path")
+    remove.set_defaults(run=cmd_modules_remove)
+    modules.add_parser(
+        "offered", help="modules registered with p11-kit that are not configured"
+    ).set_defaults(run=cmd_modules_offered)
 
     keys = sub.add_parser("keys", help="managed keys").add_subparsers(dest="action", required=True)
     lst = keys.add_parser("list", help="inventory, reconciled with the logged-in tokens")
@@ -159,12 +190,14 @@ def _unlock(args: argparse.Namespace) -> Workstation:
     return Workstation.unlock(home, operator, passphrase)
 
 
-def _login(ws: Workstation, token_ref: str, optional: bool = False) -> bool:
+def _login(
+    ws: Workstation, token_ref: str, optional: bool = False, kind: SecretKind = SecretKind.USER_PIN
+) -> bool:
     info = ws.tokens.find(token_ref)
     if any(s.info.serial == info.serial for s in ws.tokens.logged_in()):
         return True
     prompt = f"User PIN for token '{info.label}'" + (" (Enter to skip)" if optional else "")
-    pin = ask_secret(SecretKind.USER_PIN, prompt, optional=optional)
+    pin = ask_secret(kind, prompt, optional=optional)
     if pin is None:
         return False
     ws.tokens.login(info.serial, pin)
@@ -172,11 +205,16 @@ def _login(ws: Workstation, token_ref: str, optional: bool = False) -> bool:
 
 
 def _login_all_optional(ws: Workstation) -> None:
-    """Log in to each present token when a PIN is at hand, so listings can reconcile."""
-    if os.environ.get(ENV_PIN) is None and not interactive():
+    """Log in where a PIN is at hand, so listings can reconcile: at a terminal each present
+    token is offered (Enter skips it); for automation ``KEYSTEAD_PIN`` is the audit token's
+    PIN and is tried on that token only, so it never counts wrong PINs against the others."""
+    if interactive() and os.environ.get(ENV_PIN) is None:
+        for info in ws.tokens.present():
+            _login(ws, info.serial, optional=True)
         return
-    for info in ws.tokens.present():
-        _login(ws, info.serial, optional=True)
+    serial = ws.audit.token_serial
+    if os.environ.get(ENV_PIN) and serial and serial in {t.serial for t in ws.tokens.present()}:
+        _login(ws, serial, optional=True, kind=SecretKind.AUDIT_PIN)
 
 
 def _with_workstation(args: argparse.Namespace, body: Callable[[Workstation], Any]) -> Any:
@@ -224,7 +262,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> list[dict[str, Any]]:
-        return [output.token_dict(s) for s in ws.tokens.statuses()]
+        _login_all_optional(ws)
+        rows = []
+        for status in ws.tokens.statuses():
+            view = ws.inspect.view(status.info.serial)
+            rows.append({**output.token_dict(status), "objects": view.objects})
+        return rows
 
     rows = _with_workstation(args, body)
     if args.json:
@@ -232,16 +275,109 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             row["flags_text"] = ", ".join(row["flags"])
+            row["login"] = "logged in" if row["logged_in"] else "-"
+            row["objects_text"] = "?" if row["objects"] is None else row["objects"]
         output.print_table(
             rows,
             [
                 ("label", "LABEL"),
                 ("serial", "SERIAL"),
                 ("model", "MODEL"),
-                ("slot", "SLOT"),
+                ("login", "LOGIN"),
+                ("objects_text", "OBJECTS"),
                 ("flags_text", "FLAGS"),
             ],
         )
+    return 0
+
+
+def cmd_tokens_show(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> dict[str, Any]:
+        _login(ws, args.token, optional=True)
+        capabilities = None
+        try:
+            capabilities = ws.inspect.capabilities(args.token, refresh=args.probe)
+        except TokenNotLoggedIn:
+            capabilities = None
+        view = ws.inspect.view(args.token)
+        return output.token_view_dict(view, ws.inspect.mechanisms(args.token), capabilities)
+
+    shown = _with_workstation(args, body)
+    if args.json:
+        output.print_json(shown)
+    else:
+        output.print_token_view(shown)
+    return 0
+
+
+def cmd_tokens_init(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> Any:
+        _login_audit_token(ws, required=False)  # so the change is sealed
+        info = ws.tokens.find(args.token)
+        confirm = args.confirm
+        if confirm is None:
+            if not interactive():
+                raise ValidationError(
+                    f"Confirm with --confirm '{info.label}' (the token's current label)."
+                )
+            impact = ws.admin.init_impact(info.serial)
+            if impact.refusal is not None:
+                raise impact.refusal
+            print(output.init_impact_text(impact), file=sys.stderr)
+            confirm = input(f"Type the token's label '{info.label}' to erase it: ")
+        so_pin = require_secret(SecretKind.SO_PIN, f"SO PIN of token '{info.label}'")
+        return ws.admin.init_token(info.serial, confirm, args.label, so_pin)
+
+    created = _with_workstation(args, body)
+    if args.json:
+        output.print_json({"label": created.label, "serial": created.serial})
+    else:
+        print(
+            f"Token {created.serial} initialised as '{created.label}'. Set its user PIN next: "
+            f"keystead tokens init-pin {created.serial}"
+        )
+    return 0
+
+
+def cmd_tokens_pin(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> str:
+        _login_audit_token(ws, required=False)  # so the change is sealed
+        info = ws.tokens.find(args.token)
+        if args.pin_action == "init-pin":
+            so_pin = require_secret(SecretKind.SO_PIN, f"SO PIN of token '{info.label}'")
+            new = require_secret(SecretKind.NEW_USER_PIN, "New user PIN", confirm=True)
+            ws.admin.init_pin(info.serial, so_pin, new)
+            return f"User PIN of token '{info.label}' set by the security officer."
+        if args.pin_action == "change-pin":
+            old = require_secret(SecretKind.USER_PIN, f"Current user PIN of '{info.label}'")
+            new = require_secret(SecretKind.NEW_USER_PIN, "New user PIN", confirm=True)
+            ws.admin.change_pin(info.serial, old, new)
+            return f"User PIN of token '{info.label}' changed."
+        old = require_secret(SecretKind.SO_PIN, f"Current SO PIN of '{info.label}'")
+        new = require_secret(SecretKind.NEW_SO_PIN, "New SO PIN", confirm=True)
+        ws.admin.change_so_pin(info.serial, old, new)
+        return f"SO PIN of token '{info.label}' changed."
+
+    print(_with_workstation(args, body))
+    return 0
+
+
+def cmd_tokens_create_soft(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> Any:
+        _login_audit_token(ws, required=False)  # so the change is sealed
+        so_pin = require_secret(
+            SecretKind.NEW_SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
+        )
+        pin = require_secret(
+            SecretKind.NEW_USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
+        )
+        return ws.tokens.create_soft_token(args.label, so_pin, pin)
+
+    created = _with_workstation(args, body)
+    if args.json:
+        output.print_json({"label": created.label, "serial": created.serial})
+    else:
+        print(f"Created embedded token '{created.label}' (serial {created.serial}).")
     return 0
 
 
@@ -285,6 +421,28 @@ def cmd_modules_add(args: argparse.Namespace) -> int:
         output.print_json(info.__dict__)
     else:
         print(f"Added {info.path}: {info.description} ({info.manufacturer}).")
+    return 0
+
+
+def cmd_modules_remove(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> None:
+        _login_audit_token(ws, required=False)
+        ws.tokens.remove_module(args.path)
+
+    _with_workstation(args, body)
+    print(f"Removed {args.path}; keys on its tokens stay recorded.")
+    return 0
+
+
+def cmd_modules_offered(args: argparse.Namespace) -> int:
+    rows = [
+        {"name": m.name, "path": m.path, "config": m.config_file, "exists": m.exists}
+        for m in _with_workstation(args, lambda ws: ws.inspect.offered_modules())
+    ]
+    if args.json:
+        output.print_json(rows)
+    else:
+        output.print_table(rows, [("name", "NAME"), ("path", "PATH"), ("exists", "INSTALLED")])
     return 0
 
 
@@ -493,7 +651,7 @@ def cmd_keys_due(args: argparse.Namespace) -> int:
 def _login_audit_token(ws: Workstation, required: bool) -> None:
     serial = ws.audit.token_serial
     if serial and any(t.serial == serial for t in ws.tokens.present()):
-        _login(ws, serial, optional=not required)
+        _login(ws, serial, optional=not required, kind=SecretKind.AUDIT_PIN)
     elif required:
         raise TokenNotPresent("The workstation's audit token is not present. Insert it.")
 
@@ -599,6 +757,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("keystead: cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (e.g. head) went away; nothing more to say
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keep interpreter exit quiet)
+        return 0
     finally:
         executor.shutdown()
 

@@ -9,8 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.keys import InventoryItem, KeyRecord
+from app.hsm.capabilities import Capabilities
+from app.hsm.mechanisms import MechanismRow
 from app.hsm.module import TokenInfo
 from app.services.keys import KeyDetails
+from app.services.token_admin import InitImpact
+from app.services.token_inspect import TokenView
 from app.services.tokens import TokenStatus
 from app.storage.events import StoredEvent
 
@@ -123,10 +127,93 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
+def print_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], indent: str = ""
+) -> None:
     """Aligned text: ``columns`` are (key, heading)."""
     cells = [[heading for _, heading in columns]]
     cells += [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        print(indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def token_view_dict(
+    view: TokenView, mechanisms: Sequence[MechanismRow], capabilities: Capabilities | None
+) -> dict[str, Any]:
+    """One token for ``tokens show``: info, details, mechanisms, capabilities."""
+    details = view.details
+    return {
+        **token_dict(view.status),
+        "manufacturer": view.status.info.manufacturer,
+        "hardware_version": view.status.info.hardware_version,
+        "firmware_version": view.status.info.firmware_version,
+        "objects": view.objects,
+        "details": details.words() if details else [view.details_error or "not reported"],
+        "pin_length": [details.min_pin, details.max_pin] if details else None,
+        "mechanisms": [
+            {
+                "name": m.name,
+                "code": f"{m.code:#x}",
+                "min_key": m.min_key,
+                "max_key": m.max_key,
+                "can": m.can(),
+            }
+            for m in mechanisms
+        ],
+        "capabilities": capabilities.to_json() if capabilities else None,
+        "capability_words": (
+            capabilities.words() if capabilities else ["not probed yet: log in to the token"]
+        ),
+        "probed_at": view.probed_at,
+    }
+
+
+def print_token_view(shown: dict[str, Any]) -> None:
+    print(f"{shown['label']}  (serial {shown['serial']})")
+    print(
+        f"  {shown['manufacturer']} {shown['model']}, hardware {shown['hardware_version']}, "
+        f"firmware {shown['firmware_version']}"
+    )
+    print(f"  module: {shown['module']}")
+    print(
+        f"  logged in: {'yes' if shown['logged_in'] else 'no'}; objects: "
+        f"{'?' if shown['objects'] is None else shown['objects']}; "
+        f"wrong PINs in a row: {shown['pin_failures']}"
+    )
+    print(f"  flags: {', '.join(shown['flags'])}")
+    for line in shown["details"]:
+        print(f"  {line}")
+    print("Capabilities" + (f" (probed {shown['probed_at']})" if shown["probed_at"] else "") + ":")
+    for line in shown["capability_words"]:
+        print(f"  {line}")
+    print(f"Mechanisms ({len(shown['mechanisms'])}):")
+    rows = [
+        {
+            **m,
+            "range": "" if m["min_key"] is None else f"{m['min_key']}-{m['max_key']}",
+            "can_text": ", ".join(m["can"]),
+        }
+        for m in shown["mechanisms"]
+    ]
+    print_table(
+        rows,
+        [("name", "NAME"), ("code", "CODE"), ("range", "KEY SIZE"), ("can_text", "CAN")],
+        indent="  ",
+    )
+
+
+def init_impact_text(impact: InitImpact) -> str:
+    """What initialising a token erases, said before the confirmation."""
+    seen = (
+        "an unknown number of objects (log in to count them)"
+        if impact.objects_seen is None
+        else f"{impact.objects_seen} object(s)"
+    )
+    lines = [
+        f"Initialising token '{impact.token.label}' (serial {impact.token.serial}) erases "
+        f"{seen} on it, for good."
+    ]
+    if impact.tombstones:
+        lines.append(f"{impact.tombstones} destroyed key record(s) keep their history.")
+    return "\n".join(lines)

@@ -13,11 +13,17 @@ ENV_OPERATOR = "KEYSTEAD_OPERATOR"
 ENV_PASSPHRASE = "KEYSTEAD_PASSPHRASE"  # noqa: S105 (a variable name)
 ENV_PIN = "KEYSTEAD_PIN"
 ENV_SO_PIN = "KEYSTEAD_SO_PIN"
+ENV_AUDIT_PIN = "KEYSTEAD_AUDIT_PIN"  # the audit token's PIN when it differs from KEYSTEAD_PIN
+ENV_NEW_PIN = "KEYSTEAD_NEW_PIN"
+ENV_NEW_SO_PIN = "KEYSTEAD_NEW_SO_PIN"
 
 _ENV = {
     SecretKind.PASSPHRASE: ENV_PASSPHRASE,
     SecretKind.USER_PIN: ENV_PIN,
     SecretKind.SO_PIN: ENV_SO_PIN,
+    SecretKind.AUDIT_PIN: ENV_AUDIT_PIN,
+    SecretKind.NEW_USER_PIN: ENV_NEW_PIN,
+    SecretKind.NEW_SO_PIN: ENV_NEW_SO_PIN,
 }
 
 
@@ -30,6 +36,9 @@ def ask_secret(
 ) -> str | None:
     """The secret from its environment variable, else from the TTY without echo."""
     from_env = os.environ.get(_ENV[kind])
+    if from_env is None and kind is SecretKind.AUDIT_PIN:
+        kind = SecretKind.USER_PIN  # one PIN for all, unless the audit token's is set apart
+        from_env = os.environ.get(_ENV[kind])
     if from_env == "":
         if optional:
             return None  # as at a terminal: an empty answer skips

@@ -14,6 +14,9 @@ class SecretKind(Enum):
     PASSPHRASE = "passphrase"  # noqa: S105 (a kind of secret, not one)
     USER_PIN = "user PIN"
     SO_PIN = "SO PIN"
+    AUDIT_PIN = "audit token PIN"
+    NEW_USER_PIN = "new user PIN"
+    NEW_SO_PIN = "new SO PIN"
 
 
 class Prompter(Protocol):

@@ -25,6 +25,7 @@ from app.services.keys import KeyService
 from app.services.lifecycle import LifecycleService
 from app.services.policy import load_policy
 from app.services.token_admin import TokenAdmin
+from app.services.token_inspect import TokenInspector
 from app.services.tokens import TokenService, _check_pin
 from app.storage.database import Database
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
@@ -89,6 +90,7 @@ class Workstation:
         )
         self.audit = AuditLog(db, self.tokens, workstation_id, operator, clock)
         self.admin = TokenAdmin(db, self.tokens, operator, clock, lambda: self.audit.token_serial)
+        self.inspect = TokenInspector(db, self.tokens, clock)
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
 

@@ -155,7 +155,7 @@ def test_init_lays_out_the_home(cli: Cli) -> None:
     assert cli.home.stat().st_mode & 0o777 == 0o700
     assert home.database.stat().st_mode & 0o077 == 0  # the CLI's umask keeps files private
     text = cli.run("tokens", "list").stdout
-    assert text.splitlines()[0].split() == ["LABEL", "SERIAL", "MODEL", "SLOT", "FLAGS"]
+    assert text.splitlines()[0].split() == ["LABEL", "SERIAL", "MODEL", "LOGIN", "OBJECTS", "FLAGS"]
     assert TOKEN in text
 
 
@@ -164,7 +164,10 @@ def test_tokens_list_json(cli: Cli) -> None:
     assert token["label"] == TOKEN and token["module"] == MODULE
     assert len(token["serial"]) == 16 and int(token["serial"], 16) >= 0
     assert {"token initialised", "login required", "user PIN initialised"} <= set(token["flags"])
-    assert token["pin_failures"] == 0 and token["logged_in"] is False
+    assert token["pin_failures"] == 0
+    # KEYSTEAD_PIN is the audit token's PIN: the listing logs in to it, and counts its objects
+    # (the workstation's two audit keys' three objects and the checkpoints).
+    assert token["logged_in"] is True and token["objects"] >= 3
     [module] = cli.json("modules", "list")
     assert (module["path"], module["embedded"], module["error"]) == (MODULE, True, None)
     assert "SoftHSM" in module["manufacturer"] and module["description"]
@@ -268,11 +271,11 @@ def test_wrong_pins_are_counted_across_runs(cli: Cli) -> None:
     assert "Wrong PIN" in first and "(1 failure in a row)" in first
     second = cli.error(*args, KEYSTEAD_PIN=WRONG_PIN)
     assert "(2 failures in a row)" in second and "1 more try" in second
-    [token] = cli.json("tokens", "list")
-    assert token["pin_failures"] == 2
+    [token] = cli.json("tokens", "list", KEYSTEAD_PIN="")  # an empty PIN skips the login
+    assert token["pin_failures"] == 2 and token["logged_in"] is False
     assert cli.json("keys", "list") == []  # nothing was generated (this run logs in)
     generate(cli, "AES-128", "k")  # the right PIN works and clears the count
-    assert cli.json("tokens", "list")[0]["pin_failures"] == 0
+    assert cli.json("tokens", "list", KEYSTEAD_PIN="")[0]["pin_failures"] == 0
     logins = cli.json("audit", "list", "--action", "token.login")
     assert [(e["outcome"], e["details"].get("failures")) for e in logins][-4:] == [
         ("failed", 1),
@@ -413,3 +416,136 @@ def test_lifecycle_commands(cli: Cli) -> None:
     final = cli.json("keys", "show", "k")
     assert final["state"] == "DESTROYED_COMPROMISED"
     assert final["compromise_date"].startswith("2026-01-02")
+
+
+# --- token administration ---------------------------------------------------------------------
+
+OTHER_SO = "SENTINEL-cli-otherso-5151"
+OTHER_PIN = "SENTINEL-cli-otherpin-6262"
+NEW_PIN = "SENTINEL-cli-newpin-7373"
+NEW_SO = "SENTINEL-cli-newso-8484"
+
+
+def peer_login(cli: Cli, label: str, pin: str) -> bool:
+    result = subprocess.run(
+        ["pkcs11-tool", "--module", MODULE, "--token-label", label, "--login", "--pin", pin, "-O"],
+        env={"SOFTHSM2_CONF": str(Home(cli.home).softhsm_conf), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def test_tokens_show_reports_details_mechanisms_and_the_probe(cli: Cli) -> None:
+    shown = cli.json("tokens", "show", TOKEN)
+    assert shown["label"] == TOKEN and shown["logged_in"] is True
+    assert shown["pin_length"] == [4, 255]
+    names = {m["name"]: m for m in shown["mechanisms"]}
+    assert {"wrap", "unwrap"} <= set(names["AES_KEY_WRAP_PAD"]["can"])
+    assert "generate key pair" in names["EC_KEY_PAIR_GEN"]["can"]
+    capabilities = shown["capabilities"]
+    assert capabilities["private_key_wrap"] == {"RSA": True, "EC": True, "Ed25519": False}
+    assert capabilities["eddsa"] is True and capabilities["check_value"] is True
+    first = shown["probed_at"]
+    assert cli.json("tokens", "show", TOKEN)["probed_at"] == first  # probed once, then kept
+    assert cli.json("tokens", "show", TOKEN, "--probe")["probed_at"] != first
+    text = cli.run("tokens", "show", TOKEN).stdout
+    assert "Wrapping an Ed25519 private key (0x210A): does not work" in text
+    assert "PIN length 4–255" in text
+
+
+def test_token_administration_commands(cli: Cli) -> None:
+    made = cli.json(
+        "tokens",
+        "create-soft",
+        "--label",
+        "Spare",
+        KEYSTEAD_NEW_SO_PIN=OTHER_SO,
+        KEYSTEAD_NEW_PIN=OTHER_PIN,
+    )
+    assert peer_login(cli, "Spare", OTHER_PIN)
+    # Initialising needs the current label typed again, and the right SO PIN.
+    assert "--confirm 'Spare'" in cli.error("tokens", "init", "Spare", "--label", "Fresh")
+    wrong = cli.error(
+        "tokens",
+        "init",
+        "Spare",
+        "--label",
+        "Fresh",
+        "--confirm",
+        "spare",
+        KEYSTEAD_SO_PIN=OTHER_SO,
+    )
+    assert "Type the token's label 'Spare'" in wrong
+    assert "SO PIN" in cli.error(
+        "tokens", "init", "Spare", "--label", "Fresh", "--confirm", "Spare"
+    )  # KEYSTEAD_SO_PIN is the first token's, not this one's
+    cli.run(
+        "tokens",
+        "init",
+        "Spare",
+        "--label",
+        "Fresh",
+        "--confirm",
+        "Spare",
+        KEYSTEAD_SO_PIN=OTHER_SO,
+    )
+    labels = {t["label"]: t for t in cli.json("tokens", "list")}
+    assert "Spare" not in labels and labels["Fresh"]["serial"] == made["serial"]
+    assert "user PIN initialised" not in labels["Fresh"]["flags"]
+    cli.run("tokens", "init-pin", "Fresh", KEYSTEAD_SO_PIN=OTHER_SO, KEYSTEAD_NEW_PIN=NEW_PIN)
+    assert peer_login(cli, "Fresh", NEW_PIN)
+    cli.run(
+        "tokens",
+        "change-pin",
+        "Fresh",
+        KEYSTEAD_AUDIT_PIN=PIN,
+        KEYSTEAD_PIN=NEW_PIN,
+        KEYSTEAD_NEW_PIN=OTHER_PIN,
+    )
+    assert peer_login(cli, "Fresh", OTHER_PIN) and not peer_login(cli, "Fresh", NEW_PIN)
+    cli.run(
+        "tokens", "change-so-pin", "Fresh", KEYSTEAD_SO_PIN=OTHER_SO, KEYSTEAD_NEW_SO_PIN=NEW_SO
+    )
+    assert "SO PIN" in cli.error(
+        "tokens", "init-pin", "Fresh", KEYSTEAD_SO_PIN=OTHER_SO, KEYSTEAD_NEW_PIN=NEW_PIN
+    )
+    short = cli.error(
+        "tokens",
+        "change-pin",
+        "Fresh",
+        KEYSTEAD_PIN=OTHER_PIN,
+        KEYSTEAD_NEW_PIN="123",
+        KEYSTEAD_AUDIT_PIN=PIN,
+    )
+    assert "4 to 255 characters" in short
+    refused = cli.error("tokens", "init", TOKEN, "--label", "X", "--confirm", TOKEN)
+    assert "audit keys" in refused and "KS-TOKEN-INIT-AUDIT" in refused
+    actions = [
+        (e["action"], e["outcome"])
+        for e in cli.json("audit", "list")
+        if e["action"].startswith("token.") and e["action"] != "token.login"
+    ]
+    assert actions == [
+        ("token.create-soft", "success"),  # the first token, at init
+        ("token.create-soft", "success"),
+        ("token.init", "denied"),
+        ("token.init", "failed"),
+        ("token.init", "success"),
+        ("token.init-pin", "success"),
+        ("token.change-pin", "success"),
+        ("token.change-so-pin", "success"),
+        ("token.init-pin", "failed"),
+        ("token.init", "denied"),
+    ]
+    assert cli.run("audit", "verify").returncode == 0
+
+
+def test_modules_remove_and_offered(cli: Cli) -> None:
+    offered = cli.json("modules", "offered")
+    assert all(o["path"] != MODULE for o in offered)  # SoftHSM is configured already
+    assert "not a configured module" in cli.error("modules", "remove", "/nope.so")
+    cli.run("modules", "remove", MODULE)
+    assert cli.json("modules", "list") == []
+    assert cli.json("tokens", "list") == []
+    assert cli.json("keys", "list") == []

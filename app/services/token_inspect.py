@@ -1,0 +1,160 @@
+"""What the Tokens page and ``keystead tokens show`` say about modules and tokens.
+
+Module descriptions, p11-kit's registered modules, a token's details (sessions, PIN limits,
+memory), its mechanisms and the capability probe. The probe runs once per token (it needs a
+login) and its answer is kept in the database, so generation and backup can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from app.errors import KeysteadError
+from app.hsm.capabilities import Capabilities, probe
+from app.hsm.errors import pkcs11_errors
+from app.hsm.mechanisms import MechanismRow, mechanism_table
+from app.hsm.module import ModuleInfo, TokenInfo
+from app.hsm.p11kit import RegisteredModule, registered_modules
+from app.hsm.tokeninfo import TokenDetails, token_details
+from app.services.executor import assert_core_thread
+from app.services.tokens import TokenService, TokenStatus
+from app.storage.database import Database
+from app.storage.repository import SettingsRepository, utc_text
+
+log = logging.getLogger(__name__)
+
+_CAPABILITIES_KEY = "capabilities:"
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    """A configured module: what it says of itself, or why it did not load."""
+
+    path: str
+    embedded: bool
+    info: ModuleInfo | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """Everything shown about one present token."""
+
+    status: TokenStatus
+    details: TokenDetails | None
+    details_error: str | None
+    objects: int | None  # objects this workstation can see now (None: not logged in)
+    capabilities: Capabilities | None
+    probed_at: str | None
+
+
+class TokenInspector:
+    """Core-thread, read-mostly view of modules and tokens."""
+
+    def __init__(self, db: Database, tokens: TokenService, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.clock = clock
+        self.settings = SettingsRepository(db)
+
+    def modules(self) -> list[ModuleRow]:
+        assert_core_thread()
+        rows = []
+        for path, embedded in self.settings.modules():
+            module = self.tokens.modules.get(path)
+            rows.append(
+                ModuleRow(
+                    path=path,
+                    embedded=embedded,
+                    info=module.info() if module else None,
+                    error=self.tokens.module_errors.get(path),
+                )
+            )
+        return rows
+
+    def offered_modules(self) -> list[RegisteredModule]:
+        """Modules registered with p11-kit that are not configured here yet."""
+        configured = {_resolved(p) for p, _embedded in self.settings.modules()}
+        return [m for m in registered_modules() if _resolved(m.path) not in configured]
+
+    def view(self, ref: str) -> TokenView:
+        assert_core_thread()
+        info = self.tokens.find(ref)
+        status = next(s for s in self.tokens.statuses() if s.info.serial == info.serial)
+        details: TokenDetails | None = None
+        details_error: str | None = None
+        try:
+            details = token_details(info.module_path, info.slot_id)
+        except KeysteadError as exc:
+            details_error = exc.message
+        objects: int | None = None
+        if status.logged_in:
+            objects = self._count_objects(info)
+        capabilities, probed_at = self.stored_capabilities(info.serial)
+        return TokenView(status, details, details_error, objects, capabilities, probed_at)
+
+    def mechanisms(self, ref: str) -> list[MechanismRow]:
+        assert_core_thread()
+        info = self.tokens.find(ref)
+        token = self.tokens.module_of(info).token(info.serial)
+        return mechanism_table(token.slot, info.module_path)
+
+    def stored_capabilities(self, serial: str) -> tuple[Capabilities | None, str | None]:
+        raw = self.settings.get(_CAPABILITIES_KEY + serial)
+        if raw is None:
+            return None, None
+        try:
+            document = json.loads(raw)
+            return Capabilities.from_json(document["capabilities"]), str(document["probed_at"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("stored capabilities of %s unreadable; probe again", serial)
+            return None, None
+
+    def capabilities(self, ref: str, refresh: bool = False) -> Capabilities:
+        """The token's capabilities: probed once (needs a login), then kept."""
+        assert_core_thread()
+        info = self.tokens.find(ref)
+        stored, _when = self.stored_capabilities(info.serial)
+        if stored is not None and not refresh:
+            return stored
+        self.tokens.session(info.serial)  # raises TokenNotLoggedIn: the probe needs a login
+        token = self.tokens.module_of(info).token(info.serial)
+        # A second session shares the workstation's login; the probe only makes session
+        # objects in it, and closing it does not log the workstation out.
+        with pkcs11_errors(f"probing token '{info.label}'"):
+            session = token.open(rw=True)
+        try:
+            found = probe(session)
+        finally:
+            with pkcs11_errors("closing the probe's session"):
+                session.close()
+        document = {"capabilities": found.to_json(), "probed_at": utc_text(self.clock())}
+        with self.db.transaction():
+            self.settings.put(_CAPABILITIES_KEY + info.serial, json.dumps(document))
+        return found
+
+    def _count_objects(self, info: TokenInfo) -> int | None:
+        """Objects visible to this workstation (its login is shared by a new session)."""
+        try:
+            token = self.tokens.module_of(info).token(info.serial)
+            with pkcs11_errors(f"counting the objects on token '{info.label}'"):
+                session = token.open()
+                try:
+                    return sum(1 for _ in session.get_objects())
+                finally:
+                    session.close()
+        except KeysteadError as exc:
+            log.warning("could not count objects on %s: %s", info.serial, exc.message)
+            return None
+
+
+def _resolved(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return path
