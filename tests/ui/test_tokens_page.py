@@ -1,16 +1,23 @@
-"""Tokens page: listing, logging in with a wrong then a right PIN, module errors shown."""
+"""Tokens page: the module/token tree, logging in with a wrong then a right PIN, module errors,
+a token's details, mechanisms filter and probed capabilities, the initialise and PIN dialogs'
+guards, and a pulled token noticed by the main window's poll."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QTreeWidgetItem
 
+from app.services.token_admin import InitImpact
 from app.storage.repository import SettingsRepository
 from tests.ui.conftest import PIN
 from ui.dialogs.secret import SecretDialog
+from ui.dialogs.token_admin import CreateTokenDialog, InitTokenDialog, PinDialog, PinMode
+from ui.main_window import MainWindow
 from ui.pages.tokens_page import TokensPage
 
 pytestmark = pytest.mark.ui
@@ -33,30 +40,42 @@ def answer_pin_dialogs(answers: list[str], notes: list[str]) -> None:
     QTimer.singleShot(0, answer)
 
 
+def token_rows(page: TokensPage) -> dict[str, QTreeWidgetItem]:
+    """Token rows of the tree by label."""
+    rows = {}
+    for item in page._items():
+        data = item.data(0, Qt.ItemDataRole.UserRole)
+        if data and data[0] == "token":
+            rows[item.text(0)] = item
+    return rows
+
+
+def loaded_page(qtbot, gui_session) -> TokensPage:  # type: ignore[no-untyped-def]
+    page = TokensPage(gui_session)
+    qtbot.addWidget(page)
+    page.show()
+    gui_session.refresh_tokens()
+    qtbot.waitUntil(lambda: bool(token_rows(page)), timeout=10000)
+    return page
+
+
 def test_login_counts_wrong_pin_then_succeeds(qtbot, bridge, workstation, gui_session):  # type: ignore[no-untyped-def]
     bridge.executor.call(
         lambda: workstation.tokens.logout(workstation.tokens.find("UiToken").serial)
     )
-    page = TokensPage(gui_session)
-    qtbot.addWidget(page)
-    page.show()
-    with qtbot.waitSignal(gui_session.tokens_changed, timeout=10000):
-        gui_session.refresh_tokens()
-    assert page.table.rowCount() == 1
-    assert page.table.item(0, 0).text() == "UiToken"
-    assert page.table.item(0, 5).text() == "no"
-    page.table.selectRow(0)
+    page = loaded_page(qtbot, gui_session)
+    row = token_rows(page)["UiToken"]
+    assert row.text(3) == "no"
+    page.tree.setCurrentItem(row)
     assert page.login_action.isEnabled() and not page.logout_action.isEnabled()
 
     notes: list[str] = []
     answer_pin_dialogs(["000000", PIN], notes)
     page.login_action.trigger()
-    qtbot.waitUntil(
-        lambda: page.table.rowCount() == 1 and page.table.item(0, 5).text() == "yes", timeout=15000
-    )
+    qtbot.waitUntil(lambda: token_rows(page)["UiToken"].text(3) == "yes", timeout=15000)
     assert notes[0] == ""
     assert "Wrong PIN" in notes[1] and "1 failure" in notes[1]
-    assert page.table.item(0, 6).text() == "0"  # a success clears Keystead's count
+    assert token_rows(page)["UiToken"].text(4) == "0"  # a success clears Keystead's count
     assert "1 logged in" in page.summary.text()
 
 
@@ -70,12 +89,108 @@ def test_module_that_fails_to_load_is_shown(qtbot, bridge, workstation, gui_sess
         workstation.tokens.load_modules()
 
     bridge.executor.call(add_broken_module)
-    page = TokensPage(gui_session)
-    qtbot.addWidget(page)
-    page.show()
-    with qtbot.waitSignal(gui_session.tokens_changed, timeout=10000):
-        gui_session.refresh_tokens()
-    assert page.module_errors.isVisible()
+    page = loaded_page(qtbot, gui_session)
+    qtbot.waitUntil(page.module_errors.isVisible, timeout=5000)
     assert str(bogus) in page.module_errors.text()
     assert "could not be loaded as a PKCS#11 module" in page.module_errors.text()
-    assert page.table.rowCount() == 1  # the working module's token is still listed
+    assert list(token_rows(page)) == ["UiToken"]  # the working module's token is still listed
+
+
+def test_token_details_mechanisms_and_probe(qtbot, workstation, gui_session):  # type: ignore[no-untyped-def]
+    page = loaded_page(qtbot, gui_session)
+    page.tree.setCurrentItem(token_rows(page)["UiToken"])
+    panel = page.token_panel
+    qtbot.waitUntil(lambda: panel.fields["Label"].text() == "UiToken", timeout=10000)
+    assert panel.fields["PIN length"].text() == "4–255"
+    assert "token initialised" in panel.fields["Flags"].text()
+    # The probe runs once on its own for a logged-in token, and its answer is shown.
+    qtbot.waitUntil(lambda: "Ed25519" in panel.capability_text.text(), timeout=20000)
+    assert "Wrapping an Ed25519 private key (0x210A): does not work" in panel.capability_text.text()
+    everything = panel.mech_table.rowCount()
+    panel.mech_filter.setText("unwrap")
+    shown = [panel.mech_table.item(r, 0).text() for r in range(panel.mech_table.rowCount())]
+    assert "AES_KEY_WRAP_PAD" in shown and 0 < len(shown) < everything
+    assert all("unwrap" in panel.mech_table.item(r, 3).text() for r in range(len(shown)))
+
+
+def test_initialise_dialog_needs_the_typed_label_and_shows_refusals(qtbot, workstation, bridge):  # type: ignore[no-untyped-def]
+    audit_impact: InitImpact = bridge.executor.call(workstation.admin.init_impact, "UiToken")
+    refused = InitTokenDialog(audit_impact)
+    qtbot.addWidget(refused)
+    assert not refused.ok.isEnabled() and not refused.confirm.isEnabled()
+    assert "audit keys" in refused.lost.text()
+    refused.confirm.setText("UiToken")
+    assert not refused.ok.isEnabled()  # a refusal cannot be typed away
+
+    allowed = replace(audit_impact, is_audit_token=False, live_keys=(), objects_seen=3)
+    dialog = InitTokenDialog(allowed)
+    qtbot.addWidget(dialog)
+    assert not dialog.ok.isEnabled()
+    dialog.confirm.setText("uitoken")
+    assert not dialog.ok.isEnabled()
+    dialog.confirm.setText("UiToken")
+    assert dialog.ok.isEnabled()
+    dialog._accept()
+    assert "SO PIN" in dialog.error.text() and dialog.result() == 0
+
+
+def test_pin_dialog_checks_limits_and_repetition(qtbot, workstation, bridge):  # type: ignore[no-untyped-def]
+    info = bridge.executor.call(workstation.tokens.find, "UiToken")
+    dialog = PinDialog(PinMode.CHANGE_PIN, info, (6, 8))
+    qtbot.addWidget(dialog)
+    assert "6 to 8 characters" in dialog.limits_hint.text()
+    dialog._accept()
+    assert "current PIN" in dialog.error.text()
+    dialog.old.setText("123456")
+    dialog.new.setText("12345")
+    dialog.again.setText("12345")
+    dialog._accept()
+    assert "6 to 8" in dialog.error.text()
+    dialog.new.setText("1234567")
+    dialog.again.setText("7654321")
+    dialog._accept()
+    assert "differ" in dialog.error.text()
+    dialog.again.setText("1234567")
+    dialog._accept()
+    assert dialog.result() == 1
+    change = dialog.change()
+    assert (change.old, change.new) == ("123456", "1234567")
+    assert dialog.new.text() == "" and dialog.again.text() == ""  # nothing left in the fields
+
+
+def test_create_token_from_the_page(qtbot, workstation, gui_session, bridge):  # type: ignore[no-untyped-def]
+    page = loaded_page(qtbot, gui_session)
+
+    def fill() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, CreateTokenDialog):
+            QTimer.singleShot(20, fill)
+            return
+        dialog.label.setText("Rehearsal")
+        for field in (dialog.so_pin, dialog.so_again):
+            field.setText("87654321")
+        for field in (dialog.user_pin, dialog.user_again):
+            field.setText("4321")
+        dialog._accept()
+
+    QTimer.singleShot(0, fill)
+    page.create_action.trigger()
+    qtbot.waitUntil(lambda: "Rehearsal" in token_rows(page), timeout=15000)
+    assert "Created embedded token 'Rehearsal'" in page.notice.text()
+    created = bridge.executor.call(workstation.tokens.find, "Rehearsal")
+    assert "user PIN initialised" in created.flag_words
+
+
+def test_a_pulled_token_is_noticed_by_the_window(qtbot, workstation, gui_session, ui_home):  # type: ignore[no-untyped-def]
+    window = MainWindow(gui_session)
+    qtbot.addWidget(window)
+    window.start()
+    qtbot.waitUntil(lambda: "UiToken (logged in)" in window.tokens_label.text(), timeout=10000)
+    [store] = list(ui_home.softhsm_tokens.iterdir())
+    shutil.move(str(store), str(ui_home.root / "pulled"))
+    window.poll_tokens()  # the timer does this every second
+    qtbot.waitUntil(lambda: "none present" in window.tokens_label.text(), timeout=5000)
+    shutil.move(str(ui_home.root / "pulled"), str(store))
+    window.poll_tokens()
+    qtbot.waitUntil(lambda: "UiToken (not logged in)" in window.tokens_label.text(), timeout=5000)
+    window.presence_timer.stop()

@@ -1,0 +1,263 @@
+"""Dialogs for token administration: initialise (what is lost, typed label), PINs, new token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.hsm.module import TokenInfo
+from app.services.token_admin import InitImpact
+from ui.widgets.form import ErrorLine, heading, hint
+from ui.widgets.secret_field import SecretField
+
+
+def _buttons(dialog: QDialog, ok_text: str) -> tuple[QDialogButtonBox, QPushButton]:
+    buttons = QDialogButtonBox(
+        QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, dialog
+    )
+    ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+    ok.setText(ok_text)
+    buttons.rejected.connect(dialog.reject)
+    return buttons, ok
+
+
+def _pin_problem(pin: str, again: str, limits: tuple[int, int], what: str) -> str:
+    low, high = limits
+    length = len(pin.encode("utf-8"))
+    if not low <= length <= high:
+        return f"The {what} must have {low} to {high} characters (this token's limits)."
+    if pin != again:
+        return f"The two {what}s differ."
+    return ""
+
+
+class InitTokenDialog(QDialog):
+    """Erase a token: says what would be lost, refuses what policy refuses, wants the label."""
+
+    def __init__(self, impact: InitImpact, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        token = impact.token
+        self.token = token
+        self.setWindowTitle(f"Initialise token — {token.label}")
+        self.setMinimumWidth(540)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading(f"Initialise token '{token.label}' (serial {token.serial})", self))
+        refusal = impact.refusal
+        self.lost = lost = QLabel(self)
+        lost.setObjectName("errorLine" if refusal else "warning")
+        lost.setWordWrap(True)
+        if refusal is not None:
+            lost.setText(refusal.message)
+        else:
+            seen = (
+                "An unknown number of objects (log in to the token first to count them)"
+                if impact.objects_seen is None
+                else f"{impact.objects_seen} object(s) the workstation can see"
+            )
+            text = (
+                f"Everything on this token is destroyed and cannot be recovered: {seen}, and "
+                "every private object. The token gets a new label and keeps its SO PIN; it has "
+                "no user PIN until you set one."
+            )
+            if impact.tombstones:
+                text += f" {impact.tombstones} destroyed key record(s) keep their history."
+            lost.setText(text)
+        layout.addWidget(lost)
+        form = QFormLayout()
+        self.new_label = QLineEdit(token.label, self)
+        self.new_label.setMaxLength(32)
+        self.so_pin = SecretField("SO PIN", self)
+        self.confirm = QLineEdit(self)
+        self.confirm.setPlaceholderText(token.label)
+        form.addRow("New label:", self.new_label)
+        form.addRow("SO PIN:", self.so_pin)
+        form.addRow("Type the current label:", self.confirm)
+        layout.addLayout(form)
+        layout.addWidget(hint("The SO PIN goes to the token only; it is never stored.", self))
+        self.error = ErrorLine(self)
+        layout.addWidget(self.error)
+        buttons, self.ok = _buttons(self, "Erase and initialise")
+        self.ok.setObjectName("danger")
+        buttons.accepted.connect(self._accept)
+        layout.addWidget(buttons)
+        self.confirm.textChanged.connect(self._update)
+        self.new_label.textChanged.connect(self._update)
+        self._refused = refusal is not None
+        for field in (self.new_label, self.so_pin, self.confirm):
+            field.setEnabled(not self._refused)
+        self._update()
+
+    def _update(self) -> None:
+        ready = self.confirm.text() == self.token.label and bool(self.new_label.text().strip())
+        ready = ready and not self._refused
+        self.ok.setEnabled(ready and not self._refused)
+        self.ok.setToolTip(
+            "" if ready else f"Type the token's current label '{self.token.label}' to enable."
+        )
+
+    def _accept(self) -> None:
+        if not self.so_pin.text():
+            self.error.show_error("Enter the token's SO PIN.")
+            return
+        self.accept()
+
+    def values(self) -> tuple[str, str, str]:
+        """(typed confirmation, new label, SO PIN); the PIN field is cleared."""
+        return self.confirm.text(), self.new_label.text().strip(), self.so_pin.take()
+
+
+class PinMode(Enum):
+    INIT_PIN = "Set the user PIN as security officer"
+    CHANGE_PIN = "Change the user PIN"
+    CHANGE_SO_PIN = "Change the SO PIN"
+
+
+_PIN_NOTES = {
+    PinMode.INIT_PIN: "The security officer sets a new user PIN. This also unblocks a user PIN "
+    "the token has locked. Any login to this token ends first.",
+    PinMode.CHANGE_PIN: "Needs the current user PIN. A wrong one counts like a wrong login.",
+    PinMode.CHANGE_SO_PIN: "Needs the current SO PIN. Any login to this token ends first.",
+}
+
+
+@dataclass(frozen=True)
+class PinChange:
+    old: str  # the SO PIN for INIT_PIN, else the current PIN being changed
+    new: str
+
+
+class PinDialog(QDialog):
+    """Current PIN (or SO PIN), new PIN twice, checked against the token's limits."""
+
+    def __init__(
+        self,
+        mode: PinMode,
+        token: TokenInfo,
+        limits: tuple[int, int],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.mode = mode
+        self.limits = limits
+        self.setWindowTitle(f"{mode.value} — {token.label}")
+        self.setMinimumWidth(480)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading(f"{mode.value}: token '{token.label}'", self))
+        layout.addWidget(hint(_PIN_NOTES[mode], self))
+        self.new_what = "SO PIN" if mode is PinMode.CHANGE_SO_PIN else "user PIN"
+        old_label = {
+            PinMode.INIT_PIN: "SO PIN:",
+            PinMode.CHANGE_PIN: "Current user PIN:",
+            PinMode.CHANGE_SO_PIN: "Current SO PIN:",
+        }[mode]
+        form = QFormLayout()
+        self.old = SecretField(old_label.rstrip(":"), self)
+        self.new = SecretField(f"new {self.new_what}", self)
+        self.again = SecretField(f"new {self.new_what} again", self)
+        form.addRow(old_label, self.old)
+        form.addRow(f"New {self.new_what}:", self.new)
+        form.addRow("Repeat it:", self.again)
+        layout.addLayout(form)
+        self.limits_hint = hint(
+            f"This token takes PINs of {limits[0]} to {limits[1]} characters.", self
+        )
+        layout.addWidget(self.limits_hint)
+        self.error = ErrorLine(self)
+        layout.addWidget(self.error)
+        buttons, _ok = _buttons(self, mode.value.split(" as ")[0])
+        buttons.accepted.connect(self._accept)
+        layout.addWidget(buttons)
+
+    def _accept(self) -> None:
+        if not self.old.text():
+            self.error.show_error("Enter the current PIN first.")
+            return
+        problem = _pin_problem(self.new.text(), self.again.text(), self.limits, self.new_what)
+        if problem:
+            self.error.show_error(problem)
+            return
+        if self.mode is not PinMode.INIT_PIN and self.new.text() == self.old.text():
+            self.error.show_error(f"The new {self.new_what} is the same as the current one.")
+            return
+        self.accept()
+
+    def change(self) -> PinChange:
+        """The entered PINs; the fields are cleared."""
+        old, new = self.old.take(), self.new.take()
+        self.again.clear()
+        return PinChange(old, new)
+
+
+@dataclass(frozen=True)
+class NewToken:
+    label: str
+    so_pin: str
+    user_pin: str
+
+
+class CreateTokenDialog(QDialog):
+    """Another embedded SoftHSM token (rehearsals, tests): label, SO PIN, user PIN."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Create an embedded token")
+        self.setMinimumWidth(480)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Create an embedded SoftHSM token", self))
+        layout.addWidget(
+            hint(
+                "A software token in this workstation's SoftHSM store, for rehearsals and "
+                "tests. Keys on it are protected by this machine only.",
+                self,
+            )
+        )
+        form = QFormLayout()
+        self.label = QLineEdit(self)
+        self.label.setMaxLength(32)
+        self.so_pin = SecretField("SO PIN", self)
+        self.so_again = SecretField("SO PIN again", self)
+        self.user_pin = SecretField("user PIN", self)
+        self.user_again = SecretField("user PIN again", self)
+        form.addRow("Label:", self.label)
+        form.addRow("SO PIN:", self.so_pin)
+        form.addRow("Repeat SO PIN:", self.so_again)
+        form.addRow("User PIN:", self.user_pin)
+        form.addRow("Repeat user PIN:", self.user_again)
+        layout.addLayout(form)
+        self.error = ErrorLine(self)
+        layout.addWidget(self.error)
+        buttons, _ok = _buttons(self, "Create token")
+        buttons.accepted.connect(self._accept)
+        layout.addWidget(buttons)
+
+    def _accept(self) -> None:
+        if not self.label.text().strip():
+            self.error.show_error("Give the token a label.")
+            return
+        for pin, again, what in (
+            (self.so_pin, self.so_again, "SO PIN"),
+            (self.user_pin, self.user_again, "user PIN"),
+        ):
+            problem = _pin_problem(pin.text(), again.text(), (4, 255), what)
+            if problem:
+                self.error.show_error(problem)
+                return
+        self.accept()
+
+    def request(self) -> NewToken:
+        """The entered values; the PIN fields are cleared."""
+        request = NewToken(self.label.text().strip(), self.so_pin.take(), self.user_pin.take())
+        self.so_again.clear()
+        self.user_again.clear()
+        return request
