@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
                 "--confirm", required=True, metavar="NAME", help="the key's name, typed again"
             )
         command.set_defaults(run=cmd_keys_transition, lifecycle_action=action)
+    keys.add_parser(
+        "rebind-candidates",
+        help="keys whose copy was found, by KCV or public key, on another token",
+    ).set_defaults(run=cmd_keys_rebind_candidates)
+    rebind = keys.add_parser("rebind", help="bind a key to its copy on a replacement token")
+    rebind.add_argument("key", help="uuid or name")
+    rebind.add_argument("--token", required=True, help="the replacement token (label or serial)")
+    rebind.add_argument("--confirm", metavar="NAME", help="the key's name, typed again")
+    rebind.set_defaults(run=cmd_keys_rebind)
     rotate = keys.add_parser("rotate", help="generate a PRE_ACTIVE successor (re-key)")
     rotate.add_argument("key")
     rotate.set_defaults(run=cmd_keys_rotate)
@@ -421,6 +430,56 @@ def cmd_modules_add(args: argparse.Namespace) -> int:
         output.print_json(info.__dict__)
     else:
         print(f"Added {info.path}: {info.description} ({info.manufacturer}).")
+    return 0
+
+
+def _candidate_dict(candidate: Any) -> dict[str, Any]:
+    return {
+        "id": candidate.key.id,
+        "name": candidate.key.name,
+        "from_token": candidate.key.token_serial,
+        "to_token": candidate.token_serial,
+        "to_label": candidate.token_label,
+        "cka_id": candidate.cka_id,
+        "matched_by": candidate.matched_by,
+    }
+
+
+def cmd_keys_rebind_candidates(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> list[dict[str, Any]]:
+        _login_all_optional(ws)
+        return [_candidate_dict(c) for c in ws.rebind.candidates()]
+
+    rows = _with_workstation(args, body)
+    if args.json:
+        output.print_json(rows)
+    else:
+        output.print_table(
+            rows,
+            [("name", "KEY"), ("from_token", "FROM"), ("to_label", "TO"), ("matched_by", "MATCH")],
+        )
+    return 0
+
+
+def cmd_keys_rebind(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> Any:
+        _login_audit_token(ws, required=False)
+        _login(ws, args.token, kind=SecretKind.USER_PIN)
+        key = ws.keys.resolve(args.key)
+        confirm = args.confirm
+        if confirm is None:
+            if not interactive():
+                raise ValidationError(f"Confirm with --confirm '{key.name}' (the key's name).")
+            confirm = input(f"Type the key's name '{key.name}' to re-bind it: ")
+        if confirm != key.name:
+            raise ValidationError(f"Type the key's name '{key.name}' exactly; nothing was changed.")
+        return ws.rebind.rebind(key.id, args.token)
+
+    key = _with_workstation(args, body)
+    if args.json:
+        output.print_json(output.key_dict(key))
+    else:
+        print(f"'{key.name}' is now bound to token '{key.token_label}' ({key.token_serial}).")
     return 0
 
 

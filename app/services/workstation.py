@@ -24,6 +24,7 @@ from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
 from app.services.lifecycle import LifecycleService
 from app.services.policy import load_policy
+from app.services.rebind import RebindService
 from app.services.token_admin import TokenAdmin
 from app.services.token_inspect import TokenInspector
 from app.services.tokens import TokenService, _check_pin
@@ -91,6 +92,7 @@ class Workstation:
         self.audit = AuditLog(db, self.tokens, workstation_id, operator, clock)
         self.admin = TokenAdmin(db, self.tokens, operator, clock, lambda: self.audit.token_serial)
         self.inspect = TokenInspector(db, self.tokens, clock)
+        self.rebind = RebindService(db, self.tokens, self.keys, operator, clock)
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
 

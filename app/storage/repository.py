@@ -188,6 +188,15 @@ class KeyRepository:
         )
         return [_key_from_row(r) for r in rows]
 
+    def rebind(self, key: KeyRecord) -> None:
+        """Point a record at another token object (a replacement token's copy of the key)."""
+        changed = self.db.execute(
+            "UPDATE keys SET token_serial = ?, token_label = ?, cka_id = ? WHERE id = ?",
+            (key.token_serial, key.token_label, key.cka_id, key.id),
+        )
+        if changed != 1:
+            raise NotFoundError(f"Key {key.id} is not in the database.")
+
     def on_token(self, serial: str) -> list[KeyRecord]:
         """Every record bound to this token, tombstones included, by name."""
         rows = self.db.query(

@@ -549,3 +549,14 @@ def test_modules_remove_and_offered(cli: Cli) -> None:
     assert cli.json("modules", "list") == []
     assert cli.json("tokens", "list") == []
     assert cli.json("keys", "list") == []
+
+
+def test_rebind_commands_refuse_without_a_twin(cli: Cli) -> None:
+    generate(cli, "EC-P256", "root-sign")
+    assert cli.json("keys", "rebind-candidates") == []
+    typo = cli.error("keys", "rebind", "root-sign", "--token", TOKEN, "--confirm", "root")
+    assert "Type the key's name 'root-sign'" in typo
+    none = cli.error("keys", "rebind", "root-sign", "--token", TOKEN, "--confirm", "root-sign")
+    assert "holds no unmanaged key" in none
+    denied = cli.json("audit", "list", "--action", "key.rebind")
+    assert [e["outcome"] for e in denied] == ["denied"]
