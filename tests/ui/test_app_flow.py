@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from app.paths import Home
 from ui.dialogs.initialize import InitializeDialog
@@ -58,7 +59,13 @@ def test_first_start_creates_workstation_and_token(qtbot, qapp, bridge, tmp_path
     assert "GuiToken (logged in)" in window.tokens_label.text()  # it holds the audit keys
     assert window.operator_label.text() == "Operator: Officer One"
     assert str(home.database) in window.database_label.text()
-    assert window.tokens.table.rowCount() == 1
+    qtbot.waitUntil(lambda: bool(window.tokens._items()), timeout=10000)
+    tokens = [
+        i.text(0)
+        for i in window.tokens._items()
+        if (i.data(0, Qt.ItemDataRole.UserRole) or ("",))[0] == "token"
+    ]
+    assert tokens == ["GuiToken"]
     close_window(qtbot, controller)
 
 
