@@ -194,3 +194,22 @@ def test_a_pulled_token_is_noticed_by_the_window(qtbot, workstation, gui_session
     window.poll_tokens()
     qtbot.waitUntil(lambda: "UiToken (not logged in)" in window.tokens_label.text(), timeout=5000)
     window.presence_timer.stop()
+
+
+def test_rebind_dialog_needs_a_choice_and_the_typed_name(qtbot, workstation, bridge):  # type: ignore[no-untyped-def]
+    from app.domain.algorithms import Algorithm
+    from app.services.rebind import RebindCandidate
+    from ui.dialogs.token_admin import RebindDialog
+
+    key = bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "kek-1")
+    candidate = RebindCandidate(key, "00ff00ff00ff00ff", "Spare HSM", "bb01", f"KCV {key.kcv}")
+    dialog = RebindDialog([candidate])
+    qtbot.addWidget(dialog)
+    assert not dialog.ok.isEnabled()
+    dialog.confirm.setText("kek-1")
+    assert not dialog.ok.isEnabled()  # nothing selected yet
+    dialog.table.selectRow(0)
+    assert dialog.ok.isEnabled() and dialog.selected() == candidate
+    dialog.confirm.setText("kek-")
+    assert not dialog.ok.isEnabled()
+    assert dialog.table.item(0, 3).text() == f"KCV {key.kcv}"

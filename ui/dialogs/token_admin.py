@@ -6,17 +6,21 @@ from dataclasses import dataclass
 from enum import Enum
 
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from app.hsm.module import TokenInfo
+from app.services.rebind import RebindCandidate
 from app.services.token_admin import InitImpact
 from ui.widgets.form import ErrorLine, heading, hint
 from ui.widgets.secret_field import SecretField
@@ -261,3 +265,66 @@ class CreateTokenDialog(QDialog):
         self.so_again.clear()
         self.user_again.clear()
         return request
+
+
+class RebindDialog(QDialog):
+    """Keys found, by KCV or public key, on another token: pick one, type its name, re-bind."""
+
+    def __init__(self, candidates: list[RebindCandidate], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.candidates = candidates
+        self.setWindowTitle("Keys on a replacement token")
+        self.setMinimumWidth(720)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Keys found on a replacement token", self))
+        layout.addWidget(
+            hint(
+                "These keys' records name a token that is gone (or lost the object), and a "
+                "logged-in token holds an unmanaged key with the same KCV or public key. Labels "
+                "and IDs are not evidence. Re-binding points the record at the new object and is "
+                "recorded.",
+                self,
+            )
+        )
+        self.table = QTableWidget(len(candidates), 4, self)
+        self.table.setHorizontalHeaderLabels(["Key", "Was on", "Found on", "Matched by"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        for row, candidate in enumerate(candidates):
+            for column, value in enumerate(
+                (
+                    candidate.key.name,
+                    f"{candidate.key.token_label} ({candidate.key.token_serial})",
+                    f"{candidate.token_label} ({candidate.token_serial}), ID {candidate.cka_id}",
+                    candidate.matched_by,
+                )
+            ):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+        self.table.resizeColumnsToContents()
+        layout.addWidget(self.table, 1)
+        if not candidates:
+            layout.addWidget(
+                hint("No key was found elsewhere. Log in to the replacement token first.", self)
+            )
+        form = QFormLayout()
+        self.confirm = QLineEdit(self)
+        self.confirm.setPlaceholderText("the selected key's name")
+        form.addRow("Type the key's name:", self.confirm)
+        layout.addLayout(form)
+        buttons, self.ok = _buttons(self, "Re-bind")
+        buttons.accepted.connect(self.accept)
+        layout.addWidget(buttons)
+        self.table.itemSelectionChanged.connect(self._update)
+        self.confirm.textChanged.connect(self._update)
+        self._update()
+
+    def selected(self) -> RebindCandidate | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.candidates[rows[0].row()] if rows else None
+
+    def _update(self) -> None:
+        chosen = self.selected()
+        self.ok.setEnabled(chosen is not None and self.confirm.text() == chosen.key.name)

@@ -39,7 +39,13 @@ from app.hsm.p11kit import RegisteredModule
 from app.services.token_inspect import ModuleRow, TokenView
 from app.services.tokens import TokenStatus
 from app.services.workstation import Workstation
-from ui.dialogs.token_admin import CreateTokenDialog, InitTokenDialog, PinDialog, PinMode
+from ui.dialogs.token_admin import (
+    CreateTokenDialog,
+    InitTokenDialog,
+    PinDialog,
+    PinMode,
+    RebindDialog,
+)
 from ui.errors import show_error
 from ui.icons import icon
 from ui.login import login_to_token
@@ -89,6 +95,10 @@ class TokensPage(QWidget):
         self.add_module_action = QAction(icon("add"), "Add module…", self)
         self.remove_module_action = QAction("Remove module", self)
         self.create_action = QAction(icon("add"), "New embedded token…", self)
+        self.rebind_action = QAction(icon("adopt"), "Replacement keys…", self)
+        self.rebind_action.setToolTip(
+            "Find keys whose token was replaced, by KCV or public key, and re-bind them"
+        )
         self.init_action = QAction(icon("erase"), "Initialise token…", self)
         self.init_pin_action = QAction(icon("pin"), "Set user PIN (SO)…", self)
         self.change_pin_action = QAction(icon("pin"), "Change user PIN…", self)
@@ -98,6 +108,8 @@ class TokensPage(QWidget):
         toolbar.addSeparator()
         for action in (self.add_module_action, self.remove_module_action, self.create_action):
             toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.rebind_action)
         toolbar.addSeparator()
         toolbar.addAction(self.init_action)
         self.pin_menu = QMenu(self)
@@ -153,6 +165,7 @@ class TokensPage(QWidget):
         self.add_module_action.triggered.connect(self._add_module)
         self.remove_module_action.triggered.connect(self._remove_module)
         self.create_action.triggered.connect(self._create_token)
+        self.rebind_action.triggered.connect(self._rebind)
         self.init_action.triggered.connect(self._init_token)
         self.init_pin_action.triggered.connect(lambda: self._pin(PinMode.INIT_PIN))
         self.change_pin_action.triggered.connect(lambda: self._pin(PinMode.CHANGE_PIN))
@@ -414,6 +427,23 @@ class TokensPage(QWidget):
             lambda info: self._after(
                 f"Created embedded token '{info.label}' (serial {info.serial})."
             )(info),
+            self._failed,
+        )
+
+    def _rebind(self) -> None:
+        self.session.run(lambda ws: ws.rebind.candidates(), self._ask_rebind, self._failed)
+
+    def _ask_rebind(self, candidates: list[Any]) -> None:
+        dialog = RebindDialog(candidates, self)
+        if not dialog.exec():
+            return
+        chosen = dialog.selected()
+        if chosen is None:
+            return
+        key_id, serial = chosen.key.id, chosen.token_serial
+        self.session.run(
+            lambda ws: ws.rebind.rebind(key_id, serial),
+            self._after(f"'{chosen.key.name}' is now bound to token '{chosen.token_label}'."),
             self._failed,
         )
 
