@@ -31,6 +31,7 @@ class CoreBridge(QObject):
         super().__init__(parent)
         self.executor = CoreExecutor()
         self._pending = 0
+        self._closed = False
         self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     @property
@@ -43,7 +44,15 @@ class CoreBridge(QObject):
         on_result: ResultCallback | None = None,
         on_error: ErrorCallback | None = None,
     ) -> Future[Any]:
-        """Run ``fn()`` on the core thread; ``on_result``/``on_error`` run on the GUI thread."""
+        """Run ``fn()`` on the core thread; ``on_result``/``on_error`` run on the GUI thread.
+
+        After ``shutdown`` (the window is going away) a job is not run: a timer that fires late
+        gets a cancelled future and no callback."""
+        if self._closed:
+            log.debug("core job dropped: the core thread has shut down")
+            cancelled: Future[Any] = Future()
+            cancelled.cancel()
+            return cancelled
         self._pending += 1
         if self._pending == 1:
             self.busy_changed.emit(True)
@@ -70,4 +79,5 @@ class CoreBridge(QObject):
             log.error("core job failed with no error handler: %r", value)
 
     def shutdown(self) -> None:
+        self._closed = True
         self.executor.shutdown()

@@ -45,6 +45,27 @@ def unmapped_code(exc: BaseException) -> int | None:
     return int(match.group(1), 16) if match else None
 
 
+# python-pkcs11 classes whose names are not their CKR constant spelled in CamelCase.
+_CLASS_CKR = {
+    "FunctionCancelled": "CKR_FUNCTION_CANCELED",
+    "TokenNotRecognised": "CKR_TOKEN_NOT_RECOGNIZED",
+}
+
+
+def ckr_name(exc: px.PKCS11Error) -> str:
+    """The CKR_ constant of the failure as PKCS#11 and token vendors write it, e.g.
+    ``GeneralError`` -> ``CKR_GENERAL_ERROR``; the class name for python-pkcs11's own errors."""
+    code = unmapped_code(exc)
+    if code is not None:
+        return _UNMAPPED_NAMES.get(code, f"CKR {code:#x}")
+    name = type(exc).__name__
+    if name in _CLASS_CKR:
+        return _CLASS_CKR[name]
+    if type(exc) is px.PKCS11Error or name.startswith(("NoSuch", "Multiple", "Already")):
+        return name
+    return "CKR_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()
+
+
 def describe(exc: px.PKCS11Error) -> str:
     """A short name for the PKCS#11 failure (class name or CKR_ constant)."""
     code = unmapped_code(exc)
@@ -82,7 +103,7 @@ def translate(exc: px.PKCS11Error, action: str) -> Exception:
         return TokenError(f"The token is write-protected; cannot complete {action}.")
     if unmapped_code(exc) == 0x1B:
         return TokenError(f"The token prohibits {action} for this object (CKR_ACTION_PROHIBITED).")
-    return TokenError(f"The token failed while {action}: {describe(exc)}.")
+    return TokenError(f"The token failed while {action} ({ckr_name(exc)}).")
 
 
 @contextmanager

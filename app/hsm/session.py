@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.constants import TokenFlag
 
 from app.domain.algorithms import Algorithm, Family, Usage
 from app.domain.keys import TokenObject
@@ -153,7 +154,9 @@ def recovering(
             return method(self, *args, **kwargs)
         except (KeysteadError, px.PKCS11Error) as exc:
             if not _is_stale(exc):
-                if isinstance(exc, TokenError) and not isinstance(exc, TokenRemoved):
+                if isinstance(exc, (TokenNotLoggedIn, px.UserNotLoggedIn)):
+                    self.lost = True  # the token says the login is gone: ask for the PIN again
+                elif isinstance(exc, TokenError) and not isinstance(exc, TokenRemoved):
                     self.still_present()  # a vague failure of a token that went away
                 raise
             _release_frames(exc)  # end abandoned searches now, while their noise is dropped
@@ -174,6 +177,26 @@ def recovering(
 
     functools.update_wrapper(wrapper, method)
     return wrapper
+
+
+@dataclass(frozen=True)
+class PinState:
+    """What the token says about its user PIN (CK_TOKEN_INFO flags)."""
+
+    locked: bool  # CKF_USER_PIN_LOCKED: C_Login will fail until an SO resets the PIN
+    final_try: bool  # CKF_USER_PIN_FINAL_TRY: the next wrong PIN locks it
+    count_low: bool  # CKF_USER_PIN_COUNT_LOW: a wrong PIN was given since the last success
+    must_change: bool  # CKF_USER_PIN_TO_BE_CHANGED: default, expired or reset by the SO
+
+    @classmethod
+    def of(cls, info: TokenInfo) -> PinState:
+        flags = info.flags
+        return cls(
+            locked=bool(flags & TokenFlag.USER_PIN_LOCKED),
+            final_try=bool(flags & TokenFlag.USER_PIN_FINAL_TRY),
+            count_low=bool(flags & TokenFlag.USER_PIN_COUNT_LOW),
+            must_change=bool(flags & TokenFlag.USER_PIN_TO_BE_CHANGED),
+        )
 
 
 @dataclass(frozen=True)
@@ -264,6 +287,9 @@ class TokenSession:
         self._session = session
         self._found: dict[tuple[ObjectClass, bytes], Any] = {}
         self.lost = False  # the token forgot the login or went away; log in again
+        # CKA_IDs (hex) of failed generations whose objects could not be looked for and
+        # destroyed: the token may hold a key nobody recorded. A retry clears them first.
+        self.unsettled: set[str] = set()
 
     @classmethod
     def login(cls, module: Pkcs11Module, info: TokenInfo, pin: str) -> TokenSession:
@@ -275,8 +301,9 @@ class TokenSession:
             try:
                 session = token.open(rw=True, user_pin=pin)
             except px.UserAlreadyLoggedIn:
-                log.warning("stale login on %s; closing its sessions and logging in again",
-                            info.serial)
+                log.warning(
+                    "stale login on %s; closing its sessions and logging in again", info.serial
+                )
                 module.close_all_sessions(int(token.slot.slot_id))
                 session = token.open(rw=True, user_pin=pin)
         return cls(module, info, session)
@@ -350,8 +377,25 @@ class TokenSession:
 
     @recovering
     def generate(self, spec: KeySpec) -> GeneratedKey:
-        """Generate the key, read it back, and destroy it if it differs from the template."""
+        """Generate the key, read it back, and destroy it if it differs from the template.
+
+        Whatever fails once the token was asked, the objects carrying the new CKA_ID are looked
+        up and destroyed: the token may have made the key and lost the answer, and a stale
+        session handle cannot destroy by handle. If that cannot be done the CKA_ID stays in
+        ``unsettled`` (a retry on a reopened session clears it before generating again).
+        """
         self.check_supported(spec.algorithm)
+        cka_id = spec.cka_id.hex()
+        if cka_id in self.unsettled:
+            self._discard(cka_id)  # what the try before this one may have left
+        try:
+            objects = self._generate_objects(spec)
+            return self._verify_generated(spec, objects)
+        except BaseException:
+            self._discard(cka_id)
+            raise
+
+    def _generate_objects(self, spec: KeySpec) -> list[tuple[Any, dict[Attribute, Any]]]:
         family = spec.algorithm.family
         with pkcs11_errors(f"generating {spec.algorithm.value} key '{spec.label}'"):
             if family is Family.AES:
@@ -375,11 +419,7 @@ class TokenSession:
                     (private, expected_readback(priv_t, True)),
                     (public, expected_readback(pub_t, False)),
                 ]
-        try:
-            return self._verify_generated(spec, objects)
-        except BaseException:
-            self._destroy_objects([obj for obj, _ in objects])
-            raise
+        return objects
 
     def _verify_generated(
         self, spec: KeySpec, objects: list[tuple[Any, dict[Attribute, Any]]]
@@ -416,12 +456,28 @@ class TokenSession:
             attrs = public.get_attributes([Attribute.EC_PARAMS, Attribute.EC_POINT])
         return spki_of(attrs, family)
 
-    def _destroy_objects(self, objects: list[Any]) -> None:
-        for obj in objects:
-            try:
+    def _discard(self, cka_id: str) -> None:
+        """Destroy every object with this CKA_ID (a failed generation's). If the token cannot
+        be searched or does not answer, the CKA_ID goes to ``unsettled``."""
+        try:
+            found = self._objects_by_id(cka_id)
+            self._check_logged_in()  # else private objects were not in the answer
+            for obj in found:
                 obj.destroy()
-            except pkcs11.PKCS11Error:
-                log.error("could not destroy a rejected key object on %s", self.info.serial)
+            if not found:
+                self.still_present()  # an absent SoftHSM token answers searches with nothing
+        except (pkcs11.PKCS11Error, KeysteadError):
+            log.error(
+                "could not look for or destroy the objects of a failed generation on %s",
+                self.info.serial,
+            )
+            self.unsettled.add(cka_id)
+            return
+        if found:
+            log.warning(
+                "destroyed %d object(s) of a failed generation on %s", len(found), self.info.serial
+            )
+        self.unsettled.discard(cka_id)
 
     # --- enumeration and reads -------------------------------------------------------------
 
@@ -712,18 +768,62 @@ class TokenSession:
         with pkcs11_errors("reading audit checkpoints"):
             return [bytes(obj[Attribute.VALUE]) for _label, obj in self._checkpoint_objects()]
 
+    @recovering
     def set_pin(self, old_pin: str, new_pin: str) -> None:
-        """C_SetPIN in this user session (never retried: a PIN change happens once)."""
-        with pkcs11_errors(f"changing the user PIN of token '{self.info.label}'"):
+        """C_SetPIN in this user session. Retried only on a stale session handle, which the
+        module refuses before doing anything; never after the token may have acted."""
+        try:
             self._session.set_pin(old_pin, new_pin)
+        except px.PKCS11Error as exc:
+            error = translate(exc, f"changing the user PIN of token '{self.info.label}'")
+            if isinstance(error, TokenRemoved) and not _is_stale(exc):
+                # The answer was lost: the token may or may not have changed the PIN.
+                error = TokenRemoved(
+                    f"{error.message} The token may have changed the PIN before it stopped "
+                    "answering: if the old PIN is refused at the next login, use the new one."
+                )
+            raise error from exc
 
     @recovering
     def destroy_key(self, cka_id: str) -> int:
-        """Destroy every object with this CKA_ID; returns how many were destroyed."""
+        """Destroy every object with this CKA_ID; returns how many were destroyed. Public
+        halves go first and the key itself last, so a failure half-way leaves the key whole
+        on the token (and the record true) rather than a record of a key that is gone."""
         with pkcs11_errors("destroying a key"):
-            objects = self._objects_by_id(cka_id)
+            objects = sorted(self._objects_by_id(cka_id), key=_key_part_last)
+            self._check_logged_in()  # else the private key was not in the answer
             if not objects:
                 self.still_present()
             for obj in objects:
                 obj.destroy()
         return len(objects)
+
+    @recovering
+    def holds_key(self, cka_id: str) -> bool:
+        """True if the secret or private key with this CKA_ID is on the token. Raises
+        TokenRemoved if the token does not answer (an empty answer is only then trusted)."""
+        with pkcs11_errors("looking for a key"):
+            classes = {getattr(o, "object_class", None) for o in self._objects_by_id(cka_id)}
+        if classes & set(_KEY_PARTS):
+            return True
+        self._check_logged_in()
+        self.still_present()
+        return False
+
+    def _check_logged_in(self) -> None:
+        """Raise TokenNotLoggedIn unless this session is a user session: without the login a
+        search quietly leaves out the private objects, so its answer proves nothing. Call
+        after a search succeeded (the handle is then known to be valid)."""
+        if self.module.session_state(int(getattr(self._session, "handle"))) not in USER_STATES:  # noqa: B009
+            self.lost = True
+            raise TokenNotLoggedIn(
+                f"Token '{self.info.label}' forgot the login (it was removed or went to sleep). "
+                "Log in again."
+            )
+
+
+_KEY_PARTS = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY)
+
+
+def _key_part_last(obj: Any) -> int:
+    return 1 if getattr(obj, "object_class", None) in _KEY_PARTS else 0

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from app.errors import KeysteadError
+from app.errors import KeysteadError, TokenRemoved
 from app.storage.database import Database
 from app.storage.events import append_event
 
@@ -19,6 +19,12 @@ class Outcome(Enum):
     DENIED = "denied"
     FAILED = "failed"
     ABORTED = "aborted"
+
+
+def failure_outcome(error: BaseException) -> Outcome:
+    """How a change that did not happen is recorded: ABORTED when the token went away in the
+    middle of it, FAILED for every other reason."""
+    return Outcome.ABORTED if isinstance(error, TokenRemoved) else Outcome.FAILED
 
 
 def record(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import json
 import logging
 import secrets
 import uuid
@@ -17,14 +17,20 @@ from app.domain.fingerprints import pgp_words
 from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenObject
 from app.domain.names import validate_name
 from app.errors import KeysteadError, NotFoundError, TokenError, ValidationError
+from app.hsm.session import TokenSession
 from app.hsm.templates import KeySpec
-from app.services.audit import Outcome, record, record_alone
+from app.services.audit import Outcome, failure_outcome, record
 from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService
 from app.storage.database import Database
-from app.storage.repository import KeyRepository
+from app.storage.repository import KeyRepository, SettingsRepository
 
 log = logging.getLogger(__name__)
+
+# Settings key: failed generations that may have left a key on a token that stopped answering
+# (JSON list of {"serial", "cka_id", "name"}). Each is looked for by its CKA_ID, which Keystead
+# chose at random for that one try, and destroyed when the token answers again.
+LEFTOVERS = "generation_leftovers"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class KeyService:
         self.operator = operator
         self.clock = clock
         self.repo = KeyRepository(db)
+        self.settings = SettingsRepository(db)
 
     # --- lookup ----------------------------------------------------------------------------
 
@@ -85,6 +92,7 @@ class KeyService:
         plan = usage_for(algorithm, purpose)
         session = self.tokens.session(token_ref)
         info = session.info
+        self.settle(session)
         spec = KeySpec(
             algorithm=algorithm,
             label=name,
@@ -93,18 +101,25 @@ class KeyService:
             extractable=backup_able,
         )
         subject = f"key:{name}"
+        cka_id = spec.cka_id.hex()
         try:
             generated = session.generate(spec)
         except KeysteadError as exc:
-            record_alone(
-                self.db,
-                when=self.clock(),
-                operators=(self.operator,),
-                action="key.generate",
-                subject=subject,
-                outcome=Outcome.FAILED,
-                details={"algorithm": algorithm.value, "token": info.serial, "error": exc.message},
+            # The session destroyed whatever the token made under this CKA_ID, unless the
+            # token stopped answering: then the CKA_ID is kept for later (``settle``).
+            left = cka_id in session.unsettled
+            self._record_failure(
+                subject,
+                algorithm,
+                info.serial,
+                cka_id,
+                exc.message,
+                left=left,
+                name=name,
+                gone="none left",
+                outcome=failure_outcome(exc),
             )
+            session.unsettled.discard(cka_id)
             raise
         key = KeyRecord(
             id=str(uuid.uuid4()),
@@ -149,26 +164,105 @@ class KeyService:
                         details={"successor": key.id, "successor_name": key.name},
                     )
         except BaseException as exc:
-            # No record, no key: take the new object off the token again, and say so.
-            session.destroy_key(generated.cka_id)
-            with contextlib.suppress(KeysteadError):
-                record_alone(
+            # No record, no key: take the new object off the token again, and say so. If the
+            # token does not answer now, the CKA_ID is kept and the object destroyed later.
+            try:
+                session.destroy_key(generated.cka_id)
+                left = False
+            except KeysteadError as cleanup:
+                log.error("could not destroy unrecorded key %s: %s", cka_id, cleanup.message)
+                left = True
+            self._record_failure(
+                subject,
+                algorithm,
+                info.serial,
+                cka_id,
+                getattr(exc, "message", type(exc).__name__),
+                left=left,
+                name=name,
+                outcome=failure_outcome(exc),
+            )
+            raise
+        log.info("generated key %s (%s) on token %s", key.id, algorithm.value, info.serial)
+        return key
+
+    def _record_failure(
+        self,
+        subject: str,
+        algorithm: Algorithm,
+        serial: str,
+        cka_id: str,
+        error: str,
+        *,
+        left: bool,
+        name: str,
+        gone: str = "destroyed",
+        outcome: Outcome = Outcome.FAILED,
+    ) -> None:
+        """The failed entry of a generation; with ``left``, the CKA_ID to clean up later, in
+        the same transaction. Written while the original error is on its way: if it cannot
+        be written that is logged and the original error still propagates."""
+        try:
+            with self.db.transaction():
+                if left:
+                    pending = self._leftovers()
+                    pending.append({"serial": serial, "cka_id": cka_id, "name": name})
+                    self.settings.put(LEFTOVERS, json.dumps(pending))
+                record(
                     self.db,
                     when=self.clock(),
                     operators=(self.operator,),
                     action="key.generate",
                     subject=subject,
-                    outcome=Outcome.FAILED,
+                    outcome=outcome,
                     details={
                         "algorithm": algorithm.value,
-                        "token": info.serial,
-                        "error": getattr(exc, "message", type(exc).__name__),
-                        "token_object": "destroyed",
+                        "token": serial,
+                        "cka_id": cka_id,
+                        "error": error,
+                        # unknown: the token stopped answering; destroyed when it answers again
+                        "token_object": "unknown" if left else gone,
                     },
                 )
-            raise
-        log.info("generated key %s (%s) on token %s", key.id, algorithm.value, info.serial)
-        return key
+        except KeysteadError as exc:
+            log.error("could not record a failed generation: %s", exc.message)
+
+    def _leftovers(self) -> list[dict[str, str]]:
+        raw = self.settings.get(LEFTOVERS)
+        return list(json.loads(raw)) if raw else []
+
+    def settle(self, session: TokenSession) -> int:
+        """Destroy what failed generations may have left on this token, now that it answers:
+        objects with the CKA_ID Keystead chose for the failed try (never a managed key's).
+        Each is recorded as the aborted generation's end. Returns how many objects went."""
+        serial = session.info.serial
+        destroyed = 0
+        for item in [p for p in self._leftovers() if p["serial"] == serial]:
+            count = 0
+            if self.repo.by_token_object(serial, item["cka_id"]) is None:
+                try:
+                    count = session.destroy_key(item["cka_id"])
+                except KeysteadError as exc:
+                    log.warning("leftover %s not settled yet: %s", item["cka_id"], exc.message)
+                    continue
+            with self.db.transaction():
+                remaining = [p for p in self._leftovers() if p != item]
+                self.settings.put(LEFTOVERS, json.dumps(remaining))
+                record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="key.generate",
+                    subject=f"key:{item['name']}",
+                    outcome=Outcome.ABORTED,
+                    details={
+                        "token": serial,
+                        "cka_id": item["cka_id"],
+                        "token_object": "destroyed" if count else "absent",
+                    },
+                )
+            destroyed += count
+        return destroyed
 
     # --- inventory -------------------------------------------------------------------------
 
@@ -178,6 +272,7 @@ class KeyService:
         records = self.repo.all()
         seen: dict[str, dict[str, TokenObject]] = {}
         for session in self.tokens.logged_in():
+            self.settle(session)  # a failed generation's key is not an unmanaged key
             seen[session.info.serial] = {o.cka_id: o for o in session.key_objects()}
         if not seen:  # nothing logged in: every record is unchecked
             unchecked = Presence.UNCHECKED

@@ -29,11 +29,12 @@ from app.domain.names import validate_name
 from app.errors import (
     KeysteadError,
     PolicyError,
+    TokenError,
     TokenNotLoggedIn,
     ValidationError,
 )
 from app.hsm.session import TokenSession
-from app.services.audit import Outcome, record, record_alone
+from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
 from app.services.policy import CryptoperiodPolicy
@@ -218,18 +219,70 @@ class LifecycleService:
             for before in applied:
                 self._put_back(session, before)
             message = exc.message if isinstance(exc, KeysteadError) else type(exc).__name__
+            if (
+                request.action is Action.DESTROY
+                and session is not None
+                and isinstance(exc, TokenError)
+                and self._key_gone(session, key)
+            ):
+                return self._destroyed_despite(session, changes[0], operators, message)
             record_alone(
                 self.db,
                 when=self.clock(),
                 operators=operators,
                 action=f"key.{request.action.value}",
                 subject=f"key:{key.id}",
-                outcome=Outcome.FAILED,
+                outcome=failure_outcome(exc),
                 details={"state": key.state.value, "error": message},
             )
             raise
         log.info("key %s: %s -> %s", key.id, key.state.value, changes[0].after.state.value)
         return self.keys.resolve(key.id)
+
+    def _key_gone(self, session: TokenSession, key: KeyRecord) -> bool:
+        """After a failed destroy: True only if the token answers and the key is not on it."""
+        try:
+            return not session.holds_key(key.cka_id)
+        except KeysteadError:
+            return False  # the token does not answer: nothing is known
+
+    def _destroyed_despite(
+        self, session: TokenSession, change: _Change, operators: tuple[str, ...], error: str
+    ) -> KeyRecord:
+        """The token answered the destroy with an error, yet the key is gone from it (the
+        answer was lost after it acted). The record must not stay live and point at nothing:
+        the destruction is recorded as done, with the token's answer; leftovers (a public
+        half) are removed if the token lets them be."""
+        before, after, action, reason = change
+        try:
+            with self.db.transaction():
+                self.repo.update(after)
+                record(
+                    self.db,
+                    when=self.clock(),
+                    operators=operators,
+                    action=f"key.{action.value}",
+                    subject=f"key:{after.id}",
+                    outcome=Outcome.SUCCESS,
+                    details={**_transition_details(before, after, reason), "token_answer": error},
+                )
+        except KeysteadError as exc:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=operators,
+                action=f"key.{action.value}",
+                subject=f"key:{after.id}",
+                outcome=Outcome.FAILED,
+                details={"state": before.state.value, "error": error, "then": exc.message},
+            )
+            raise
+        try:
+            session.destroy_key(after.cka_id)
+        except KeysteadError as exc:
+            log.warning("leftovers of destroyed key %s stay: %s", after.id, exc.message)
+        log.warning("key %s destroyed although the token answered: %s", after.id, error)
+        return self.keys.resolve(after.id)
 
     # --- token reflection ------------------------------------------------------------------
 

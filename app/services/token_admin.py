@@ -24,7 +24,7 @@ from app.errors import (
 )
 from app.hsm.module import TokenInfo
 from app.hsm.tokeninfo import token_details
-from app.services.audit import Outcome, record, record_alone
+from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService
 from app.storage.database import Database
@@ -276,17 +276,23 @@ class TokenAdmin:
                 f"The token rejected the {what}; nothing was changed.", exc.failures
             ) from exc
         except KeysteadError as exc:
-            self._failed(request, operators, exc.message)
+            self._failed(request, operators, exc.message, failure_outcome(exc))
             raise
 
-    def _failed(self, request: AdminRequest, operators: tuple[str, ...], error: str) -> None:
+    def _failed(
+        self,
+        request: AdminRequest,
+        operators: tuple[str, ...],
+        error: str,
+        outcome: Outcome = Outcome.FAILED,
+    ) -> None:
         record_alone(
             self.db,
             when=self.clock(),
             operators=operators,
             action=request.action,
             subject=request.serial,
-            outcome=Outcome.FAILED,
+            outcome=outcome,
             details={"error": error},
         )
 

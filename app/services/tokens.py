@@ -11,13 +11,14 @@ from app.errors import (
     KeysteadError,
     ModuleLoadError,
     PinBackoff,
+    PinLocked,
     TokenNotLoggedIn,
     TokenNotPresent,
     ValidationError,
     WrongPin,
 )
 from app.hsm.module import Pkcs11Module, TokenInfo
-from app.hsm.session import TokenSession
+from app.hsm.session import PinState, TokenSession
 from app.hsm.softhsm import activate_config, is_softhsm, token_directories
 from app.paths import Home
 from app.services.audit import Outcome, record, record_alone
@@ -259,11 +260,29 @@ class TokenService:
     # --- sessions --------------------------------------------------------------------------
 
     def login(self, ref: str, pin: str) -> TokenInfo:
-        """Log in with ``pin``; counts and throttles wrong PINs; every try is audited."""
+        """Log in with ``pin``; counts and throttles wrong PINs; every try is audited.
+
+        The token's own PIN flags are heeded: a locked PIN is refused before C_Login (a
+        security officer must reset it); after a wrong PIN the flags are read again and the
+        message says when the token will lock; a PIN the token wants changed logs in, and the
+        returned info (``PinState.of(info).must_change``, ``flag_words``) and the entry say so.
+        """
         assert_core_thread()
         info = self.find(ref)
         if info.serial in self._sessions:
             return info
+        state = PinState.of(info)
+        if state.locked:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="token.login",
+                subject=info.serial,
+                outcome=Outcome.DENIED,
+                details={"reason": "user PIN locked"},
+            )
+            raise PinLocked(_locked_message(info))
         failures, last = self.tokens.pin_failures(info.serial)
         wait = backoff_seconds(failures)
         now = self.clock()
@@ -286,8 +305,12 @@ class TokenService:
         try:
             session = TokenSession.login(self.module_of(info), info, pin)
         except WrongPin as exc:
+            after = self._pin_state_now(info)  # what the token says now, after this try
             with self.db.transaction():
                 count = self.tokens.record_pin_failure(info.serial, now)
+                details: dict[str, object] = {"reason": "wrong PIN", "failures": count}
+                if after.locked or after.final_try or after.count_low:
+                    details["token_pin"] = _pin_words(after)
                 record(
                     self.db,
                     when=now,
@@ -295,13 +318,32 @@ class TokenService:
                     action="token.login",
                     subject=info.serial,
                     outcome=Outcome.FAILED,
-                    details={"reason": "wrong PIN", "failures": count},
+                    details=details,
                 )
-            raise WrongPin(
+            wrong = (
                 f"Wrong PIN for token '{info.label}' ({count} failure{'s' if count != 1 else ''} "
-                f"in a row). {_next_try_hint(count)}",
-                failures=count,
-            ) from exc
+                "in a row)."
+            )
+            if after.locked:
+                raise PinLocked(f"{wrong} {_locked_message(info)}") from exc
+            if after.final_try:
+                warning = "The token locks its user PIN after one more wrong PIN. "
+            elif after.count_low:
+                warning = "The token has few wrong PINs left before it locks the user PIN. "
+            else:
+                warning = ""
+            raise WrongPin(f"{wrong} {warning}{_next_try_hint(count)}", failures=count) from exc
+        except PinLocked as exc:
+            record_alone(
+                self.db,
+                when=now,
+                operators=(self.operator,),
+                action="token.login",
+                subject=info.serial,
+                outcome=Outcome.FAILED,
+                details={"reason": "user PIN locked"},
+            )
+            raise PinLocked(_locked_message(info)) from exc
         except KeysteadError as exc:
             record_alone(
                 self.db,
@@ -317,6 +359,9 @@ class TokenService:
             with self.db.transaction():
                 self.tokens.clear_pin_failures(info.serial)
                 self.tokens.seen(info.serial, info.label, info.model, now)
+                success: dict[str, object] = {"label": info.label}
+                if state.must_change:
+                    success["must_change_pin"] = True
                 record(
                     self.db,
                     when=now,
@@ -324,7 +369,7 @@ class TokenService:
                     action="token.login",
                     subject=info.serial,
                     outcome=Outcome.SUCCESS,
-                    details={"label": info.label},
+                    details=success,
                 )
         except BaseException:
             session.close()
@@ -337,6 +382,14 @@ class TokenService:
             self.logout(info.serial)  # a refused login leaves no session behind
             raise
         return info
+
+    def _pin_state_now(self, info: TokenInfo) -> PinState:
+        """The token's PIN flags read afresh (a wrong PIN changes them); the old ones if the
+        token does not answer."""
+        try:
+            return PinState.of(self.find(info.serial))
+        except KeysteadError:
+            return PinState.of(info)
 
     def logout(self, serial: str) -> None:
         assert_core_thread()
@@ -411,6 +464,22 @@ class TokenService:
         for module in self.modules.values():
             module.close()
         self.modules.clear()
+
+
+def _locked_message(info: TokenInfo) -> str:
+    return (
+        f"Token '{info.label}' has locked its user PIN; a security officer must reset it "
+        f"(Tokens → Set user PIN as SO, or `keystead tokens init-pin {info.serial}`)."
+    )
+
+
+def _pin_words(state: PinState) -> list[str]:
+    words = [
+        ("user PIN locked", state.locked),
+        ("user PIN final try", state.final_try),
+        ("user PIN count low", state.count_low),
+    ]
+    return [word for word, on in words if on]
 
 
 def _next_try_hint(failures: int) -> str:

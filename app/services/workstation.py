@@ -168,7 +168,9 @@ class Workstation:
         return workstation
 
     def _after_login(self, serial: str) -> None:
-        """Once the audit token seals entries: pending token changes, then due cryptoperiods."""
+        """Once the audit token seals entries: leftovers of failed generations, pending token
+        changes, then due cryptoperiods."""
+        self.keys.settle(self.tokens.session(serial))
         self.lifecycle.enforce_pending(serial)
         if serial == self.audit.token_serial:
             self.lifecycle.apply_due()

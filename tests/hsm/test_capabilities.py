@@ -86,8 +86,8 @@ def test_softhsm_zero_pads_unaligned_keys_before_wrapping(
         "zero-pads the key to 24 bytes" in n for n in caps.notes_for("AES_KEY_WRAP_PAD_UNALIGNED")
     )
     assert any("zero-pads it to 24 bytes" in n for n in caps.notes_for("AES_KEY_WRAP"))
-    for family in ("RSA", "EC"):
-        assert any("zero bytes to the PKCS#8 key" in n for n in caps.notes_for(family))
+    # Wrapped private keys get the same padding when their PKCS#8 length is not a multiple of
+    # 8 (it varies with the random key, so it is not asserted here).
 
 
 def test_the_probe_leaves_nothing_on_the_token(

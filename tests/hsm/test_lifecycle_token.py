@@ -184,7 +184,7 @@ def test_failed_swap_rolls_back_both_keys(bench: Bench, monkeypatch: pytest.Monk
     assert bench(bench.ws.keys.resolve, old.id).state is KeyState.ACTIVE
     assert words(bench.peer_usage()[("Secret", old.cka_id)]) == {"encrypt", "decrypt"}
     failed = bench.events(new.id)[-1]
-    assert (failed.action, failed.outcome) == ("key.activate", "failed")
+    assert (failed.action, failed.outcome) == ("key.activate", "aborted")  # the token went away
     assert "removed" in failed.details["error"]
 
 
@@ -203,7 +203,7 @@ def test_token_removed_mid_transition_changes_nothing(
         bench(bench.ws.lifecycle.transition, key.id, Action.SUSPEND, "maintenance")
     monkeypatch.undo()
     assert bench(bench.ws.keys.resolve, key.id).state is KeyState.ACTIVE
-    assert bench.events(key.id)[-1].outcome == "failed"
+    assert bench.events(key.id)[-1].outcome == "aborted"  # TESTING.md: removal mid-operation
 
 
 def test_automatic_transitions_with_injected_clock(bench: Bench) -> None:
