@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.errors import WrongPin
 from app.hsm.module import TokenInfo
@@ -33,8 +33,16 @@ def login_to_token(
         return
     pin = dialog.secret()
 
-    def done(_: object) -> None:
+    def done(result: object) -> None:
         session.refresh_tokens()
+        if isinstance(result, TokenInfo) and "user PIN to be changed" in result.flag_words:
+            QMessageBox.information(
+                parent,
+                "Change the PIN",
+                f"Token '{result.label}' asks for its user PIN to be changed (it is a default, "
+                "has expired, or was just set by the security officer). Change it now: "
+                "Tokens → PINs → Change user PIN…",
+            )
         if then is not None:
             then()
 

@@ -16,11 +16,18 @@ from app.domain.algorithms import Algorithm, Purpose, Usage, default_purpose, us
 from app.domain.fingerprints import pgp_words
 from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenObject
 from app.domain.names import validate_name
-from app.errors import KeysteadError, NotFoundError, TokenError, ValidationError
+from app.errors import (
+    KeysteadError,
+    NotFoundError,
+    TokenError,
+    UnsupportedAlgorithm,
+    ValidationError,
+)
 from app.hsm.session import TokenSession
 from app.hsm.templates import KeySpec
 from app.services.audit import Outcome, failure_outcome, record
 from app.services.executor import assert_core_thread
+from app.services.token_inspect import backup_refusal
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.repository import KeyRepository, SettingsRepository
@@ -92,6 +99,10 @@ class KeyService:
         plan = usage_for(algorithm, purpose)
         session = self.tokens.session(token_ref)
         info = session.info
+        if backup_able:
+            refusal = backup_refusal(self.db, info.serial, info.label, algorithm)
+            if refusal is not None:
+                raise UnsupportedAlgorithm(refusal)
         self.settle(session)
         spec = KeySpec(
             algorithm=algorithm,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from app.domain.algorithms import Algorithm, Family
 from app.errors import KeysteadError
 from app.hsm.capabilities import Capabilities, probe
 from app.hsm.errors import pkcs11_errors
@@ -105,15 +106,7 @@ class TokenInspector:
         return mechanism_table(token.slot, info.module_path)
 
     def stored_capabilities(self, serial: str) -> tuple[Capabilities | None, str | None]:
-        raw = self.settings.get(_CAPABILITIES_KEY + serial)
-        if raw is None:
-            return None, None
-        try:
-            document = json.loads(raw)
-            return Capabilities.from_json(document["capabilities"]), str(document["probed_at"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("stored capabilities of %s unreadable; probe again", serial)
-            return None, None
+        return stored_capabilities(self.db, serial)
 
     def capabilities(self, ref: str, refresh: bool = False) -> Capabilities:
         """The token's capabilities: probed once (needs a login), then kept."""
@@ -151,6 +144,37 @@ class TokenInspector:
         except KeysteadError as exc:
             log.warning("could not count objects on %s: %s", info.serial, exc.message)
             return None
+
+
+def stored_capabilities(db: Database, serial: str) -> tuple[Capabilities | None, str | None]:
+    """The token's probed capabilities and when they were probed, if it was."""
+    raw = SettingsRepository(db).get(_CAPABILITIES_KEY + serial)
+    if raw is None:
+        return None, None
+    try:
+        document = json.loads(raw)
+        return Capabilities.from_json(document["capabilities"]), str(document["probed_at"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("stored capabilities of %s unreadable; probe again", serial)
+        return None, None
+
+
+def backup_refusal(db: Database, serial: str, label: str, algorithm: Algorithm) -> str | None:
+    """Why a "must be backed up" key of ``algorithm`` makes no sense on this token, going by
+    its probe (None when the probe says it can be wrapped, or the token was not probed)."""
+    capabilities, _when = stored_capabilities(db, serial)
+    if capabilities is None or algorithm.symmetric:
+        return None
+    family = {Family.RSA: "RSA", Family.EC: "EC", Family.EDDSA: "Ed25519"}.get(
+        algorithm.family
+    )
+    if family is None or capabilities.private_key_wrap.get(family, True):
+        return None
+    return (
+        f"Token '{label}' cannot wrap {family} private keys (its capability probe found so), "
+        f"so a {algorithm.value} key made there could never be backed up. Generate it without "
+        "'must be backed up', or choose another algorithm."
+    )
 
 
 def _resolved(path: str) -> str:

@@ -469,7 +469,7 @@ class TokenService:
 def _locked_message(info: TokenInfo) -> str:
     return (
         f"Token '{info.label}' has locked its user PIN; a security officer must reset it "
-        f"(Tokens → Set user PIN as SO, or `keystead tokens init-pin {info.serial}`)."
+        f"(Tokens → PINs → Set user PIN (SO)…, or `keystead tokens init-pin {info.serial}`)."
     )
 
 

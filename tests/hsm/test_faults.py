@@ -549,7 +549,7 @@ def test_a_locked_pin_is_refused_before_c_login_and_recorded(
         station(station.ws.tokens.login, TOKEN, PIN)
     text = str(caught.value)
     assert "locked its user PIN" in text and "security officer" in text
-    assert "keystead tokens init-pin" in text and "Set user PIN as SO" in text
+    assert "keystead tokens init-pin" in text and "Set user PIN (SO)" in text
     assert logged_out.count("login") == 0  # C_Login was not called
     last = login_events(station)[-1]
     assert (last.outcome, last.details["reason"]) == ("denied", "user PIN locked")

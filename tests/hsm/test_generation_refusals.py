@@ -316,3 +316,20 @@ def test_a_name_taken_between_check_and_insert_destroys_the_new_token_object(
     # The database is fine: the next generation works.
     station(station.ws.keys.generate, TOKEN, Algorithm.EC_P256, "next")
     assert station.key_count() == 2
+
+
+def test_a_backup_able_key_the_token_cannot_wrap_is_refused_once_probed(station: Station) -> None:
+    ws = station.ws
+    # Before the probe Keystead does not guess: the key is made.
+    before = station(ws.keys.generate, TOKEN, Algorithm.ED25519, "ed-early", None, True)
+    assert before.extractable
+    caps = station(ws.inspect.capabilities, TOKEN)
+    assert caps.private_key_wrap["Ed25519"] is False  # SoftHSM 2.6.1 (DESIGN.md)
+    count = station.key_count()
+    with pytest.raises(UnsupportedAlgorithm, match="cannot wrap Ed25519 private keys"):
+        station(ws.keys.generate, TOKEN, Algorithm.ED25519, "ed-backup", None, True)
+    assert station.key_count() == count
+    # Not backed up, or a family the token can wrap: both fine.
+    station(ws.keys.generate, TOKEN, Algorithm.ED25519, "ed-local")
+    station(ws.keys.generate, TOKEN, Algorithm.EC_P256, "ec-backup", None, True)
+    assert station.key_count() == count + 2
