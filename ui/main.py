@@ -112,9 +112,10 @@ class AppController(QObject):
 
         def job() -> Workstation:
             ws = Workstation.unlock(home, operator, passphrase)
-            if pin is not None:
-                for info in ws.tokens.present():
-                    ws.tokens.login(info.serial, pin)
+            serial = ws.audit.token_serial
+            present = {info.serial for info in ws.tokens.present()}
+            if pin and serial in present:  # as the CLI: the audit token's PIN, that token only
+                ws.tokens.login(serial, pin)
             return ws
 
         def failed(error: BaseException) -> None:

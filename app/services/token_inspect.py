@@ -172,7 +172,7 @@ def backup_refusal(db: Database, serial: str, label: str, algorithm: Algorithm) 
         return None
     return (
         f"Token '{label}' cannot wrap {family} private keys (its capability probe found so), "
-        f"so a {algorithm.value} key made there could never be backed up. Generate it without "
+        f"so a {family} key made there could never be backed up. Generate it without "
         "'must be backed up', or choose another algorithm."
     )
 

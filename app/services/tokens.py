@@ -329,7 +329,7 @@ class TokenService:
             if after.final_try:
                 warning = "The token locks its user PIN after one more wrong PIN. "
             elif after.count_low:
-                warning = "The token has few wrong PINs left before it locks the user PIN. "
+                warning = "The token reports few wrong PINs left (CKF_USER_PIN_COUNT_LOW). "
             else:
                 warning = ""
             raise WrongPin(f"{wrong} {warning}{_next_try_hint(count)}", failures=count) from exc
