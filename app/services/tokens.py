@@ -273,29 +273,15 @@ class TokenService:
             return info
         state = PinState.of(info)
         if state.locked:
-            record_alone(
-                self.db,
-                when=self.clock(),
-                operators=(self.operator,),
-                action="token.login",
-                subject=info.serial,
-                outcome=Outcome.DENIED,
-                details={"reason": "user PIN locked"},
-            )
+            self._login_event(info, Outcome.DENIED, {"reason": "user PIN locked"}, self.clock())
             raise PinLocked(_locked_message(info))
         failures, last = self.tokens.pin_failures(info.serial)
         wait = backoff_seconds(failures)
         now = self.clock()
         if last is not None and wait and now < last + timedelta(seconds=wait):
             retry_after = (last + timedelta(seconds=wait) - now).total_seconds()
-            record_alone(
-                self.db,
-                when=now,
-                operators=(self.operator,),
-                action="token.login",
-                subject=info.serial,
-                outcome=Outcome.DENIED,
-                details={"reason": "backoff", "failures": failures},
+            self._login_event(
+                info, Outcome.DENIED, {"reason": "backoff", "failures": failures}, now
             )
             raise PinBackoff(
                 f"{failures} wrong PINs in a row for token '{info.label}'. Wait "
@@ -334,26 +320,10 @@ class TokenService:
                 warning = ""
             raise WrongPin(f"{wrong} {warning}{_next_try_hint(count)}", failures=count) from exc
         except PinLocked as exc:
-            record_alone(
-                self.db,
-                when=now,
-                operators=(self.operator,),
-                action="token.login",
-                subject=info.serial,
-                outcome=Outcome.FAILED,
-                details={"reason": "user PIN locked"},
-            )
+            self._login_event(info, Outcome.FAILED, {"reason": "user PIN locked"}, now)
             raise PinLocked(_locked_message(info)) from exc
         except KeysteadError as exc:
-            record_alone(
-                self.db,
-                when=now,
-                operators=(self.operator,),
-                action="token.login",
-                subject=info.serial,
-                outcome=Outcome.FAILED,
-                details={"error": exc.message},
-            )
+            self._login_event(info, Outcome.FAILED, {"error": exc.message}, now)
             raise
         try:
             with self.db.transaction():
@@ -382,6 +352,20 @@ class TokenService:
             self.logout(info.serial)  # a refused login leaves no session behind
             raise
         return info
+
+    def _login_event(
+        self, info: TokenInfo, outcome: Outcome, details: dict[str, object], when: datetime
+    ) -> None:
+        """A refused or failed login, recorded on its own."""
+        record_alone(
+            self.db,
+            when=when,
+            operators=(self.operator,),
+            action="token.login",
+            subject=info.serial,
+            outcome=outcome,
+            details=details,
+        )
 
     def _pin_state_now(self, info: TokenInfo) -> PinState:
         """The token's PIN flags read afresh (a wrong PIN changes them); the old ones if the
