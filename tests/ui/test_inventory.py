@@ -121,12 +121,16 @@ def test_page_shows_generated_keys_and_filters(qtbot, bridge, workstation, gui_s
         workstation.keys.generate("UiToken", Algorithm.EC_P256, "sign-2026")
         workstation.keys.generate("UiToken", Algorithm.AES_128, "data-2026")
 
-    bridge.executor.call(generate)
     page = InventoryPage(gui_session)
     qtbot.addWidget(page)
     page.show()
     with qtbot.waitSignal(page.loaded, timeout=10000):
         page.refresh()
+    assert page.empty_hint.isVisible()  # a first start says what to do
+    bridge.executor.call(generate)
+    with qtbot.waitSignal(page.loaded, timeout=10000):
+        page.refresh()
+    assert not page.empty_hint.isVisible()
     assert sorted(names(page.model)) == ["data-2026", "sign-2026"]
     assert "2 of 2 shown" in page.count.text()
     qtbot.keyClicks(page.filter, "EC-P")

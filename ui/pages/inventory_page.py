@@ -113,6 +113,15 @@ class InventoryPage(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.detail = KeyDetailPanel(self.lifecycle.all(), self)
+        self.empty_hint = QLabel(
+            "No managed keys yet. Generate a key on a logged-in token, or log in to a token "
+            "(Tokens page) to see the keys already on it and adopt them.",
+            self,
+        )
+        self.empty_hint.setObjectName("hint")
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.hide()
+        layout.addWidget(self.empty_hint)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.table)
         splitter.addWidget(self.detail)
@@ -183,6 +192,7 @@ class InventoryPage(QWidget):
         if unmanaged:
             text += f" · {unmanaged} unmanaged"
         self.count.setText(text)
+        self.empty_hint.setVisible(self.model.total == 0)
 
     # --- selection -------------------------------------------------------------------------
 
