@@ -104,16 +104,20 @@ _CLASS_USAGES = {
 }
 
 
-# A session handle the module no longer knows: reopen once, re-find objects by CKA_ID.
-_STALE = (px.SessionHandleInvalid, px.SessionClosed)
+# A session the module no longer knows, or a device that dropped off and may be back: reopen
+# once and re-find objects by CKA_ID. Reopening fails as "removed" when the token is not there,
+# and as "log in again" when the login went with the old session.
+_STALE = (px.SessionHandleInvalid, px.SessionClosed, px.DeviceRemoved)
+# Codes that say the call never reached the token: the only retry a PIN change allows.
+_HANDLE_STALE = (px.SessionHandleInvalid, px.SessionClosed)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _is_stale(exc: BaseException) -> bool:
-    return isinstance(exc, _STALE) or (
-        isinstance(exc, KeysteadError) and isinstance(exc.__cause__, _STALE)
+def _is_stale(exc: BaseException, stale: tuple[type[BaseException], ...] = _STALE) -> bool:
+    return isinstance(exc, stale) or (
+        isinstance(exc, KeysteadError) and isinstance(exc.__cause__, stale)
     )
 
 
@@ -143,9 +147,24 @@ def _release_frames(exc: BaseException | None) -> None:
 def recovering(
     method: Callable[Concatenate[TokenSession, P], R],
 ) -> Callable[Concatenate[TokenSession, P], R]:
-    """Run a session method; if the module says the session handle is stale, reopen the
-    session once and run it again (objects are found by CKA_ID, so nothing else is kept)."""
+    """Run a session method; if the module says the session is stale (or the device dropped
+    off), reopen the session once and run it again (objects are found by CKA_ID, so nothing
+    else is kept). For calls that are safe to repeat."""
+    return _recovering(method, _STALE)
 
+
+def recovering_handle_only(
+    method: Callable[Concatenate[TokenSession, P], R],
+) -> Callable[Concatenate[TokenSession, P], R]:
+    """Like ``recovering``, but only when the call cannot have reached the token (a stale
+    handle): for calls that must not happen twice, such as a PIN change."""
+    return _recovering(method, _HANDLE_STALE)
+
+
+def _recovering(
+    method: Callable[Concatenate[TokenSession, P], R],
+    stale: tuple[type[BaseException], ...],
+) -> Callable[Concatenate[TokenSession, P], R]:
     def wrapper(self: TokenSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
         previous, previous_except = sys.unraisablehook, sys.excepthook
         sys.unraisablehook = functools.partial(_drop_stale_finalizer, previous)
@@ -153,7 +172,7 @@ def recovering(
         try:
             return method(self, *args, **kwargs)
         except (KeysteadError, px.PKCS11Error) as exc:
-            if not _is_stale(exc):
+            if not _is_stale(exc, stale):
                 if isinstance(exc, (TokenNotLoggedIn, px.UserNotLoggedIn)):
                     self.lost = True  # the token says the login is gone: ask for the PIN again
                 elif isinstance(exc, TokenError) and not isinstance(exc, TokenRemoved):
@@ -768,7 +787,7 @@ class TokenSession:
         with pkcs11_errors("reading audit checkpoints"):
             return [bytes(obj[Attribute.VALUE]) for _label, obj in self._checkpoint_objects()]
 
-    @recovering
+    @recovering_handle_only
     def set_pin(self, old_pin: str, new_pin: str) -> None:
         """C_SetPIN in this user session. Retried only on a stale session handle, which the
         module refuses before doing anything; never after the token may have acted."""
@@ -776,7 +795,7 @@ class TokenSession:
             self._session.set_pin(old_pin, new_pin)
         except px.PKCS11Error as exc:
             error = translate(exc, f"changing the user PIN of token '{self.info.label}'")
-            if isinstance(error, TokenRemoved) and not _is_stale(exc):
+            if isinstance(error, TokenRemoved) and not _is_stale(exc, _HANDLE_STALE):
                 # The answer was lost: the token may or may not have changed the PIN.
                 error = TokenRemoved(
                     f"{error.message} The token may have changed the PIN before it stopped "
