@@ -672,19 +672,7 @@ def cmd_keys_history(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(rows)
     else:
-        for row in rows:
-            row["summary"] = output.event_summary(row)
-        output.print_table(
-            rows,
-            [
-                ("seq", "SEQ"),
-                ("time", "TIME (UTC)"),
-                ("operators", "BY"),
-                ("action", "ACTION"),
-                ("outcome", "OUTCOME"),
-                ("summary", "DETAILS"),
-            ],
-        )
+        output.print_events(rows, subject=False)
     return 0
 
 
@@ -727,20 +715,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(rows)
     else:
-        for row in rows:
-            row["summary"] = output.event_summary(row)
-        output.print_table(
-            rows,
-            [
-                ("seq", "SEQ"),
-                ("time", "TIME (UTC)"),
-                ("operators", "BY"),
-                ("action", "ACTION"),
-                ("subject", "SUBJECT"),
-                ("outcome", "OUTCOME"),
-                ("summary", "DETAILS"),
-            ],
-        )
+        output.print_events(rows)
     return 0
 
 

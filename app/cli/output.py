@@ -217,3 +217,19 @@ def init_impact_text(impact: InitImpact) -> str:
     if impact.tombstones:
         lines.append(f"{impact.tombstones} destroyed key record(s) keep their history.")
     return "\n".join(lines)
+
+
+def print_events(rows: list[dict[str, Any]], subject: bool = True) -> None:
+    """Audit entries as an aligned table, with a one-line summary of their details."""
+    for row in rows:
+        row["summary"] = event_summary(row)
+    columns = [
+        ("seq", "SEQ"),
+        ("time", "TIME (UTC)"),
+        ("operators", "BY"),
+        ("action", "ACTION"),
+        *([("subject", "SUBJECT")] if subject else []),
+        ("outcome", "OUTCOME"),
+        ("summary", "DETAILS"),
+    ]
+    print_table(rows, columns)

@@ -124,8 +124,11 @@ class TokenInspector:
         try:
             found = probe(session)
         finally:
-            with pkcs11_errors("closing the probe's session"):
-                session.close()
+            try:
+                with pkcs11_errors("closing the probe's session"):
+                    session.close()
+            except KeysteadError:  # never hide the probe's own error behind this one
+                log.warning("closing the probe's session on %s failed", info.serial)
         document = {"capabilities": found.to_json(), "probed_at": utc_text(self.clock())}
         with self.db.transaction():
             self.settings.put(_CAPABILITIES_KEY + info.serial, json.dumps(document))
@@ -165,9 +168,7 @@ def backup_refusal(db: Database, serial: str, label: str, algorithm: Algorithm) 
     capabilities, _when = stored_capabilities(db, serial)
     if capabilities is None or algorithm.symmetric:
         return None
-    family = {Family.RSA: "RSA", Family.EC: "EC", Family.EDDSA: "Ed25519"}.get(
-        algorithm.family
-    )
+    family = {Family.RSA: "RSA", Family.EC: "EC", Family.EDDSA: "Ed25519"}.get(algorithm.family)
     if family is None or capabilities.private_key_wrap.get(family, True):
         return None
     return (

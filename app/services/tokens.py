@@ -102,15 +102,7 @@ class TokenService:
         try:
             module = self._load(path)
         except ModuleLoadError as exc:
-            record_alone(
-                self.db,
-                when=self.clock(),
-                operators=(self.operator,),
-                action="module.add",
-                subject=path,
-                outcome=Outcome.FAILED,
-                details={"error": exc.message},
-            )
+            self._record_alone("module.add", path, Outcome.FAILED, {"error": exc.message})
             raise
         with self.db.transaction():
             self.settings.add_module(path, is_softhsm(path), self.clock())
@@ -205,14 +197,8 @@ class TokenService:
         session = self._sessions.get(serial)
         label = session.info.label if session else serial
         self.logout(serial)
-        record_alone(
-            self.db,
-            when=self.clock(),
-            operators=(self.operator,),
-            action="token.session-lost",
-            subject=serial,
-            outcome=Outcome.SUCCESS,
-            details={"label": label, "why": why},
+        self._record_alone(
+            "token.session-lost", serial, Outcome.SUCCESS, {"label": label, "why": why}
         )
         log.warning("session on token %s ended: %s", serial, why)
 
@@ -353,19 +339,30 @@ class TokenService:
             raise
         return info
 
+    def _record_alone(
+        self,
+        action: str,
+        subject: str,
+        outcome: Outcome,
+        details: dict[str, object],
+        when: datetime | None = None,
+    ) -> None:
+        """A refusal, failure or observation recorded in its own transaction."""
+        record_alone(
+            self.db,
+            when=when or self.clock(),
+            operators=(self.operator,),
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            details=details,
+        )
+
     def _login_event(
         self, info: TokenInfo, outcome: Outcome, details: dict[str, object], when: datetime
     ) -> None:
         """A refused or failed login, recorded on its own."""
-        record_alone(
-            self.db,
-            when=when,
-            operators=(self.operator,),
-            action="token.login",
-            subject=info.serial,
-            outcome=outcome,
-            details=details,
-        )
+        self._record_alone("token.login", info.serial, outcome, details, when)
 
     def _pin_state_now(self, info: TokenInfo) -> PinState:
         """The token's PIN flags read afresh (a wrong PIN changes them); the old ones if the
@@ -418,15 +415,7 @@ class TokenService:
             created = next(t for t in module.tokens() if t.label == label)
             module.init_user_pin(created.serial, so_pin, user_pin)
         except KeysteadError as exc:
-            record_alone(
-                self.db,
-                when=self.clock(),
-                operators=(self.operator,),
-                action="token.create-soft",
-                subject=label,
-                outcome=Outcome.FAILED,
-                details={"error": exc.message},
-            )
+            self._record_alone("token.create-soft", label, Outcome.FAILED, {"error": exc.message})
             raise
         self.remember_store()
         with self.db.transaction():
