@@ -54,6 +54,7 @@ from ui.widgets.form import heading, hint
 
 _COLUMNS = ("Module / token", "Serial", "Model", "Logged in", "Wrong PINs", "Flags")
 _ALARM_FLAGS = (
+    "user PIN count low",
     "user PIN locked",
     "user PIN final try",
     "user PIN to be changed",
@@ -213,6 +214,7 @@ class TokensPage(QWidget):
                     ],
                 )
                 child.setData(0, Qt.ItemDataRole.UserRole, ("token", info.serial))
+                child.setToolTip(5, ", ".join(info.flag_words))  # the column may be cut short
                 if alarms:
                     child.setForeground(5, _WARN)
                     child.setToolTip(5, "Needs attention: " + ", ".join(alarms))
