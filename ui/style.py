@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtWidgets import QApplication
 
-STYLESHEET = Path(__file__).resolve().parent.parent / "resources" / "keystead.qss"
+from app.assets import asset_dir
+
+STYLESHEET = asset_dir("resources") / "keystead.qss"
 
 
 def apply_style(app: QApplication) -> None:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from app.assets import asset_dir
 from app.domain.algorithms import Purpose
 from app.errors import ValidationError
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "resources" / "cryptoperiods.toml"
+POLICY_FILE = asset_dir("resources") / "cryptoperiods.toml"
 
 
 @dataclass(frozen=True)
