@@ -1,32 +1,62 @@
 #!/usr/bin/env bash
-# Install what Keystead needs on a fresh Debian 12 machine: the embedded token (softhsm2), the
-# independent PKCS#11 peer (opensc), the Qt runtime libraries, and a virtual environment in .venv
-# with Keystead and its Python dependencies. Safe to run again; installs only what is missing.
+# Install what Keystead needs on a Debian 12 machine: the Debian packages listed in
+# packaging/debian-packages.txt (run time) and packaging/debian-packages-test.txt (tests only),
+# then a virtual environment in .venv with exactly the pins of packaging/requirements-dev.lock
+# (hash-checked) and Keystead itself (editable).
+#
+# Needs the network only when something is missing. A later run checks the Debian packages with
+# dpkg (offline) and compares a stamp of the dependency set (pyproject.toml, the lock file, the
+# interpreter) with .venv/keystead-setup.stamp: when nothing changed it does nothing and prints
+# nothing. When the set changed, .venv is made again from scratch, so two set-ups are identical.
+# pip's output goes to .venv/setup.log; on failure its end is shown.
+# PYTHON (default python3) is the interpreter the virtual environment is made with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
-  softhsm2 opensc python3-venv
-  libegl1 libgl1 libopengl0 libglib2.0-0 libdbus-1-3 libfontconfig1 libfreetype6 fonts-dejavu-core
-  libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
-  libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0 libxcb-xkb1 libx11-xcb1
-)
+lock=packaging/requirements-dev.lock
+stamp_file=.venv/keystead-setup.stamp
+python=${PYTHON:-python3}
+
+# --- Debian packages --------------------------------------------------------------------------
+package_list() { sed -e 's/#.*//' "$@" | tr -s ' \t' '\n' | sed '/^$/d'; }
+mapfile -t packages < <(package_list packaging/debian-packages.txt packaging/debian-packages-test.txt)
 missing=()
-for pkg in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
+if [ ${#packages[@]} -gt 0 ]; then
+  installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${packages[@]}" 2>/dev/null || true)
+  for pkg in "${packages[@]}"; do
+    grep -qx "$pkg installed" <<<"$installed" || missing+=("$pkg")
+  done
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${missing[*]}"
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 fi
 
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+# --- Python environment -----------------------------------------------------------------------
+# The stamp names what the environment was made from; the interpreter is part of it because a
+# venv is bound to the one that made it.
+interpreter=$(command -v "$python")
+stamp=$( { echo "keystead-setup 1"; echo "$interpreter"; cat pyproject.toml "$lock"; } \
+  | sha256sum | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
+  exit 0
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
-echo "Keystead is installed in $(pwd)/.venv"
+
+echo "Setting up the Python environment in .venv (pinned by $lock; log: .venv/setup.log)"
+rm -rf .venv
+"$python" -m venv .venv
+log=.venv/setup.log
+if ! {
+  .venv/bin/python -m pip install --require-hashes --no-deps -r "$lock" &&
+  .venv/bin/python -m pip install --no-deps --no-build-isolation -e .
+} >"$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  echo "setup.sh: error: installing the Python packages failed (full log: $(pwd)/$log)" >&2
+  exit 1
+fi
+echo "$stamp" >"$stamp_file"
+echo "Keystead is installed: $(pwd)/.venv/bin/keystead and .venv/bin/keystead-gui"
