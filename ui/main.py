@@ -16,6 +16,7 @@ from app.paths import Home, resolve_home
 from app.services.workstation import Workstation, harden_process
 from ui.dialogs.initialize import InitializeDialog, InitializeRequest
 from ui.dialogs.unlock import UnlockDialog
+from ui.display import display_problem
 from ui.errors import message
 from ui.icons import icon
 from ui.main_window import MainWindow
@@ -179,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    problem = display_problem()
+    if problem:
+        print(f"keystead-gui: error: {problem}", file=sys.stderr)
+        return 1
     app = QApplication(sys.argv[:1])
     app.setApplicationName("Keystead")
     app.setWindowIcon(icon("keystead"))
