@@ -10,17 +10,34 @@ finalised when a workstation is locked. A workstation left unlocked keeps it ini
 the next test's C_Initialize is then skipped: SoftHSM would keep serving the previous test's
 token directory. ``_pkcs11_finalised`` finalises any such leak after each test and fails the test
 that caused it (outside ``tests/ui``, which has its own fixtures).
+
+No test touches the network: ``tests/netguard/network_guard.py`` installs an audit hook that
+refuses socket connections and name lookups beyond Unix sockets and numeric loopback, in this
+process and (through ``PYTHONPATH``) in Python subprocesses; ``_no_network`` fails a test that
+tried, even if the refusal was caught.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.hsm import module as hsm_module
 from app.services.executor import CoreExecutor
+
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+sys.path.insert(0, str(NETGUARD))
+import network_guard  # noqa: E402
+
+network_guard.install()
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(NETGUARD), os.environ.get("PYTHONPATH", "")) if p
+)
 
 OnCore = Callable[..., Any]
 
@@ -59,3 +76,13 @@ def _pkcs11_finalised(request: pytest.FixtureRequest) -> Iterator[None]:
         hsm_module._LIBRARIES[path].finalize()  # repair, so the next test starts clean
     if leaked and "tests/ui/" not in request.node.nodeid:
         pytest.fail(f"the test left PKCS#11 module(s) initialised (not locked): {leaked}")
+
+
+@pytest.fixture(autouse=True)
+def _no_network() -> Iterator[None]:
+    """Fail the test during which anything tried to reach the network (even if it was caught)."""
+    before = len(network_guard.VIOLATIONS)
+    yield
+    tried = network_guard.VIOLATIONS[before:]
+    if tried:
+        pytest.fail("network use refused during the test: " + "; ".join(tried))
