@@ -24,6 +24,7 @@ from ui.pages.audit_page import AuditPage
 from ui.pages.inventory_page import InventoryPage
 from ui.pages.tokens_page import TokensPage
 from ui.session import GuiSession
+from ui.widgets.airgap_status import AirGapStatus
 
 
 class MainWindow(QMainWindow):
@@ -72,6 +73,8 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.tokens_label)
         bar.addWidget(self.due_label)
         bar.addPermanentWidget(self.database_label)
+        self.airgap = AirGapStatus(session, self)
+        bar.addPermanentWidget(self.airgap)
         session.tokens_changed.connect(self._tokens_changed)
         self.inventory.due_counted.connect(self._due_counted)
         # Cryptoperiods run out while the workstation is open too.
@@ -91,6 +94,7 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Load the first data: tokens, then (through tokens_changed) the inventory."""
         self.session.refresh_tokens()
+        self.airgap.start()
 
     def _page_shown(self, index: int) -> None:
         if self.pages.widget(index) is self.audit:
@@ -146,6 +150,7 @@ class MainWindow(QMainWindow):
         event.ignore()
         self._closing = True
         self.presence_timer.stop()
+        self.airgap.timer.stop()
         self.setEnabled(False)
         self.statusBar().showMessage("Locking the workstation…")
         self.session.lock(then=self._locked)

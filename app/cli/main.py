@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.cli import output
+from app.cli import airgap, output, selftest
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parser("checkpoint", help="sign a checkpoint of the chain now").set_defaults(
         run=cmd_audit_checkpoint
     )
+    airgap.register(sub)
+    selftest.register(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ from app.errors import (
 )
 from app.hsm.session import TokenSession
 from app.hsm.templates import KeySpec
+from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, failure_outcome, record
 from app.services.executor import assert_core_thread
 from app.services.token_inspect import backup_refusal
@@ -52,7 +53,12 @@ class KeyDetails:
 
 class KeyService:
     def __init__(
-        self, db: Database, tokens: TokenService, operator: str, clock: Callable[[], datetime]
+        self,
+        db: Database,
+        tokens: TokenService,
+        operator: str,
+        clock: Callable[[], datetime],
+        airgap: AirGapGuard | None = None,
     ) -> None:
         self.db = db
         self.tokens = tokens
@@ -60,6 +66,8 @@ class KeyService:
         self.clock = clock
         self.repo = KeyRepository(db)
         self.settings = SettingsRepository(db)
+        # The air-gap policy is always consulted (it lives in the database, off by default).
+        self.airgap = airgap or AirGapGuard(db, operator, clock)
 
     # --- lookup ----------------------------------------------------------------------------
 
@@ -96,6 +104,7 @@ class KeyService:
         assert_core_thread()
         purpose = purpose or default_purpose(algorithm)
         name = self.free_name(name)
+        self.airgap.require_air_gap("key.generate", f"key:{name}")
         plan = usage_for(algorithm, purpose)
         session = self.tokens.session(token_ref)
         info = session.info

@@ -18,6 +18,7 @@ from app.domain.names import validate_name, validate_new_passphrase
 from app.errors import KeysteadError, ValidationError, WorkstationExists
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
+from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, record
 from app.services.audit_log import AuditLog
 from app.services.executor import assert_core_thread
@@ -85,7 +86,8 @@ class Workstation:
         self.clock = clock
         self.settings = SettingsRepository(db)
         self.tokens = TokenService(db, home, operator, clock)
-        self.keys = KeyService(db, self.tokens, operator, clock)
+        self.airgap = AirGapGuard(db, operator, clock)
+        self.keys = KeyService(db, self.tokens, operator, clock, self.airgap)
         self.lifecycle = LifecycleService(
             db, self.tokens, self.keys, operator, clock, load_policy()
         )
