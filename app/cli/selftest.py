@@ -1,0 +1,31 @@
+"""``keystead selftest``: check this installation on a throw-away workstation (see
+``app.services.selftest``); exit 0 when every step passed, else 1 with the failed step."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.cli import output
+from app.services.selftest import StepResult, run_selftest
+
+
+def register(sub: Any) -> None:
+    """Add the ``selftest`` command to the top-level subparsers ``sub``."""
+    sub.add_parser(
+        "selftest",
+        help="check the installation: module, token, database, key, audit, no network",
+    ).set_defaults(run=cmd_selftest)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    def progress(result: StepResult) -> None:
+        if not args.json:
+            print(f"ok  {result.step}: {result.detail}", flush=True)
+
+    results = run_selftest(progress)
+    if args.json:
+        output.print_json({"passed": [{"step": r.step, "detail": r.detail} for r in results]})
+    else:
+        print("Self-test passed.")
+    return 0
