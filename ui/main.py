@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     app = QApplication(sys.argv[:1])
     app.setApplicationName("Keystead")
+    app.setDesktopFileName("org.keystead.Keystead")  # matches the installed desktop entry
     app.setWindowIcon(icon("keystead"))
     apply_style(app)
     bridge = CoreBridge()
