@@ -5,6 +5,8 @@ It only arranges pages; each page owns its behaviour.
 
 from __future__ import annotations
 
+import logging
+
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
@@ -25,6 +27,8 @@ from ui.pages.inventory_page import InventoryPage
 from ui.pages.tokens_page import TokensPage
 from ui.session import GuiSession
 from ui.widgets.airgap_status import AirGapStatus
+
+log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
@@ -88,8 +92,17 @@ class MainWindow(QMainWindow):
         self.presence_timer.timeout.connect(self.poll_tokens)
         self.presence_timer.start()
         self._polling = False
-        session.error.connect(lambda error: show_error(self, error))
+        session.error.connect(self._unhandled_error)
         self._closing = False
+
+    def _unhandled_error(self, error: BaseException) -> None:
+        """An error no page handled: shown, unless closing has begun. Jobs queued behind the
+        lock then fail only because the database is closed; a modal box per job would stack up
+        and keep the window from closing, so they are logged instead."""
+        if self._closing:
+            log.warning("after closing began: %s", error)
+            return
+        show_error(self, error)
 
     def start(self) -> None:
         """Load the first data: tokens, then (through tokens_changed) the inventory."""
@@ -150,6 +163,7 @@ class MainWindow(QMainWindow):
         event.ignore()
         self._closing = True
         self.presence_timer.stop()
+        self.cryptoperiod_timer.stop()
         self.airgap.timer.stop()
         self.setEnabled(False)
         self.statusBar().showMessage("Locking the workstation…")

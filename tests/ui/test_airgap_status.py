@@ -62,8 +62,34 @@ def test_main_window_carries_it_in_the_status_bar(qtbot, gui_session) -> None:  
     gui_session._workstation.airgap.probe = lambda: OPEN
     window = MainWindow(gui_session)
     qtbot.addWidget(window)
+    window.show()
     window.start()
     qtbot.waitUntil(lambda: window.airgap.report is OPEN, timeout=10000)
     assert window.airgap.isVisibleTo(window)
     assert window.airgap.timer.interval() == 60_000
     assert window.statusBar().findChildren(AirGapStatus) == [window.airgap]
+    window.close()  # locks behind the jobs start() queued, so none lands on a deleted widget
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10000)
+
+
+def test_errors_after_closing_began_are_logged_not_shown(  # type: ignore[no-untyped-def]
+    qtbot, gui_session, monkeypatch, caplog
+) -> None:
+    """Jobs queued behind the lock fail with the database closed; a modal box for each would
+    stack up (seen hanging a test under load) and keep the window from closing."""
+    from app.errors import DatabaseDamaged
+
+    shown: list[BaseException] = []
+    monkeypatch.setattr("ui.main_window.show_error", lambda parent, error: shown.append(error))
+    window = MainWindow(gui_session)
+    qtbot.addWidget(window)
+    window.show()
+    before = DatabaseDamaged("shown while open")
+    gui_session.error.emit(before)
+    assert shown == [before]
+    window.close()  # starts locking on the core thread
+    gui_session.error.emit(DatabaseDamaged("Cannot operate on a closed database."))
+    assert shown == [before]
+    assert "Cannot operate on a closed database" in caplog.text
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10000)
+    assert not window.cryptoperiod_timer.isActive() and not window.airgap.timer.isActive()
