@@ -139,5 +139,10 @@ class AuditIntegrityError(KeysteadError):
     """The audit history failed verification."""
 
 
+class AuditTokenNotLoggedIn(AuditIntegrityError):
+    """A change must be sealed by the audit token, which is not logged in (nothing changed).
+    The GUI answers it by asking for the audit token's PIN in place and trying again."""
+
+
 class OperationCancelled(KeysteadError):
     """A person cancelled an operation before it changed anything."""

@@ -133,10 +133,17 @@ class AppController(QObject):
         window = MainWindow(session)
         self.window = window
         self.dialog = None
+        window.locked.connect(self._locked)
         if self.screenshot:
             window.inventory.loaded.connect(self._select_first_then_capture)
         window.show()
         window.start()
+
+    def _locked(self, relock: bool) -> None:
+        """The window locked the workstation; after Lock now, ask to unlock again."""
+        if relock and not self.screenshot:
+            self.window = None
+            self._show_unlock()
 
     def _present(self, widget: QWidget) -> None:
         widget.show()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -16,33 +16,46 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
 from app.services.tokens import TokenStatus
 from ui.errors import show_error
 from ui.icons import icon
+from ui.menus import build_menu_bar
 from ui.pages.audit_page import AuditPage
 from ui.pages.inventory_page import InventoryPage
 from ui.pages.tokens_page import TokensPage
 from ui.session import GuiSession
+from ui.settings import (
+    gui_settings,
+    restore_geometry,
+    restore_header,
+    save_geometry,
+    save_header,
+)
 from ui.widgets.airgap_status import AirGapStatus
+from ui.widgets.audit_banner import AuditTokenBanner
 
 log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
+    locked = Signal(bool)  # the workstation is locked; True when the officer asked to relock
+
     def __init__(self, session: GuiSession) -> None:
         super().__init__()
         self.session = session
         self.setWindowTitle("Keystead — key management workstation")
         self.setWindowIcon(icon("keystead"))
-        self.resize(1440, 820)
+        self.resize(1440, 820)  # until the saved geometry is restored
+        self.setMinimumSize(960, 640)
 
         self.nav = QListWidget(self)
         self.nav.setObjectName("nav")
-        self.nav.setIconSize(QSize(22, 22))
-        self.nav.setFixedWidth(170)
+        self.nav.setIconSize(QSize(20, 20))
+        self.nav.setFixedWidth(136)
         self.pages = QStackedWidget(self)
         self.inventory = InventoryPage(session, self)
         self.tokens = TokensPage(session, self)
@@ -58,13 +71,26 @@ class MainWindow(QMainWindow):
         self.nav.currentRowChanged.connect(self._page_shown)
         self.nav.setCurrentRow(0)
 
+        self.banner = AuditTokenBanner(session, self)
+        right = QWidget(self)
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.banner)
+        column.addWidget(self.pages, 1)
         central = QWidget(self)
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.nav)
-        layout.addWidget(self.pages, 1)
+        layout.addWidget(right, 1)
         self.setCentralWidget(central)
+        self.lock_action: QAction | None = None
+        build_menu_bar(self)
+        self.settings = gui_settings(session.home.root)
+        restore_geometry(self.settings, self)
+        restore_header(self.settings, "inventory", self.inventory.table.horizontalHeader())
+        restore_header(self.settings, "audit", self.audit.table.horizontalHeader())
+        self.relock = False  # Lock now: after locking, ask to unlock again instead of quitting
 
         bar = self.statusBar()
         self.operator_label = QLabel(f"Operator: {session.operator}", self)
@@ -81,6 +107,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.airgap)
         session.tokens_changed.connect(self._tokens_changed)
         self.inventory.due_counted.connect(self._due_counted)
+        self.inventory.status_message.connect(lambda text: bar.showMessage(text, 10_000))
         # Cryptoperiods run out while the workstation is open too.
         self.cryptoperiod_timer = QTimer(self)
         self.cryptoperiod_timer.setInterval(60_000)
@@ -108,6 +135,27 @@ class MainWindow(QMainWindow):
         """Load the first data: tokens, then (through tokens_changed) the inventory."""
         self.session.refresh_tokens()
         self.airgap.start()
+
+    def show_page(self, page: QWidget) -> None:
+        self.nav.setCurrentRow(self.pages.indexOf(page))
+
+    def focus_filter(self) -> None:
+        """Ctrl+F: the inventory, its filter focused and selected."""
+        self.show_page(self.inventory)
+        self.inventory.filter.setFocus()
+        self.inventory.filter.selectAll()
+
+    def refresh_all(self) -> None:
+        """F5: tokens, keys, and the audit page if it is shown."""
+        self.session.refresh_tokens()
+        self.session.keys_changed.emit()
+        if self.pages.currentWidget() is self.audit:
+            self.audit.refresh()
+
+    def lock_now(self) -> None:
+        """Ctrl+L: lock the workstation (the one lock path, as at close), then ask to unlock."""
+        self.relock = True
+        self.close()
 
     def _page_shown(self, index: int) -> None:
         if self.pages.widget(index) is self.audit:
@@ -162,6 +210,10 @@ class MainWindow(QMainWindow):
             return
         event.ignore()
         self._closing = True
+        save_geometry(self.settings, self)
+        save_header(self.settings, "inventory", self.inventory.table.horizontalHeader())
+        save_header(self.settings, "audit", self.audit.table.horizontalHeader())
+        self.settings.sync()
         self.presence_timer.stop()
         self.cryptoperiod_timer.stop()
         self.airgap.timer.stop()
@@ -170,4 +222,5 @@ class MainWindow(QMainWindow):
         self.session.lock(then=self._locked)
 
     def _locked(self) -> None:
+        self.locked.emit(self.relock)
         self.close()

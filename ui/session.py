@@ -33,6 +33,8 @@ class GuiSession(QObject):
         self.due_warning = workstation.lifecycle.policy.due_warning
         self.tokens: list[TokenStatus] = []
         self.module_errors: dict[str, str] = {}
+        self.audit_serial: str | None = None  # the workstation's audit token, once designated
+        self.audit_label = ""  # its label when last seen (for words when it is gone)
 
     def run(
         self,
@@ -46,12 +48,20 @@ class GuiSession(QObject):
 
     def refresh_tokens(self) -> None:
         self.run(
-            lambda ws: (ws.tokens.statuses(), dict(ws.tokens.module_errors)), self._tokens_loaded
+            lambda ws: (ws.tokens.statuses(), dict(ws.tokens.module_errors), ws.audit.token_serial),
+            self._tokens_loaded,
         )
 
-    def _tokens_loaded(self, result: tuple[list[TokenStatus], dict[str, str]]) -> None:
-        self.tokens, self.module_errors = result
+    def _tokens_loaded(self, result: tuple[list[TokenStatus], dict[str, str], str | None]) -> None:
+        self.tokens, self.module_errors, self.audit_serial = result
+        audit = self.audit_status()
+        if audit is not None:
+            self.audit_label = audit.info.label
         self.tokens_changed.emit(self.tokens)
+
+    def audit_status(self) -> TokenStatus | None:
+        """The audit token's status if it is present, else None."""
+        return next((s for s in self.tokens if s.info.serial == self.audit_serial), None)
 
     def lock(self, then: Callable[[], None] | None = None) -> None:
         self.run(lambda ws: ws.lock(), lambda _: then() if then else None)

@@ -58,7 +58,14 @@ class Presence(Enum):
     PRESENT = "present"  # record and token object agree
     MISSING = "missing on token"  # record whose token object is gone
     UNMANAGED = "unmanaged"  # token object the database does not know
-    UNCHECKED = "not checked"  # token not logged in, so not reconciled
+    UNCHECKED = "not checked"  # token present but not logged in, so not reconciled
+    ABSENT = "token not present"  # the key's token is not attached (removed, or never seen)
+    DESTROYED = "destroyed"  # a destroyed key: its object is meant to be gone
+
+    @property
+    def alarm(self) -> bool:
+        """True only for a live record whose token object is gone."""
+        return self is Presence.MISSING
 
 
 class KeyRecord(NamedTuple):

@@ -294,19 +294,18 @@ class KeyService:
         for session in self.tokens.logged_in():
             self.settle(session)  # a failed generation's key is not an unmanaged key
             seen[session.info.serial] = {o.cka_id: o for o in session.key_objects()}
-        if not seen:  # nothing logged in: every record is unchecked
-            unchecked = Presence.UNCHECKED
-            return [InventoryItem(unchecked, key) for key in records]
+        present = {info.serial for info in self.tokens.present()}
         items: list[InventoryItem] = []
         for key in records:
             objects = seen.get(key.token_serial)
             if objects is None:
-                items.append(InventoryItem(Presence.UNCHECKED, key))
+                items.append(InventoryItem(_unreconciled(key, present), key))
             elif key.cka_id in objects and _key_class(key) in objects[key.cka_id].classes:
                 items.append(InventoryItem(Presence.PRESENT, key, objects.pop(key.cka_id)))
             else:
                 objects.pop(key.cka_id, None)  # a public half left behind is not the key
-                items.append(InventoryItem(Presence.MISSING, key))
+                gone = Presence.DESTROYED if key.state in DESTROYED_STATES else Presence.MISSING
+                items.append(InventoryItem(gone, key))
         for objects in seen.values():
             items.extend(InventoryItem(Presence.UNMANAGED, None, o) for o in objects.values())
         return items
@@ -314,11 +313,17 @@ class KeyService:
     def details(self, key_id: str) -> KeyDetails:
         key = self.resolve(key_id)
         attributes: dict[str, dict[str, Any]] = {}
-        presence = Presence.UNCHECKED
         live = {s.info.serial: s for s in self.tokens.logged_in()}
         if key.token_serial in live:
             attributes = live[key.token_serial].read_key(key.cka_id)
-            presence = Presence.PRESENT if _key_class(key) in attributes else Presence.MISSING
+            if _key_class(key) in attributes:
+                presence = Presence.PRESENT
+            elif key.state in DESTROYED_STATES:
+                presence = Presence.DESTROYED
+            else:
+                presence = Presence.MISSING
+        else:
+            presence = _unreconciled(key, {info.serial for info in self.tokens.present()})
         words = pgp_words(bytes.fromhex(key.identifier)) if key.identifier else []
         return KeyDetails(key, presence, attributes, words)
 
@@ -376,6 +381,16 @@ class KeyService:
                 details={**_key_details(key), "attributes": attributes},
             )
         return key
+
+
+DESTROYED_STATES = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
+
+
+def _unreconciled(key: KeyRecord, present: set[str]) -> Presence:
+    """A record whose token is not logged in: destroyed, token absent, or not checked."""
+    if key.state in DESTROYED_STATES:
+        return Presence.DESTROYED
+    return Presence.UNCHECKED if key.token_serial in present else Presence.ABSENT
 
 
 def _key_class(key: KeyRecord) -> str:

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 WORKSTATION_ACTOR = "workstation"
 
 
+NEEDS_OBJECT = frozenset({Action.ACTIVATE, Action.RESUME, Action.DESTROY})
+
+
 @dataclass(frozen=True)
 class TransitionRequest:
     """One asked-for lifecycle change; what an approval (dual control) will be bound to."""
@@ -104,6 +107,7 @@ class LifecycleService:
         request = TransitionRequest(key.id, action, reason.strip(), compromise_date, confirm_name)
         try:
             self._check(key, request)
+            self._check_object(key, request)
         except (PolicyError, ValidationError) as exc:
             self._record_refusal(key, request, exc)
             raise
@@ -128,6 +132,22 @@ class LifecycleService:
             )
         if request.compromise_date is not None and request.compromise_date > self.clock():
             raise ValidationError("The compromise date is in the future.")
+
+    def _check_object(self, key: KeyRecord, request: TransitionRequest) -> None:
+        """Actions that need the token object (widening use, destroying it) are refused when
+        the logged-in token answers that the object is gone: recording them would be a lie.
+        Restricting actions still go through (restricting use never waits)."""
+        if request.action not in NEEDS_OBJECT:
+            return
+        session = self._session(key)
+        if session is None or session.holds_key(key.cka_id):
+            return
+        raise PolicyError(
+            f"The object of key '{key.name}' is missing on token '{key.token_label}' "
+            f"(serial {key.token_serial}): {request.action.value} refused; nothing was changed. "
+            "Investigate the token, or re-bind the key to a replacement (Tokens page).",
+            "KS-LIFECYCLE-OBJECT-MISSING",
+        )
 
     def _record_refusal(
         self, key: KeyRecord, request: TransitionRequest, exc: KeysteadError
@@ -233,7 +253,7 @@ class LifecycleService:
                 action=f"key.{request.action.value}",
                 subject=f"key:{key.id}",
                 outcome=failure_outcome(exc),
-                details={"state": key.state.value, "error": message},
+                details=_failure_details(key, request, message),
             )
             raise
         log.info("key %s: %s -> %s", key.id, key.state.value, changes[0].after.state.value)
@@ -474,6 +494,17 @@ class LifecycleService:
     def history(self, ref: str) -> list[StoredEvent]:
         key = self.keys.resolve(ref)
         return list_events(self.db, subject=f"key:{key.id}")
+
+
+def _failure_details(key: KeyRecord, request: TransitionRequest, error: str) -> dict[str, Any]:
+    """What a failed transition records: the error and everything the officer gave (a
+    compromise report is never lost, even when the change itself could not be made)."""
+    details: dict[str, Any] = {"state": key.state.value, "error": error}
+    if request.reason:
+        details["reason"] = request.reason
+    if request.compromise_date is not None:
+        details["compromise_date"] = _jsonable(request.compromise_date)
+    return details
 
 
 def _days(days: int) -> timedelta:

@@ -301,7 +301,7 @@ class TokenService:
             if after.final_try:
                 warning = "The token locks its user PIN after one more wrong PIN. "
             elif after.count_low:
-                warning = "The token reports few wrong PINs left (CKF_USER_PIN_COUNT_LOW). "
+                warning = "The token reports few user PIN tries left (user PIN count low). "
             else:
                 warning = ""
             raise WrongPin(f"{wrong} {warning}{_next_try_hint(count)}", failures=count) from exc

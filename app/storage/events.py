@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.audit import GENESIS, AuditEntry, Checkpoint, entry_hash, needs_seal
-from app.errors import AuditIntegrityError, KeysteadError
+from app.errors import AuditTokenNotLoggedIn, KeysteadError
 from app.storage.database import Database
 from app.storage.repository import utc_text
 
@@ -72,7 +72,7 @@ def append_event(
             # unsealed, as it would be with the token logged out (verification lists it).
             mac = None
     elif needs_seal(action, outcome):
-        raise AuditIntegrityError(
+        raise AuditTokenNotLoggedIn(
             f"'{action}' must be sealed by the workstation's audit token, which is not logged "
             "in. Log in to it first; nothing was changed."
         )

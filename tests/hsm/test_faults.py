@@ -590,7 +590,7 @@ def test_final_try_warns_that_one_more_wrong_pin_locks_and_the_login_goes_ahead(
 
 def test_count_low_is_mentioned_after_a_wrong_pin(station: Station, logged_out: Faults) -> None:
     logged_out.flags_set = CKF_USER_PIN_COUNT_LOW
-    with pytest.raises(WrongPin, match="few wrong PINs left"):
+    with pytest.raises(WrongPin, match="few user PIN tries left \\(user PIN count low\\)"):
         station(station.ws.tokens.login, TOKEN, WRONG_PIN)
     assert logged_out.count("login") == 1
 

@@ -28,7 +28,8 @@ def answer_pin_dialogs(answers: list[str], notes: list[str]) -> None:
 
     def answer() -> None:
         dialog = QApplication.activeModalWidget()
-        if not isinstance(dialog, SecretDialog):
+        # The login dialog stays open while the token is asked; answer when it is ready again.
+        if not isinstance(dialog, SecretDialog) or not dialog.ok_button.isEnabled():
             QTimer.singleShot(20, answer)
             return
         notes.append(dialog.error.text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 from app.hsm.module import TokenInfo
 from app.services.rebind import RebindCandidate
 from app.services.token_admin import InitImpact
+from ui.widgets.danger import require_typed
 from ui.widgets.form import ErrorLine, heading, hint
 from ui.widgets.secret_field import SecretField
 
@@ -92,22 +94,29 @@ class InitTokenDialog(QDialog):
         self.error = ErrorLine(self)
         layout.addWidget(self.error)
         buttons, self.ok = _buttons(self, "Erase and initialise")
-        self.ok.setObjectName("danger")
+        self.ok.setIcon(QIcon())  # no green check on an erase
         buttons.accepted.connect(self._accept)
         layout.addWidget(buttons)
-        self.confirm.textChanged.connect(self._update)
-        self.new_label.textChanged.connect(self._update)
         self._refused = refusal is not None
         for field in (self.new_label, self.so_pin, self.confirm):
             field.setEnabled(not self._refused)
+        self._enable = require_typed(
+            self,
+            self.ok,
+            self.confirm,
+            token.label,
+            also=lambda: not self._refused and bool(self.new_label.text().strip()),
+        )
+        self.confirm.textChanged.connect(self._update)
+        self.new_label.textChanged.connect(self._update)
         self._update()
 
     def _update(self) -> None:
-        ready = self.confirm.text() == self.token.label and bool(self.new_label.text().strip())
-        ready = ready and not self._refused
-        self.ok.setEnabled(ready and not self._refused)
+        self._enable()
         self.ok.setToolTip(
-            "" if ready else f"Type the token's current label '{self.token.label}' to enable."
+            ""
+            if self.ok.isEnabled()
+            else f"Type the token's current label '{self.token.label}' to enable."
         )
 
     def _accept(self) -> None:
@@ -265,6 +274,37 @@ class CreateTokenDialog(QDialog):
         self.so_again.clear()
         self.user_again.clear()
         return request
+
+
+class RemoveAuditModuleDialog(QDialog):
+    """Removing the module that holds the audit token: irreversible for this session's
+    sealing (nothing can be recorded as done until it is added again), so the same rule as
+    every irreversible action: red button, never default, the token's label typed."""
+
+    def __init__(self, path: str, audit_label: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Remove the audit token's module")
+        self.setMinimumWidth(520)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Remove the module that holds the audit token", self))
+        warning = QLabel(
+            f"{path} holds '{audit_label}', this workstation's audit token. Without it no "
+            "change can be sealed: keys cannot be generated, activated, suspended or destroyed "
+            "until the module is added again. Refusals and failures are still recorded.",
+            self,
+        )
+        warning.setObjectName("warning")
+        warning.setWordWrap(True)
+        layout.addWidget(warning)
+        form = QFormLayout()
+        self.confirm = QLineEdit(self)
+        form.addRow("Type the audit token's label:", self.confirm)
+        layout.addLayout(form)
+        buttons, self.ok = _buttons(self, "Remove module")
+        self.ok.setIcon(QIcon())
+        buttons.accepted.connect(self.accept)
+        layout.addWidget(buttons)
+        require_typed(self, self.ok, self.confirm, audit_label)
 
 
 class RebindDialog(QDialog):

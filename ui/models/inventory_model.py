@@ -280,6 +280,15 @@ class InventoryModel(QAbstractTableModel):
     def total(self) -> int:
         return len(self._items)
 
+    def presence_counts(self) -> dict[Presence, int]:
+        """How many visible rows have each presence."""
+        counts: dict[Presence, int] = {}
+        items = self._items
+        for index in self._visible:
+            presence = items[index].presence
+            counts[presence] = counts.get(presence, 0) + 1
+        return counts
+
     def item_at(self, row: int) -> InventoryItem | None:
         if 0 <= row < len(self._visible):
             return self._items[self._visible[row]]
@@ -325,6 +334,10 @@ class InventoryModel(QAbstractTableModel):
                 return _MISSING
             if presence is Presence.UNMANAGED:
                 return _UNMANAGED
+            if presence is Presence.ABSENT and column == Column.PRESENCE:
+                return _MISSING
+            if presence is Presence.DESTROYED:
+                return _MUTED
             if presence is Presence.UNCHECKED and column == Column.PRESENCE:
                 return _MUTED
         if role == Qt.ItemDataRole.FontRole:
@@ -340,6 +353,10 @@ class InventoryModel(QAbstractTableModel):
                 Presence.UNMANAGED: "On the token but not in Keystead's records. Use Adopt to "
                 "manage it.",
                 Presence.UNCHECKED: "Log in to the token to check this key against it.",
+                Presence.ABSENT: "The key's token is not attached (removed, or never seen "
+                "here). Insert it to check or use the key.",
+                Presence.DESTROYED: "The key was destroyed; its object is meant to be gone. "
+                "The record keeps its history.",
             }[presence]
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return self._text(item_index)[column]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from PySide6.QtCore import QItemSelection, QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QIcon
+from PySide6.QtCore import QEvent, QItemSelection, QObject, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,6 +33,29 @@ from ui.models.inventory_model import Column, InventoryModel, build_filter_index
 from ui.session import GuiSession
 from ui.widgets.key_detail import KeyDetailPanel, KeyView
 
+COLUMN_WIDTHS = {
+    Column.NAME: 160,
+    Column.ALGORITHM: 92,
+    Column.SIZE: 104,
+    Column.PURPOSE: 104,
+    Column.STATE: 92,
+    Column.PRESENCE: 128,
+    Column.TOKEN: 90,
+    Column.IDENTIFIER: 200,
+    Column.CREATED: 128,
+    Column.CREATED_BY: 90,
+}
+# Hidden first when the table is narrow; Name, State and On token always stay.
+HIDE_FIRST = (
+    Column.CREATED_BY,
+    Column.CREATED,
+    Column.SIZE,
+    Column.ALGORITHM,
+    Column.PURPOSE,
+    Column.IDENTIFIER,
+    Column.TOKEN,
+)
+
 
 class InventoryPage(QWidget):
     loaded = Signal(int)  # number of rows, after each refresh
@@ -51,12 +74,12 @@ class InventoryPage(QWidget):
         self.refresh_action = QAction(icon("refresh"), "Refresh", self)
         self.adopt_action.setEnabled(False)
         self.adopt_action.setToolTip("Select an unmanaged key to adopt it.")
+        self.generate_action.setShortcut(QKeySequence("Ctrl+G"))
         for action in (self.generate_action, self.adopt_action, self.refresh_action):
             toolbar.addAction(action)
-        toolbar.addSeparator()
+        # The lifecycle actions live in the detail panel, the Keys menu and the context menu
+        # (the toolbar had no room for them at 1024 px).
         self.lifecycle = LifecycleActions(session, self)
-        for action in self.lifecycle.all():
-            toolbar.addAction(action)
         layout.addWidget(toolbar)
 
         filter_row = QHBoxLayout()
@@ -91,24 +114,18 @@ class InventoryPage(QWidget):
         self.table.setWordWrap(False)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(26)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table
         header = self.table.horizontalHeader()
         header.setHighlightSections(False)
         header.setStretchLastSection(True)
-        widths = {
-            Column.NAME: 160,
-            Column.ALGORITHM: 92,
-            Column.SIZE: 104,
-            Column.PURPOSE: 104,
-            Column.STATE: 92,
-            Column.PRESENCE: 128,
-            Column.TOKEN: 90,
-            Column.IDENTIFIER: 200,
-            Column.CREATED: 128,
-            Column.CREATED_BY: 90,
-        }
-        for column, width in widths.items():
+        header.setSectionsMovable(True)
+        for column, width in COLUMN_WIDTHS.items():
             header.resizeSection(column, width)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        # What tells the officer what a key is and whether it is usable comes first.
+        for visual, column in enumerate((Column.NAME, Column.STATE, Column.PRESENCE)):
+            header.moveSection(header.visualIndex(column), visual)
+        self.table.installEventFilter(self)
 
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
@@ -122,12 +139,13 @@ class InventoryPage(QWidget):
         self.empty_hint.setWordWrap(True)
         self.empty_hint.hide()
         layout.addWidget(self.empty_hint)
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.table)
         splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([1000, 360])
+        splitter.setChildrenCollapsible(False)
         layout.addWidget(splitter, 1)
 
         self._pending_select: str | None = None
@@ -139,6 +157,10 @@ class InventoryPage(QWidget):
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.model.modelReset.connect(self._update_count)
         self.model.layoutChanged.connect(self._update_count)
+        # A filter or a reload that hides the selected key must not leave it as the target.
+        self.model.modelReset.connect(self._drop_hidden_selection)
+        self.model.layoutChanged.connect(self._drop_hidden_selection)
+        self.status_message = self.lifecycle.feedback
         self.generate_action.triggered.connect(self.open_generate)
         self.adopt_action.triggered.connect(lambda: self.adopt(self.selected_item()))
         self.refresh_action.triggered.connect(self.refresh)
@@ -183,14 +205,14 @@ class InventoryPage(QWidget):
         self.model.set_filter(self.filter.text())
 
     def _update_count(self) -> None:
-        rows = [self.model.item_at(i) for i in range(self.model.rowCount())]
-        missing = sum(1 for r in rows if r and r.presence is Presence.MISSING)
-        unmanaged = sum(1 for r in rows if r and r.presence is Presence.UNMANAGED)
+        counts = self.model.presence_counts()
         text = f"{self.model.rowCount():,} of {self.model.total:,} shown"
-        if missing:
-            text += f" · {missing} missing on token"
-        if unmanaged:
-            text += f" · {unmanaged} unmanaged"
+        if counts.get(Presence.MISSING):
+            text += f" · {counts[Presence.MISSING]} missing on token"
+        if counts.get(Presence.ABSENT):
+            text += f" · {counts[Presence.ABSENT]} on a token not attached"
+        if counts.get(Presence.UNMANAGED):
+            text += f" · {counts[Presence.UNMANAGED]} unmanaged"
         self.count.setText(text)
         self.empty_hint.setVisible(self.model.total == 0)
 
@@ -231,10 +253,21 @@ class InventoryPage(QWidget):
             menu.addAction(self.adopt_action)
         menu.exec(self.table.viewport().mapToGlobal(position))
 
+    def _drop_hidden_selection(self) -> None:
+        """After a filter, sort or reload: if the shown key is no longer the selected row
+        (hidden, or gone), clear the panel and the actions."""
+        if self.selected_item() is None and (
+            self.detail.item is not None or self.lifecycle.key is not None
+        ):
+            self._show_selection()
+
     def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        self._show_selection()
+
+    def _show_selection(self) -> None:
         item = self.selected_item()
         self.adopt_action.setEnabled(bool(item and item.presence is Presence.UNMANAGED))
-        self.lifecycle.set_key(item.record if item else None)
+        self.lifecycle.set_key(item.record if item else None, item.presence if item else None)
         if item is None:
             self.detail.clear()
             return
@@ -247,9 +280,35 @@ class InventoryPage(QWidget):
                     ws.lifecycle.lineage(key_id),
                     ws.lifecycle.history(key_id),
                 ),
-                self.detail.show_view,
+                self._view_loaded,
                 lambda error: self.detail.presence.setText(message(error)),
             )
+
+    def _view_loaded(self, view: KeyView) -> None:
+        self.detail.show_view(view)
+        key = self.lifecycle.key
+        if key is not None and key.id == view.details.record.id:
+            self.lifecycle.set_key(key, view.details.presence)  # checked on the token just now
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table and event.type() == QEvent.Type.Resize:
+            self.fit_columns()
+        return super().eventFilter(watched, event)
+
+    def fit_columns(self) -> None:
+        """Hide the least important columns until the rest fit the table's width."""
+        header = self.table.horizontalHeader()
+        available = self.table.viewport().width()
+        for column in Column:
+            header.setSectionHidden(column, False)
+        total = sum(header.sectionSize(c) for c in Column)
+        for column in HIDE_FIRST:
+            if total <= available:
+                break
+            total -= header.sectionSize(column)
+            header.setSectionHidden(column, True)
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -308,6 +367,6 @@ class InventoryPage(QWidget):
             return
         self.session.run(
             lambda ws: ws.keys.adopt(obj.token_serial, obj.cka_id, name or None),
-            lambda _: self.session.keys_changed.emit(),
+            self._key_changed,  # the panel then shows the managed key
             lambda error: show_error(self, error),
         )

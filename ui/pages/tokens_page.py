@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt
+from PySide6.QtGui import QAction, QBrush, QColor, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -45,6 +45,7 @@ from ui.dialogs.token_admin import (
     PinDialog,
     PinMode,
     RebindDialog,
+    RemoveAuditModuleDialog,
 )
 from ui.errors import show_error
 from ui.icons import icon
@@ -175,8 +176,41 @@ class TokensPage(QWidget):
         self.module_panel.add_button.clicked.connect(self._add_offered)
         self.tree.itemSelectionChanged.connect(self._selection_changed)
         self.tree.itemDoubleClicked.connect(lambda *_: self._login())
+        # Keyboard: Return / Space log in to the selected token, the context-menu key (or a
+        # right click) opens the actions for the selected row.
+        self.tree.installEventFilter(self)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
         session.tokens_changed.connect(lambda _statuses: self.reload())
         self._update_actions()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            watched is self.tree
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space)
+        ):
+            if self.login_action.isEnabled():
+                self.login_action.trigger()
+            return True
+        return super().eventFilter(watched, event)
+
+    def _context_menu(self, position: QPoint) -> None:
+        menu = QMenu(self)
+        for action in (
+            self.login_action,
+            self.logout_action,
+            self.init_action,
+            self.remove_module_action,
+        ):
+            if action.isEnabled():
+                menu.addAction(action)
+        for action in self.pin_menu.actions():
+            if action.isEnabled():
+                menu.addAction(action)
+        if menu.actions():
+            menu.popup(self.tree.viewport().mapToGlobal(position))
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -406,13 +440,21 @@ class TokensPage(QWidget):
         if not key or key[0] != "module":
             return
         path = key[1]
-        answer = QMessageBox.question(
-            self,
-            "Remove module",
-            f"Stop using {path}? Its tokens' sessions end; keys on them stay recorded and show "
-            "as not checked until the module is added again.",
-        )
-        if answer == QMessageBox.StandardButton.Yes:
+        audit = self.session.audit_status()
+        if audit is not None and audit.info.module_path == path:
+            dialog = RemoveAuditModuleDialog(path, audit.info.label, self)
+            confirmed = bool(dialog.exec())
+        else:
+            confirmed = (
+                QMessageBox.question(
+                    self,
+                    "Remove module",
+                    f"Stop using {path}? Its tokens' sessions end; keys on them stay recorded "
+                    "and show as not checked until the module is added again.",
+                )
+                == QMessageBox.StandardButton.Yes
+            )
+        if confirmed:
             self.session.run(
                 lambda ws: ws.tokens.remove_module(path),
                 self._after(f"Removed {path}."),

@@ -7,12 +7,15 @@ from typing import Any, NamedTuple
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QAbstractScrollArea,
     QFormLayout,
     QFrame,
     QGridLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
@@ -23,16 +26,37 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.fingerprints import hex_groups
-from app.domain.keys import InventoryItem, KeyRecord, Presence, TokenSync
+from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenSync
 from app.services.keys import KeyDetails
 from app.storage.events import StoredEvent
+from ui.widgets.copyable import CopyableValue, wrappable
+from ui.widgets.key_identity import breakable
 
 _PRESENCE_TEXT = {
     Presence.PRESENT: "Present on the token",
     Presence.MISSING: "MISSING ON TOKEN — the record exists but the token object is gone",
     Presence.UNMANAGED: "Unmanaged — on the token, not in Keystead's records",
-    Presence.UNCHECKED: "Not checked — log in to the token to compare",
+    Presence.UNCHECKED: "Not checked — log in to token '{token}' to compare",
+    Presence.ABSENT: "Token removed — token '{token}' is not attached, so the key cannot be "
+    "checked or used",
+    Presence.DESTROYED: "Destroyed — the key object was erased; the record keeps its history",
 }
+
+
+def presence_text(presence: Presence, token_label: str) -> str:
+    return _PRESENCE_TEXT[presence].format(token=token_label)
+
+
+HISTORY_COLUMNS = ("Time (UTC)", "By", "Action", "Outcome", "Change and reason")
+COPYABLE = ("KCV", "SHA-256 fingerprint", "Token serial", "CKA_ID", "Key id")
+_HEX_LABELS = ("SHA-256 fingerprint",)
+
+
+def _state_title(value: Any) -> str:
+    try:
+        return KeyState(value).title
+    except ValueError:
+        return str(value)
 
 
 class KeyView(NamedTuple):
@@ -98,6 +122,8 @@ class KeyDetailPanel(QFrame):
         layout.setContentsMargins(4, 4, 4, 4)
         self.form = QFormLayout()
         self.form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         layout.addLayout(self.form)
         self.lineage = QLabel(self)
         self.lineage.setWordWrap(True)
@@ -119,21 +145,41 @@ class KeyDetailPanel(QFrame):
         self.attributes.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.attributes.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.attributes.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
-        layout.addWidget(self.attributes, 1)
+        self.attributes.setTabKeyNavigation(False)
+        # The whole table shows; the scroll area around the tab scrolls, never this table.
+        self.attributes.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.attributes.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        layout.addWidget(self.attributes)
         self.adopt_button = QPushButton("Adopt this key…", self)
         self.adopt_button.clicked.connect(lambda: self.adopt_requested.emit(self._item))
         layout.addWidget(self.adopt_button)
-        self.tabs.addTab(details, "Details")
+        layout.addStretch(1)
+        self.details_scroll = QScrollArea(self)
+        self.details_scroll.setWidgetResizable(True)
+        self.details_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.details_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.details_scroll.setWidget(details)
+        self.tabs.addTab(self.details_scroll, "Details")
 
-        self.history = QTableWidget(0, 4, self)
-        self.history.setHorizontalHeaderLabels(["Time (UTC)", "By", "Action", "Outcome / details"])
+        self.history = QTableWidget(0, len(HISTORY_COLUMNS), self)
+        self.history.setHorizontalHeaderLabels(list(HISTORY_COLUMNS))
         self.history.verticalHeader().hide()
-        self.history.horizontalHeader().setStretchLastSection(True)
+        header = self.history.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
         self.history.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.history.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.history.setWordWrap(True)
+        self.history.setTabKeyNavigation(False)
         self.tabs.addTab(self.history, "History")
         self._item: InventoryItem | None = None
+        self.values: dict[str, QWidget] = {}
         self.clear()
+
+    @property
+    def item(self) -> InventoryItem | None:
+        """The item shown, or None."""
+        return self._item
 
     def clear(self) -> None:
         self._item = None
@@ -153,16 +199,40 @@ class KeyDetailPanel(QFrame):
             widget.hide()
 
     def _set_fields(self, fields: list[tuple[str, str]]) -> None:
+        """Rows of the form; labels in COPYABLE get the full value with a Copy button."""
         while self.form.rowCount():
             self.form.removeRow(0)
+        self.values = {}
         for label, value in fields:
-            text = QLabel(value, self)
-            text.setWordWrap(True)
-            text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            self.form.addRow(f"{label}:", text)
+            widget: QWidget
+            if label in COPYABLE:
+                raw = value.replace(":", "") if label in _HEX_LABELS else value
+                widget = CopyableValue(
+                    breakable(value) if ":" in value else wrappable(value),
+                    raw,
+                    mono=True,
+                    parent=self,
+                )
+            else:
+                text = QLabel(value, self)
+                text.setWordWrap(True)
+                text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                widget = text
+            self.values[label] = widget
+            self.form.addRow(f"{label}:", widget)
+
+    def value_text(self, label: str) -> str:
+        """The full text of one field (tests, accessibility)."""
+        widget = self.values.get(label)
+        if isinstance(widget, CopyableValue):
+            return widget.raw
+        return widget.text() if isinstance(widget, QLabel) else ""
 
     def _set_presence(self, presence: Presence) -> None:
-        self.presence.setText(_PRESENCE_TEXT[presence])
+        token = ""
+        if self._item is not None:
+            token = self._item.token_label
+        self.presence.setText(presence_text(presence, token))
         self.presence.setProperty("state", presence.name.lower())
         self.presence.style().unpolish(self.presence)
         self.presence.style().polish(self.presence)
@@ -202,7 +272,7 @@ class KeyDetailPanel(QFrame):
         identifier = (
             ("KCV", record.kcv or "not provided by the token")
             if record.algorithm.symmetric
-            else ("SHA-256 (SPKI)", hex_groups(bytes.fromhex(record.fingerprint or "")))
+            else ("SHA-256 fingerprint", hex_groups(bytes.fromhex(record.fingerprint or "")))
         )
         fields = [
             ("State", record.state.title),
@@ -213,7 +283,8 @@ class KeyDetailPanel(QFrame):
                 "Backup",
                 "extractable for wrapped backup" if record.extractable else "never extractable",
             ),
-            ("Token", f"{record.token_label} (serial {record.token_serial})"),
+            ("Token", record.token_label),
+            ("Token serial", record.token_serial),
             ("CKA_ID", record.cka_id),
             ("Activation", _date(record.activation_date)),
             ("Deactivation", _date(record.deactivation_date)),
@@ -260,24 +331,31 @@ class KeyDetailPanel(QFrame):
         self.lineage.show()
 
     def _fill_history(self, events: list[StoredEvent]) -> None:
+        """Newest first: time, who, action, outcome, and what changed and why (wrapped, the
+        whole text in a tooltip)."""
         self.history.setRowCount(len(events))
         for row, event in enumerate(reversed(events)):
-            summary = event.outcome
             details = event.details
+            parts = []
             if "from" in details:
-                summary += f": {details['from']} → {details['to']}"
+                parts.append(f"{_state_title(details['from'])} → {_state_title(details['to'])}")
             for key in ("reason", "refusal", "error"):
                 if details.get(key):
-                    summary += f" — {details[key]}"
+                    parts.append(str(details[key]))
             values = (
-                event.ts[:19].replace("T", " "),
+                event.ts[:16].replace("T", " "),
                 ", ".join(event.operators),
                 event.action.removeprefix("key."),
-                summary,
+                event.outcome,
+                " — ".join(parts),
             )
             for column, value in enumerate(values):
-                self.history.setItem(row, column, QTableWidgetItem(value))
-        self.history.resizeColumnsToContents()
+                cell = QTableWidgetItem(value)
+                cell.setToolTip(value)
+                self.history.setItem(row, column, cell)
+        for column in range(len(HISTORY_COLUMNS) - 1):
+            self.history.resizeColumnToContents(column)
+        self.history.resizeRowsToContents()
 
     def _fill_attributes(self, by_class: dict[str, dict[str, Any]]) -> None:
         classes = list(by_class)
