@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.pins import check_new_pins
 from app.errors import (
     KeysteadError,
     ModuleLoadError,
@@ -400,8 +401,7 @@ class TokenService:
         embedded = [p for p, emb in self.settings.modules() if emb and p in self.modules]
         if not embedded:
             raise ModuleLoadError("The embedded SoftHSM module is not available; install softhsm2.")
-        _check_pin(so_pin, "SO PIN")
-        _check_pin(user_pin, "user PIN")
+        check_new_pins(so_pin, user_pin)
         if any(t.label == label for t in self.present()):
             raise ValidationError(
                 f"A token labelled '{label}' already exists; choose another label."
@@ -463,6 +463,3 @@ def _next_try_hint(failures: int) -> str:
     return f"Keystead waits {wait:.0f} s before the next try."
 
 
-def _check_pin(pin: str, what: str) -> None:
-    if not 4 <= len(pin) <= 255:
-        raise ValidationError(f"The {what} must have 4 to 255 characters.")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.names import validate_name, validate_new_passphrase
+from app.domain.pins import check_new_pins
 from app.errors import KeysteadError, ValidationError, WorkstationExists
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
@@ -28,7 +29,7 @@ from app.services.policy import load_policy
 from app.services.rebind import RebindService
 from app.services.token_admin import TokenAdmin
 from app.services.token_inspect import TokenInspector
-from app.services.tokens import TokenService, _check_pin
+from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.repository import SettingsRepository
@@ -62,8 +63,7 @@ def _check_soft_token(request: SoftTokenRequest) -> None:
     """The checks the token service makes when it creates the token, made up front."""
     if not request.label.strip() or len(request.label.encode("utf-8")) > 32:
         raise ValidationError("A token label has 1 to 32 bytes.")
-    _check_pin(request.so_pin, "SO PIN")
-    _check_pin(request.user_pin, "user PIN")
+    check_new_pins(request.so_pin, request.user_pin)
 
 
 class Workstation:

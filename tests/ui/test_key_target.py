@@ -52,7 +52,9 @@ def test_a_filter_that_hides_the_selected_key_clears_panel_and_actions(
     assert page.lifecycle.dialog is None
 
 
-def test_a_reload_that_hides_the_selected_key_clears_the_panel(qtbot, bridge, workstation, gui_session):  # type: ignore[no-untyped-def]
+def test_a_reload_that_hides_the_selected_key_clears_the_panel(  # type: ignore[no-untyped-def]
+    qtbot, bridge, workstation, gui_session
+):
     key = bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "kek-a")
     bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "other")
     page = loaded_page(qtbot, gui_session)
@@ -110,7 +112,9 @@ def test_destroyed_keys_are_destroyed_not_missing(qtbot, bridge, workstation, gu
     assert page.detail.presence.text().startswith("Destroyed")  # also after the live check
 
 
-def test_actions_needing_the_object_are_refused_when_it_is_gone(qtbot, bridge, workstation, gui_session):  # type: ignore[no-untyped-def]
+def test_actions_needing_the_object_are_refused_when_it_is_gone(  # type: ignore[no-untyped-def]
+    qtbot, bridge, workstation, gui_session
+):
     key = bridge.executor.call(
         workstation.keys.generate, "UiToken", Algorithm.AES_128, "gone", Purpose.ENCRYPTION
     )

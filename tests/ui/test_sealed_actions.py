@@ -30,9 +30,9 @@ def pin_dialog(qtbot, owner=None) -> SecretDialog:  # type: ignore[no-untyped-de
 
     def find() -> SecretDialog | None:
         for widget in QApplication.topLevelWidgets():
-            if isinstance(widget, SecretDialog) and widget.isVisible():
-                if owner is None or widget.parent() is owner:
-                    return widget
+            mine = owner is None or widget.parent() is owner
+            if isinstance(widget, SecretDialog) and widget.isVisible() and mine:
+                return widget
         return None
 
     qtbot.waitUntil(lambda: find() is not None, timeout=5000)
@@ -119,7 +119,9 @@ def test_window_asks_for_audit_pin_after_unlock_and_bans_until_done(
     qtbot.waitUntil(lambda: not banner.isVisible(), timeout=10000)
 
 
-def test_removed_audit_token_raises_a_banner_naming_it(qtbot, bridge, workstation, gui_session, ui_home):  # type: ignore[no-untyped-def]
+def test_removed_audit_token_raises_a_banner_naming_it(  # type: ignore[no-untyped-def]
+    qtbot, bridge, workstation, gui_session, ui_home
+):
     from ui.main_window import MainWindow
     from ui.models.inventory_model import Column
 
@@ -138,8 +140,9 @@ def test_removed_audit_token_raises_a_banner_naming_it(qtbot, bridge, workstatio
     assert "Audit token 'UiToken'" in window.banner.text.text()
     assert "was removed" in window.banner.text.text()
     model = window.inventory.model
+    absent = "token not present"
     qtbot.waitUntil(
-        lambda: model.rowCount() == 1 and model.index(0, Column.PRESENCE).data() == "token not present",
+        lambda: model.rowCount() == 1 and model.index(0, Column.PRESENCE).data() == absent,
         timeout=5000,
     )
     # and the keys say the truth: their token is not attached

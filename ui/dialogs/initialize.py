@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.names import MIN_PASSPHRASE_LENGTH, validate_name, validate_new_passphrase
+from app.domain.pins import check_new_pins
 from app.errors import KeysteadError, ValidationError
 from app.services.workstation import SoftTokenRequest
 from ui.widgets.form import ErrorLine, heading, hint
@@ -102,10 +103,7 @@ class InitializeDialog(QDialog):
                 raise ValidationError("The user PIN and its confirmation differ.")
             if self.so_pin.text() != self.so_pin_confirm.text():
                 raise ValidationError("The SO PIN and its confirmation differ.")
-            if len(self.user_pin.text()) < 4 or len(self.so_pin.text()) < 4:
-                raise ValidationError("PINs must have at least 4 characters.")
-            if self.user_pin.text() == self.so_pin.text():
-                raise ValidationError("The SO PIN must differ from the user PIN.")
+            check_new_pins(self.so_pin.text(), self.user_pin.text())  # the one PIN policy
             soft = SoftTokenRequest(label, self.so_pin.text(), self.user_pin.text())
         return InitializeRequest(operator, self.passphrase.text(), soft)
 

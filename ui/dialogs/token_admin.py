@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.domain.pins import DEFAULT_LIMITS, pair_problem, pin_problem
 from app.hsm.module import TokenInfo
 from app.services.rebind import RebindCandidate
 from app.services.token_admin import InitImpact
@@ -39,10 +40,9 @@ def _buttons(dialog: QDialog, ok_text: str) -> tuple[QDialogButtonBox, QPushButt
 
 
 def _pin_problem(pin: str, again: str, limits: tuple[int, int], what: str) -> str:
-    low, high = limits
-    length = len(pin.encode("utf-8"))
-    if not low <= length <= high:
-        return f"The {what} must have {low} to {high} characters (this token's limits)."
+    problem = pin_problem(pin, what, limits)
+    if problem:
+        return problem
     if pin != again:
         return f"The two {what}s differ."
     return ""
@@ -262,10 +262,14 @@ class CreateTokenDialog(QDialog):
             (self.so_pin, self.so_again, "SO PIN"),
             (self.user_pin, self.user_again, "user PIN"),
         ):
-            problem = _pin_problem(pin.text(), again.text(), (4, 255), what)
+            problem = _pin_problem(pin.text(), again.text(), DEFAULT_LIMITS, what)
             if problem:
                 self.error.show_error(problem)
                 return
+        pair = pair_problem(self.so_pin.text(), self.user_pin.text())
+        if pair:
+            self.error.show_error(pair)
+            return
         self.accept()
 
     def request(self) -> NewToken:

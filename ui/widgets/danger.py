@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtWidgets import QDialog, QLineEdit, QPushButton
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLineEdit, QPushButton
+
+_DEFAULTED = (QDialogButtonBox.ButtonRole.AcceptRole, QDialogButtonBox.ButtonRole.YesRole)
 
 
 def require_typed(
@@ -27,6 +29,13 @@ def require_typed(
     ``expected`` exactly and ``also()`` is true. Returns the update function (call it when
     whatever ``also`` reads changes)."""
     button.setObjectName("danger")
+    box = button.parentWidget()
+    if isinstance(box, QDialogButtonBox) and box.buttonRole(button) in _DEFAULTED:
+        # A button box makes its first accept button the default when shown: give the
+        # irreversible button a role it never defaults, and let it accept as before.
+        box.removeButton(button)
+        box.addButton(button, QDialogButtonBox.ButtonRole.ActionRole)
+        button.clicked.connect(lambda _checked=False: box.accepted.emit())
     for push in dialog.findChildren(QPushButton):
         push.setDefault(False)
         push.setAutoDefault(False)
