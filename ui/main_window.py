@@ -6,6 +6,7 @@ It only arranges pages; each page owns its behaviour.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent
@@ -26,6 +27,7 @@ from ui.icons import icon
 from ui.menus import build_menu_bar
 from ui.pages.audit_page import AuditPage
 from ui.pages.inventory_page import InventoryPage
+from ui.pages.overview_page import OverviewPage
 from ui.pages.tokens_page import TokensPage
 from ui.session import GuiSession
 from ui.settings import (
@@ -49,7 +51,8 @@ class MainWindow(QMainWindow):
         self.session = session
         self.setWindowTitle("Keystead — key management workstation")
         self.setWindowIcon(icon("keystead"))
-        self.resize(1440, 820)  # until the saved geometry is restored
+        available = self.screen().availableGeometry()  # until the saved geometry is restored
+        self.resize(min(1440, available.width()), min(820, available.height()))
         self.setMinimumSize(960, 640)
 
         self.nav = QListWidget(self)
@@ -57,10 +60,12 @@ class MainWindow(QMainWindow):
         self.nav.setIconSize(QSize(20, 20))
         self.nav.setFixedWidth(136)
         self.pages = QStackedWidget(self)
+        self.overview = OverviewPage(session, self)
         self.inventory = InventoryPage(session, self)
         self.tokens = TokensPage(session, self)
         self.audit = AuditPage(session, self)
         for name, icon_name, page in (
+            ("Overview", "checkpoint", self.overview),
             ("Inventory", "inventory", self.inventory),
             ("Tokens", "tokens", self.tokens),
             ("Audit", "audit", self.audit),
@@ -99,6 +104,9 @@ class MainWindow(QMainWindow):
         self.due_label.setObjectName("dueLabel")
         self.database_label = QLabel(f"Database: {session.database_path}", self)
         self.database_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.database_label.setToolTip(session.database_path)
+        for label in (self.tokens_label, self.database_label):  # long texts never widen the window
+            label.setMinimumWidth(80)
         bar.addWidget(self.operator_label)
         bar.addWidget(self.tokens_label)
         bar.addWidget(self.due_label)
@@ -107,6 +115,9 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.airgap)
         session.tokens_changed.connect(self._tokens_changed)
         self.inventory.due_counted.connect(self._due_counted)
+        self.inventory.loaded.connect(self._keys_loaded)
+        self.overview.navigate.connect(self._navigate)
+        self.audit.verified.connect(self.overview.set_verified)
         self.inventory.status_message.connect(lambda text: bar.showMessage(text, 10_000))
         # Cryptoperiods run out while the workstation is open too.
         self.cryptoperiod_timer = QTimer(self)
@@ -160,6 +171,31 @@ class MainWindow(QMainWindow):
     def _page_shown(self, index: int) -> None:
         if self.pages.widget(index) is self.audit:
             self.audit.refresh()
+        elif self.pages.widget(index) is self.overview:
+            self.overview.refresh()
+            report = self.airgap.report if hasattr(self, "airgap") else None
+            if report is not None:
+                self.overview.show_airgap(report.air_gapped, self.airgap.text())
+
+    def _navigate(self, target: str) -> None:
+        """A figure of the overview was followed: show its filtered view."""
+        if target == "tokens":
+            self.show_page(self.tokens)
+        elif target.startswith("inventory:"):
+            self.show_page(self.inventory)
+            if target == "inventory:due":
+                self.inventory.show_filtered(due_only=True)
+            else:
+                self.inventory.show_filtered("missing on token")
+        elif target == "audit:verify":
+            self.show_page(self.audit)
+            self.audit.verify()
+        elif target == "audit:failed-logins":
+            self.show_page(self.audit)
+            self.audit.show_failed_logins()
+
+    def _keys_loaded(self, _count: int) -> None:
+        self.overview.show_keys(*self.inventory.model.totals(datetime.now(UTC)))
 
     def apply_due(self) -> None:
         """Automatic activations/deactivations whose date has come (recorded as the workstation)."""

@@ -238,9 +238,9 @@ class Pkcs11Module:
     def session_state(self, handle: int) -> int:
         """C_GetSessionInfo's CK_STATE for a session handle (python-pkcs11 has no binding)."""
         functions = _function_list(self.path)
-        get_info = ctypes.CFUNCTYPE(
-            ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(_SessionInfo)
-        )(functions.C_GetSessionInfo)
+        get_info = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(_SessionInfo))(
+            functions.C_GetSessionInfo
+        )
         info = _SessionInfo()
         rv = get_info(handle, ctypes.byref(info))
         if rv != 0:

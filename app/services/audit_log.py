@@ -59,6 +59,8 @@ class AuditFilter:
     action: str | None = None
     subject: str | None = None
     outcome: str | None = None
+    key_name: str | None = None  # entries about keys whose current name contains this
+    newest_first: bool = False  # the GUI's default; the CLI lists oldest first
 
     def sql(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -81,6 +83,11 @@ class AuditFilter:
         if self.outcome:
             clauses.append("outcome = ?")
             params.append(self.outcome)
+        if self.key_name:
+            clauses.append(
+                "subject IN (SELECT 'key:' || id FROM keys WHERE name LIKE ? ESCAPE '\\')"
+            )
+            params.append(f"%{_like(self.key_name)}%")
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -272,7 +279,31 @@ class AuditLog:
 
     def page(self, flt: AuditFilter, offset: int, limit: int) -> list[AuditEntry]:
         where, params = flt.sql()
-        return query_events(self.db, where, params, offset, limit)
+        return query_events(self.db, where, params, offset, limit, flt.newest_first)
+
+    def key_names(self) -> dict[str, str]:
+        """Subject -> key name for every key ("key:<id>" -> name), to show names not ids."""
+        rows = self.db.query("SELECT id, name FROM keys")
+        return {f"key:{key_id}": name for key_id, name in rows}
+
+    def last_checkpoint(self) -> tuple[int, str] | None:
+        """(sequence, UTC time text) of the newest signed checkpoint, or None."""
+        rows = self.db.query("SELECT seq, time FROM checkpoints ORDER BY seq DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def failed_logins_since_unlock(self) -> int:
+        """Failed token logins recorded since the newest unlock of the workstation."""
+        return int(
+            self.db.scalar(
+                "SELECT count(*) FROM events WHERE action = 'token.login' AND outcome = 'failed' "
+                "AND seq > coalesce((SELECT max(seq) FROM events "
+                "WHERE action = 'workstation.unlock'), 0)"
+            )
+        )
+
+    def head_seq(self) -> int:
+        """The newest entry's sequence number (0 for an empty log)."""
+        return head(self.db)[0]
 
     def export(self, path: Path, fmt: str) -> int:
         """Write every entry to ``path`` (csv for reading, json for verification); audited."""

@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 WORKSTATION_ACTOR = "workstation"
 
 
-NEEDS_OBJECT = frozenset({Action.ACTIVATE, Action.RESUME, Action.DESTROY})
+# Widening use needs the object: a key whose object is gone cannot become usable. (Destroy
+# has its own checks around the token call, see ``_execute`` and ``_destroyed_despite``.)
+NEEDS_OBJECT = frozenset({Action.ACTIVATE, Action.RESUME})
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,8 @@ class LifecycleService:
             raise ValidationError("The compromise date is in the future.")
 
     def _check_object(self, key: KeyRecord, request: TransitionRequest) -> None:
-        """Actions that need the token object (widening use, destroying it) are refused when
-        the logged-in token answers that the object is gone: recording them would be a lie.
+        """Actions that widen use are refused when the logged-in token answers that the
+        object is gone: recording them as done would be a lie.
         Restricting actions still go through (restricting use never waits)."""
         if request.action not in NEEDS_OBJECT:
             return

@@ -461,5 +461,3 @@ def _next_try_hint(failures: int) -> str:
         left = FREE_ATTEMPTS - failures
         return f"{left} more {'try' if left == 1 else 'tries'} before Keystead makes you wait."
     return f"Keystead waits {wait:.0f} s before the next try."
-
-

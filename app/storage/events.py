@@ -119,11 +119,18 @@ def iter_events(db: Database, batch: int = 20_000) -> Iterator[AuditEntry]:
 
 
 def query_events(
-    db: Database, where: str, params: Sequence[Any], offset: int, limit: int
+    db: Database,
+    where: str,
+    params: Sequence[Any],
+    offset: int,
+    limit: int,
+    newest_first: bool = False,
 ) -> list[AuditEntry]:
-    """A page of entries matching ``where`` (built by the caller from fixed fragments)."""
+    """A page of entries matching ``where`` (built by the caller from fixed fragments), in
+    sequence order (oldest first unless ``newest_first``)."""
+    order = "DESC" if newest_first else "ASC"
     rows = db.query(
-        f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq LIMIT ? OFFSET ?",  # noqa: S608
+        f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq {order} LIMIT ? OFFSET ?",  # noqa: S608
         (*params, limit, offset),
     )
     return [_entry(r) for r in rows]

@@ -280,6 +280,19 @@ class InventoryModel(QAbstractTableModel):
     def total(self) -> int:
         return len(self._items)
 
+    def totals(self, now: datetime) -> tuple[int, int, dict[Presence, int]]:
+        """Over all items (not only the visible ones): (due, overdue, count per presence)."""
+        due = overdue = 0
+        presence: dict[Presence, int] = {}
+        for item in self._items:
+            presence[item.presence] = presence.get(item.presence, 0) + 1
+            if is_due(item, self.due_before):
+                due += 1
+                record = item.record
+                if record and record.deactivation_date and record.deactivation_date <= now:
+                    overdue += 1
+        return due, overdue, presence
+
     def presence_counts(self) -> dict[Presence, int]:
         """How many visible rows have each presence."""
         counts: dict[Presence, int] = {}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, Qt
+from PySide6.QtCore import QItemSelection, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,8 +37,17 @@ from ui.icons import icon
 from ui.models.audit_model import AuditColumn, AuditModel
 from ui.session import GuiSession
 
+TAMPER_NEXT_STEPS = (
+    "What to do now: stop work on this workstation (do not generate, change or destroy keys). "
+    "Export the evidence (Audit → Export JSON) to removable media, lock the workstation and "
+    "call your security officer or incident response contact. Do not repair or delete "
+    "anything: the damaged entry is the evidence."
+)
+
 
 class AuditPage(QWidget):
+    verified = Signal(object)  # (UTC time, head sequence, ok) after each verification
+
     def __init__(self, session: GuiSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
@@ -95,7 +104,9 @@ class AuditPage(QWidget):
         self.action = QLineEdit(self)
         self.action.setPlaceholderText("action, e.g. key.destroy")
         self.subject = QLineEdit(self)
-        self.subject.setPlaceholderText("subject, e.g. key id")
+        self.subject.setPlaceholderText("subject, e.g. key id or token serial")
+        self.key_name = QLineEdit(self)
+        self.key_name.setPlaceholderText("key name")
         self.outcome = QComboBox(self)
         self.outcome.addItems(["any outcome", "success", "denied", "failed", "aborted"])
         self.apply = QPushButton("Apply filters", self)
@@ -105,8 +116,9 @@ class AuditPage(QWidget):
         filters.addWidget(self.use_until, 0, 2)
         filters.addWidget(self.until, 0, 3)
         filters.addWidget(self.outcome, 0, 4)
-        filters.addWidget(self.operator, 1, 0, 1, 2)
-        filters.addWidget(self.action, 1, 2, 1, 2)
+        filters.addWidget(self.operator, 1, 0)
+        filters.addWidget(self.action, 1, 1)
+        filters.addWidget(self.key_name, 1, 2, 1, 2)
         filters.addWidget(self.subject, 1, 4)
         filters.addWidget(self.apply, 0, 5)
         filters.addWidget(self.clear, 1, 5)
@@ -123,7 +135,13 @@ class AuditPage(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setTabKeyNavigation(False)
         header = self.table.horizontalHeader()
+        # Newest first; the time (and #) columns sort, in SQL.
+        header.setSortIndicator(AuditColumn.TIME, Qt.SortOrder.DescendingOrder)
+        header.setSortIndicatorShown(True)
+        self.table.setSortingEnabled(True)
+        header.sortIndicatorChanged.connect(self._sort_changed)
         header.setStretchLastSection(False)
         for column, width in (
             (AuditColumn.SEQ, 70),
@@ -149,6 +167,11 @@ class AuditPage(QWidget):
         self.model.loaded.connect(self._update_count)
         self.model.modelReset.connect(self._update_count)
         self.apply.clicked.connect(self.refresh)
+        for line in (self.operator, self.action, self.subject, self.key_name):
+            line.returnPressed.connect(self.refresh)  # Enter applies the filters
+        self.model.head_seen.connect(self._head_seen)
+        self._verified: tuple[datetime, int, bool] | None = None  # time, head seq, ok
+        self._verify_text = ""
         self.clear.clicked.connect(self._clear_filters)
         self.verify_action.triggered.connect(self.verify)
         self.checkpoint_action.triggered.connect(self.checkpoint)
@@ -170,16 +193,25 @@ class AuditPage(QWidget):
             action=self.action.text().strip() or None,
             subject=self.subject.text().strip() or None,
             outcome=None if outcome == "any outcome" else outcome,
+            key_name=self.key_name.text().strip() or None,
+            newest_first=self.model.newest_first,
         )
 
     def refresh(self) -> None:
         self.details.clear()
         self.model.set_filter(self.current_filter())
 
+    def show_failed_logins(self) -> None:
+        """The filtered view behind the overview's failed-logins figure."""
+        self._clear_filters()
+        self.action.setText("token.login")
+        self.outcome.setCurrentText("failed")
+        self.refresh()
+
     def _clear_filters(self) -> None:
         for box in (self.use_since, self.use_until):
             box.setChecked(False)
-        for edit in (self.operator, self.action, self.subject):
+        for edit in (self.operator, self.action, self.subject, self.key_name):
             edit.clear()
         self.outcome.setCurrentIndex(0)
         self.refresh()
@@ -201,23 +233,54 @@ class AuditPage(QWidget):
 
     # --- verify, checkpoint, export --------------------------------------------------------
 
+    def _sort_changed(self, column: int, order: Qt.SortOrder) -> None:
+        if column not in (AuditColumn.SEQ, AuditColumn.TIME):  # only time sorts
+            header = self.table.horizontalHeader()
+            current = (
+                Qt.SortOrder.DescendingOrder
+                if self.model.newest_first
+                else Qt.SortOrder.AscendingOrder
+            )
+            header.blockSignals(True)
+            header.setSortIndicator(AuditColumn.TIME, current)
+            header.blockSignals(False)
+
     def verify(self) -> None:
         self.banner.setText("Verifying the whole chain…")
         self._banner("busy")
-        self._run(lambda audit: audit.verify(), self._verified)
+        self._run(lambda audit: (audit.verify(), audit.head_seq()), self._verified_done)
 
-    def _verified(self, report: Report) -> None:
-        self.banner.setText(
+    def _verified_done(self, result: tuple[Report, int]) -> None:
+        report, head = result
+        self._verified = (datetime.now(UTC), head, report.ok)
+        self.verified.emit(self._verified)
+        self.model.set_bad(report.bad_seq if not report.ok else None)
+        self._verify_text = (
             ("✔ " if report.ok else "✖ ")
             + report.summary()
             + (f" {report.detail}" if report.ok and report.detail else "")
+            + f" (verified at {self._verified[0]:%Y-%m-%d %H:%M} UTC, up to entry {head})"
         )
+        if not report.ok:
+            self._verify_text += "\n" + TAMPER_NEXT_STEPS
+        self.banner.setText(self._verify_text)
         self._banner("ok" if report.ok else "bad")
         if not report.ok and report.bad_seq is not None:
             self._clear_filters()
             self._reveal(report.bad_seq)
         else:
             self.refresh()
+
+    def _head_seen(self, head: int) -> None:
+        """Entries added after the last verification make its banner stale."""
+        if self._verified is None or not self._verified[2] or head <= self._verified[1]:
+            return
+        added = head - self._verified[1]
+        self.banner.setText(
+            f"{self._verify_text}\nStale: {added} entr{'y' if added == 1 else 'ies'} added "
+            "since this verification. Verify again."
+        )
+        self._banner("stale")
 
     def _reveal(self, seq: int) -> None:
         """Select entry ``seq``, fetching pages until it is loaded."""

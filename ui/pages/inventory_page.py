@@ -125,7 +125,7 @@ class InventoryPage(QWidget):
         # What tells the officer what a key is and whether it is usable comes first.
         for visual, column in enumerate((Column.NAME, Column.STATE, Column.PRESENCE)):
             header.moveSection(header.visualIndex(column), visual)
-        self.table.installEventFilter(self)
+        self.table.viewport().installEventFilter(self)
 
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
@@ -229,6 +229,12 @@ class InventoryPage(QWidget):
             self.table.scrollTo(self.model.index(row, 0))
         return row >= 0
 
+    def show_filtered(self, text: str = "", due_only: bool = False) -> None:
+        """The filtered views behind the overview's figures."""
+        self.filter.setText(text)
+        self.model.set_filter(text)
+        self.due_only.setChecked(due_only)
+
     def jump_to_key(self, key_id: str) -> None:
         """Select a key from the lineage, clearing filters that hide it."""
         if not self.select_key(key_id):
@@ -293,7 +299,7 @@ class InventoryPage(QWidget):
     # --- layout ----------------------------------------------------------------------------
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.table and event.type() == QEvent.Type.Resize:
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
             self.fit_columns()
         return super().eventFilter(watched, event)
 
@@ -301,14 +307,17 @@ class InventoryPage(QWidget):
         """Hide the least important columns until the rest fit the table's width."""
         header = self.table.horizontalHeader()
         available = self.table.viewport().width()
-        for column in Column:
-            header.setSectionHidden(column, False)
-        total = sum(header.sectionSize(c) for c in Column)
+        # Nominal widths: the stretched last section's size would feed back into the sum.
+        total = sum(COLUMN_WIDTHS.values())
+        hide: set[Column] = set()
         for column in HIDE_FIRST:
             if total <= available:
                 break
-            total -= header.sectionSize(column)
-            header.setSectionHidden(column, True)
+            total -= COLUMN_WIDTHS[column]
+            hide.add(column)
+        for column in Column:
+            if header.isSectionHidden(column) != (column in hide):
+                header.setSectionHidden(column, column in hide)
 
     # --- actions ---------------------------------------------------------------------------
 

@@ -43,6 +43,6 @@ class CopyableValue(QWidget):
 
 def wrappable(text: str, every: int = 4) -> str:
     """Insert zero-width spaces so long unbroken values (hex ids, uuids) can wrap."""
-    if " " in text or len(text) <= 24:
+    if " " in text or len(text) <= 12:
         return text
     return "\u200b".join(text[i : i + every] for i in range(0, len(text), every))

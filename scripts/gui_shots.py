@@ -1,0 +1,184 @@
+"""Open one view of the GUI on a demo workstation, for screenshots under a real X server.
+
+    /work/shared/tools/xshot out.png --size 1024x700 --wait 12 -- \
+        .venv/bin/python scripts/gui_shots.py inventory
+
+Makes a fresh demo workstation (test values only: fixed passphrase and PINs, a fast KDF) in a
+temporary directory, with keys in several states, then shows VIEW full screen: a page
+(overview, inventory, tokens, audit, audit-verified) or a dialog (destroy, compromise,
+suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
+adopt). Not part of the product; never run it against a real workstation.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.domain.algorithms import Algorithm, Purpose  # noqa: E402
+from app.domain.lifecycle import Action  # noqa: E402
+from app.paths import Home  # noqa: E402
+from app.services.workstation import SoftTokenRequest, Workstation  # noqa: E402
+from app.storage.keyslots import KdfCost  # noqa: E402
+
+PIN = "246810"  # demo value
+SO_PIN = "13579135"  # demo value
+PASSPHRASE = "demo passphrase 1"  # demo value
+
+
+def demo(ws: Workstation) -> None:
+    keys = ws.keys
+    life = ws.lifecycle
+    kek = keys.generate("Demo", Algorithm.AES_256, "payments-kek-2026", Purpose.KEY_WRAPPING)
+    life.transition(kek.id, Action.ACTIVATE)
+    sig = keys.generate("Demo", Algorithm.EC_P256, "release-signing", Purpose.SIGNING)
+    life.transition(sig.id, Action.ACTIVATE)
+    life.rotate(sig.id)
+    old = keys.generate("Demo", Algorithm.AES_128, "legacy-data-key", Purpose.ENCRYPTION)
+    life.transition(old.id, Action.DESTROY, "", None, "legacy-data-key")
+    gone = keys.generate("Demo", Algorithm.AES_128, "vanished-key", Purpose.ENCRYPTION)
+    life.transition(gone.id, Action.ACTIVATE)
+    ws.tokens.session("Demo").destroy_key(gone.cka_id)
+    sus = keys.generate("Demo", Algorithm.RSA_2048, "partner-tls", Purpose.SIGNING)
+    life.transition(sus.id, Action.ACTIVATE)
+    life.transition(sus.id, Action.SUSPEND, "partner asked to pause the integration")
+    for n in range(12):
+        keys.generate("Demo", Algorithm.AES_128, f"tenant-{n:02d}-dek", Purpose.ENCRYPTION)
+
+
+def main() -> int:
+    view = sys.argv[1] if len(sys.argv) > 1 else "inventory"
+    app = QApplication(sys.argv[:1])
+    from ui.main_window import MainWindow
+    from ui.session import GuiSession
+    from ui.style import apply_style
+    from ui.workers import CoreBridge
+
+    apply_style(app)
+    home = Home(Path(tempfile.mkdtemp(prefix="keystead-shots-")) / "home")
+    bridge = CoreBridge()
+
+    def make() -> Workstation:
+        ws = Workstation.initialize(
+            home,
+            "officer",
+            PASSPHRASE,
+            PASSPHRASE,
+            SoftTokenRequest("Demo", SO_PIN, PIN),
+            cost=KdfCost(1024, 1, 1),
+        )
+        ws.tokens.login("Demo", PIN)
+        demo(ws)
+        if view in ("seal", "overview-alert"):
+            ws.tokens.logout(ws.tokens.find("Demo").serial)
+        return ws
+
+    ws = bridge.executor.call(make)
+    session = GuiSession(bridge, ws)
+    window = MainWindow(session)
+    window.presence_timer.stop()
+    window.resize(app.primaryScreen().availableGeometry().size())  # no window manager here
+    window.show()
+    window.start()
+    QTimer.singleShot(2500, lambda: open_view(window, view))
+    app.exec()
+    bridge.shutdown()
+    return 0
+
+
+def select(window, name: str) -> None:  # type: ignore[no-untyped-def]
+    inventory = window.inventory
+    for row in range(inventory.model.rowCount()):
+        item = inventory.model.item_at(row)
+        if item is not None and item.name == name:
+            inventory.table.selectRow(row)
+            return
+
+
+def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
+    pages = {
+        "overview": getattr(window, "overview", None),
+        "inventory": window.inventory,
+        "tokens": window.tokens,
+        "audit": window.audit,
+        "audit-verified": window.audit,
+    }
+    if view in pages and pages[view] is not None:
+        window.show_page(pages[view])
+        if view == "inventory":
+            select(window, "release-signing")
+        if view == "audit-verified":
+            window.audit.verify()
+        if view == "tokens":
+            window.tokens.tree.setCurrentItem(window.tokens._items()[-1])
+        return
+    window.show_page(window.inventory)
+    actions = window.inventory.lifecycle
+    target = {
+        "destroy": ("release-signing", lambda: actions.transitions[Action.DESTROY].trigger()),
+        "compromise": ("payments-kek-2026", lambda: actions.transitions[Action.COMPROMISE].trigger()),
+        "suspend": ("payments-kek-2026", lambda: actions.transitions[Action.SUSPEND].trigger()),
+        "seal": ("payments-kek-2026", lambda: seal(window)),
+        "rotate": ("payments-kek-2026", lambda: actions.rotate.trigger()),
+        "successor": ("release-signing-v2", lambda: actions.transitions[Action.ACTIVATE].trigger()),
+        "edit": ("payments-kek-2026", lambda: actions.edit.trigger()),
+        "history": ("partner-tls", lambda: window.inventory.detail.tabs.setCurrentIndex(1)),
+        "adopt": ("", lambda: window.inventory.adopt_action.trigger()),
+        "init-token": ("", lambda: init_token(window)),
+        "remove-module": ("", lambda: remove_module(window)),
+        "login": ("", lambda: window.banner.log_in()),
+        "backoff": ("", lambda: backoff(window)),
+    }[view]
+    if target[0]:
+        select(window, target[0])
+    QTimer.singleShot(800, target[1])
+
+
+def seal(window) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QApplication as App
+
+    for widget in App.topLevelWidgets():  # the PIN asked at start: declined for this view
+        if widget.isVisible() and widget is not window:
+            widget.close()
+    actions = window.inventory.lifecycle
+    actions.transitions[Action.SUSPEND].trigger()
+    dialog = actions.dialog
+    dialog.reason.setPlainText("HSM maintenance window, ticket CHG-4411")
+    QTimer.singleShot(300, dialog.ok_button.click)
+
+
+def init_token(window) -> None:  # type: ignore[no-untyped-def]
+    from app.services.token_admin import InitImpact
+    from ui.dialogs.token_admin import InitTokenDialog
+
+    status = window.session.tokens[0]
+    InitTokenDialog(InitImpact(status.info, (), 2, False, 5), window).open()
+
+
+def remove_module(window) -> None:  # type: ignore[no-untyped-def]
+    from ui.dialogs.token_admin import RemoveAuditModuleDialog
+
+    info = window.session.tokens[0].info
+    RemoveAuditModuleDialog(info.module_path, info.label, window).open()
+
+
+def backoff(window) -> None:  # type: ignore[no-untyped-def]
+    from app.services.prompter import SecretKind
+    from ui.dialogs.secret import SecretDialog
+
+    dialog = SecretDialog(
+        SecretKind.USER_PIN, "Log in to token 'Demo' with its user PIN.", window, on_submit=print
+    )
+    dialog.open()
+    dialog.hold(20, "5 wrong PINs in a row for token 'Demo'. Wait 20 s before the next try.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
