@@ -173,9 +173,7 @@ class MainWindow(QMainWindow):
             self.audit.refresh()
         elif self.pages.widget(index) is self.overview:
             self.overview.refresh()
-            report = self.airgap.report if hasattr(self, "airgap") else None
-            if report is not None:
-                self.overview.show_airgap(report.air_gapped, self.airgap.text())
+            self._show_airgap()
 
     def _navigate(self, target: str) -> None:
         """A figure of the overview was followed: show its filtered view."""
@@ -196,6 +194,12 @@ class MainWindow(QMainWindow):
 
     def _keys_loaded(self, _count: int) -> None:
         self.overview.show_keys(*self.inventory.model.totals(datetime.now(UTC)))
+        self._show_airgap()
+
+    def _show_airgap(self) -> None:
+        report = self.airgap.report if hasattr(self, "airgap") else None
+        if report is not None:
+            self.overview.show_airgap(report.air_gapped, self.airgap.text())
 
     def apply_due(self) -> None:
         """Automatic activations/deactivations whose date has come (recorded as the workstation)."""

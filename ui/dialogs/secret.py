@@ -44,7 +44,7 @@ class SecretDialog(QDialog):
         layout.addWidget(hint(prompt, self))
         form = QFormLayout()
         self.field = SecretField(kind.value, self)
-        form.addRow(kind.value.capitalize() + ":", self.field)
+        form.addRow(kind.value[:1].upper() + kind.value[1:] + ":", self.field)
         layout.addLayout(form)
         self.error = ErrorLine(self)
         layout.addWidget(self.error)

@@ -39,7 +39,7 @@ COLUMN_WIDTHS = {
     Column.SIZE: 104,
     Column.PURPOSE: 104,
     Column.STATE: 92,
-    Column.PRESENCE: 128,
+    Column.PRESENCE: 150,
     Column.TOKEN: 90,
     Column.IDENTIFIER: 200,
     Column.CREATED: 128,
