@@ -155,6 +155,7 @@ class AppController(QObject):
         if window is None:
             return
         window.inventory.loaded.disconnect(self._select_first_then_capture)
+        window.show_page(window.inventory)  # the documented screenshot is the inventory
         if count:
             window.inventory.table.selectRow(0)
         QTimer.singleShot(800, lambda: self._capture(window, lock=True))
