@@ -122,7 +122,7 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
     window.show_page(window.inventory)
     actions = window.inventory.lifecycle
     target = {
-        "destroy": ("release-signing", lambda: actions.transitions[Action.DESTROY].trigger()),
+        "destroy": ("release-signing-v2", lambda: actions.transitions[Action.DESTROY].trigger()),
         "compromise": ("payments-kek-2026", lambda: actions.transitions[Action.COMPROMISE].trigger()),
         "suspend": ("payments-kek-2026", lambda: actions.transitions[Action.SUSPEND].trigger()),
         "seal": ("payments-kek-2026", lambda: seal(window)),

@@ -144,10 +144,10 @@ class AuditPage(QWidget):
         header.sortIndicatorChanged.connect(self._sort_changed)
         header.setStretchLastSection(False)
         for column, width in (
-            (AuditColumn.SEQ, 70),
-            (AuditColumn.TIME, 150),
-            (AuditColumn.OPERATORS, 110),
-            (AuditColumn.ACTION, 150),
+            (AuditColumn.SEQ, 56),
+            (AuditColumn.TIME, 140),
+            (AuditColumn.OPERATORS, 90),
+            (AuditColumn.ACTION, 130),
             (AuditColumn.OUTCOME, 80),
             (AuditColumn.SEALED, 60),
         ):
@@ -160,7 +160,9 @@ class AuditPage(QWidget):
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.table)
         splitter.addWidget(self.details)
-        splitter.setSizes([900, 400])
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([1000, 300])
         layout.addWidget(splitter, 1)
 
         self.table.selectionModel().selectionChanged.connect(self._selected)
@@ -259,7 +261,7 @@ class AuditPage(QWidget):
             ("✔ " if report.ok else "✖ ")
             + report.summary()
             + (f" {report.detail}" if report.ok and report.detail else "")
-            + f" (verified at {self._verified[0]:%Y-%m-%d %H:%M} UTC, up to entry {head})"
+            + f" (verified at {self._verified[0]:%Y-%m-%d %H:%M} UTC)"
         )
         if not report.ok:
             self._verify_text += "\n" + TAMPER_NEXT_STEPS
