@@ -272,12 +272,42 @@ class TokenAdmin:
         except WrongPin as exc:
             what = "SO PIN" if so else "PIN"
             self._failed(request, operators, f"wrong {what}")
+            if not so:
+                raise WrongPin(
+                    f"The token rejected the {what}; nothing was changed.", exc.failures
+                ) from exc
+            count = self._so_failures(request.serial)
             raise WrongPin(
-                f"The token rejected the {what}; nothing was changed.", exc.failures
+                f"The token rejected the SO PIN ({count} wrong SO PIN{'s' if count != 1 else ''} "
+                f"in a row on this token); nothing was changed.{self._so_flags(request.serial)}",
+                count,
             ) from exc
         except KeysteadError as exc:
             self._failed(request, operators, exc.message, failure_outcome(exc))
             raise
+
+    def _so_failures(self, serial: str) -> int:
+        """Consecutive wrong SO PINs recorded for this token (newest first, up to a success)."""
+        rows = self.db.query(
+            "SELECT outcome, details FROM events WHERE subject = ? AND action IN "
+            "('token.init', 'token.init-pin', 'token.change-so-pin') ORDER BY seq DESC LIMIT 100",
+            (serial,),
+        )
+        count = 0
+        for outcome, details in rows:
+            if outcome == Outcome.SUCCESS.value:
+                break
+            if "wrong SO PIN" in str(details):
+                count += 1
+        return count
+
+    def _so_flags(self, serial: str) -> str:
+        """What the token now says about its SO PIN, in words ("" when nothing)."""
+        try:
+            words = [w for w in self.tokens.find(serial).flag_words if w.startswith("SO PIN")]
+        except KeysteadError:
+            return ""
+        return f" The token reports: {', '.join(words)}." if words else ""
 
     def _failed(
         self,

@@ -69,3 +69,17 @@ def test_pin_flags_are_words_not_ckf_names() -> None:
     from app.services import tokens
 
     assert "CKF_" not in inspect.getsource(tokens.TokenService.login)
+
+
+def test_a_wrong_so_pin_says_how_many_in_a_row(bridge, workstation):  # type: ignore[no-untyped-def]
+    from app.errors import WrongPin
+
+    messages = []
+    for _ in range(2):
+        with pytest.raises(WrongPin) as caught:
+            bridge.executor.call(
+                workstation.admin.change_so_pin, "UiToken", "00000000", "87654321"
+            )
+        messages.append(caught.value.message)
+    assert "(1 wrong SO PIN in a row on this token)" in messages[0]
+    assert "(2 wrong SO PINs in a row on this token)" in messages[1]
