@@ -39,11 +39,12 @@ def test_detail_panel_shows_full_identities_with_copy(qtbot, bridge, workstation
     assert QGuiApplication.clipboard().text() == key.id
     qtbot.waitUntil(lambda: detail.history.rowCount() >= 3, timeout=5000)
     headers = [detail.history.horizontalHeaderItem(c).text() for c in range(len(HISTORY_COLUMNS))]
-    assert headers == ["Time (UTC)", "By", "Action", "Outcome", "Change and reason"]
-    newest = [detail.history.item(0, c).text() for c in range(5)]
+    assert headers == ["Time (UTC)", "By", "Action", "Outcome"]
+    newest = [detail.history.item(0, c).text() for c in range(4)]
     assert newest[2:4] == ["suspend", "success"]
-    assert newest[4].startswith("Active → Suspended")
-    assert detail.history.item(0, 4).toolTip() == newest[4]  # the whole text, even when cut
+    change = detail.history.item(1, 0)  # the line under it, across the whole width
+    assert change.text() == "Active → Suspended — a\tb"
+    assert detail.history.columnSpan(1, 0) == 4 and change.toolTip() == change.text()
 
 
 def test_narrow_inventory_keeps_name_state_and_presence(qtbot, gui_session):  # type: ignore[no-untyped-def]

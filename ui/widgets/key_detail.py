@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QAbstractScrollArea,
@@ -47,9 +47,12 @@ def presence_text(presence: Presence, token_label: str) -> str:
     return _PRESENCE_TEXT[presence].format(token=token_label)
 
 
-HISTORY_COLUMNS = ("Time (UTC)", "By", "Action", "Outcome", "Change and reason")
+HISTORY_COLUMNS = ("Time (UTC)", "By", "Action", "Outcome")
 COPYABLE = ("KCV", "SHA-256 fingerprint", "Token serial", "CKA_ID", "Key id")
 _HEX_LABELS = ("SHA-256 fingerprint",)
+
+
+_MUTED = QBrush(QColor("#3c4650"))
 
 
 def _state_title(value: Any) -> str:
@@ -331,10 +334,12 @@ class KeyDetailPanel(QFrame):
         self.lineage.show()
 
     def _fill_history(self, events: list[StoredEvent]) -> None:
-        """Newest first: time, who, action, outcome, and what changed and why (wrapped, the
-        whole text in a tooltip)."""
-        self.history.setRowCount(len(events))
-        for row, event in enumerate(reversed(events)):
+        """Newest first. Each entry is two rows: time, who, action, outcome; then, across the
+        whole width and wrapped, what changed and why (never cut into a narrow column)."""
+        self.history.clearSpans()
+        self.history.setRowCount(2 * len(events))
+        for index, event in enumerate(reversed(events)):
+            row = 2 * index
             details = event.details
             parts = []
             if "from" in details:
@@ -347,12 +352,17 @@ class KeyDetailPanel(QFrame):
                 ", ".join(event.operators),
                 event.action.removeprefix("key."),
                 event.outcome,
-                " — ".join(parts),
             )
             for column, value in enumerate(values):
                 cell = QTableWidgetItem(value)
                 cell.setToolTip(value)
                 self.history.setItem(row, column, cell)
+            change = " — ".join(parts) or "—"
+            detail = QTableWidgetItem(change)
+            detail.setToolTip(change)
+            detail.setForeground(_MUTED)
+            self.history.setItem(row + 1, 0, detail)
+            self.history.setSpan(row + 1, 0, 1, len(HISTORY_COLUMNS))
         for column in range(len(HISTORY_COLUMNS) - 1):
             self.history.resizeColumnToContents(column)
         self.history.resizeRowsToContents()
