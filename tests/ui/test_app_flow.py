@@ -108,3 +108,22 @@ def test_screenshot_command_writes_png(tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 5000
     assert not (tmp_path / "h").exists()  # a screenshot never creates a workstation
+
+
+def test_lock_now_locks_and_asks_to_unlock_again(qtbot, qapp, bridge, tmp_path):  # type: ignore[no-untyped-def]
+    """Ctrl+L (Workstation → Lock now): the same lock as closing, then the unlock dialog."""
+    controller = initialize_through_gui(qtbot, qapp, bridge, Home(tmp_path / "ws"))
+    window = controller.window
+    assert window is not None and window.lock_action is not None
+    assert window.lock_action.shortcut().toString() == "Ctrl+L"
+    with qtbot.waitSignal(window.locked, timeout=10000) as locked:
+        window.lock_action.trigger()
+    assert locked.args == [True]
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, UnlockDialog), timeout=10000)
+    assert controller.window is None and not window.isVisible()
+    dialog = controller.dialog
+    assert isinstance(dialog, UnlockDialog)
+    dialog.passphrase.setText(PASSPHRASE)
+    dialog.unlock_button.click()
+    qtbot.waitUntil(lambda: controller.window is not None, timeout=10000)
+    close_window(qtbot, controller)
