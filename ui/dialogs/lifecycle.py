@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -59,6 +60,7 @@ class KeyActionDialog(QDialog):
         self.setWindowTitle(f"{title} — {key.name}")
         self.setMinimumWidth(520)
         self.body = QVBoxLayout(self)
+        self.body.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # errors never clip
         self.body.addWidget(heading(f"{title}: {key.name}", self))
         self.identity = KeyIdentity(key, self)
         self.body.addWidget(self.identity)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QLabel,
+    QLayout,
     QVBoxLayout,
     QWidget,
 )
@@ -41,6 +42,8 @@ class SecretDialog(QDialog):
         self.setMinimumWidth(420)
         self._on_submit = on_submit
         layout = QVBoxLayout(self)
+        # grow when an error or the countdown appears; never clip them
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.addWidget(hint(prompt, self))
         form = QFormLayout()
         self.field = SecretField(kind.value, self)
