@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QLabel,
-    QLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -60,7 +59,6 @@ class KeyActionDialog(QDialog):
         self.setWindowTitle(f"{title} — {key.name}")
         self.setMinimumWidth(520)
         self.body = QVBoxLayout(self)
-        self.body.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # errors never clip
         self.body.addWidget(heading(f"{title}: {key.name}", self))
         self.identity = KeyIdentity(key, self)
         self.body.addWidget(self.identity)
@@ -97,6 +95,7 @@ class KeyActionDialog(QDialog):
         """The action was refused or failed: say so here; everything typed stays."""
         self.set_busy(False)
         self.error.show_error(message)
+        self.adjustSize()  # grow to show the message, never clip it
 
 
 class ReasonDialog(KeyActionDialog):

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QLabel,
-    QLayout,
     QVBoxLayout,
     QWidget,
 )
@@ -42,8 +41,6 @@ class SecretDialog(QDialog):
         self.setMinimumWidth(420)
         self._on_submit = on_submit
         layout = QVBoxLayout(self)
-        # grow when an error or the countdown appears; never clip them
-        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.addWidget(hint(prompt, self))
         form = QFormLayout()
         self.field = SecretField(kind.value, self)
@@ -99,6 +96,7 @@ class SecretDialog(QDialog):
         self.field.clear()
         self.error.show_error(message)
         self.field.setFocus()
+        self.adjustSize()  # grow to show the message, never clip it
 
     def hold(self, seconds: float, message: str) -> None:
         """A back-off: OK disabled and a countdown until ``seconds`` have passed."""
@@ -107,6 +105,7 @@ class SecretDialog(QDialog):
         self.set_busy(False)
         self._show_wait()
         self._timer.start()
+        self.adjustSize()
 
     def tick(self) -> None:
         """One second of the back-off has passed."""
