@@ -145,8 +145,8 @@ class AuditPage(QWidget):
         header.setStretchLastSection(False)
         for column, width in (
             (AuditColumn.SEQ, 56),
-            (AuditColumn.TIME, 140),
-            (AuditColumn.OPERATORS, 90),
+            (AuditColumn.TIME, 160),
+            (AuditColumn.OPERATORS, 100),
             (AuditColumn.ACTION, 130),
             (AuditColumn.OUTCOME, 80),
             (AuditColumn.SEALED, 60),

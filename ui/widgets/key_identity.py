@@ -44,6 +44,10 @@ class KeyIdentity(QWidget):
         words = QLabel(" ".join(pgp_words(raw)) if raw else "—", self)
         words.setObjectName("pgpWords")
         words.setWordWrap(True)
+        # A wrapped label in a form is laid out too short: keep room for every line of words
+        # (about 50 monospace characters a line at the dialogs' width, 18 px a line).
+        lines = len(words.text()) // 50 + 1
+        words.setMinimumHeight(18 * lines + 10)
         form.addRow("Read aloud:", words)
         self.token = QLabel(f"{key.token_label} (serial {key.token_serial})", self)
         self.token.setWordWrap(True)
