@@ -157,12 +157,13 @@ class AuditPage(QWidget):
         self.details.setReadOnly(True)
         self.details.setObjectName("mono")
         self.details.setPlaceholderText("Select an entry to see every field, its hash and MAC.")
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        # The entry's details under the table: the table keeps the whole width for its columns.
+        splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.table)
         splitter.addWidget(self.details)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([1000, 300])
+        splitter.setSizes([600, 200])
         layout.addWidget(splitter, 1)
 
         self.table.selectionModel().selectionChanged.connect(self._selected)
