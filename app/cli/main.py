@@ -585,6 +585,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         "token_serial",
         "cka_id",
         "extractable",
+        "wrap_trusted_text",
         "kcv",
         "fingerprint",
         "created_at",

@@ -42,6 +42,8 @@ def key_dict(key: KeyRecord) -> dict[str, Any]:
         "replaced_by": key.replaced_by,
         "token_sync": key.token_sync.value,
         "token_sync_text": key.token_sync.title,
+        "wrap_trusted": key.wrap_trusted.value,
+        "wrap_trusted_text": key.wrap_trusted.title,
         "tags": list(key.tags),
         "notes": key.notes,
     }

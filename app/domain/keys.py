@@ -52,6 +52,27 @@ class TokenSync(Enum):
         }[self]
 
 
+class TrustedWrap(Enum):
+    """Whether a backup-able key carries CKA_WRAP_WITH_TRUSTED (only a KEK the security
+    officer marked CKA_TRUSTED may wrap it; without it anyone with the user PIN can)."""
+
+    NOT_APPLICABLE = "n/a"  # not extractable: nothing can wrap it
+    OK = "ok"  # the token holds CKA_WRAP_WITH_TRUSTED = true
+    PENDING = "pending"  # recorded before the attribute existed; set at the next login
+    REFUSED = "refused"  # the token would not set it: any user-PIN holder can wrap the key
+
+    @property
+    def title(self) -> str:
+        return {
+            TrustedWrap.NOT_APPLICABLE: "not extractable",
+            TrustedWrap.OK: "only a trusted backup key can wrap it",
+            TrustedWrap.PENDING: "trusted-wrap protection pending: log in to the token",
+            TrustedWrap.REFUSED: (
+                "token refused CKA_WRAP_WITH_TRUSTED: anyone with the user PIN can wrap it out"
+            ),
+        }[self]
+
+
 class Presence(Enum):
     """How a row of the inventory relates to the token (reconciliation result)."""
 
@@ -92,6 +113,7 @@ class KeyRecord(NamedTuple):
     replaces: str | None = None  # predecessor's id (rotation)
     replaced_by: str | None = None  # successor's id
     token_sync: TokenSync = TokenSync.OK
+    wrap_trusted: TrustedWrap = TrustedWrap.NOT_APPLICABLE
 
     @property
     def identifier(self) -> str:

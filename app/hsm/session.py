@@ -69,6 +69,7 @@ SHOWN_ATTRIBUTES = (
     Attribute.MODIFIABLE,
     Attribute.SENSITIVE,
     Attribute.EXTRACTABLE,
+    Attribute.WRAP_WITH_TRUSTED,
     Attribute.ALWAYS_SENSITIVE,
     Attribute.NEVER_EXTRACTABLE,
     Attribute.ENCRYPT,
@@ -633,6 +634,43 @@ class TokenSession:
             self._put_back(changed)
             raise translate(exc, "changing the key's usage flags") from exc
         return True
+
+    @recovering
+    def require_trusted_wrap(self, cka_id: str) -> bool:
+        """Set CKA_WRAP_WITH_TRUSTED on the extractable key objects with this CKA_ID, so that
+        only a KEK marked CKA_TRUSTED (by the SO) can wrap them out. The attribute can only
+        go from false to true (PKCS#11 v2.40 4.4).
+
+        Returns True when every such object carries it afterwards, False when the token
+        refuses to set it (SoftHSM 2.6.1 treats it as settable only at creation). Raises on
+        any other failure, or TokenError when the key is not on the token.
+        """
+        with pkcs11_errors("protecting a backup-able key"):
+            objects = [
+                obj for obj in self._objects_by_id(cka_id) if obj[Attribute.CLASS] in _KEY_PARTS
+            ]
+            if not objects:
+                self.still_present()
+                raise TokenError(f"No key with CKA_ID {cka_id} on token '{self.info.label}'.")
+            for obj in objects:
+                if not obj[Attribute.EXTRACTABLE] or obj[Attribute.WRAP_WITH_TRUSTED]:
+                    continue
+                try:
+                    obj[Attribute.WRAP_WITH_TRUSTED] = True
+                except (px.AttributeReadOnly, px.AttributeValueInvalid, px.TemplateInconsistent):
+                    log.warning(
+                        "token %s refused CKA_WRAP_WITH_TRUSTED on %s", self.info.serial, cka_id
+                    )
+                    return False
+                except px.PKCS11Error as exc:
+                    if unmapped_code(exc) == 0x1B:  # CKR_ACTION_PROHIBITED
+                        return False
+                    raise
+            return all(
+                bool(obj[Attribute.WRAP_WITH_TRUSTED])
+                for obj in objects
+                if obj[Attribute.EXTRACTABLE]
+            )
 
     def _put_back(self, changed: list[tuple[Any, Attribute, bool]]) -> None:
         for obj, attribute, value in reversed(changed):

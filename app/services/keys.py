@@ -14,7 +14,14 @@ from typing import Any
 
 from app.domain.algorithms import Algorithm, Purpose, Usage, default_purpose, usage_for
 from app.domain.fingerprints import pgp_words
-from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenObject
+from app.domain.keys import (
+    InventoryItem,
+    KeyRecord,
+    KeyState,
+    Presence,
+    TokenObject,
+    TrustedWrap,
+)
 from app.domain.names import validate_name
 from app.errors import (
     KeysteadError,
@@ -151,6 +158,7 @@ class KeyService:
             token_label=info.label,
             cka_id=generated.cka_id,
             extractable=backup_able,
+            wrap_trusted=TrustedWrap.OK if backup_able else TrustedWrap.NOT_APPLICABLE,
             kcv=generated.kcv,
             fingerprint=generated.fingerprint,
             created_at=self.clock(),
@@ -354,6 +362,9 @@ class KeyService:
         final_name = self.free_name(name or str(label) or f"adopted-{cka_id[:8]}")
         purpose = _purpose_from_flags(algorithm, attributes)
         extractable = any(bool(a.get("EXTRACTABLE")) for a in attributes.values())
+        trusted = all(
+            bool(a.get("WRAP_WITH_TRUSTED")) for a in attributes.values() if a.get("EXTRACTABLE")
+        )
         key = KeyRecord(
             id=str(uuid.uuid4()),
             name=final_name,
@@ -364,6 +375,13 @@ class KeyService:
             token_label=info.label,
             cka_id=cka_id,
             extractable=extractable,
+            wrap_trusted=(
+                TrustedWrap.NOT_APPLICABLE
+                if not extractable
+                else TrustedWrap.OK
+                if trusted
+                else TrustedWrap.PENDING
+            ),
             kcv=kcv,
             fingerprint=hashlib.sha256(spki).hexdigest() if spki else None,
             created_at=self.clock(),

@@ -30,6 +30,7 @@ from app.services.rebind import RebindService
 from app.services.token_admin import TokenAdmin
 from app.services.token_inspect import TokenInspector
 from app.services.tokens import TokenService
+from app.services.trusted_wrap import protect_pending
 from app.storage.database import Database
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.repository import SettingsRepository
@@ -174,6 +175,7 @@ class Workstation:
         changes, then due cryptoperiods."""
         self.keys.settle(self.tokens.session(serial))
         self.lifecycle.enforce_pending(serial)
+        protect_pending(self.db, self.tokens.session(serial), self.operator, self.clock)
         if serial == self.audit.token_serial:
             self.lifecycle.apply_due()
 

@@ -157,4 +157,20 @@ MIGRATIONS.append(
     )
 )
 
+# Schema 5: backup-able keys must carry CKA_WRAP_WITH_TRUSTED. Keys recorded before it was in
+# the template are 'pending' until the next login to their token sets it (or the token refuses
+# and they are marked 'refused'); keys that cannot be extracted, or are gone, need nothing.
+MIGRATIONS.append(
+    (
+        5,
+        """
+        ALTER TABLE keys ADD COLUMN wrap_trusted TEXT NOT NULL DEFAULT 'n/a';
+        UPDATE keys SET wrap_trusted = 'pending'
+            WHERE extractable = 1 AND state NOT IN ('DESTROYED', 'DESTROYED_COMPROMISED');
+        CREATE INDEX keys_wrap_trusted_pending ON keys (token_serial)
+            WHERE wrap_trusted = 'pending';
+        """,
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain.algorithms import Algorithm, Purpose
-from app.domain.keys import KeyRecord, KeyState, TokenSync
+from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.errors import NotFoundError
 from app.storage.database import Database
 
@@ -34,6 +34,7 @@ _KEY_FIELDS = (
     "replaces",
     "replaced_by",
     "token_sync",
+    "wrap_trusted",
 )
 _KEY_COLUMNS = ", ".join(_KEY_FIELDS)
 # What an update may change; identity, algorithm and token binding never change.
@@ -48,6 +49,7 @@ _MUTABLE = (
     "replaces",
     "replaced_by",
     "token_sync",
+    "wrap_trusted",
 )
 
 
@@ -64,6 +66,7 @@ _ALGORITHMS = {a.value: a for a in Algorithm}
 _PURPOSES = {p.value: p for p in Purpose}
 _STATES = {s.value: s for s in KeyState}
 _SYNC = {s.value: s for s in TokenSync}
+_TRUSTED_WRAP = {s.value: s for s in TrustedWrap}
 _NO_TAGS: tuple[str, ...] = ()
 
 
@@ -92,6 +95,7 @@ def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
             r[18],
             r[19],
             _SYNC[r[20]],
+            _TRUSTED_WRAP[r[21]],
         )
     )
 
@@ -119,6 +123,7 @@ def _key_to_row(key: KeyRecord) -> dict[str, Any]:
         "replaces": key.replaces,
         "replaced_by": key.replaced_by,
         "token_sync": key.token_sync.value,
+        "wrap_trusted": key.wrap_trusted.value,
     }
 
 
@@ -184,6 +189,15 @@ class KeyRepository:
         """Keys on this token whose usage flags still wait for it."""
         rows = self.db.query(
             f"SELECT {_KEY_COLUMNS} FROM keys WHERE token_sync = 'pending' AND token_serial = ?",
+            (serial,),
+        )
+        return [_key_from_row(r) for r in rows]
+
+    def trusted_wrap_pending(self, serial: str) -> list[KeyRecord]:
+        """Backup-able keys on this token still waiting for CKA_WRAP_WITH_TRUSTED."""
+        rows = self.db.query(
+            f"SELECT {_KEY_COLUMNS} FROM keys WHERE wrap_trusted = 'pending' "
+            "AND token_serial = ?",
             (serial,),
         )
         return [_key_from_row(r) for r in rows]

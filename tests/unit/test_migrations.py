@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from app.domain.keys import KeyState, TokenSync
+from app.domain.keys import KeyState, TokenSync, TrustedWrap
 from app.paths import Home
 from app.services.executor import CoreExecutor
 from app.services.workstation import Workstation
@@ -36,4 +36,7 @@ def test_schema_1_file_is_upgraded_and_keeps_its_records(tmp_path: Path) -> None
     assert key.notes == "saved by schema 1"  # type: ignore[attr-defined]
     assert key.activation_date is None and key.replaced_by is None  # type: ignore[attr-defined]
     assert key.token_sync is TokenSync.OK  # type: ignore[attr-defined]
+    # Schema 5: a backup-able key saved before CKA_WRAP_WITH_TRUSTED waits for its token.
+    expected = TrustedWrap.PENDING if key.extractable else TrustedWrap.NOT_APPLICABLE  # type: ignore[attr-defined]
+    assert key.wrap_trusted is expected  # type: ignore[attr-defined]
     assert (V1_HOME / "keystead.db").read_bytes() != home.database.read_bytes()

@@ -284,7 +284,11 @@ class KeyDetailPanel(QFrame):
             identifier,
             (
                 "Backup",
-                "extractable for wrapped backup" if record.extractable else "never extractable",
+                (
+                    f"extractable for wrapped backup; {record.wrap_trusted.title}"
+                    if record.extractable
+                    else "never extractable"
+                ),
             ),
             ("Token", record.token_label),
             ("Token serial", record.token_serial),
