@@ -247,6 +247,28 @@ class Pkcs11Module:
             raise TokenError(f"The module could not describe a session (CKR {rv:#x}).")
         return int(info.state)
 
+    def login_handle(self, handle: int, so: bool, pin: str) -> int:
+        """C_Login on an open session handle as the SO (``so``) or the user; returns the CKR
+        code (0 on success) for the caller to translate. python-pkcs11 logs in only when it
+        opens a session; switching roles inside one session (the backup KEK must outlive the
+        SO's login) needs the raw call. The PIN buffer is zeroed afterwards."""
+        functions = _function_list(self.path)
+        login = ctypes.CFUNCTYPE(
+            ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong
+        )(functions.C_Login)
+        encoded = pin.encode("utf-8")
+        buffer = ctypes.create_string_buffer(encoded, len(encoded))
+        try:
+            return int(login(handle, 0 if so else 1, buffer, len(encoded)))
+        finally:
+            ctypes.memset(buffer, 0, len(encoded))
+
+    def logout_handle(self, handle: int) -> int:
+        """C_Logout; returns the CKR code (USER_NOT_LOGGED_IN, 0x101, when nobody was)."""
+        functions = _function_list(self.path)
+        logout = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)(functions.C_Logout)
+        return int(logout(handle))
+
     def reinitialize(self) -> None:
         """C_Finalize then C_Initialize: every session of this module ends and the module
         looks at its tokens afresh (SoftHSM re-reads its token directory only then)."""
@@ -305,6 +327,10 @@ class _FunctionListHead(ctypes.Structure):
         ("C_CloseSession", ctypes.c_void_p),
         ("C_CloseAllSessions", ctypes.c_void_p),
         ("C_GetSessionInfo", ctypes.c_void_p),
+        ("C_GetOperationState", ctypes.c_void_p),
+        ("C_SetOperationState", ctypes.c_void_p),
+        ("C_Login", ctypes.c_void_p),
+        ("C_Logout", ctypes.c_void_p),
     ]
 
 

@@ -867,6 +867,14 @@ class TokenSession:
         self.still_present()
         return False
 
+    def login_changed(self) -> None:
+        """After a caller changed the application's login on purpose (the backup's SO login):
+        cached object handles are dropped (a logout invalidates private objects' handles) and
+        the session is marked lost unless it is a user session again."""
+        self._found.clear()
+        with contextlib.suppress(TokenNotLoggedIn):
+            self._check_logged_in()
+
     def _check_logged_in(self) -> None:
         """Raise TokenNotLoggedIn unless this session is a user session: without the login a
         search quietly leaves out the private objects, so its answer proves nothing. Call

@@ -305,6 +305,29 @@ class AuditLog:
         """The newest entry's sequence number (0 for an empty log)."""
         return head(self.db)[0]
 
+    def document(self, entries: list[AuditEntry] | None = None) -> dict[str, Any]:
+        """The JSON export's document: every entry with its hashes and MAC, the checkpoints
+        the token holds and the checkpoint public key (docs/audit-verification.md)."""
+        if entries is None:
+            entries = list(iter_events(self.db))
+        session = self._session()
+        checkpoints = self._token_checkpoints(session) if session else []
+        public = self.settings.get(META_PUBLIC_KEY)
+        return {
+            "format": "keystead-audit-export",
+            "version": 1,
+            "workstation": self.workstation_id,
+            "checkpoint_public_key": public
+            and serialization.load_der_public_key(base64.b64decode(public))
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode("ascii"),
+            "mac_from": int(self.settings.get(META_MAC_FROM) or 1),
+            "checkpoints": [c.to_json() for c in sorted(checkpoints, key=lambda c: c.seq)],
+            "entries": [_entry_json(e) for e in entries],
+        }
+
     def export(self, path: Path, fmt: str) -> int:
         """Write every entry to ``path`` (csv for reading, json for verification); audited."""
         assert_core_thread()
@@ -314,24 +337,7 @@ class AuditLog:
         if fmt == "csv":
             data = _csv(entries)
         else:
-            session = self._session()
-            checkpoints = self._token_checkpoints(session) if session else []
-            public = self.settings.get(META_PUBLIC_KEY)
-            doc = {
-                "format": "keystead-audit-export",
-                "version": 1,
-                "workstation": self.workstation_id,
-                "checkpoint_public_key": public
-                and serialization.load_der_public_key(base64.b64decode(public))
-                .public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-                .decode("ascii"),
-                "mac_from": int(self.settings.get(META_MAC_FROM) or 1),
-                "checkpoints": [c.to_json() for c in sorted(checkpoints, key=lambda c: c.seq)],
-                "entries": [_entry_json(e) for e in entries],
-            }
-            data = json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")
+            data = json.dumps(self.document(entries), indent=1, ensure_ascii=False).encode("utf-8")
         write_atomic(path, data, mode=0o600)
         with self.db.transaction():
             record(

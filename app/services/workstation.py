@@ -22,6 +22,7 @@ from app.paths import Home
 from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, record
 from app.services.audit_log import AuditLog
+from app.services.backup import BackupService
 from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
 from app.services.lifecycle import LifecycleService
@@ -96,6 +97,9 @@ class Workstation:
         self.admin = TokenAdmin(db, self.tokens, operator, clock, lambda: self.audit.token_serial)
         self.inspect = TokenInspector(db, self.tokens, clock)
         self.rebind = RebindService(db, self.tokens, self.keys, operator, clock)
+        self.backup = BackupService(
+            db, self.tokens, self.audit, self.airgap, operator, workstation_id, clock
+        )
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
 

@@ -173,4 +173,35 @@ MIGRATIONS.append(
     )
 )
 
+# Schema 6: backups made (verified before they are recorded) and which keys each holds.
+MIGRATIONS.append(
+    (
+        6,
+        """
+        CREATE TABLE backups (
+            id              TEXT PRIMARY KEY,
+            generation      INTEGER NOT NULL,
+            created_at      TEXT NOT NULL,
+            directory       TEXT NOT NULL,
+            volume_label    TEXT NOT NULL DEFAULT '',
+            volume_uuid     TEXT NOT NULL DEFAULT '',
+            custodians      TEXT NOT NULL DEFAULT '[]',
+            threshold       INTEGER NOT NULL DEFAULT 0,
+            passphrase      INTEGER NOT NULL DEFAULT 0,
+            kek_check_value TEXT NOT NULL,
+            signer          TEXT NOT NULL,
+            keys            INTEGER NOT NULL,
+            verified_at     TEXT NOT NULL
+        );
+        CREATE TABLE key_backups (
+            key_id     TEXT NOT NULL,
+            backup_id  TEXT NOT NULL REFERENCES backups (id),
+            generation INTEGER NOT NULL,
+            PRIMARY KEY (key_id, backup_id)
+        );
+        CREATE INDEX key_backups_generation ON key_backups (key_id, generation);
+        """,
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]

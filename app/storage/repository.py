@@ -127,6 +127,16 @@ def _key_to_row(key: KeyRecord) -> dict[str, Any]:
     }
 
 
+def key_document(key: KeyRecord) -> dict[str, Any]:
+    """The record as the plain dict its row holds (backup metadata)."""
+    return _key_to_row(key)
+
+
+def key_from_document(doc: dict[str, Any]) -> KeyRecord:
+    """The inverse of ``key_document``; KeyError/ValueError on a malformed document."""
+    return _key_from_row(tuple(doc[f] for f in _KEY_FIELDS))
+
+
 class KeyRepository:
     """Managed key records."""
 

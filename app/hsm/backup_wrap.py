@@ -1,0 +1,236 @@
+"""Wrapping keys out of, and back into, a token under a backup KEK (RFC 5649,
+CKM_AES_KEY_WRAP_PAD = 0x210A), entirely inside the token.
+
+Backup-able keys carry CKA_WRAP_WITH_TRUSTED, so the KEK must be CKA_TRUSTED, which only the
+security officer may set. The KEK is therefore created as a public *session* object in an SO
+login and used after the SO logs out and the user logs in again, in the same session: it never
+reaches the token's store (SoftHSM keeps public token objects in clear on disk) and it dies with
+the session. Results are plain data; no python-pkcs11 object leaves this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pkcs11
+import pkcs11.exceptions as px
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
+from app.errors import PinLocked, TokenError, WrongPin
+from app.hsm.errors import pkcs11_errors
+from app.hsm.module import Pkcs11Module, TokenInfo
+
+log = logging.getLogger(__name__)
+
+WRAP_MECHANISM = Mechanism.AES_KEY_WRAP_PAD  # 0x210A, RFC 5649
+_CKR_PIN_INCORRECT = 0xA0
+_CKR_PIN_LOCKED = 0xA4
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    cka_id: str
+    wrapped: bytes
+    value_len: int  # CKA_VALUE_LEN: the unwrapped value is cut to this (SoftHSM zero-pads)
+    kcv: str | None
+
+
+def _kek_template(kek: bytes, trusted: bool) -> dict[Attribute, Any]:
+    template: dict[Attribute, Any] = {
+        Attribute.CLASS: ObjectClass.SECRET_KEY,
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.VALUE: kek,
+        Attribute.TOKEN: False,
+        Attribute.PRIVATE: False,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.LABEL: "keystead-backup-kek",
+        Attribute.WRAP: True,
+        Attribute.UNWRAP: True,
+        Attribute.ENCRYPT: False,
+        Attribute.DECRYPT: False,
+        Attribute.SIGN: False,
+        Attribute.VERIFY: False,
+        Attribute.DERIVE: False,
+    }
+    if trusted:
+        template[Attribute.TRUSTED] = True
+    return template
+
+
+# A drill's unwrapped copy: a session object that can only encrypt (to compute its KCV),
+# destroyed at once.
+_DRILL_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: False,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.ENCRYPT: True,
+    Attribute.DECRYPT: False,
+    Attribute.SIGN: False,
+    Attribute.VERIFY: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+}
+
+
+def _check_login(rv: int, who: str, label: str) -> None:
+    if rv == 0:
+        return
+    if rv == _CKR_PIN_INCORRECT:
+        raise WrongPin(f"Token '{label}' rejected the {who} PIN; nothing was written.", failures=0)
+    if rv == _CKR_PIN_LOCKED:
+        raise PinLocked(f"Token '{label}' has locked its {who} PIN; nothing was written.")
+    raise TokenError(f"Token '{label}' refused the {who} login (CKR {rv:#x}); nothing was written.")
+
+
+class KekSession:
+    """An open session holding the backup KEK as a session object."""
+
+    def __init__(self, session: pkcs11.Session, kek: Any, label: str) -> None:
+        self._session = session
+        self._kek = kek
+        self._label = label
+
+    def wrap(self, cka_id: str) -> WrappedKey:
+        """RFC 5649 wrap of the secret key with this CKA_ID, done by the token."""
+        with pkcs11_errors(f"wrapping a key for the backup on token '{self._label}'"):
+            found = list(
+                self._session.get_objects(
+                    {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: bytes.fromhex(cka_id)}
+                )
+            )
+            if len(found) != 1:
+                raise TokenError(
+                    f"Token '{self._label}' holds {len(found)} secret keys with CKA_ID {cka_id}; "
+                    "nothing was written."
+                )
+            key = found[0]
+            attrs = key.get_attributes(
+                [Attribute.VALUE_LEN, Attribute.CHECK_VALUE, Attribute.ENCRYPT]
+            )
+            wrapped = bytes(self._kek.wrap_key(key, mechanism=WRAP_MECHANISM))
+        check = attrs.get(Attribute.CHECK_VALUE)
+        return WrappedKey(
+            cka_id,
+            wrapped,
+            int(attrs[Attribute.VALUE_LEN]),
+            bytes(check).hex().upper() if check else None,
+        )
+
+    def unwrap_secret(
+        self, wrapped: bytes, value_len: int, template: dict[Attribute, Any]
+    ) -> tuple[str | None, Any]:
+        """Unwrap an AES key with ``template`` (plus CLASS and KEY_TYPE); returns its KCV as
+        the token computes it and an opaque handle. AES values are whole 8-byte blocks, so
+        a stated length other than ``value_len`` destroys the key
+        and TokenError raised. (SoftHSM refuses CKA_VALUE_LEN in an unwrap template.)"""
+        with pkcs11_errors(f"unwrapping a backed-up key on token '{self._label}'"):
+            key = self._kek.unwrap_key(
+                ObjectClass.SECRET_KEY,
+                KeyType.AES,
+                wrapped,
+                mechanism=WRAP_MECHANISM,
+                store=bool(template.get(Attribute.TOKEN)),
+                template=template,
+            )
+            attrs = key.get_attributes(
+                [Attribute.VALUE_LEN, Attribute.CHECK_VALUE, Attribute.ENCRYPT]
+            )
+            # SoftHSM 2.6.1 leaves CKA_VALUE_LEN at 0 on unwrapped AES keys; a token that
+            # states a length must state the right one. The KCV is the real comparison.
+            if int(attrs.get(Attribute.VALUE_LEN) or 0) not in (0, value_len):
+                key.destroy()
+                raise TokenError(
+                    f"An unwrapped key has {attrs[Attribute.VALUE_LEN]} bytes, the manifest "
+                    f"says {value_len}; it was destroyed."
+                )
+            check = attrs.get(Attribute.CHECK_VALUE)
+            if not check and attrs.get(Attribute.ENCRYPT):
+                # SoftHSM sets no CKA_CHECK_VALUE on unwrapped keys: compute the KCV inside
+                # the token, as the token does (AES-ECB of a zero block, first 3 bytes).
+                check = bytes(key.encrypt(bytes(16), mechanism=Mechanism.AES_ECB))[:3]
+        return (bytes(check).hex().upper() if check else None), key
+
+    def drill(self, wrapped: bytes, value_len: int) -> str | None:
+        """Unwrap into a session object that can do nothing, read its KCV, destroy it."""
+        kcv, key = self.unwrap_secret(wrapped, value_len, _DRILL_TEMPLATE)
+        with pkcs11_errors("destroying a drill key"):
+            key.destroy()
+        return kcv
+
+
+@contextlib.contextmanager
+def trusted_kek(
+    module: Pkcs11Module, info: TokenInfo, kek: bytes, so_pin: str, user_pin: str
+) -> Iterator[KekSession]:
+    """The KEK as a CKA_TRUSTED session object on ``info``'s token, in a user session.
+
+    The process's user login on the token is ended for the SO's login and restored with
+    ``user_pin`` afterwards (login state is per application). Whatever happens, the KEK is
+    destroyed and the user logged in again before this returns or raises; if that last login
+    fails, TokenNotLoggedIn is raised.
+    """
+    token = module.token(info.serial)
+    with pkcs11_errors(f"opening a backup session on token '{info.label}'"):
+        session = token.open(rw=True)
+    handle = int(getattr(session, "handle"))  # noqa: B009
+    kek_object: Any = None
+    try:
+        module.logout_handle(handle)  # the user's login (or none)
+        try:
+            _check_login(module.login_handle(handle, True, so_pin), "SO", info.label)
+            try:
+                with pkcs11_errors(f"creating the trusted backup KEK on token '{info.label}'"):
+                    kek_object = session.create_object(_kek_template(kek, trusted=True))
+            finally:
+                module.logout_handle(handle)
+        finally:
+            _check_login(module.login_handle(handle, False, user_pin), "user", info.label)
+        yield KekSession(session, kek_object, info.label)
+    finally:
+        if kek_object is not None:
+            try:
+                kek_object.destroy()
+            except px.PKCS11Error:
+                log.error("could not destroy the backup KEK object on %s", info.serial)
+        with contextlib.suppress(px.PKCS11Error):
+            session.close()  # opened without a PIN: python-pkcs11 does not log out here
+
+
+@contextlib.contextmanager
+def user_kek(module: Pkcs11Module, info: TokenInfo, kek: bytes) -> Iterator[KekSession]:
+    """The KEK as an untrusted session object in a new session of the logged-in user (for
+    unwrapping: restore and drills need no SO)."""
+    token = module.token(info.serial)
+    with pkcs11_errors(f"opening a restore session on token '{info.label}'"):
+        session = token.open(rw=True)
+    kek_object: Any = None
+    try:
+        with pkcs11_errors(f"loading the backup KEK into token '{info.label}'"):
+            kek_object = session.create_object(_kek_template(kek, trusted=False))
+        yield KekSession(session, kek_object, info.label)
+    finally:
+        if kek_object is not None:
+            with contextlib.suppress(px.PKCS11Error):
+                kek_object.destroy()
+        with contextlib.suppress(px.PKCS11Error):
+            session.close()
+
+
+def token_random(module: Pkcs11Module, info: TokenInfo, size: int) -> bytes:
+    """``size`` bytes from the token's RNG (C_GenerateRandom; no login needed)."""
+    token = module.token(info.serial)
+    with pkcs11_errors(f"drawing random bytes from token '{info.label}'"):
+        session = token.open(rw=False)
+        try:
+            return bytes(session.generate_random(size * 8))
+        finally:
+            with contextlib.suppress(px.PKCS11Error):
+                session.close()

@@ -1,0 +1,686 @@
+"""Encrypted offline backups: create (written, read back and verified before anything is
+recorded), verify without restoring, and the restore drill.
+
+The format is app/backup/format.py (docs/backup-format.md). The KEK is 32 bytes from the
+token's RNG, fresh per backup; keys are wrapped inside the token under it while it is a
+CKA_TRUSTED session object (app/hsm/backup_wrap.py); it leaves Keystead only as SLIP-39 shares
+shown to custodians and/or wrapped under a recovery passphrase (Argon2id). Nothing is marked
+backed up until every file was read back from the medium and matched the signed manifest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.keywrap import (
+    InvalidUnwrap,
+    aes_key_unwrap_with_padding,
+    aes_key_wrap_with_padding,
+)
+
+from app.backup import format as fmt
+from app.backup import media, shares
+from app.domain.algorithms import Family
+from app.domain.keys import KeyRecord, KeyState
+from app.errors import (
+    BackupIntegrityError,
+    DiskFull,
+    KeysteadError,
+    PolicyError,
+    StorageError,
+    ValidationError,
+)
+from app.hsm.backup_wrap import WrappedKey, token_random, trusted_kek, user_kek
+from app.services.airgap import AirGapGuard
+from app.services.audit import Outcome, failure_outcome, record, record_alone
+from app.services.audit_log import AuditLog
+from app.services.executor import assert_core_thread
+from app.services.tokens import TokenService
+from app.storage.backups import BackupRecord, BackupRepository, stamp
+from app.storage.database import Database
+from app.storage.repository import KeyRepository, key_document
+
+log = logging.getLogger(__name__)
+
+# Recovery passphrase: Argon2id, RFC 9106's second recommendation (as the keyslots).
+ARGON2_MEMORY_KIB = 64 * 1024
+ARGON2_ITERATIONS = 3
+ARGON2_LANES = 4
+MIN_PASSPHRASE = 16
+_GONE = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
+# Room left for the file system's own bookkeeping when checking free space.
+SPACE_MARGIN = 1024 * 1024
+
+Approver = Callable[[str, str, Mapping[str, object]], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A key that will not be in the backup, and why (shown before anything is written)."""
+
+    key_id: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    keys: tuple[KeyRecord, ...]
+    refused: tuple[Refusal, ...]
+
+
+@dataclass(frozen=True)
+class CreatedBackup:
+    directory: Path
+    manifest: fmt.Manifest
+    share_set: shares.ShareSet | None  # shown to custodians, never written by Keystead
+    refused: tuple[Refusal, ...]
+
+
+@dataclass
+class VerifyReport:
+    directory: Path
+    manifest: fmt.Manifest
+    signer_known: bool | None  # True: this workstation's key; None: another workstation
+    kek_checked: bool = False
+    drilled: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class KekSecret:
+    """How the KEK is given back: shares (with their optional passphrase) or a passphrase."""
+
+    mnemonics: tuple[str, ...] = ()
+    share_passphrase: bytes = b""
+    recovery_passphrase: str | None = None
+
+
+def plan_keys(keys: Sequence[KeyRecord], serial: str, chosen: set[str] | None) -> BackupPlan:
+    """Which keys go into a backup of token ``serial`` and which cannot, with reasons."""
+    taken: list[KeyRecord] = []
+    refused: list[Refusal] = []
+    for key in keys:
+        if chosen is not None and key.id not in chosen and key.name not in chosen:
+            continue
+        if key.state in _GONE:
+            if chosen is not None:
+                refused.append(Refusal(key.id, key.name, "destroyed"))
+            continue
+        if not key.extractable:
+            refused.append(
+                Refusal(key.id, key.name, "not extractable (generated to stay on its token)")
+            )
+        elif key.token_serial != serial:
+            refused.append(Refusal(key.id, key.name, f"on another token ({key.token_label})"))
+        elif key.algorithm.family is not Family.AES:
+            refused.append(
+                Refusal(
+                    key.id,
+                    key.name,
+                    "private keys are not yet backed up by this version of Keystead",
+                )
+            )
+        else:
+            taken.append(key)
+    if chosen is not None:
+        known = {k.id for k in keys} | {k.name for k in keys}
+        for missing in sorted(chosen - known):
+            raise ValidationError(f"No key '{missing}' to back up; nothing was written.")
+    return BackupPlan(tuple(taken), tuple(refused))
+
+
+def _passphrase_slot(kek: bytes, passphrase: str) -> dict[str, Any]:
+    salt = os.urandom(16)
+    derived = Argon2id(
+        salt=salt,
+        length=32,
+        iterations=ARGON2_ITERATIONS,
+        lanes=ARGON2_LANES,
+        memory_cost=ARGON2_MEMORY_KIB,
+    ).derive(passphrase.encode("utf-8"))
+    return {
+        "kdf": "argon2id",
+        "salt": base64.b64encode(salt).decode("ascii"),
+        "memory_kib": ARGON2_MEMORY_KIB,
+        "iterations": ARGON2_ITERATIONS,
+        "lanes": ARGON2_LANES,
+        "wrapped_kek": base64.b64encode(aes_key_wrap_with_padding(derived, kek)).decode("ascii"),
+    }
+
+
+def kek_from_passphrase(slot: Mapping[str, Any], passphrase: str) -> bytes:
+    try:
+        derived = Argon2id(
+            salt=base64.b64decode(slot["salt"]),
+            length=32,
+            iterations=int(slot["iterations"]),
+            lanes=int(slot["lanes"]),
+            memory_cost=int(slot["memory_kib"]),
+        ).derive(passphrase.encode("utf-8"))
+        return aes_key_unwrap_with_padding(derived, base64.b64decode(slot["wrapped_kek"]))
+    except InvalidUnwrap:
+        raise BackupIntegrityError(
+            "The recovery passphrase is wrong (the KEK does not unwrap); nothing was touched."
+        ) from None
+    except (KeyError, ValueError, TypeError):
+        raise BackupIntegrityError("The manifest's passphrase entry is malformed.") from None
+
+
+def check_passphrase_strength(passphrase: str) -> None:
+    if len(passphrase) < MIN_PASSPHRASE or len(set(passphrase)) < 8:
+        raise ValidationError(
+            f"A recovery passphrase needs at least {MIN_PASSPHRASE} characters and 8 different "
+            "ones (several unrelated words work well); nothing was written."
+        )
+
+
+def recover_kek(manifest: fmt.Manifest, secret: KekSecret) -> bytes:
+    """The KEK from shares or the passphrase, checked against the manifest's check value."""
+    if secret.mnemonics:
+        if manifest.shares is None:
+            raise BackupIntegrityError("This backup has no custodian shares; use its passphrase.")
+        kek = shares.combine(
+            secret.mnemonics, int(manifest.shares["identifier"]), secret.share_passphrase
+        )
+    elif secret.recovery_passphrase is not None:
+        if manifest.passphrase is None:
+            raise BackupIntegrityError("This backup has no recovery passphrase; use the shares.")
+        kek = kek_from_passphrase(manifest.passphrase, secret.recovery_passphrase)
+    else:
+        raise ValidationError("Give the custodians' shares or the recovery passphrase.")
+    if len(kek) != fmt.KEK_BYTES or fmt.kek_check_value(kek) != manifest.kek_check_value.upper():
+        raise BackupIntegrityError(
+            "The shares or passphrase give a KEK whose check value differs from the manifest's "
+            "(a wrong share passphrase, or shares of another backup); nothing was touched."
+        )
+    return kek
+
+
+def verify_directory(
+    directory: Path, known_signer: bytes | None = None, read: Callable[[Path], bytes] | None = None
+) -> tuple[fmt.Manifest, dict[str, bytes]]:
+    """Structure, signature, sizes and SHA-256 of a backup directory (no KEK needed).
+
+    Returns the manifest and each data file's bytes. ``known_signer``: the SPKI this
+    workstation signs with; a manifest signed by another key is then refused.
+    """
+    read = read or (lambda p: p.read_bytes())
+    if not directory.is_dir():
+        raise BackupIntegrityError(f"{directory} is not a backup directory.")
+    present = sorted(p.name for p in directory.iterdir())
+    missing = [n for n in fmt.ALL_FILES if n not in present]
+    extra = [n for n in present if n not in fmt.ALL_FILES]
+    if fmt.MANIFEST in missing:
+        raise BackupIntegrityError(
+            f"{directory.name} has no manifest.json: the backup is incomplete (interrupted?) "
+            "and cannot be used."
+        )
+    if missing:
+        raise BackupIntegrityError(f"{directory.name} lacks {', '.join(missing)}.")
+    if extra:
+        raise BackupIntegrityError(
+            f"{directory.name} holds files that are not part of the backup: {', '.join(extra)}."
+        )
+    manifest_bytes = read(directory / fmt.MANIFEST)
+    manifest = fmt.Manifest.parse(manifest_bytes)
+    signature = read(directory / fmt.SIGNATURE)
+    try:
+        spki = base64.b64decode(manifest.signer_spki)
+        public = serialization.load_der_public_key(spki)
+        if not isinstance(public, ec.EllipticCurvePublicKey):
+            raise BackupIntegrityError("The manifest's signing key is not an EC key.")
+        public.verify(signature, manifest_bytes, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise BackupIntegrityError(
+            "manifest.json's signature does not verify: the manifest was changed or the "
+            "signature belongs to another backup."
+        ) from None
+    except ValueError:
+        raise BackupIntegrityError("The manifest's signing key cannot be read.") from None
+    if known_signer is not None and spki != known_signer:
+        raise BackupIntegrityError(
+            "manifest.json is signed by a key that is not this workstation's "
+            f"(fingerprint {fmt.sha256_hex(spki)[:16]}…)."
+        )
+    data: dict[str, bytes] = {}
+    for name in fmt.DATA_FILES:
+        content = read(directory / name)
+        facts = manifest.files[name]
+        if len(content) != facts["size"]:
+            raise BackupIntegrityError(
+                f"{name} has {len(content)} bytes; the manifest says {facts['size']} "
+                "(truncated or from another backup)."
+            )
+        if fmt.sha256_hex(content) != str(facts["sha256"]).lower():
+            raise BackupIntegrityError(
+                f"{name} does not match the manifest's SHA-256 (damaged or from another backup)."
+            )
+        data[name] = content
+    end = 0
+    for entry in sorted(manifest.keys, key=lambda e: e.offset):
+        if entry.offset != end:
+            raise BackupIntegrityError(f"keys.bin: key {entry.name!r} is not where it should be.")
+        end = entry.offset + entry.wrapped_len
+    if end != len(data[fmt.KEYS]):
+        raise BackupIntegrityError("keys.bin holds bytes the manifest does not account for.")
+    return manifest, data
+
+
+class BackupService:
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenService,
+        audit: AuditLog,
+        airgap: AirGapGuard,
+        operator: str,
+        workstation_id: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.audit = audit
+        self.airgap = airgap
+        self.operator = operator
+        self.workstation_id = workstation_id
+        self.clock = clock
+        self.keys = KeyRepository(db)
+        self.repo = BackupRepository(db)
+        # The dual-control hook: who stands behind a backup action (the one approval service).
+        self.approve: Approver = lambda _action, _subject, _parameters: (operator,)
+
+    # --- planning ----------------------------------------------------------------------------
+
+    def plan(self, token_ref: str, chosen: set[str] | None = None) -> BackupPlan:
+        assert_core_thread()
+        session = self.tokens.session(token_ref)
+        return plan_keys(self.keys.all(), session.info.serial, chosen)
+
+    def backups(self) -> list[BackupRecord]:
+        assert_core_thread()
+        return self.repo.all()
+
+    # --- create ------------------------------------------------------------------------------
+
+    def create(
+        self,
+        target: Path,
+        token_ref: str,
+        so_pin: str,
+        user_pin: str,
+        threshold: int = 0,
+        custodians: Sequence[str] = (),
+        recovery_passphrase: str | None = None,
+        chosen: set[str] | None = None,
+        share_passphrase: bytes = b"",
+        volume: media.Volume | None = None,
+    ) -> CreatedBackup:
+        """Write a new backup directory under ``target``, read it back, verify it, and only
+        then record it and mark its keys backed up. Raises before writing for anything that
+        can be checked first; on a failure while writing, the new directory is removed."""
+        assert_core_thread()
+        session = self.tokens.session(token_ref)
+        info = session.info
+        subject = f"token:{info.serial}"
+        if not custodians and recovery_passphrase is None:
+            raise ValidationError("Protect the backup KEK with custodians' shares or a passphrase.")
+        if custodians and not 2 <= threshold <= len(custodians):
+            raise ValidationError(
+                f"Shares must be M-of-N with 2 <= M <= N; got {threshold}-of-{len(custodians)}."
+            )
+        if recovery_passphrase is not None:
+            check_passphrase_strength(recovery_passphrase)
+        if not target.is_dir():
+            raise ValidationError(f"{target} is not a directory; nothing was written.")
+        if not os.access(target, os.W_OK):
+            raise StorageError(f"{target} is read-only or not writable; nothing was written.")
+        audit_serial = self.audit.token_serial
+        if audit_serial is None or audit_serial not in {
+            s.info.serial for s in self.tokens.logged_in()
+        }:
+            raise PolicyError(
+                "Log in to the audit token first: it signs the backup's manifest.",
+                rule="KS-BACKUP-SIGNER",
+            )
+        plan = self.plan(token_ref, chosen)
+        if not plan.keys:
+            raise ValidationError(
+                "No key on this token can be backed up"
+                + (
+                    ": " + "; ".join(f"{r.name}: {r.reason}" for r in plan.refused)
+                    if plan.refused
+                    else "."
+                )
+            )
+        self.airgap.require_air_gap("backup.create", subject)
+        generation = self.repo.newest_generation() + 1
+        operators = self.approve(
+            "backup.create",
+            subject,
+            {
+                "keys": sorted(k.id for k in plan.keys),
+                "generation": generation,
+                "custodians": list(custodians),
+                "threshold": threshold,
+                "passphrase": recovery_passphrase is not None,
+                "target": str(target),
+            },
+        )
+        backup_id = str(uuid.uuid4())
+        before = self.audit.checkpoint("backup")
+        try:
+            created = self._write(
+                target,
+                backup_id,
+                generation,
+                plan,
+                info,
+                so_pin,
+                user_pin,
+                threshold,
+                custodians,
+                recovery_passphrase,
+                share_passphrase,
+                before.to_json(),
+            )
+        except KeysteadError as exc:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=operators,
+                action="backup.create",
+                subject=subject,
+                outcome=failure_outcome(exc),
+                details={"backup_id": backup_id, "generation": generation, "error": exc.message},
+            )
+            raise
+        manifest = created.manifest
+        now = self.clock()
+        with self.db.transaction():
+            self.repo.add(
+                BackupRecord(
+                    id=backup_id,
+                    generation=generation,
+                    created_at=manifest.created_at,
+                    directory=str(created.directory),
+                    volume_label=volume.label if volume else "",
+                    volume_uuid=volume.uuid if volume else "",
+                    custodians=tuple(custodians),
+                    threshold=threshold,
+                    passphrase=recovery_passphrase is not None,
+                    kek_check_value=manifest.kek_check_value,
+                    signer=manifest.signer_fingerprint,
+                    keys=len(manifest.keys),
+                    verified_at=stamp(now),
+                ),
+                [k.id for k in plan.keys],
+            )
+            record(
+                self.db,
+                when=now,
+                operators=operators,
+                action="backup.create",
+                subject=subject,
+                outcome=Outcome.SUCCESS,
+                details={
+                    "backup_id": backup_id,
+                    "generation": generation,
+                    "directory": created.directory.name,
+                    "keys": len(manifest.keys),
+                    "refused": [{"key": r.key_id, "reason": r.reason} for r in plan.refused],
+                    "custodians": list(custodians),
+                    "threshold": threshold,
+                    "passphrase": recovery_passphrase is not None,
+                    "kek_check_value": manifest.kek_check_value,
+                    "volume": {"label": volume.label, "uuid": volume.uuid} if volume else None,
+                    "verified": True,
+                },
+            )
+        self.audit.checkpoint("backup done")
+        return created
+
+    def _write(
+        self,
+        target: Path,
+        backup_id: str,
+        generation: int,
+        plan: BackupPlan,
+        info: Any,
+        so_pin: str,
+        user_pin: str,
+        threshold: int,
+        custodians: Sequence[str],
+        recovery_passphrase: str | None,
+        share_passphrase: bytes,
+        checkpoint: dict[str, Any],
+    ) -> CreatedBackup:
+        module = self.tokens.session(info.serial).module
+        kek = token_random(module, info, fmt.KEK_BYTES)
+        wrapped: list[WrappedKey] = []
+        try:
+            with trusted_kek(module, info, kek, so_pin, user_pin) as kek_session:
+                wrapped = [kek_session.wrap(key.cka_id) for key in plan.keys]
+        finally:
+            self.tokens.session(info.serial).login_changed()
+        entries = []
+        blob = bytearray()
+        for key, wrap in zip(plan.keys, wrapped, strict=True):
+            if key.kcv and wrap.kcv and key.kcv.upper() != wrap.kcv:
+                raise BackupIntegrityError(
+                    f"Key '{key.name}' on the token has KCV {wrap.kcv}, the record says "
+                    f"{key.kcv}; nothing was written."
+                )
+            entries.append(
+                fmt.KeyEntry(
+                    id=key.id,
+                    name=key.name,
+                    algorithm=key.algorithm.value,
+                    purpose=key.purpose.value,
+                    state=key.state.value,
+                    kcv=key.kcv,
+                    fingerprint=key.fingerprint,
+                    value_len=wrap.value_len,
+                    offset=len(blob),
+                    wrapped_len=len(wrap.wrapped),
+                )
+            )
+            blob += wrap.wrapped
+        metadata = {
+            "format": "keystead-backup-metadata",
+            "workstation": self.workstation_id,
+            "keys": [{**key_document(k), "spki": _b64(self.keys.spki(k.id))} for k in plan.keys],
+        }
+        audit_doc = self.audit.document()
+        files = {
+            fmt.KEYS: bytes(blob),
+            fmt.METADATA: fmt.seal(kek, backup_id, fmt.METADATA, _json(metadata)),
+            fmt.AUDIT: fmt.seal(kek, backup_id, fmt.AUDIT, _json(audit_doc)),
+        }
+        share_set = (
+            shares.split(kek, threshold, custodians, share_passphrase) if custodians else None
+        )
+        signer = self.tokens.session(self.audit.token_serial or "").checkpoint_public_key()
+        manifest = fmt.Manifest(
+            backup_id=backup_id,
+            generation=generation,
+            created_at=stamp(self.clock()),
+            workstation=self.workstation_id,
+            audit_checkpoint=checkpoint,
+            kek_check_value=fmt.kek_check_value(kek),
+            shares=(
+                {
+                    "scheme": "slip39",
+                    "identifier": share_set.identifier,
+                    "threshold": threshold,
+                    "count": len(custodians),
+                    "custodians": list(custodians),
+                }
+                if share_set
+                else None
+            ),
+            passphrase=(
+                _passphrase_slot(kek, recovery_passphrase) if recovery_passphrase else None
+            ),
+            signer_spki=base64.b64encode(signer).decode("ascii"),
+            keys=tuple(entries),
+            files={
+                name: {"size": len(data), "sha256": fmt.sha256_hex(data)}
+                for name, data in files.items()
+            },
+        )
+        manifest_bytes = manifest.encode()
+        signature = self.tokens.session(self.audit.token_serial or "").sign_checkpoint(
+            manifest_bytes
+        )
+        total = sum(len(d) for d in files.values()) + len(manifest_bytes) + len(signature)
+        if media.free_bytes(target) < total + SPACE_MARGIN:
+            raise DiskFull(
+                f"{target} has {media.free_bytes(target)} bytes free; the backup needs "
+                f"{total + SPACE_MARGIN}. Nothing was written."
+            )
+        directory = target / fmt.directory_name(generation, backup_id)
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            raise StorageError(f"{directory} already exists; nothing was written.") from None
+        except OSError as exc:
+            raise media.media_error(exc, directory) from exc
+        try:
+            for name, data in files.items():
+                media.write_new(directory / name, data)
+            media.write_new(directory / fmt.SIGNATURE, signature)
+            media.write_new(directory / fmt.MANIFEST, manifest_bytes)  # last: marks it complete
+            try:
+                read_back, data_back = verify_directory(
+                    directory, known_signer=signer, read=media.read_uncached
+                )
+            except OSError as exc:
+                raise media.media_error(exc, directory / fmt.MANIFEST) from exc
+            if read_back.encode() != manifest_bytes or data_back != files:
+                raise BackupIntegrityError("The files read back differ from those written.")
+            for name in (fmt.METADATA, fmt.AUDIT):
+                fmt.unseal(kek, backup_id, name, data_back[name])
+        except BaseException:
+            _remove(directory)
+            raise
+        return CreatedBackup(directory, manifest, share_set, plan.refused)
+
+    # --- verify ------------------------------------------------------------------------------
+
+    def verify(
+        self,
+        directory: Path,
+        secret: KekSecret | None = None,
+        drill_token: str | None = None,
+    ) -> VerifyReport:
+        """Signature, manifest, hashes and structure; with the KEK also the sealed files; with
+        ``drill_token`` every key is unwrapped into session objects there, its KCV compared,
+        and destroyed. Recorded in the audit history."""
+        assert_core_thread()
+        subject = f"backup:{directory.name}"
+        try:
+            known = None
+            manifest, data = verify_directory(directory)
+            if manifest.workstation == self.workstation_id:
+                known = self._own_signer()
+                if known is not None and base64.b64decode(manifest.signer_spki) != known:
+                    raise BackupIntegrityError(
+                        "manifest.json names this workstation but is signed by another key."
+                    )
+            report = VerifyReport(directory, manifest, None if known is None else True)
+            if secret is not None:
+                kek = recover_kek(manifest, secret)
+                metadata = json.loads(
+                    fmt.unseal(kek, manifest.backup_id, fmt.METADATA, data[fmt.METADATA])
+                )
+                fmt.unseal(kek, manifest.backup_id, fmt.AUDIT, data[fmt.AUDIT])
+                ids = [k["id"] for k in metadata["keys"]]
+                if ids != [e.id for e in manifest.keys]:
+                    raise BackupIntegrityError("metadata.enc and the manifest list different keys.")
+                report.kek_checked = True
+                if drill_token is not None:
+                    report.drilled = self._drill(drill_token, kek, manifest, data[fmt.KEYS])
+        except KeysteadError as exc:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="backup.verify",
+                subject=subject,
+                outcome=Outcome.FAILED,
+                details={"error": exc.message, "drill": drill_token is not None},
+            )
+            raise
+        with self.db.transaction():
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="backup.verify",
+                subject=subject,
+                outcome=Outcome.SUCCESS,
+                details={
+                    "backup_id": manifest.backup_id,
+                    "generation": manifest.generation,
+                    "keys": len(manifest.keys),
+                    "kek_checked": report.kek_checked,
+                    "drilled": report.drilled,
+                },
+            )
+        return report
+
+    def _drill(self, token_ref: str, kek: bytes, manifest: fmt.Manifest, blob: bytes) -> int:
+        session = self.tokens.session(token_ref)
+        done = 0
+        with user_kek(session.module, session.info, kek) as kek_session:
+            for entry in manifest.keys:
+                wrapped = blob[entry.offset : entry.offset + entry.wrapped_len]
+                kcv = kek_session.drill(wrapped, entry.value_len)
+                if not entry.kcv or not kcv:
+                    raise BackupIntegrityError(
+                        f"Key '{entry.name}' has no KCV to compare; the drill cannot prove it."
+                    )
+                if kcv != entry.kcv.upper():
+                    raise BackupIntegrityError(
+                        f"Key '{entry.name}' unwraps to KCV {kcv}; the manifest says {entry.kcv}."
+                    )
+                done += 1
+        return done
+
+    def _own_signer(self) -> bytes | None:
+        public = self.audit.public_key()
+        if public is None:
+            return None
+        return public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def _remove(directory: Path) -> None:
+    try:
+        shutil.rmtree(directory)
+    except OSError as exc:
+        log.error("could not remove the incomplete backup %s: %s", directory, exc.strerror)
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")

@@ -1,0 +1,96 @@
+"""Backups this workstation made and verified, and which keys each holds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.storage.database import Database
+from app.storage.repository import utc_text
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    id: str
+    generation: int
+    created_at: str
+    directory: str
+    volume_label: str
+    volume_uuid: str
+    custodians: tuple[str, ...]
+    threshold: int
+    passphrase: bool
+    kek_check_value: str
+    signer: str  # SHA-256 hex of the manifest-signing key's SPKI
+    keys: int
+    verified_at: str
+
+
+_COLUMNS = (
+    "id, generation, created_at, directory, volume_label, volume_uuid, custodians, threshold, "
+    "passphrase, kek_check_value, signer, keys, verified_at"
+)
+
+
+class BackupRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def newest_generation(self) -> int:
+        return int(self.db.scalar("SELECT coalesce(max(generation), 0) FROM backups"))
+
+    def add(self, backup: BackupRecord, key_ids: list[str]) -> None:
+        self.db.execute(
+            f"INSERT INTO backups ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (
+                backup.id,
+                backup.generation,
+                backup.created_at,
+                backup.directory,
+                backup.volume_label,
+                backup.volume_uuid,
+                json.dumps(list(backup.custodians)),
+                backup.threshold,
+                int(backup.passphrase),
+                backup.kek_check_value,
+                backup.signer,
+                backup.keys,
+                backup.verified_at,
+            ),
+        )
+        for key_id in key_ids:
+            self.db.execute(
+                "INSERT INTO key_backups (key_id, backup_id, generation) VALUES (?, ?, ?)",
+                (key_id, backup.id, backup.generation),
+            )
+
+    def all(self) -> list[BackupRecord]:
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM backups ORDER BY generation")  # noqa: S608
+        return [
+            BackupRecord(
+                str(r[0]),
+                int(r[1]),
+                str(r[2]),
+                str(r[3]),
+                str(r[4]),
+                str(r[5]),
+                tuple(json.loads(r[6])),
+                int(r[7]),
+                bool(r[8]),
+                str(r[9]),
+                str(r[10]),
+                int(r[11]),
+                str(r[12]),
+            )
+            for r in rows
+        ]
+
+    def newest_per_key(self) -> dict[str, int]:
+        """key id -> newest generation of a verified backup holding it."""
+        rows = self.db.query("SELECT key_id, max(generation) FROM key_backups GROUP BY key_id")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+
+def stamp(moment: datetime) -> str:
+    return utc_text(moment)

@@ -1,0 +1,1 @@
+from tests.hsm.conftest import bare_station, clock, home, station  # noqa: F401
