@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.cli import airgap, output, selftest
+from app.cli import airgap, backup, output, selftest
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_audit_checkpoint
     )
     airgap.register(sub)
+    backup.register(sub)
     selftest.register(sub)
     return parser
 

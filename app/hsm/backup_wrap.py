@@ -20,9 +20,11 @@ import pkcs11
 import pkcs11.exceptions as px
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from app.errors import PinLocked, TokenError, WrongPin
+from app.domain.algorithms import Usage
+from app.errors import BackupIntegrityError, PinLocked, TokenError, WrongPin
 from app.hsm.errors import pkcs11_errors
 from app.hsm.module import Pkcs11Module, TokenInfo
+from app.hsm.templates import SECRET_USAGES, USAGE_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,50 @@ class KekSession:
                 # the token, as the token does (AES-ECB of a zero block, first 3 bytes).
                 check = bytes(key.encrypt(bytes(16), mechanism=Mechanism.AES_ECB))[:3]
         return (bytes(check).hex().upper() if check else None), key
+
+    def destroy_by_id(self, cka_id: str) -> None:
+        """Remove what a failed restore created under this CKA_ID."""
+        with pkcs11_errors("removing a partly restored key"):
+            for obj in self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}):
+                obj.destroy()
+
+    def restore_secret(
+        self,
+        wrapped: bytes,
+        value_len: int,
+        label: str,
+        cka_id: str,
+        usage: frozenset[Usage],
+        expected_kcv: str,
+    ) -> None:
+        """Unwrap an AES key as a token object with its full template: TOKEN, PRIVATE,
+        SENSITIVE, EXTRACTABLE and WRAP_WITH_TRUSTED kept (it was backup-able), MODIFIABLE,
+        its label, CKA_ID and usage flags. A session copy is unwrapped first and its KCV
+        compared; on a mismatch nothing is created and BackupIntegrityError is raised."""
+        kcv = self.drill(wrapped, value_len)
+        if kcv != expected_kcv.upper():
+            raise BackupIntegrityError(
+                f"Key '{label}' unwraps to KCV {kcv}, the backup says {expected_kcv}; it was "
+                "not restored and the restore stopped."
+            )
+        existing = list(self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}))
+        if existing:
+            raise TokenError(
+                f"Token '{self._label}' already holds an object with CKA_ID {cka_id}; "
+                f"key '{label}' was not restored."
+            )
+        template: dict[Attribute, Any] = {
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: True,
+            Attribute.WRAP_WITH_TRUSTED: True,
+            Attribute.MODIFIABLE: True,
+            Attribute.LABEL: label,
+            Attribute.ID: bytes.fromhex(cka_id),
+            **{USAGE_ATTR[u]: (u in usage) for u in SECRET_USAGES},
+        }
+        self.unwrap_secret(wrapped, value_len, template)
 
     def drill(self, wrapped: bytes, value_len: int) -> str | None:
         """Unwrap into a session object that can do nothing, read its KCV, destroy it."""

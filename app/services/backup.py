@@ -35,7 +35,9 @@ from cryptography.hazmat.primitives.keywrap import (
 from app.backup import format as fmt
 from app.backup import media, shares
 from app.domain.algorithms import Family
-from app.domain.keys import KeyRecord, KeyState
+from app.domain.audit import AuditEntry, Checkpoint, verify_chain
+from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
+from app.domain.lifecycle import usage_in_state
 from app.errors import (
     BackupIntegrityError,
     DiskFull,
@@ -52,7 +54,7 @@ from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService
 from app.storage.backups import BackupRecord, BackupRepository, stamp
 from app.storage.database import Database
-from app.storage.repository import KeyRepository, key_document
+from app.storage.repository import KeyRepository, key_document, key_from_document
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,14 @@ class VerifyReport:
     kek_checked: bool = False
     drilled: int = 0
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    manifest: fmt.Manifest
+    restored: tuple[KeyRecord, ...]
+    skipped: tuple[Refusal, ...]
+    audit_entries: int
 
 
 @dataclass(frozen=True)
@@ -644,6 +654,164 @@ class BackupService:
             )
         return report
 
+    # --- restore -----------------------------------------------------------------------------
+
+    def restore(
+        self,
+        directory: Path,
+        secret: KekSecret,
+        token_ref: str,
+        override_generation: bool = False,
+    ) -> RestoreReport:
+        """Bring the backup's keys onto the token and their records into this workstation.
+
+        Everything is verified first (signature, hashes, KEK check value, sealed files, the
+        audit history's chain and the backup's checkpoint); only then is the token touched.
+        Keys this workstation already has, or records as destroyed or compromised, are not
+        brought back. A generation older than the newest this workstation knows is refused
+        unless ``override_generation`` (a separately approved disaster-recovery override).
+        Each restored key is unwrapped first as a session copy whose KCV must match; a
+        mismatch stops the restore and removes the keys this restore created on the token.
+        """
+        assert_core_thread()
+        session = self.tokens.session(token_ref)
+        info = session.info
+        subject = f"backup:{directory.name}"
+        manifest, data = verify_directory(directory)
+        if manifest.workstation == self.workstation_id:
+            known = self._own_signer()
+            if known is not None and base64.b64decode(manifest.signer_spki) != known:
+                raise BackupIntegrityError(
+                    "manifest.json names this workstation but is signed by another key."
+                )
+        kek = recover_kek(manifest, secret)
+        metadata = _parse_json(
+            fmt.unseal(kek, manifest.backup_id, fmt.METADATA, data[fmt.METADATA]), fmt.METADATA
+        )
+        audit_bytes = fmt.unseal(kek, manifest.backup_id, fmt.AUDIT, data[fmt.AUDIT])
+        audit_entries, audit_head = _verified_audit(_parse_json(audit_bytes, fmt.AUDIT), manifest)
+        records = _records(metadata, manifest)
+        newest = self.repo.newest_generation()
+        if manifest.generation < newest and not override_generation:
+            raise PolicyError(
+                f"This backup is generation {manifest.generation}; this workstation knows "
+                f"generation {newest}. Restoring an older generation needs an approved "
+                "disaster-recovery override; nothing was touched.",
+                rule="KS-BACKUP-GENERATION",
+            )
+        skipped: list[Refusal] = []
+        wanted: list[tuple[KeyRecord, fmt.KeyEntry]] = []
+        for record_, entry in records:
+            current = self.keys.get(record_.id)
+            if current is not None:
+                reason = (
+                    f"recorded here as {current.state.title.lower()}"
+                    if current.state in (*_GONE, KeyState.COMPROMISED)
+                    else "already on this workstation"
+                )
+                skipped.append(Refusal(record_.id, record_.name, reason))
+            elif record_.state in (*_GONE, KeyState.COMPROMISED):
+                skipped.append(Refusal(record_.id, record_.name, "compromised: never restored"))
+            elif self.keys.by_name(record_.name) is not None:
+                skipped.append(Refusal(record_.id, record_.name, "another key here has that name"))
+            else:
+                wanted.append((record_, entry))
+        if override_generation:
+            self.approve(
+                "backup.restore-override",
+                subject,
+                {
+                    "backup_id": manifest.backup_id,
+                    "generation": manifest.generation,
+                    "newest": newest,
+                },
+            )
+        operators = self.approve(
+            "backup.restore",
+            subject,
+            {
+                "backup_id": manifest.backup_id,
+                "generation": manifest.generation,
+                "token": info.serial,
+                "keys": [r.id for r, _ in wanted],
+            },
+        )
+        created: list[str] = []
+        blob = data[fmt.KEYS]
+        try:
+            with user_kek(session.module, info, kek) as kek_session:
+                try:
+                    for record_, entry in wanted:
+                        private, public = usage_in_state(
+                            record_.algorithm, record_.purpose, record_.state
+                        )
+                        kek_session.restore_secret(
+                            blob[entry.offset : entry.offset + entry.wrapped_len],
+                            entry.value_len,
+                            record_.name,
+                            record_.cka_id,
+                            private | public,
+                            entry.kcv or "",
+                        )
+                        created.append(record_.cka_id)
+                    now = self.clock()
+                    with self.db.transaction():
+                        for record_, _entry in wanted:
+                            self.keys.insert(
+                                record_._replace(
+                                    token_serial=info.serial,
+                                    token_label=info.label,
+                                    wrap_trusted=TrustedWrap.OK,
+                                    token_sync=TokenSync.OK,
+                                ),
+                                _spki(metadata, record_.id),
+                            )
+                        self.repo.keep_audit(
+                            manifest.backup_id,
+                            manifest.workstation,
+                            audit_entries,
+                            audit_head,
+                            audit_bytes,
+                            stamp(now),
+                        )
+                        record(
+                            self.db,
+                            when=now,
+                            operators=operators,
+                            action="backup.restore",
+                            subject=subject,
+                            outcome=Outcome.SUCCESS,
+                            details={
+                                "backup_id": manifest.backup_id,
+                                "generation": manifest.generation,
+                                "token": info.serial,
+                                "restored": [r.id for r, _ in wanted],
+                                "skipped": [{"key": s.key_id, "reason": s.reason} for s in skipped],
+                                "audit_entries": audit_entries,
+                                "audit_head": audit_head,
+                                "override_generation": override_generation,
+                            },
+                        )
+                except BaseException:
+                    for cka_id in created:
+                        try:
+                            kek_session.destroy_by_id(cka_id)
+                        except KeysteadError as exc:
+                            log.error("could not remove restored key %s: %s", cka_id, exc.message)
+                    raise
+        except KeysteadError as exc:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=operators,
+                action="backup.restore",
+                subject=subject,
+                outcome=failure_outcome(exc),
+                details={"backup_id": manifest.backup_id, "error": exc.message},
+            )
+            raise
+        return RestoreReport(manifest, tuple(r for r, _ in wanted), tuple(skipped), audit_entries)
+
     def _drill(self, token_ref: str, kek: bytes, manifest: fmt.Manifest, blob: bytes) -> int:
         session = self.tokens.session(token_ref)
         done = 0
@@ -669,6 +837,75 @@ class BackupService:
         return public.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+
+def _parse_json(data: bytes, name: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise BackupIntegrityError(f"{name} decrypts but is not JSON.") from None
+
+
+def _records(metadata: Any, manifest: fmt.Manifest) -> list[tuple[KeyRecord, fmt.KeyEntry]]:
+    """Key records from the metadata, paired with their manifest entries (same order, ids and
+    KCVs), or BackupIntegrityError."""
+    try:
+        docs = metadata["keys"]
+        records = [key_from_document(doc) for doc in docs]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise BackupIntegrityError("metadata.enc does not hold Keystead key records.") from None
+    if [r.id for r in records] != [e.id for e in manifest.keys]:
+        raise BackupIntegrityError("metadata.enc and the manifest list different keys.")
+    for record_, entry in zip(records, manifest.keys, strict=True):
+        if (record_.kcv or "").upper() != (entry.kcv or "").upper() or not entry.kcv:
+            raise BackupIntegrityError(f"Key '{entry.name}': metadata and manifest KCVs differ.")
+    return list(zip(records, manifest.keys, strict=True))
+
+
+def _spki(metadata: Any, key_id: str) -> bytes | None:
+    for doc in metadata["keys"]:
+        if doc["id"] == key_id and doc.get("spki"):
+            return base64.b64decode(doc["spki"])
+    return None
+
+
+def _verified_audit(doc: Any, manifest: fmt.Manifest) -> tuple[int, str]:
+    """Check the backed-up audit history: its chain recomputes, and the manifest's audit
+    checkpoint is signed by the manifest's signer and matches the chain at its entry.
+    Returns (entries, head hash hex)."""
+    try:
+        entries = [
+            AuditEntry.of(
+                int(e["seq"]),
+                str(e["ts"]),
+                e["operators"],
+                str(e["action"]),
+                str(e["subject"]),
+                str(e["outcome"]),
+                e["details"],
+                bytes.fromhex(e["prev_hash"]),
+                bytes.fromhex(e["entry_hash"]),
+                bytes.fromhex(e["mac"]) if e.get("mac") else None,
+            )
+            for e in doc["entries"]
+        ]
+        checkpoint = Checkpoint.from_json(manifest.audit_checkpoint)
+    except (KeyError, ValueError, TypeError):
+        raise BackupIntegrityError("audit.enc does not hold a Keystead audit history.") from None
+    public = serialization.load_der_public_key(base64.b64decode(manifest.signer_spki))
+    try:
+        if not isinstance(public, ec.EllipticCurvePublicKey):
+            raise InvalidSignature
+        public.verify(checkpoint.signature, checkpoint.message(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise BackupIntegrityError(
+            "The backup's audit checkpoint is not signed by the manifest's signer."
+        ) from None
+    report = verify_chain(entries, None, [checkpoint])
+    if not report.ok:
+        raise BackupIntegrityError(f"The backed-up audit history: {report.summary()}")
+    head = entries[-1].entry_hash.hex() if entries else ""
+    return len(entries), head
 
 
 def _remove(directory: Path) -> None:

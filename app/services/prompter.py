@@ -17,6 +17,8 @@ class SecretKind(Enum):
     AUDIT_PIN = "audit token PIN"
     NEW_USER_PIN = "new user PIN"
     NEW_SO_PIN = "new SO PIN"
+    RECOVERY_PASSPHRASE = "backup recovery passphrase"  # noqa: S105 (a kind of secret)
+    SHARE_PASSPHRASE = "share passphrase"  # noqa: S105 (SLIP-39's optional passphrase)
 
 
 class Prompter(Protocol):

@@ -91,6 +91,23 @@ class BackupRepository:
         rows = self.db.query("SELECT key_id, max(generation) FROM key_backups GROUP BY key_id")
         return {str(r[0]): int(r[1]) for r in rows}
 
+    def keep_audit(
+        self, backup_id: str, workstation: str, entries: int, head: str, document: bytes, now: str
+    ) -> None:
+        """Keep a restored backup's verified audit history (its chain stays as it was)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO restored_audit "
+            "(backup_id, workstation, entries, head, document, restored_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (backup_id, workstation, entries, head, document, now),
+        )
+
+    def restored_audit(self) -> list[tuple[str, str, int, str]]:
+        rows = self.db.query(
+            "SELECT backup_id, workstation, entries, head FROM restored_audit ORDER BY restored_at"
+        )
+        return [(str(r[0]), str(r[1]), int(r[2]), str(r[3])) for r in rows]
+
 
 def stamp(moment: datetime) -> str:
     return utc_text(moment)

@@ -200,6 +200,14 @@ MIGRATIONS.append(
             PRIMARY KEY (key_id, backup_id)
         );
         CREATE INDEX key_backups_generation ON key_backups (key_id, generation);
+        CREATE TABLE restored_audit (
+            backup_id   TEXT PRIMARY KEY,
+            workstation TEXT NOT NULL,
+            entries     INTEGER NOT NULL,
+            head        TEXT NOT NULL,
+            document    BLOB NOT NULL,
+            restored_at TEXT NOT NULL
+        );
         """,
     )
 )

@@ -95,7 +95,10 @@ def test_verify_without_and_with_shares_and_a_drill(station: Station, tmp_path: 
     assert plain.signer_known is True and plain.kek_checked is False
 
     full = station(
-        station.ws.backup.verify, directory, KekSecret(mnemonics=(mnemonics[2], mnemonics[0])), TOKEN
+        station.ws.backup.verify,
+        directory,
+        KekSecret(mnemonics=(mnemonics[2], mnemonics[0])),
+        TOKEN,
     )
     assert full.kek_checked and full.drilled == 2
     events = station.events("backup.verify")

@@ -1,0 +1,109 @@
+"""``keystead backup`` and ``keystead media`` as a subprocess: create to a directory with
+shares written for automation, list, verify (plain, with shares and a drill), and refusals
+that write nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import TOKEN, Cli, bare_cli, cli  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+
+def _generate(cli: Cli, name: str, *more: str) -> None:  # noqa: F811
+    cli.run("keys", "generate", "--token", TOKEN, "--algorithm", "AES-256", "--name", name, *more)
+
+
+def test_backup_create_list_verify(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    _generate(cli, "backed", "--backup-able")
+    _generate(cli, "stays")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    shares_file = tmp_path / "shares.json"
+    created = cli.json(
+        *["backup", "create", "--to", str(stick), "--shares", "2-of-3"],
+        *["--custodians", "alice,bob,carol", "--shares-out", str(shares_file)],
+    )
+    assert created["verified"] is True and created["generation"] == 1
+    assert created["keys"] == ["backed"]
+    assert created["not_backed_up"][0]["key"] == "stays"
+    directory = Path(created["directory"])
+    assert directory.parent == stick.resolve()
+    shares = json.loads(shares_file.read_text())
+    assert [s["custodian"] for s in shares["shares"]] == ["alice", "bob", "carol"]
+    assert shares["kek_check_value"] == created["kek_check_value"]
+    assert oct(shares_file.stat().st_mode & 0o777) == "0o600"
+
+    listed = cli.json("backup", "list")
+    assert [(b["generation"], b["keys"]) for b in listed] == [(1, 1)]
+
+    plain = cli.json("backup", "verify", str(directory))
+    assert plain["signature"] == "valid" and plain["kek_checked"] is False
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps([shares["shares"][2]["words"], shares["shares"][0]["words"]]))
+    drilled = cli.json("backup", "verify", str(directory), "--drill", "--shares-in", str(two))
+    assert drilled["kek_checked"] is True and drilled["drilled"] == 1
+
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([shares["shares"][1]["words"]]))
+    error = cli.error("backup", "verify", str(directory), "--drill", "--shares-in", str(one))
+    assert "needs 2" in error
+    for share in shares["shares"]:
+        for text in cli.outputs:
+            assert share["words"] not in text
+
+
+def test_backup_refusals_write_nothing(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    _generate(cli, "backed", "--backup-able")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    error = cli.error(
+        *["backup", "create", "--to", str(stick), "--shares", "2-of-3"],
+        *["--custodians", "alice,bob", "--shares-out", str(tmp_path / "s.json")],
+    )
+    assert "2 custodians" in error
+    error = cli.error(
+        *["backup", "create", "--to", str(stick), "--shares", "2-of-2", "--custodians", "a,b"],
+    )
+    assert "--shares-out" in error
+    error = cli.error(
+        *["backup", "create", "--to", str(stick), "--shares", "2-of-2", "--custodians", "a,b"],
+        *["--shares-out", str(tmp_path / "s.json")],
+        KEYSTEAD_SO_PIN="SENTINEL-cli-wrongpin-2291",
+    )
+    assert "rejected the SO PIN" in error
+    assert list(stick.iterdir()) == []
+    assert not (tmp_path / "s.json").exists()
+    assert cli.json("backup", "list") == []
+    # the user login came back after the refused SO login: generation still works
+    _generate(cli, "after")
+
+
+def test_media_list_runs(cli: Cli) -> None:  # noqa: F811
+    assert isinstance(cli.json("media", "list"), list)
+
+
+def test_restore_onto_a_new_workstation(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    _generate(cli, "backed", "--backup-able")
+    shares_file = tmp_path / "shares.json"
+    created = cli.json(
+        *["backup", "create", "--to", str(tmp_path), "--shares", "2-of-2"],
+        *["--custodians", "alice,bob", "--shares-out", str(shares_file)],
+    )
+    other = Cli(tmp_path / "home-b")
+    other.json("init", "--operator", "officer", "--soft-token", TOKEN)
+    restored = other.json(
+        "backup", "restore", created["directory"], "--shares-in", str(shares_file)
+    )
+    assert restored["restored"] == ["backed"] and restored["audit_entries"] > 0
+    keys = other.json("keys", "list")
+    assert [k["name"] for k in keys] == ["backed"]
+    again = other.json("backup", "restore", created["directory"], "--shares-in", str(shares_file))
+    assert (
+        again["restored"] == [] and again["skipped"][0]["reason"] == "already on this workstation"
+    )
+    other.assert_no_secret_printed()
