@@ -9,7 +9,7 @@ result with the manifest's KEK check value.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import shamir_mnemonic
 from shamir_mnemonic.share import Share
@@ -31,7 +31,7 @@ class ShareSet:
 
     identifier: int
     threshold: int
-    mnemonics: tuple[str, ...]
+    mnemonics: tuple[str, ...] = field(repr=False)
     custodians: tuple[str, ...]
 
 

@@ -115,9 +115,9 @@ class RestoreReport:
 class KekSecret:
     """How the KEK is given back: shares (with their optional passphrase) or a passphrase."""
 
-    mnemonics: tuple[str, ...] = ()
-    share_passphrase: bytes = b""
-    recovery_passphrase: str | None = None
+    mnemonics: tuple[str, ...] = field(default=(), repr=False)
+    share_passphrase: bytes = field(default=b"", repr=False)
+    recovery_passphrase: str | None = field(default=None, repr=False)
 
 
 def plan_keys(keys: Sequence[KeyRecord], serial: str, chosen: set[str] | None) -> BackupPlan:

@@ -5,15 +5,15 @@ the audit history come back; a second restore adds nothing; a wrong KCV stops cl
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.domain.algorithms import Algorithm
-from app.domain.lifecycle import Action
 from app.domain.keys import KeyState, TrustedWrap
+from app.domain.lifecycle import Action
 from app.errors import PolicyError
 from app.paths import Home
 from app.services.backup import KekSecret
@@ -34,7 +34,9 @@ with token.open(user_pin=sys.stdin.readline().strip()) as s:
     if op == "enc":
         print(key.encrypt(data.encode(), mechanism=Mechanism.AES_CBC_PAD, mechanism_param=iv).hex())
     else:
-        print(key.decrypt(bytes.fromhex(data), mechanism=Mechanism.AES_CBC_PAD, mechanism_param=iv).decode())
+        mech = Mechanism.AES_CBC_PAD
+        plain = key.decrypt(bytes.fromhex(data), mechanism=mech, mechanism_param=iv)
+        print(plain.decode())
 """
 
 
