@@ -40,10 +40,12 @@ with token.open(user_pin=sys.stdin.readline().strip()) as s:
 """
 
 
-def cipher(home: Home, op: str, cka_id: str, data: str) -> str:
+def cipher(home: Home, op: str, cka_id: str, data: str, token: str = TOKEN, pin: str = PIN) -> str:
+    """AES-CBC-PAD (zero IV) by the token, through a raw python-pkcs11 client: hex
+    ciphertext for ``enc``, the text for ``dec``."""
     result = subprocess.run(
-        [sys.executable, "-c", RAW_CIPHER, op, MODULE, TOKEN, cka_id, data],
-        input=PIN + "\n",
+        [sys.executable, "-c", RAW_CIPHER, op, MODULE, token, cka_id, data],
+        input=pin + "\n",
         env={"SOFTHSM2_CONF": str(home.softhsm_conf), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
