@@ -100,31 +100,48 @@ class KekSession:
         self._kek = kek
         self._label = label
 
-    def wrap(self, cka_id: str) -> WrappedKey:
-        """RFC 5649 wrap of the secret key with this CKA_ID, done by the token."""
-        with pkcs11_errors(f"wrapping a key for the backup on token '{self._label}'"):
-            found = list(
-                self._session.get_objects(
-                    {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: bytes.fromhex(cka_id)}
+    def wrap_all(self, cka_ids: list[str]) -> list[WrappedKey]:
+        """RFC 5649 wraps of the secret keys with these CKA_IDs, done by the token, in order.
+        The token is searched once (a search by CKA_ID scans every object: one per key would
+        be quadratic). TokenError if a CKA_ID matches no secret key, or more than one."""
+        with pkcs11_errors(f"wrapping keys for the backup on token '{self._label}'"):
+            by_id: dict[str, list[Any]] = {}
+            wanted = set(cka_ids)
+            for obj in self._session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+                cka_id = bytes(obj[Attribute.ID] or b"").hex()
+                if cka_id in wanted:
+                    by_id.setdefault(cka_id, []).append(obj)
+            result = []
+            for cka_id in cka_ids:
+                found = by_id.get(cka_id, [])
+                if len(found) != 1:
+                    raise TokenError(
+                        f"Token '{self._label}' holds {len(found)} secret keys with CKA_ID "
+                        f"{cka_id}; nothing was written."
+                    )
+                key = found[0]
+                attrs = key.get_attributes([Attribute.VALUE_LEN, Attribute.CHECK_VALUE])
+                wrapped = bytes(self._kek.wrap_key(key, mechanism=WRAP_MECHANISM))
+                check = attrs.get(Attribute.CHECK_VALUE)
+                result.append(
+                    WrappedKey(
+                        cka_id,
+                        wrapped,
+                        int(attrs[Attribute.VALUE_LEN]),
+                        bytes(check).hex().upper() if check else None,
+                    )
                 )
-            )
-            if len(found) != 1:
-                raise TokenError(
-                    f"Token '{self._label}' holds {len(found)} secret keys with CKA_ID {cka_id}; "
-                    "nothing was written."
-                )
-            key = found[0]
-            attrs = key.get_attributes(
-                [Attribute.VALUE_LEN, Attribute.CHECK_VALUE, Attribute.ENCRYPT]
-            )
-            wrapped = bytes(self._kek.wrap_key(key, mechanism=WRAP_MECHANISM))
-        check = attrs.get(Attribute.CHECK_VALUE)
-        return WrappedKey(
-            cka_id,
-            wrapped,
-            int(attrs[Attribute.VALUE_LEN]),
-            bytes(check).hex().upper() if check else None,
-        )
+        return result
+
+    def ids_on_token(self) -> set[str]:
+        """CKA_IDs (hex) of every object this session sees."""
+        with pkcs11_errors(f"listing objects on token '{self._label}'"):
+            return {
+                bytes(obj[Attribute.ID] or b"").hex()
+                for obj in self._session.get_objects()
+                if obj[Attribute.CLASS]
+                in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
+            }
 
     def unwrap_secret(
         self, wrapped: bytes, value_len: int, template: dict[Attribute, Any]
@@ -174,19 +191,20 @@ class KekSession:
         cka_id: str,
         usage: frozenset[Usage],
         expected_kcv: str,
+        taken: set[str],
     ) -> None:
         """Unwrap an AES key as a token object with its full template: TOKEN, PRIVATE,
         SENSITIVE, EXTRACTABLE and WRAP_WITH_TRUSTED kept (it was backup-able), MODIFIABLE,
         its label, CKA_ID and usage flags. A session copy is unwrapped first and its KCV
-        compared; on a mismatch nothing is created and BackupIntegrityError is raised."""
+        compared; on a mismatch nothing is created and BackupIntegrityError is raised.
+        ``taken``: CKA_IDs already on the token (``ids_on_token``); one of them is refused."""
         kcv = self.drill(wrapped, value_len)
         if kcv != expected_kcv.upper():
             raise BackupIntegrityError(
                 f"Key '{label}' unwraps to KCV {kcv}, the backup says {expected_kcv}; it was "
                 "not restored and the restore stopped."
             )
-        existing = list(self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}))
-        if existing:
+        if cka_id in taken:
             raise TokenError(
                 f"Token '{self._label}' already holds an object with CKA_ID {cka_id}; "
                 f"key '{label}' was not restored."

@@ -44,6 +44,7 @@ from app.errors import (
     KeysteadError,
     PolicyError,
     StorageError,
+    TokenError,
     ValidationError,
 )
 from app.hsm.backup_wrap import WrappedKey, token_random, trusted_kek, user_kek
@@ -484,7 +485,7 @@ class BackupService:
         wrapped: list[WrappedKey] = []
         try:
             with trusted_kek(module, info, kek, so_pin, user_pin) as kek_session:
-                wrapped = [kek_session.wrap(key.cka_id) for key in plan.keys]
+                wrapped = kek_session.wrap_all([key.cka_id for key in plan.keys])
         finally:
             self.tokens.session(info.serial).login_changed()
         entries = []
@@ -740,6 +741,14 @@ class BackupService:
         blob = data[fmt.KEYS]
         try:
             with user_kek(session.module, info, kek) as kek_session:
+                taken = kek_session.ids_on_token() if wanted else set()
+                clashes = [r.name for r, _ in wanted if r.cka_id in taken]
+                if clashes:
+                    raise TokenError(
+                        f"Token '{info.label}' already holds objects with the CKA_IDs of "
+                        f"{', '.join(clashes)}; nothing was restored. Adopt or rebind them, or "
+                        "restore onto another token."
+                    )
                 try:
                     for record_, entry in wanted:
                         private, public = usage_in_state(
@@ -752,8 +761,10 @@ class BackupService:
                             record_.cka_id,
                             private | public,
                             entry.kcv or "",
+                            taken,
                         )
                         created.append(record_.cka_id)
+                        taken.add(record_.cka_id)
                     now = self.clock()
                     with self.db.transaction():
                         for record_, _entry in wanted:
