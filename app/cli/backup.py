@@ -142,8 +142,10 @@ def cmd_create(args: argparse.Namespace) -> int:
             "--shares-out FILE."
         )
     target = args.to.resolve()
+    wrote_shares = False
 
     def body(ws: Workstation) -> Any:
+        nonlocal wrote_shares
         _login_audit_token(ws, required=True)
         token = args.token or ws.audit.token_serial or ""
         _login(ws, token)
@@ -162,6 +164,15 @@ def cmd_create(args: argparse.Namespace) -> int:
             else None
         )
         chosen = set(_split_list(args.keys)) or None
+
+        def deliver(card: Any) -> None:
+            nonlocal wrote_shares
+            if args.shares_out is not None:
+                _write_shares(args.shares_out, card)
+                wrote_shares = True
+            else:
+                _show_shares(card)
+
         volume = next((v for v in _volumes() if target.is_relative_to(v.mountpoint)), None)
         return ws.backup.create(
             target,
@@ -174,9 +185,15 @@ def cmd_create(args: argparse.Namespace) -> int:
             chosen=chosen,
             share_passphrase=(share_passphrase or "").encode("utf-8"),
             volume=volume,
+            deliver=deliver,
         )
 
-    created = _with_workstation(args, body)
+    try:
+        created = _with_workstation(args, body)
+    except BaseException:
+        if args.shares_out is not None and wrote_shares:
+            args.shares_out.unlink(missing_ok=True)  # shares of a backup that was not written
+        raise
     manifest = created.manifest
     summary = {
         "directory": str(created.directory),
@@ -188,11 +205,6 @@ def cmd_create(args: argparse.Namespace) -> int:
         "signer_fingerprint": manifest.signer_fingerprint,
         "verified": True,
     }
-    if created.share_set is not None:
-        if args.shares_out is not None:
-            _write_shares(args.shares_out, created)
-        else:
-            _show_shares(created)
     if args.json:
         output.print_json(summary)
     else:
@@ -213,11 +225,12 @@ def _volumes() -> list[Any]:
     return removable_volumes()
 
 
-def _write_shares(path: Path, created: Any) -> None:
-    share_set = created.share_set
+def _write_shares(path: Path, card: Any) -> None:
+    share_set = card.share_set
     doc = {
-        "backup_id": created.manifest.backup_id,
-        "kek_check_value": created.manifest.kek_check_value,
+        "backup_id": card.backup_id,
+        "kek_check_value": card.kek_check_value,
+        "signer_fingerprint": card.signer_fingerprint,
         "shares": [
             {"custodian": c, "index": i + 1, "words": m}
             for i, (c, m) in enumerate(zip(share_set.custodians, share_set.mnemonics, strict=True))
@@ -226,11 +239,14 @@ def _write_shares(path: Path, created: Any) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(doc, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
-def _show_shares(created: Any) -> None:
-    share_set = created.share_set
-    manifest = created.manifest
+def _show_shares(card: Any) -> None:
+    """One share card per custodian, each after a keypress, the screen cleared between. Runs
+    before anything is written: stopping here writes nothing."""
+    share_set = card.share_set
     total = len(share_set.mnemonics)
     try:
         for index, (custodian, words) in enumerate(
@@ -238,18 +254,18 @@ def _show_shares(created: Any) -> None:
         ):
             input(f"Hand the terminal to custodian '{custodian}', then press Enter.")
             sys.stdout.write(CLEAR)
-            print(f"Share card — custodian {custodian}, share {index} of {total}")
-            print(f"Backup {manifest.backup_id} (generation {manifest.generation})")
+            print(f"Share card - custodian {custodian}, share {index} of {total}")
+            print(f"Backup {card.backup_id} (generation {card.generation})")
             print(f"Needs {share_set.threshold} of {total} shares.")
-            print(f"KEK check value {manifest.kek_check_value}")
-            print(f"Manifest signed by key {manifest.signer_fingerprint}")
-            words = words.split()
-            for row in range(0, len(words), 6):
+            print(f"KEK check value {card.kek_check_value}")
+            print(f"Manifest signed by key {card.signer_fingerprint}")
+            listed = words.split()
+            for row in range(0, len(listed), 6):
                 print(
                     "  "
                     + " ".join(
                         f"{n + 1:>2}. {w:<10}"
-                        for n, w in enumerate(words[row : row + 6], start=row)
+                        for n, w in enumerate(listed[row : row + 6], start=row)
                     )
                 )
             input("Write the words down, check them, then press Enter to clear the screen.")
@@ -258,8 +274,8 @@ def _show_shares(created: Any) -> None:
     except (EOFError, KeyboardInterrupt) as exc:
         sys.stdout.write(CLEAR)
         raise OperationCancelled(
-            "Share display stopped. The backup is written and verified but its shares were not "
-            "all handed out: make a new backup and destroy this one."
+            "Share display stopped; nothing was written. Destroy any share card already "
+            f"written for backup {card.backup_id}."
         ) from exc
 
 

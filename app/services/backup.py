@@ -87,6 +87,17 @@ class BackupPlan:
 
 
 @dataclass(frozen=True)
+class ShareCard:
+    """What each custodian's card shows with their share (nothing is written yet)."""
+
+    backup_id: str
+    generation: int
+    kek_check_value: str
+    signer_fingerprint: str
+    share_set: shares.ShareSet
+
+
+@dataclass(frozen=True)
 class CreatedBackup:
     directory: Path
     manifest: fmt.Manifest
@@ -340,10 +351,16 @@ class BackupService:
         chosen: set[str] | None = None,
         share_passphrase: bytes = b"",
         volume: media.Volume | None = None,
+        deliver: Callable[[ShareCard], None] | None = None,
     ) -> CreatedBackup:
         """Write a new backup directory under ``target``, read it back, verify it, and only
         then record it and mark its keys backed up. Raises before writing for anything that
-        can be checked first; on a failure while writing, the new directory is removed."""
+        can be checked first; on a failure while writing, the new directory is removed.
+
+        The KEK and its shares are made first and handed to ``deliver`` (the custodians' share
+        cards, shown one at a time) before anything is written: if delivery fails or is
+        cancelled, nothing is written, and a backup never exists whose shares were not handed
+        out. Shares are required to have a ``deliver``."""
         assert_core_thread()
         session = self.tokens.session(token_ref)
         info = session.info
@@ -392,21 +409,39 @@ class BackupService:
                 "target": str(target),
             },
         )
+        if custodians and deliver is None:
+            raise ValidationError("Shares need a way to reach their custodians; nothing written.")
         backup_id = str(uuid.uuid4())
         before = self.audit.checkpoint("backup")
         try:
+            module = session.module
+            kek = token_random(module, info, fmt.KEK_BYTES)
+            share_set = (
+                shares.split(kek, threshold, custodians, share_passphrase) if custodians else None
+            )
+            signer = self.tokens.session(audit_serial).checkpoint_public_key()
+            if share_set is not None and deliver is not None:
+                deliver(
+                    ShareCard(
+                        backup_id,
+                        generation,
+                        fmt.kek_check_value(kek),
+                        fmt.sha256_hex(signer),
+                        share_set,
+                    )
+                )
             created = self._write(
                 target,
                 backup_id,
                 generation,
                 plan,
                 info,
+                kek,
+                share_set,
+                signer,
                 so_pin,
                 user_pin,
-                threshold,
-                custodians,
                 recovery_passphrase,
-                share_passphrase,
                 before.to_json(),
             )
         except KeysteadError as exc:
@@ -472,16 +507,15 @@ class BackupService:
         generation: int,
         plan: BackupPlan,
         info: Any,
+        kek: bytes,
+        share_set: shares.ShareSet | None,
+        signer: bytes,
         so_pin: str,
         user_pin: str,
-        threshold: int,
-        custodians: Sequence[str],
         recovery_passphrase: str | None,
-        share_passphrase: bytes,
         checkpoint: dict[str, Any],
     ) -> CreatedBackup:
         module = self.tokens.session(info.serial).module
-        kek = token_random(module, info, fmt.KEK_BYTES)
         wrapped: list[WrappedKey] = []
         try:
             with trusted_kek(module, info, kek, so_pin, user_pin) as kek_session:
@@ -522,10 +556,6 @@ class BackupService:
             fmt.METADATA: fmt.seal(kek, backup_id, fmt.METADATA, _json(metadata)),
             fmt.AUDIT: fmt.seal(kek, backup_id, fmt.AUDIT, _json(audit_doc)),
         }
-        share_set = (
-            shares.split(kek, threshold, custodians, share_passphrase) if custodians else None
-        )
-        signer = self.tokens.session(self.audit.token_serial or "").checkpoint_public_key()
         manifest = fmt.Manifest(
             backup_id=backup_id,
             generation=generation,
@@ -537,9 +567,9 @@ class BackupService:
                 {
                     "scheme": "slip39",
                     "identifier": share_set.identifier,
-                    "threshold": threshold,
-                    "count": len(custodians),
-                    "custodians": list(custodians),
+                    "threshold": share_set.threshold,
+                    "count": len(share_set.custodians),
+                    "custodians": list(share_set.custodians),
                 }
                 if share_set
                 else None

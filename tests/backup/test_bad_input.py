@@ -28,7 +28,12 @@ CUSTODIANS = ("alice", "bob", "carol")
 
 
 def backup(station: Station, target: Path, **kwargs: Any) -> CreatedBackup:
-    options: dict[str, Any] = {"threshold": 2, "custodians": CUSTODIANS, **kwargs}
+    options: dict[str, Any] = {
+        "threshold": 2,
+        "custodians": CUSTODIANS,
+        "deliver": lambda card: None,
+        **kwargs,
+    }
     created: CreatedBackup = station(
         station.ws.backup.create, target, TOKEN, SO_PIN, PIN, **options
     )

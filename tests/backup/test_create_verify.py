@@ -30,7 +30,12 @@ def make_keys(station: Station) -> dict[str, object]:
 
 
 def create(station: Station, target: Path, **kwargs: object) -> object:
-    options: dict[str, object] = {"threshold": 2, "custodians": CUSTODIANS, **kwargs}
+    options: dict[str, object] = {
+        "threshold": 2,
+        "custodians": CUSTODIANS,
+        "deliver": lambda card: None,
+        **kwargs,
+    }
     return station(station.ws.backup.create, target, TOKEN, SO_PIN, PIN, **options)
 
 
@@ -129,3 +134,39 @@ def test_passphrase_protects_the_kek(station: Station, tmp_path: Path) -> None:
             directory,
             KekSecret(recovery_passphrase="correct horse battery stapler"),
         )
+
+
+def test_shares_are_handed_out_before_anything_is_written(station: Station, tmp_path: Path) -> None:
+    make_keys(station)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    seen: list[object] = []
+
+    def deliver(card: object) -> None:
+        assert list(stick.iterdir()) == []  # nothing on the medium yet
+        seen.append(card)
+
+    created = create(station, stick, deliver=deliver)
+    (card,) = seen
+    assert card.backup_id == created.manifest.backup_id  # type: ignore[attr-defined]
+    assert card.kek_check_value == created.manifest.kek_check_value  # type: ignore[attr-defined]
+    assert card.signer_fingerprint == created.manifest.signer_fingerprint  # type: ignore[attr-defined]
+
+
+def test_cancelled_share_delivery_writes_nothing(station: Station, tmp_path: Path) -> None:
+    from app.errors import OperationCancelled
+
+    make_keys(station)
+
+    def cancel(card: object) -> None:
+        raise OperationCancelled("custodian walked away")
+
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    with pytest.raises(OperationCancelled):
+        create(station, stick, deliver=cancel)
+    assert list(stick.iterdir()) == []
+    assert station(station.ws.backup.backups) == []
+    assert station.events("backup.create")[-1].outcome == "failed"
+    # the token is still usable by the user afterwards
+    station(station.ws.keys.generate, TOKEN, Algorithm.AES_128, "after")

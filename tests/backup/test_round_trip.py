@@ -79,6 +79,7 @@ def test_round_trip_onto_a_fresh_token_and_workstation(
         PIN,
         threshold=2,
         custodians=("alice", "bob", "carol"),
+        deliver=lambda card: None,
     )
     mnemonics = created.share_set.mnemonics
     station.lock()
@@ -128,10 +129,24 @@ def test_destroyed_keys_are_never_brought_back_and_older_generations_are_refused
     station(gen, TOKEN, Algorithm.AES_256, "kept-key", backup_able=True)
     custodians = ("alice", "bob")
     first = station(
-        station.ws.backup.create, tmp_path, TOKEN, SO_PIN, PIN, threshold=2, custodians=custodians
+        station.ws.backup.create,
+        tmp_path,
+        TOKEN,
+        SO_PIN,
+        PIN,
+        threshold=2,
+        custodians=custodians,
+        deliver=lambda card: None,
     )
     second_backup = station(
-        station.ws.backup.create, tmp_path, TOKEN, SO_PIN, PIN, threshold=2, custodians=custodians
+        station.ws.backup.create,
+        tmp_path,
+        TOKEN,
+        SO_PIN,
+        PIN,
+        threshold=2,
+        custodians=custodians,
+        deliver=lambda card: None,
     )
     station(station.ws.lifecycle.transition, a.id, Action.DESTROY, confirm_name="gone-key")
     assert second_backup.manifest.generation == first.manifest.generation + 1

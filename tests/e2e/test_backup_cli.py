@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import TOKEN, Cli, bare_cli, cli  # noqa: F401
+from tests.e2e.test_cli import KEYSTEAD, TOKEN, Cli, bare_cli, cli  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -107,3 +107,59 @@ def test_restore_onto_a_new_workstation(cli: Cli, tmp_path: Path) -> None:  # no
         again["restored"] == [] and again["skipped"][0]["reason"] == "already on this workstation"
     )
     other.assert_no_secret_printed()
+
+
+@pytest.mark.parametrize("kill_at", ["keys.bin", "audit.enc", "manifest.sig"])
+def test_sigkill_while_writing_leaves_nothing_that_looks_complete(
+    cli: Cli,  # noqa: F811
+    tmp_path: Path,
+    kill_at: str,
+) -> None:
+    """SIGKILL the moment a file of the new backup appears (watched in a loop; under load the
+    kill can land later): what is left is either without a manifest, which verify calls
+    incomplete, or complete and verifying (its shares were handed out before any file was
+    written); it is never recorded, and the next backup is written beside it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    for index in range(20):
+        _generate(cli, f"k{index}", "--backup-able")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    process = subprocess.Popen(
+        [
+            *[str(KEYSTEAD), "--home", str(cli.home), "backup", "create", "--to", str(stick)],
+            *["--shares", "2-of-2", "--custodians", "a,b"],
+            *["--shares-out", str(tmp_path / "s.json")],
+        ],
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    killed = False
+    while process.poll() is None and time.monotonic() < deadline:
+        if any(p.name.startswith(kill_at) for d in stick.iterdir() for p in d.iterdir()):
+            os.kill(process.pid, signal.SIGKILL)
+            killed = True
+            break
+    process.wait(timeout=60)
+    assert killed, "the backup finished before the file appeared"
+    (left,) = list(stick.iterdir())
+    if (left / "manifest.json").exists():
+        assert cli.json("backup", "verify", str(left))["signature"] == "valid"
+        assert (tmp_path / "s.json").exists()  # its shares were out before it was written
+    else:
+        assert "incomplete" in cli.error("backup", "verify", str(left))
+    assert cli.json("backup", "list") == []
+    created = cli.json(
+        *["backup", "create", "--to", str(stick), "--shares", "2-of-2", "--custodians", "a,b"],
+        *["--shares-out", str(tmp_path / "s2.json")],
+    )
+    assert created["verified"] is True
+    assert sorted(p.name for p in stick.iterdir()) == sorted(
+        [left.name, Path(created["directory"]).name]
+    )
