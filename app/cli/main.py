@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import logging
 import os
 import sys
@@ -28,6 +29,13 @@ from app.services.workstation import SoftTokenRequest, Workstation, harden_proce
 log = logging.getLogger("keystead")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("keystead")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keystead", description="Keystead key management workstation"
@@ -36,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--home", help="workstation directory (default: KEYSTEAD_HOME or the user data dir)"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"keystead {_version()}")
     parser.add_argument("--operator", help="operator name (default: KEYSTEAD_OPERATOR or a prompt)")
     sub = parser.add_subparsers(dest="command", required=True)
 

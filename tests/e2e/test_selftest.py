@@ -65,3 +65,11 @@ def test_network_use_during_the_selftest_is_refused() -> None:
         "the self-test tried to reach the network (socket.getaddrinfo '127.0.0.1')",
         "after",
     ]
+
+
+def test_version_is_printed(tmp_path: Path) -> None:
+    import importlib.metadata
+
+    result = run("--version", tmp=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == f"keystead {importlib.metadata.version('keystead')}\n"
