@@ -110,6 +110,7 @@ def test_overview_figures_link_to_filtered_views(qtbot, bridge, workstation, gui
     assert overview.tokens.figure.text() == "1 present, 1 logged in"
     qtbot.waitUntil(lambda: "not verified" in overview.audit.figure.text(), timeout=10000)
     assert "Attention needed" in overview.verdict.text()
+    assert overview.backup.figure.text() == "no backup yet" and overview.backup.state == "warn"
     overview.missing.link.click()
     assert window.pages.currentWidget() is window.inventory
     qtbot.waitUntil(lambda: window.inventory.model.rowCount() == 1, timeout=5000)

@@ -8,7 +8,7 @@ unlock, the air gap. Backups are shown once they exist.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -31,6 +31,9 @@ class AuditFacts(NamedTuple):
     last_checkpoint: tuple[int, str] | None
     failed_logins: int
     head: int
+    backups: int = 0
+    last_backup: str | None = None  # UTC time text of the newest backup
+    last_backup_keys: int = 0
 
 
 class Card(QFrame):
@@ -96,9 +99,8 @@ class OverviewPage(QWidget):
             "Failed logins since unlock", "Show failed logins", "audit:failed-logins", body
         )
         self.airgap = Card("Air gap", "Show tokens", "tokens", body)
-        self.backup = Card("Keys not backed up", "—", "", body)
-        self.backup.set("not available yet", "unknown", "Backups are not part of this version.")
-        self.backup.link.hide()
+        self.backup = Card("Backups", "—", "", body)
+        self.backup.link.hide()  # backups are made with `keystead backup` (no GUI page yet)
         self.cards = [
             self.tokens,
             self.audit,
@@ -125,12 +127,20 @@ class OverviewPage(QWidget):
 
     def refresh(self) -> None:
         """Ask the core for the audit facts (the rest arrives through signals)."""
-        self.session.run(
-            lambda ws: AuditFacts(
+        def facts(ws: Any) -> AuditFacts:
+            backups = ws.backup.backups()
+            newest = max(backups, key=lambda b: b.created_at) if backups else None
+            return AuditFacts(
                 ws.audit.last_checkpoint(),
                 ws.audit.failed_logins_since_unlock(),
                 ws.audit.head_seq(),
-            ),
+                len(backups),
+                newest.created_at if newest else None,
+                newest.keys if newest else 0,
+            )
+
+        self.session.run(
+            facts,
             self.show_audit,
             lambda error: self.audit.set("could not be read", "bad", str(error)),
         )
@@ -169,6 +179,14 @@ class OverviewPage(QWidget):
             added = facts.head - verified[1]
             stale = f" {added} entries added since." if added > 0 else ""
             self.audit.set(f"verified at {when}", "warn" if added > 0 else "ok", checkpoint + stale)
+        if facts.last_backup is None:
+            self.backup.set("no backup yet", "warn", "Make one with: keystead backup create")
+        else:
+            self.backup.set(
+                f"last at {facts.last_backup[:16].replace('T', ' ')} UTC",
+                "ok",
+                f"{facts.backups} backup(s); the newest holds {facts.last_backup_keys} key(s).",
+            )
         failed = facts.failed_logins
         self.logins.set(str(failed), "bad" if failed else "ok", "Wrong PINs, refused back-offs.")
         self._verdict()
