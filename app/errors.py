@@ -85,6 +85,10 @@ class TokenNotPresent(TokenError):
     """No token with this label or serial is present."""
 
 
+class AmbiguousToken(TokenError):
+    """Two present tokens answer to one identity; Keystead acts on neither."""
+
+
 class TokenRemoved(TokenError):
     """The token went away during an operation."""
 

@@ -32,10 +32,11 @@ from cryptography.hazmat.primitives.keywrap import (
 )
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from app.domain.algorithms import Family
+from app.domain.algorithms import Algorithm, Family, Purpose
 from app.hsm.errors import describe, translate
 from app.hsm.session import _ec_point, spki_of
 from app.hsm.templates import CURVE_PARAMS
+from app.hsm.trials import TrialResult, generation_trial, usage_enforced
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ KWP_UNALIGNED = "AES_KEY_WRAP_PAD_UNALIGNED"
 CHECK_VALUE = "CHECK_VALUE"
 TRUSTED = "WRAP_WITH_TRUSTED"
 EDDSA = "EDDSA"
+ENFORCEMENT = "ENFORCEMENT"
 PRIVATE_FAMILIES = ("RSA", "EC", "Ed25519")
 
 # Known-answer vectors: the RFC 3394 section 4 KEK and key data, and a 20-byte secret (the
@@ -93,6 +95,14 @@ class Capabilities:
     trusted_wrapping: bool | None
     eddsa: bool
     notes: tuple[str, ...]
+    # True only when the token refused to sign with CKA_SIGN cleared (``trials``); None when
+    # not tried. Documents from before this question was asked have None.
+    enforces_usage: bool | None = None
+    # Which template the token accepts per algorithm and purpose (``trials.TrialResult``).
+    generation: tuple[TrialResult, ...] = ()
+
+    def generation_for(self, algorithm: str, purpose: str) -> TrialResult | None:
+        return next((g for g in self.generation if g.key == f"{algorithm}/{purpose}"), None)
 
     def notes_for(self, key: str) -> list[str]:
         """The explanations recorded for one fact, without their key prefix."""
@@ -132,6 +142,23 @@ class Capabilities:
         out.append(self._sentence(TRUSTED, f"CKA_WRAP_WITH_TRUSTED: {trusted}"))
         eddsa = "works, signatures verify with cryptography" if self.eddsa else "does not work"
         out.append(self._sentence(EDDSA, f"Ed25519 generation and EdDSA sign/verify: {eddsa}"))
+        enforced = {
+            True: "enforced by the token",
+            False: "NOT enforced: key states are recorded by Keystead, not enforced by this token",
+            None: "could not be determined",
+        }[self.enforces_usage]
+        out.append(self._sentence(ENFORCEMENT, f"Usage flags: {enforced}"))
+        for trial in self.generation:
+            verdict = {
+                "exact": "with exactly the purpose's usage flags",
+                "wider": f"only with {' and '.join(trial.extra)} as well",
+                "refused": "refused",
+            }[trial.outcome]
+            why = f" ({trial.reason})" if trial.reason else ""
+            out.append(
+                f"Generating {trial.algorithm} for {trial.purpose}: {verdict}{why}; tried with "
+                f"{trial.objects} objects."
+            )
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -142,6 +169,8 @@ class Capabilities:
             "trusted_wrapping": self.trusted_wrapping,
             "eddsa": self.eddsa,
             "notes": list(self.notes),
+            "enforces_usage": self.enforces_usage,
+            "generation": {g.key: g.to_json() for g in self.generation},
         }
 
     @classmethod
@@ -165,7 +194,12 @@ class Capabilities:
         notes = data.get("notes")
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
             raise ValueError("capabilities: 'notes' must be a list of strings")
+        generation = data.get("generation", {})
+        if not isinstance(generation, dict):
+            raise ValueError("capabilities: 'generation' must map keys to answers")
         return cls(
+            enforces_usage=flag("enforces_usage", optional=True),
+            generation=tuple(TrialResult.from_json(k, v) for k, v in generation.items()),
             wrap_mechanisms=flags("wrap_mechanisms"),
             private_key_wrap=flags("private_key_wrap"),
             check_value=flag("check_value"),
@@ -569,8 +603,10 @@ def _der_length(blob: bytes) -> int | None:
 def probe(session: pkcs11.Session) -> Capabilities:
     """Run the probe with a logged-in python-pkcs11 session (read-write).
 
-    Creates session objects only and destroys each one before returning. A refused operation
-    becomes a False answer and a note; a lost session or token raises a Keystead TokenError.
+    Creates session objects (the trials of ``app.hsm.trials`` fall back to token objects
+    where the module refuses session objects) and destroys each one before returning. A refused
+    operation becomes a False answer and a note; a lost session or token raises a Keystead
+    TokenError.
     """
     try:
         run = _Probe(session)
@@ -595,6 +631,11 @@ def probe(session: pkcs11.Session) -> Capabilities:
             run.note(TRUSTED, "no key-encryption key to test it with")
     check_value = run.check_value()
     eddsa = run.eddsa()
+    enforcement = usage_enforced(session)
+    run.note(ENFORCEMENT, f"{enforcement.note}; tried with {enforcement.objects} objects")
+    generation = tuple(
+        generation_trial(session, algorithm, purpose) for algorithm, purpose in TRIALS
+    )
     return Capabilities(
         wrap_mechanisms=wrap,
         private_key_wrap=private,
@@ -602,4 +643,16 @@ def probe(session: pkcs11.Session) -> Capabilities:
         trusted_wrapping=trusted,
         eddsa=eddsa,
         notes=tuple(run.notes),
+        enforces_usage=enforcement.enforced,
+        generation=generation,
     )
+
+
+# The generations the probe tries: one algorithm per family, each purpose it allows.
+TRIALS = (
+    (Algorithm.AES_256, Purpose.ENCRYPTION),
+    (Algorithm.RSA_2048, Purpose.SIGNING),
+    (Algorithm.RSA_2048, Purpose.ENCRYPTION),
+    (Algorithm.EC_P256, Purpose.SIGNING),
+    (Algorithm.ED25519, Purpose.SIGNING),
+)

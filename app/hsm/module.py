@@ -13,6 +13,7 @@ import pkcs11.exceptions as px
 from pkcs11.constants import TokenFlag
 
 from app.errors import (
+    AmbiguousToken,
     ModuleLoadError,
     PinLocked,
     TokenError,
@@ -60,7 +61,14 @@ class ModuleInfo:
 
 @dataclass(frozen=True)
 class TokenInfo:
-    """A token in a slot, as the module reports it. Identify tokens by ``serial``."""
+    """A token in a slot, as the module reports it. Identify tokens by ``serial``.
+
+    ``serial`` is the token's identity in Keystead: the serial number the token reports
+    (``reported_serial``) or, when that number cannot tell tokens apart (empty, or one
+    character repeated, as tpm2-pkcs11's ``0000000000000000`` for every token), the number and
+    the label joined by '/' (``token_identity``). Keys are bound to it. Two present tokens with
+    one identity are ambiguous: Keystead acts on neither (``TokenService.find``).
+    """
 
     module_path: str
     slot_id: int
@@ -71,6 +79,8 @@ class TokenInfo:
     flags: int
     hardware_version: str
     firmware_version: str
+    reported_serial: str = ""
+    slot_description: str = ""
 
     @property
     def initialized(self) -> bool:
@@ -90,6 +100,37 @@ def _version(value: tuple[int, int] | object) -> str:
 def _serial_text(serial: bytes | str) -> str:
     text = serial.decode("ascii", "replace") if isinstance(serial, bytes) else serial
     return text.strip()
+
+
+def placeholder_serial(serial: str) -> bool:
+    """True for a serial number that tells no token apart: empty, or one character repeated
+    (tpm2-pkcs11 1.9 reports ``0000000000000000`` for every token)."""
+    return len(set(serial.strip())) <= 1
+
+
+def token_identity(serial: str, label: str) -> str:
+    """The identity Keystead binds keys to: the serial, or ``serial/label`` when the serial is
+    a placeholder (see ``TokenInfo``)."""
+    serial = serial.strip()
+    return f"{serial}/{label.strip()}" if placeholder_serial(serial) else serial
+
+
+def _describe(path: str, slot: pkcs11.Slot, token: pkcs11.Token) -> TokenInfo:
+    reported = _serial_text(token.serial)
+    label = token.label.strip()
+    return TokenInfo(
+        module_path=path,
+        slot_id=int(slot.slot_id),
+        label=label,
+        serial=token_identity(reported, label),
+        manufacturer=token.manufacturer_id.strip(),
+        model=token.model.strip(),
+        flags=int(token.flags),
+        hardware_version=_version(getattr(token, "hardware_version", "")),
+        firmware_version=_version(getattr(token, "firmware_version", "")),
+        reported_serial=reported,
+        slot_description=str(getattr(slot, "slot_description", "")).strip(),
+    )
 
 
 class Pkcs11Module:
@@ -137,30 +178,29 @@ class Pkcs11Module:
                 token = slot.get_token()
             except _GONE:
                 continue
-            info = TokenInfo(
-                module_path=self.path,
-                slot_id=int(slot.slot_id),
-                label=token.label.strip(),
-                serial=_serial_text(token.serial),
-                manufacturer=token.manufacturer_id.strip(),
-                model=token.model.strip(),
-                flags=int(token.flags),
-                hardware_version=_version(getattr(token, "hardware_version", "")),
-                firmware_version=_version(getattr(token, "firmware_version", "")),
-            )
+            info = _describe(self.path, slot, token)
             if info.initialized or include_uninitialized:
                 result.append(info)
         return result
 
     def token(self, serial: str) -> pkcs11.Token:
-        """The python-pkcs11 token with this serial; raises TokenNotPresent."""
+        """The python-pkcs11 token with this identity (``TokenInfo.serial``); raises
+        TokenNotPresent, or AmbiguousToken when two of this module's slots answer to it."""
+        found = []
         for slot in self._slots():
             try:
                 token = slot.get_token()
             except _GONE:
                 continue
-            if _serial_text(token.serial) == serial:
-                return token
+            if token_identity(_serial_text(token.serial), token.label) == serial:
+                found.append(token)
+        if len(found) > 1:
+            raise AmbiguousToken(
+                f"{len(found)} tokens of {self.path} answer to serial and label {serial}; "
+                "Keystead acts on neither. Remove one, or initialise one with another label."
+            )
+        if found:
+            return found[0]
         raise TokenNotPresent(f"The token with serial {serial} is not present. Insert it.")
 
     def mechanisms(self, serial: str) -> set[str]:

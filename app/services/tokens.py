@@ -6,9 +6,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from app.domain.pins import check_new_pins
 from app.errors import (
+    AmbiguousToken,
     KeysteadError,
     ModuleLoadError,
     PinBackoff,
@@ -52,6 +54,7 @@ class TokenStatus:
     info: TokenInfo
     logged_in: bool
     pin_failures: int
+    ambiguous: bool = False  # another present token answers to the same identity
 
 
 class TokenService:
@@ -165,12 +168,17 @@ class TokenService:
             else:
                 self._reinitialize_embedded()
         self._soft_dirs = dirs
-        present = frozenset(t.serial for t in self.present())
+        tokens = self.present()
+        present = frozenset(t.serial for t in tokens)
+        twins = ambiguous_identities(tokens)
         changed = self._present is not None and present != self._present
         self._present = present
         for serial, session in list(self._sessions.items()):
             if serial not in present:
                 self._lost(serial, "token removed")
+                changed = True
+            elif serial in twins:
+                self._lost(serial, "another present token answers to the same identity")
                 changed = True
             elif session.lost:
                 self._lost(serial, "the token forgot the login")
@@ -218,27 +226,41 @@ class TokenService:
         return found
 
     def statuses(self) -> list[TokenStatus]:
+        present = self.present()
+        twins = ambiguous_identities(present)
         return [
             TokenStatus(
-                info, info.serial in self._sessions, self.tokens.pin_failures(info.serial)[0]
+                info,
+                info.serial in self._sessions,
+                self.tokens.pin_failures(info.serial)[0],
+                info.serial in twins,
             )
-            for info in self.present()
+            for info in present
         ]
 
     def find(self, ref: str) -> TokenInfo:
-        """The present token whose serial or label is ``ref``; two with one label is an error."""
+        """The present token whose identity (``TokenInfo.serial``), label or reported serial is
+        ``ref``. Raises ValidationError when ``ref`` names several tokens, and AmbiguousToken
+        when the token it names cannot be told apart from another present token: Keystead
+        acts on neither until the officer removes or re-initialises one."""
         present = self.present()
-        by_serial = [t for t in present if t.serial == ref]
-        if by_serial:
-            return by_serial[0]
-        by_label = [t for t in present if t.label == ref]
-        if len(by_label) == 1:
-            return by_label[0]
-        if len(by_label) > 1:
-            serials = ", ".join(t.serial for t in by_label)
-            raise ValidationError(
-                f"Several tokens are labelled '{ref}' (serials {serials}); name one by serial."
-            )
+        twins = ambiguous_identities(present)
+        for match in (
+            [t for t in present if t.serial == ref],
+            [t for t in present if t.label == ref],
+            [t for t in present if t.reported_serial == ref],
+        ):
+            if not match:
+                continue
+            if match[0].serial in twins:
+                raise AmbiguousToken(_ambiguous_message(twins[match[0].serial]))
+            if len({t.serial for t in match}) > 1:
+                serials = ", ".join(t.serial for t in match)
+                what = "are labelled" if match[0].label == ref else "answer to"
+                raise ValidationError(
+                    f"Several tokens {what} '{ref}' (serials {serials}); name one by serial."
+                )
+            return match[0]
         raise TokenNotPresent(f"No token labelled or numbered '{ref}' is present. Insert it.")
 
     def module_of(self, info: TokenInfo) -> Pkcs11Module:
@@ -437,6 +459,27 @@ class TokenService:
         for module in self.modules.values():
             module.close()
         self.modules.clear()
+
+
+def ambiguous_identities(present: list[TokenInfo]) -> dict[str, list[TokenInfo]]:
+    """Identities that more than one present token answers to, with those tokens."""
+    groups: dict[str, list[TokenInfo]] = {}
+    for info in present:
+        groups.setdefault(info.serial, []).append(info)
+    return {identity: infos for identity, infos in groups.items() if len(infos) > 1}
+
+
+def _ambiguous_message(twins: list[TokenInfo]) -> str:
+    where = "; ".join(
+        f"{Path(t.module_path).name} slot {t.slot_id} ({t.model or 'no model'})" for t in twins
+    )
+    first = twins[0]
+    return (
+        f"{len(twins)} present tokens cannot be told apart: each reports serial "
+        f"'{first.reported_serial}' and label '{first.label}' ({where}). Keystead acts on none "
+        "of them and binds no key to them: remove all but one, or initialise one with another "
+        "label."
+    )
 
 
 def _locked_message(info: TokenInfo) -> str:
