@@ -39,9 +39,11 @@ _STATE_TITLES = {
 class TokenSync(Enum):
     """Whether the token's usage flags reflect the key's state."""
 
-    OK = "ok"
+    OK = "ok"  # flags set, and the token was seen refusing an operation whose flag was cleared
     PENDING = "pending"  # token not logged in at the change; applied at the next login
     REFUSED = "refused"  # the object is not modifiable: the token does not enforce the state
+    # Flags set, but the token does not (or was not seen to) refuse a cleared usage.
+    RECORDED = "recorded"
 
     @property
     def title(self) -> str:
@@ -49,6 +51,7 @@ class TokenSync(Enum):
             TokenSync.OK: "token enforces the state",
             TokenSync.PENDING: "token update pending: log in to the token",
             TokenSync.REFUSED: "token not enforcing state (object not modifiable)",
+            TokenSync.RECORDED: "recorded by Keystead, not enforced by this token",
         }[self]
 
 

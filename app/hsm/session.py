@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.constants import TokenFlag
 
-from app.domain.algorithms import Algorithm, Family, Usage
+from app.domain.algorithms import Algorithm, Family, Purpose, Usage
 from app.domain.keys import TokenObject
 from app.errors import (
     KeysteadError,
@@ -55,6 +55,7 @@ from app.hsm.templates import (
     public_template,
     secret_template,
 )
+from app.hsm.trials import Enforcement, TrialResult, generation_trial, usage_enforced
 
 log = logging.getLogger(__name__)
 
@@ -498,6 +499,17 @@ class TokenSession:
                 "destroyed %d object(s) of a failed generation on %s", len(found), self.info.serial
             )
         self.unsettled.discard(cka_id)
+
+    @recovering
+    def generation_trial(self, algorithm: Algorithm, purpose: Purpose) -> TrialResult:
+        """Which template the token accepts for this algorithm and purpose (probe objects,
+        destroyed again; see ``app.hsm.trials``)."""
+        return generation_trial(self._session, algorithm, purpose)
+
+    @recovering
+    def usage_enforced(self) -> Enforcement:
+        """Whether the token refuses to sign once CKA_SIGN is cleared (``app.hsm.trials``)."""
+        return usage_enforced(self._session)
 
     # --- enumeration and reads -------------------------------------------------------------
 

@@ -182,9 +182,7 @@ class _Trial:
             except _FATAL as exc:
                 raise translate(exc, "trying a key template on the token") from exc
             except px.PKCS11Error as exc:
-                errors.append(
-                    f"{describe(exc)} for {'token' if token else 'session'} objects"
-                )
+                errors.append(f"{describe(exc)} for {'token' if token else 'session'} objects")
                 continue
             if token:
                 self.objects = "token"

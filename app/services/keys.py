@@ -8,11 +8,18 @@ import logging
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from app.domain.algorithms import Algorithm, Purpose, Usage, default_purpose, usage_for
+from app.domain.algorithms import (
+    Algorithm,
+    Purpose,
+    Usage,
+    UsagePlan,
+    default_purpose,
+    usage_for,
+)
 from app.domain.fingerprints import pgp_words
 from app.domain.keys import (
     InventoryItem,
@@ -27,15 +34,19 @@ from app.errors import (
     KeysteadError,
     NotFoundError,
     TokenError,
+    TokenNotLoggedIn,
+    TokenNotPresent,
+    TokenRemoved,
     UnsupportedAlgorithm,
     ValidationError,
 )
 from app.hsm.session import TokenSession
 from app.hsm.templates import KeySpec
+from app.hsm.trials import TrialResult, extra_usages, widened
 from app.services.airgap import AirGapGuard
-from app.services.audit import Outcome, failure_outcome, record
+from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
-from app.services.token_inspect import backup_refusal
+from app.services.token_inspect import backup_refusal, known_trial, remember_trial
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.repository import KeyRepository, SettingsRepository
@@ -102,11 +113,19 @@ class KeyService:
         purpose: Purpose | None = None,
         backup_able: bool = False,
         replaces: KeyRecord | None = None,
+        allow_wider: bool = False,
     ) -> KeyRecord:
         """Generate a key on the token and record it as PRE_ACTIVE, with its audit event.
 
         With ``replaces`` (rotation) the new key and its predecessor are linked both ways in
         the same transaction.
+
+        Tokens that refuse the purpose's exact template (tpm2-pkcs11 makes key pairs only with
+        sign and decrypt both granted): when a trial (``app.hsm.trials``) already found so, the
+        generation is refused before the token is asked, with what the token would add; when
+        the exact template fails, a trial finds out why and the refusal says so. Only with
+        ``allow_wider`` (the officer's explicit decision) is the wider template used, and the
+        entry records the extra usage flags and the decision. Usage is never widened silently.
         """
         assert_core_thread()
         purpose = purpose or default_purpose(algorithm)
@@ -120,17 +139,45 @@ class KeyService:
             if refusal is not None:
                 raise UnsupportedAlgorithm(refusal)
         self.settle(session)
+        subject = f"key:{name}"
+        trial = known_trial(self.db, info.serial, algorithm, purpose)
+        if trial is not None and (
+            trial.outcome == "refused" or (trial.outcome == "wider" and not allow_wider)
+        ):
+            self._refuse_in_advance(subject, algorithm, info.serial, trial, purpose)
+        widen = trial is not None and trial.outcome == "wider" and allow_wider
+        granted = widened(plan, algorithm.family) if widen else plan
         spec = KeySpec(
             algorithm=algorithm,
             label=name,
             cka_id=secrets.token_bytes(16),
-            usage=plan,
+            usage=granted or plan,
             extractable=backup_able,
         )
-        subject = f"key:{name}"
         cka_id = spec.cka_id.hex()
         try:
-            generated = session.generate(spec)
+            try:
+                generated = session.generate(spec)
+            except TokenError as exc:
+                # A trial only for what the token itself answered (a refusal made before the
+                # token was asked, such as a mechanism it does not list, has no PKCS#11 cause).
+                answered = isinstance(exc.__cause__, Exception)
+                if trial is not None or isinstance(exc, _NOT_ABOUT_TEMPLATES) or not answered:
+                    raise
+                trial = self._trial_after_refusal(session, algorithm, purpose)
+                if trial.outcome == "exact":
+                    raise  # the template was not the reason
+                if trial.outcome == "refused" or not allow_wider:
+                    raise UnsupportedAlgorithm(
+                        _trial_refusal(trial, info.label, purpose, exc.message)
+                    ) from exc
+                spec = replace(
+                    spec,
+                    usage=widened(plan, algorithm.family) or plan,
+                    cka_id=secrets.token_bytes(16),
+                )
+                cka_id = spec.cka_id.hex()
+                generated = session.generate(spec)
         except KeysteadError as exc:
             # The session destroyed whatever the token made under this CKA_ID, unless the
             # token stopped answering: then the CKA_ID is kept for later (``settle``).
@@ -175,7 +222,11 @@ class KeyService:
                     action="key.generate",
                     subject=f"key:{key.id}",
                     outcome=Outcome.SUCCESS,
-                    details={**_key_details(key), "replaces": key.replaces},
+                    details={
+                        **_key_details(key),
+                        "replaces": key.replaces,
+                        **_usage_details(plan, spec.usage, generated.attributes),
+                    },
                 )
                 if replaces is not None:
                     current = self.resolve(replaces.id)
@@ -213,6 +264,40 @@ class KeyService:
             raise
         log.info("generated key %s (%s) on token %s", key.id, algorithm.value, info.serial)
         return key
+
+    def _refuse_in_advance(
+        self, subject: str, algorithm: Algorithm, serial: str, trial: TrialResult, purpose: Purpose
+    ) -> None:
+        """A generation the token's trial says it would not make as asked: denied, recorded,
+        nothing sent to the token."""
+        label = self.tokens.find(serial).label
+        message = _trial_refusal(trial, label, purpose, None)
+        record_alone(
+            self.db,
+            when=self.clock(),
+            operators=(self.operator,),
+            action="key.generate",
+            subject=subject,
+            outcome=Outcome.DENIED,
+            details={
+                "algorithm": algorithm.value,
+                "purpose": purpose.value,
+                "token": serial,
+                "reason": message,
+                "trial": trial.to_json(),
+            },
+        )
+        raise UnsupportedAlgorithm(message)
+
+    def _trial_after_refusal(
+        self, session: TokenSession, algorithm: Algorithm, purpose: Purpose
+    ) -> TrialResult:
+        """Find out why the exact template was refused, and keep the answer."""
+        trial = session.generation_trial(algorithm, purpose)
+        with self.db.transaction():
+            remember_trial(self.db, session.info.serial, trial)
+        log.warning("generation trial on %s: %s", session.info.serial, trial.to_json())
+        return trial
 
     def _record_failure(
         self,
@@ -409,6 +494,44 @@ def _unreconciled(key: KeyRecord, present: set[str]) -> Presence:
     if key.state in DESTROYED_STATES:
         return Presence.DESTROYED
     return Presence.UNCHECKED if key.token_serial in present else Presence.ABSENT
+
+
+# Failures that say nothing about the template: the token is gone or not logged in.
+_NOT_ABOUT_TEMPLATES = (TokenRemoved, TokenNotLoggedIn, TokenNotPresent)
+
+
+def _trial_refusal(trial: TrialResult, label: str, purpose: Purpose, error: str | None) -> str:
+    """Why nothing was generated, in the words the CLI and GUI show."""
+    first = f"{error} " if error else ""
+    if trial.outcome == "wider":
+        return (
+            f"{first}Token '{label}' makes {trial.algorithm} keys only with "
+            f"{' and '.join(trial.extra)} as well: a {purpose.value} key would gain that usage. "
+            "Nothing was generated. To accept it, generate again with --allow-wider-usage "
+            "(in the window: 'Accept the wider usage'); the decision is recorded."
+        )
+    return (
+        f"{first}Token '{label}' cannot generate {trial.algorithm} keys for {purpose.value} "
+        f"({trial.reason}). Nothing was generated; choose another algorithm or token."
+    )
+
+
+def _usage_details(
+    wanted: UsagePlan, granted: UsagePlan, attributes: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """What the audit entry says about usage: the flags the token holds, and any usage beyond
+    the purpose's that the officer accepted."""
+    held = {
+        cls: sorted(name for name, value in attrs.items() if name in _USAGE_NAMES and value)
+        for cls, attrs in attributes.items()
+    }
+    extra = extra_usages(wanted, granted)
+    if not extra:
+        return {"token_usage": held}
+    return {"token_usage": held, "wider_usage_accepted": list(extra)}
+
+
+_USAGE_NAMES = {u.value for u in Usage}
 
 
 def _key_class(key: KeyRecord) -> str:

@@ -38,6 +38,7 @@ from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
 from app.services.policy import CryptoperiodPolicy
+from app.services.token_inspect import remember_enforcement, usage_enforcement
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.events import StoredEvent, list_events
@@ -319,7 +320,19 @@ class LifecycleService:
         if session is None:
             return TokenSync.PENDING
         private, public = usage_in_state(key.algorithm, key.purpose, key.state)
-        return TokenSync.OK if session.set_usage(key.cka_id, private, public) else TokenSync.REFUSED
+        if not session.set_usage(key.cka_id, private, public):
+            return TokenSync.REFUSED
+        return TokenSync.OK if self._enforces(session) else TokenSync.RECORDED
+
+    def _enforces(self, session: TokenSession) -> bool:
+        """Whether this token was seen refusing an operation whose usage flag was cleared
+        (its capability probe, or a trial run now once and kept)."""
+        tried, enforced = usage_enforcement(self.db, session.info.serial)
+        if not tried:
+            found = session.usage_enforced()
+            remember_enforcement(self.db, session.info.serial, found.enforced, found.note)
+            enforced = found.enforced
+        return enforced is True
 
     def _put_back(self, session: TokenSession | None, before: KeyRecord) -> None:
         if session is None:
@@ -349,7 +362,11 @@ class LifecycleService:
                     action="key.token-sync",
                     subject=f"key:{key.id}",
                     outcome=Outcome.SUCCESS,
-                    details={"state": key.state.value, "token_sync": synced.token_sync.value},
+                    details={
+                        "state": key.state.value,
+                        "token_sync": synced.token_sync.value,
+                        "token_sync_text": synced.token_sync.title,
+                    },
                 )
             done += 1
         return done
@@ -529,6 +546,7 @@ def _transition_details(before: KeyRecord, after: KeyRecord, reason: str) -> dic
         "to": after.state.value,
         "reason": reason,
         "token_sync": after.token_sync.value,
+        "token_sync_text": after.token_sync.title,
     }
     for field in ("activation_date", "deactivation_date", "compromise_date"):
         if getattr(before, field) != getattr(after, field):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from app.domain.algorithms import Algorithm, Family
+from app.domain.algorithms import Algorithm, Family, Purpose
 from app.errors import KeysteadError
 from app.hsm.capabilities import Capabilities, probe
 from app.hsm.errors import pkcs11_errors
@@ -22,6 +22,7 @@ from app.hsm.mechanisms import MechanismRow, mechanism_table
 from app.hsm.module import ModuleInfo, TokenInfo
 from app.hsm.p11kit import RegisteredModule, registered_modules
 from app.hsm.tokeninfo import TokenDetails, token_details
+from app.hsm.trials import TrialResult
 from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService, TokenStatus
 from app.storage.database import Database
@@ -30,6 +31,10 @@ from app.storage.repository import SettingsRepository, utc_text
 log = logging.getLogger(__name__)
 
 _CAPABILITIES_KEY = "capabilities:"
+# Generation trials run after a refused generation (JSON: {"ALG/purpose": TrialResult json}).
+_TRIALS_KEY = "generation-trials:"
+# An enforcement trial run at a state change (JSON {"enforced": bool|null, "note": str}).
+_ENFORCEMENT_KEY = "usage-enforcement:"
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class TokenInspector:
         document = {"capabilities": found.to_json(), "probed_at": utc_text(self.clock())}
         with self.db.transaction():
             self.settings.put(_CAPABILITIES_KEY + info.serial, json.dumps(document))
+            self.settings.put(_TRIALS_KEY + info.serial, "{}")  # the probe measured afresh
+            self.settings.put(_ENFORCEMENT_KEY + info.serial, "")
         return found
 
     def _count_objects(self, info: TokenInfo) -> int | None:
@@ -160,6 +167,69 @@ def stored_capabilities(db: Database, serial: str) -> tuple[Capabilities | None,
     except (ValueError, KeyError, TypeError):
         log.warning("stored capabilities of %s unreadable; probe again", serial)
         return None, None
+
+
+def _stored_trials(db: Database, serial: str) -> dict[str, TrialResult]:
+    raw = SettingsRepository(db).get(_TRIALS_KEY + serial)
+    try:
+        document = json.loads(raw) if raw else {}
+        return {key: TrialResult.from_json(key, value) for key, value in document.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("stored generation trials of %s unreadable; they will be tried again", serial)
+        return {}
+
+
+def known_trial(
+    db: Database, serial: str, algorithm: Algorithm, purpose: Purpose
+) -> TrialResult | None:
+    """What the token answered when a key of ``algorithm``'s family was generated for
+    ``purpose`` in a trial (the capability probe's, or one run after a refused generation);
+    the same algorithm's answer first. None when it was never tried."""
+    capabilities, _when = stored_capabilities(db, serial)
+    answers = list(capabilities.generation) if capabilities else []
+    answers += list(_stored_trials(db, serial).values())
+    same_purpose = [t for t in answers if t.purpose == purpose.value]
+    for trial in reversed(same_purpose):
+        if trial.algorithm == algorithm.value:
+            return trial
+    for trial in reversed(same_purpose):
+        try:
+            if Algorithm(trial.algorithm).family is algorithm.family:
+                return trial
+        except ValueError:
+            continue
+    return None
+
+
+def usage_enforcement(db: Database, serial: str) -> tuple[bool, bool | None]:
+    """(tried, enforced): enforced is True when the token was seen refusing to sign with
+    CKA_SIGN cleared, False when it signed anyway, None when it could not be tried."""
+    capabilities, _when = stored_capabilities(db, serial)
+    if capabilities is not None and capabilities.enforces_usage is not None:
+        return True, capabilities.enforces_usage
+    raw = SettingsRepository(db).get(_ENFORCEMENT_KEY + serial)
+    if not raw:
+        return False, None
+    try:
+        value = json.loads(raw).get("enforced")
+    except (ValueError, AttributeError):
+        return False, None
+    return True, value if isinstance(value, bool) else None
+
+
+def remember_enforcement(db: Database, serial: str, enforced: bool | None, note: str) -> None:
+    """Keep an enforcement trial's answer; call inside a transaction (an unknown answer is
+    kept too, so the trial is not repeated at every change)."""
+    document = {"enforced": enforced, "note": note}
+    SettingsRepository(db).put(_ENFORCEMENT_KEY + serial, json.dumps(document))
+
+
+def remember_trial(db: Database, serial: str, trial: TrialResult) -> None:
+    """Keep a trial's answer for the next generation; call inside a transaction."""
+    trials = _stored_trials(db, serial)
+    trials[trial.key] = trial
+    document = {key: value.to_json() for key, value in trials.items()}
+    SettingsRepository(db).put(_TRIALS_KEY + serial, json.dumps(document))
 
 
 def backup_refusal(db: Database, serial: str, label: str, algorithm: Algorithm) -> str | None:

@@ -104,7 +104,12 @@ def test_capabilities_survive_json_and_explain_each_fact(
     caps = probed[0]
     assert Capabilities.from_json(json.loads(json.dumps(caps.to_json()))) == caps
     words = caps.words()
-    assert len(words) == len(caps.wrap_mechanisms) + len(caps.private_key_wrap) + 3
+    # wrap facts, private-key wrap per family, check value, trusted wrapping, EdDSA, usage
+    # enforcement, then one sentence per generation trial
+    assert len(words) == (
+        len(caps.wrap_mechanisms) + len(caps.private_key_wrap) + 4 + len(caps.generation)
+    )
+    assert len(caps.generation) == 5
     text = "\n".join(words)
     for expected in (
         "AES key wrap, RFC 3394 (0x2109): works, matches cryptography's output",
@@ -116,8 +121,15 @@ def test_capabilities_survive_json_and_explain_each_fact(
         "CKA_CHECK_VALUE on generated AES keys: filled in by the token and correct.",
         "CKA_WRAP_WITH_TRUSTED: enforced",
         "Ed25519 generation and EdDSA sign/verify: works",
+        # SoftHSM refuses to sign once CKA_SIGN is cleared, and takes every exact template
+        "Usage flags: enforced by the token (with CKA_SIGN cleared the token refused to sign",
+        "Generating EC-P256 for signing: with exactly the purpose's usage flags; tried with "
+        "session objects.",
+        "Generating AES-256 for encryption: with exactly the purpose's usage flags",
+        "Generating RSA-2048 for encryption: with exactly the purpose's usage flags",
     ):
         assert expected in text
+    assert caps.enforces_usage is True
 
 
 def test_the_probe_says_nothing_about_key_values(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.domain.algorithms import Algorithm, Purpose
+from app.errors import UnsupportedAlgorithm
 from tests.hsm.kit import Station
 from tests.tpm.conftest import TPM_LABEL
 
@@ -16,6 +18,15 @@ pytestmark = pytest.mark.tpm
 
 def test_smoke(station: Station) -> None:
     ws = station.ws
-    caps = station(ws.inspect.capabilities, TPM_LABEL, True)
-    print("\n".join(caps.words()))
-    print(caps.notes)
+    with pytest.raises(UnsupportedAlgorithm) as e:
+        station(ws.keys.generate, TPM_LABEL, Algorithm.EC_P256, "ec1", Purpose.SIGNING)
+    print(e.value)
+    with pytest.raises(UnsupportedAlgorithm) as e:
+        station(ws.keys.generate, TPM_LABEL, Algorithm.EC_P256, "ec1", Purpose.SIGNING)
+    print(e.value)
+    k = station(ws.keys.generate, TPM_LABEL, Algorithm.EC_P256, "ec1", Purpose.SIGNING, allow_wider=True)
+    print(k)
+    print(station.events("key.generate")[-1])
+    with pytest.raises(UnsupportedAlgorithm) as e:
+        station(ws.keys.generate, TPM_LABEL, Algorithm.AES_256, "aes1", Purpose.ENCRYPTION)
+    print(e.value)
