@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--backup-able", action="store_true", help="EXTRACTABLE, so it can be wrapped for backup"
     )
+    gen.add_argument(
+        "--allow-wider-usage",
+        action="store_true",
+        help="accept the extra usage flags a token insists on (e.g. tpm2-pkcs11: sign+decrypt); "
+        "recorded in the audit entry",
+    )
     gen.set_defaults(run=cmd_keys_generate)
     show = keys.add_parser("show", help="one key with its live token attributes")
     show.add_argument("key", help="uuid or name")
@@ -555,7 +561,14 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
         _login_audit_token(ws, required=False)
         _login(ws, args.token)
         return output.key_dict(
-            ws.keys.generate(args.token, args.algorithm, args.name, args.purpose, args.backup_able)
+            ws.keys.generate(
+                args.token,
+                args.algorithm,
+                args.name,
+                args.purpose,
+                args.backup_able,
+                allow_wider=args.allow_wider_usage,
+            )
         )
 
     row = _with_workstation(args, body)

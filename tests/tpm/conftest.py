@@ -93,6 +93,34 @@ def use_tpm(tpm: SwTpm) -> Iterator[SwTpm]:
 
 
 @pytest.fixture
+def own_tpm(use_tpm: SwTpm, tpm_bus: Bus, tmp_path: Path) -> Iterator[SwTpm]:
+    """A second simulated TPM for this test only, with token ``tpm1`` (same PINs), made the
+    one tpm2-pkcs11 reaches; stopped afterwards and the shared TPM's environment put back
+    (by ``use_tpm``). For tests that kill the device or add tokens."""
+    device = SwTpm(tmp_path / "own", tpm_bus, f"own{os.getpid()}{id(tmp_path) % 100000}")
+    device.root.mkdir()
+    device.start()
+    try:
+        os.environ.update(device.env)
+        core = CoreExecutor()
+        try:
+
+            def setup() -> None:
+                module = Pkcs11Module(MODULE)
+                try:
+                    _init_token(module, blank_slot(module), TPM_LABEL)
+                finally:
+                    module.close()
+
+            core.call(setup)
+        finally:
+            core.shutdown()
+        yield device
+    finally:
+        device.stop()
+
+
+@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
@@ -104,6 +132,16 @@ def home(tmp_path: Path) -> Home:
 
 @pytest.fixture
 def station(use_tpm: SwTpm, home: Home, core: CoreExecutor, clock: Clock) -> Iterator[Station]:
+    yield from _station(home, core, clock)
+
+
+@pytest.fixture
+def own_station(own_tpm: SwTpm, home: Home, core: CoreExecutor, clock: Clock) -> Iterator[Station]:
+    """``station`` on this test's own TPM (``own_tpm``)."""
+    yield from _station(home, core, clock)
+
+
+def _station(home: Home, core: CoreExecutor, clock: Clock) -> Iterator[Station]:
     """A new workstation: the embedded SoftHSM token (the audit token) logged in, and the TPM
     module added and ``tpm1`` logged in. Locked after the test."""
     station = Station(home, core, clock)

@@ -75,8 +75,7 @@ class Bus:
 
     def start(self) -> Bus:
         self.process = subprocess.Popen(
-            [program("dbus-daemon") or "dbus-daemon", "--session", "--nofork",
-             "--print-address=1"],
+            [program("dbus-daemon") or "dbus-daemon", "--session", "--nofork", "--print-address=1"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             cwd=self.root,
@@ -126,10 +125,14 @@ class SwTpm:
                     program("swtpm") or "swtpm",
                     "socket",
                     "--tpm2",
-                    "--tpmstate", f"dir={self.state}",
-                    "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
-                    "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
-                    "--flags", "not-need-init,startup-clear",
+                    "--tpmstate",
+                    f"dir={self.state}",
+                    "--server",
+                    f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+                    "--ctrl",
+                    f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
+                    "--flags",
+                    "not-need-init,startup-clear",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -196,3 +199,19 @@ class SwTpm:
     def stop(self) -> None:
         _stop(self.abrmd)
         _stop(self.swtpm)
+
+
+def tpm_tool(device: SwTpm, *args: str, pin: str | None = None) -> str:
+    """pkcs11-tool on tpm2-pkcs11 (this TPM and its store), the independent PKCS#11 client."""
+    login = ["--login", "--pin", pin] if pin is not None else []
+    result = subprocess.run(
+        ["pkcs11-tool", "--module", MODULE, *login, *args],
+        env={"PATH": "/usr/bin:/bin", **device.env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"pkcs11-tool {args} failed: {result.stderr}")
+    return result.stdout

@@ -33,6 +33,7 @@ class GenerateRequest:
     purpose: Purpose
     name: str
     backup_able: bool
+    allow_wider: bool = False
 
 
 def _flags(usages: frozenset[object]) -> str:
@@ -69,11 +70,17 @@ class GenerateKeyDialog(QDialog):
         self.name.setMaxLength(MAX_NAME_LENGTH)
         self.name.setPlaceholderText("unique, e.g. payments-kek-2026")
         self.backup = QCheckBox("Must be backed up (EXTRACTABLE)", self)
+        self.wider = QCheckBox("Accept the wider usage the token insists on (recorded)", self)
+        self.wider.setToolTip(
+            "Some tokens (tpm2-pkcs11) make key pairs only with both sign and decrypt. Keystead "
+            "refuses such a key unless this is ticked; the extra usage is then recorded."
+        )
         form.addRow("Token:", self.token)
         form.addRow("Algorithm:", self.algorithm)
         form.addRow("Purpose:", self.purpose)
         form.addRow("Name:", self.name)
         form.addRow("Backup:", self.backup)
+        form.addRow("Usage:", self.wider)
         layout.addLayout(form)
         self.preview = QLabel(self)
         self.preview.setObjectName("preview")
@@ -132,6 +139,7 @@ class GenerateKeyDialog(QDialog):
             purpose=self.purpose.currentData(),
             name=validate_name(self.name.text()),
             backup_able=self.backup.isChecked(),
+            allow_wider=self.wider.isChecked(),
         )
 
     def _submit(self) -> None:
@@ -149,7 +157,14 @@ class GenerateKeyDialog(QDialog):
             super().reject()
 
     def set_busy(self, busy: bool) -> None:
-        for widget in (self.token, self.algorithm, self.purpose, self.name, self.backup):
+        for widget in (
+            self.token,
+            self.algorithm,
+            self.purpose,
+            self.name,
+            self.backup,
+            self.wider,
+        ):
             widget.setEnabled(not busy)
         self.generate_button.setEnabled(not busy)
         self.progress.setVisible(busy)

@@ -354,6 +354,7 @@ class InventoryPage(QWidget):
                 request.name,
                 request.purpose,
                 request.backup_able,
+                allow_wider=request.allow_wider,
             ),
             done,
             lambda error: dialog.failed(message(error)),
