@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from app.errors import (
     ValidationError,
     WrongPin,
 )
-from app.hsm.errors import pkcs11_errors
+from app.hsm.errors import ckr_name, pkcs11_errors
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +145,14 @@ class Pkcs11Module:
             raise ModuleLoadError(
                 f"No PKCS#11 module at {path}. Check the path, or install the token's driver."
             )
-        try:
-            self._lib = _load_library(path)
-        except px.PKCS11Error as exc:
-            raise ModuleLoadError(
-                f"{path} could not be loaded as a PKCS#11 module ({exc}). Choose the token "
-                "vendor's PKCS#11 library (a .so file exporting C_GetFunctionList)."
-            ) from exc
+        error: px.PKCS11Error | None = None
+        with _ModuleOutput() as said:
+            try:
+                self._lib = _load_library(path)
+            except px.PKCS11Error as exc:
+                error = exc
+        if error is not None:
+            raise _load_error(path, error, said.text) from error
         log.info("loaded PKCS#11 module %s", path)
 
     @property
@@ -324,6 +328,63 @@ class Pkcs11Module:
                 self._lib.finalize()
         except px.PKCS11Error:
             log.warning("C_Finalize failed for %s", self.path)
+
+
+def _load_error(path: str, exc: px.PKCS11Error, said: str) -> ModuleLoadError:
+    """Why a module did not start, in words that point at the real cause."""
+    if type(exc) is px.PKCS11Error:  # python-pkcs11's own: dlopen or C_GetFunctionList failed
+        return ModuleLoadError(
+            f"{path} could not be loaded as a PKCS#11 module ({exc}). Choose the token "
+            "vendor's PKCS#11 library (a .so file exporting C_GetFunctionList)."
+        )
+    own = f" The module said: {said}." if said else " The module said nothing more."
+    return ModuleLoadError(
+        f"{path} is a PKCS#11 module, but it failed to start (C_Initialize answered "
+        f"{ckr_name(exc)}).{own} Its device, daemon or configuration is missing or "
+        "unreachable (for tpm2-pkcs11: the TPM, its resource manager and TPM2_PKCS11_TCTI); "
+        "start or connect it, then add the module again."
+    )
+
+
+class _ModuleOutput:
+    """Collect what a module writes to standard error (file descriptor 2) while it starts:
+    modules such as tpm2-pkcs11 explain a failed C_Initialize only there. The text is kept
+    printable and short; nothing a module prints at start-up is secret."""
+
+    _LIMIT = 600
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._saved: int | None = None
+        self._file: Any = None
+
+    def __enter__(self) -> _ModuleOutput:
+        try:
+            self._file = tempfile.TemporaryFile()
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except OSError:
+            self._saved = None  # no capture: the load goes on without it
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._saved is None:
+            return
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        raw = self._file.read(64 * 1024)
+        self._file.close()
+        lines = [
+            "".join(c if c.isprintable() else "?" for c in line).strip()
+            for line in raw.decode("utf-8", "replace").splitlines()
+        ]
+        meaningful = [line for line in lines if line and "WARNING" not in line[:12]]
+        text = " | ".join(meaningful[:5]).rstrip(".")
+        self.text = text if len(text) <= self._LIMIT else "…" + text[-self._LIMIT :]
+        if raw:
+            os.write(2, raw)  # still shown where it would have been
 
 
 # One python-pkcs11 library object per module path for the life of the process. Unloading

@@ -37,7 +37,7 @@ from app.errors import (
     TokenRemoved,
     UnsupportedAlgorithm,
 )
-from app.hsm.errors import pkcs11_errors, translate, unmapped_code
+from app.hsm.errors import describe, pkcs11_errors, translate, unmapped_code
 from app.hsm.module import USER_STATES, Pkcs11Module, TokenInfo
 from app.hsm.templates import (
     CURVE_PARAMS,
@@ -367,6 +367,25 @@ class TokenSession:
             raise TokenRemoved(
                 f"Token '{self.info.label}' stopped answering (removed?). Nothing was changed; "
                 "re-insert it and log in again."
+            ) from exc
+        self.reaches_device()
+
+    def reaches_device(self) -> None:
+        """Raise TokenRemoved unless a call that needs the device itself works: C_GenerateRandom
+        on this session. tpm2-pkcs11 answers C_GetSlotList, C_GetTokenInfo, object searches
+        and attribute changes from its own store after the TPM is gone; this call fails then
+        (measured: CKR_GENERAL_ERROR, "tcti:IO failure"). A token without a random number
+        generator, or a stale session handle (reopened by ``recovering``), proves nothing."""
+        try:
+            self._session.generate_random(64)
+        except (px.RandomNoRNG, px.FunctionNotSupported, *_HANDLE_STALE):
+            return
+        except px.PKCS11Error as exc:
+            self.lost = True
+            raise TokenRemoved(
+                f"Token '{self.info.label}' stopped answering: its module still lists it, but a "
+                f"call that reaches the device failed ({describe(exc)}). Nothing was changed; "
+                "reconnect the device and log in again."
             ) from exc
 
     def close(self) -> None:

@@ -312,7 +312,8 @@ class LifecycleService:
     def _session(self, key: KeyRecord) -> TokenSession | None:
         for session in self.tokens.logged_in():
             if session.info.serial == key.token_serial:
-                return session
+                # A module may answer from its own store after the device is gone.
+                return session if self.tokens.alive(session) else None
         return None
 
     def _reflect(self, session: TokenSession | None, key: KeyRecord) -> TokenSync:

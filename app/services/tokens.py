@@ -17,6 +17,7 @@ from app.errors import (
     PinLocked,
     TokenNotLoggedIn,
     TokenNotPresent,
+    TokenRemoved,
     ValidationError,
     WrongPin,
 )
@@ -179,6 +180,8 @@ class TokenService:
                 changed = True
             elif serial in twins:
                 self._lost(serial, "another present token answers to the same identity")
+                changed = True
+            elif not self.alive(session):
                 changed = True
             elif session.lost:
                 self._lost(serial, "the token forgot the login")
@@ -412,7 +415,22 @@ class TokenService:
             session = None
         if session is None:
             raise TokenNotLoggedIn(f"Log in to token '{info.label}' first.")
+        try:
+            session.reaches_device()
+        except TokenRemoved:
+            self._lost(info.serial, "the token stopped answering (its device is gone)")
+            raise
         return session
+
+    def alive(self, session: TokenSession) -> bool:
+        """True if a call reaching the token's device works on ``session``; otherwise the
+        session ends and that is recorded (``token.session-lost``)."""
+        try:
+            session.reaches_device()
+        except TokenRemoved:
+            self._lost(session.info.serial, "the token stopped answering (its device is gone)")
+            return False
+        return True
 
     def logged_in(self) -> list[TokenSession]:
         return list(self._sessions.values())
