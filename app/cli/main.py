@@ -24,7 +24,12 @@ from app.paths import Home, resolve_home
 from app.services.audit_log import AuditFilter
 from app.services.executor import CoreExecutor
 from app.services.prompter import SecretKind
-from app.services.workstation import SoftTokenRequest, Workstation, harden_process
+from app.services.workstation import (
+    AuditTokenChoice,
+    SoftTokenRequest,
+    Workstation,
+    harden_process,
+)
 
 log = logging.getLogger("keystead")
 
@@ -51,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="create the workstation and its first security officer")
     init.add_argument("--operator", dest="init_operator", required=True)
     init.add_argument("--soft-token", metavar="LABEL", help="also create an embedded SoftHSM token")
+    init.add_argument(
+        "--audit-token",
+        metavar="TOKEN",
+        help="a present token (label or serial) to hold the audit keys instead; needs --module",
+    )
+    init.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a PKCS#11 library to add (repeatable); the --audit-token is looked for there",
+    )
     init.set_defaults(run=cmd_init)
 
     tokens = sub.add_parser("tokens", help="tokens present").add_subparsers(
@@ -269,7 +286,19 @@ def cmd_init(args: argparse.Namespace) -> int:
             SecretKind.USER_PIN, f"New user PIN for token '{args.soft_token}'", confirm=True
         )
         soft = SoftTokenRequest(args.soft_token, so_pin, pin)
-    ws = Workstation.initialize(args.home_dir, operator, passphrase, passphrase, soft)
+    audit: AuditTokenChoice | None = None
+    if args.audit_token:
+        if soft is not None:
+            raise ValidationError("Give --soft-token or --audit-token, not both.")
+        audit_pin = require_secret(
+            SecretKind.AUDIT_PIN, f"User PIN for token '{args.audit_token}' (audit token)"
+        )
+        audit = AuditTokenChoice(args.audit_token, audit_pin, tuple(args.module))
+    elif args.module:
+        raise ValidationError("--module is for the --audit-token's library; add others later.")
+    ws = Workstation.initialize(
+        args.home_dir, operator, passphrase, passphrase, soft, audit_token=audit
+    )
     try:
         result: dict[str, Any] = {
             "home": str(ws.home.root),
@@ -725,6 +754,11 @@ def _login_audit_token(ws: Workstation, required: bool) -> None:
     serial = ws.audit.token_serial
     if serial and any(t.serial == serial for t in ws.tokens.present()):
         _login(ws, serial, optional=not required, kind=SecretKind.AUDIT_PIN)
+    elif required and serial is None:
+        raise TokenNotPresent(
+            "This workstation has no audit token yet: log in to a token that can hold the "
+            "audit keys, or create the embedded one (keystead tokens create-soft --label L)."
+        )
     elif required:
         raise TokenNotPresent("The workstation's audit token is not present. Insert it.")
 

@@ -920,6 +920,25 @@ class TokenSession:
 
 _KEY_PARTS = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY)
 
+# What holding the audit keys takes (``ensure_audit_keys``): a generic secret for SHA256-HMAC and
+# an EC P-256 pair for ECDSA checkpoints, stored as token objects beside CKO_DATA checkpoints.
+AUDIT_MECHANISMS = ("GENERIC_SECRET_KEY_GEN", "SHA256_HMAC", "EC_KEY_PAIR_GEN", "ECDSA")
+
+
+def audit_keys_refusal(module: Pkcs11Module, info: TokenInfo) -> str | None:
+    """Why ``info`` cannot hold the workstation's audit keys, going by its mechanism list
+    (None when it lists everything they need). tpm2-pkcs11 1.9 lists no
+    GENERIC_SECRET_KEY_GEN (it generates no secret keys at all)."""
+    listed = module.mechanisms(info.serial)
+    missing = [m for m in AUDIT_MECHANISMS if m not in listed]
+    if not missing:
+        return None
+    return (
+        f"Token '{info.label}' cannot hold the audit keys: it does not offer "
+        f"{', '.join(missing)} (the audit log needs an HMAC secret key and an EC P-256 "
+        "signing key on its token)"
+    )
+
 
 def _key_part_last(obj: Any) -> int:
     return 1 if getattr(obj, "object_class", None) in _KEY_PARTS else 0

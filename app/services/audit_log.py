@@ -1,9 +1,10 @@
 """The workstation's audit log: its token, sealing, signed checkpoints, verification, export.
 
-The audit token is the token that holds the workstation's audit keys (the embedded token
-created at initialisation, or the first token logged in to). While it is logged in every new
-entry carries its HMAC; checkpoints are signed by its key and kept on it as data objects,
-outside the database, so a rolled-back or truncated database file shows.
+The audit token is the token that holds the workstation's audit keys: the one chosen at
+initialisation (the embedded token created then, or a present token named with
+``AuditTokenChoice``), else the first token logged in to that can hold them. While it is
+logged in every new entry carries its HMAC; checkpoints are signed by its key and kept on it
+as data objects, outside the database, so a rolled-back or truncated database file shows.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.domain.audit import AuditEntry, Checkpoint, Report, verify_chain
 from app.errors import AuditIntegrityError, DatabaseRolledBack, ValidationError
-from app.hsm.session import TokenSession
+from app.hsm.session import TokenSession, audit_keys_refusal
 from app.services.audit import Outcome, record
 from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService
@@ -132,6 +133,10 @@ class AuditLog:
         """Login hook: designate the first token, check checkpoints, start sealing."""
         session = next(s for s in self.tokens.logged_in() if s.info.serial == serial)
         if self.token_serial is None:
+            refusal = audit_keys_refusal(session.module, session.info)
+            if refusal is not None:
+                log.warning("%s; it is not made the audit token", refusal)
+                return
             self._designate(session)
         if serial != self.token_serial:
             return

@@ -16,7 +16,17 @@ from datetime import UTC, datetime
 
 from app.domain.names import validate_name, validate_new_passphrase
 from app.domain.pins import check_new_pins
-from app.errors import KeysteadError, ValidationError, WorkstationExists
+from app.errors import (
+    AmbiguousToken,
+    KeysteadError,
+    TokenError,
+    TokenNotPresent,
+    UnsupportedAlgorithm,
+    ValidationError,
+    WorkstationExists,
+)
+from app.hsm.module import Pkcs11Module, TokenInfo
+from app.hsm.session import audit_keys_refusal
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
 from app.services.airgap import AirGapGuard
@@ -59,6 +69,58 @@ class SoftTokenRequest:
     label: str
     so_pin: str
     user_pin: str
+
+
+@dataclass(frozen=True)
+class AuditTokenChoice:
+    """A present token to hold the audit keys, reached through ``modules`` (library paths,
+    added to the workstation), and its user PIN."""
+
+    token: str  # label or serial
+    pin: str
+    modules: tuple[str, ...] = ()
+
+
+def _check_audit_choice(choice: AuditTokenChoice) -> None:
+    """Refuse a chosen audit token before anything exists: absent, ambiguous, or unable to
+    hold the audit keys. Loads the named modules and finalises them again."""
+    if not choice.modules:
+        raise ValidationError(
+            "Name the module of the chosen audit token (its PKCS#11 library), or create the "
+            "embedded token for audit instead."
+        )
+    found: list[tuple[Pkcs11Module, TokenInfo]] = []
+    loaded: list[Pkcs11Module] = []
+    try:
+        for path in choice.modules:
+            module = Pkcs11Module(path)
+            loaded.append(module)
+            found += [
+                (module, t)
+                for t in module.tokens()
+                if choice.token in (t.serial, t.label, t.reported_serial)
+            ]
+        if not found:
+            raise TokenNotPresent(
+                f"No token labelled or numbered '{choice.token}' is present in "
+                f"{', '.join(choice.modules)}. Nothing was created."
+            )
+        if len(found) > 1:
+            raise AmbiguousToken(
+                f"{len(found)} present tokens answer to '{choice.token}'; name one by its "
+                "label or identity. Nothing was created."
+            )
+        module, info = found[0]
+        refusal = audit_keys_refusal(module, info)
+        if refusal is not None:
+            raise UnsupportedAlgorithm(
+                f"{refusal}. Nothing was created. Use the embedded token for audit "
+                f"(--soft-token LABEL) and keep your keys on '{info.label}': a common "
+                "arrangement."
+            )
+    finally:
+        for module in loaded:
+            module.close()
 
 
 def _check_soft_token(request: SoftTokenRequest) -> None:
@@ -113,13 +175,27 @@ class Workstation:
         soft_token: SoftTokenRequest | None = None,
         cost: KdfCost | None = None,
         clock: Callable[[], datetime] = utc_now,
+        audit_token: AuditTokenChoice | None = None,
     ) -> Workstation:
-        """Create the database and the first security officer; optionally an embedded token."""
+        """Create the database and the first security officer; optionally an embedded token,
+        or a present token chosen to hold the audit keys (``audit_token``; its modules are
+        added). Every refusal comes before anything exists."""
         assert_core_thread()
         operator = validate_name(operator, "Operator name")
         validate_new_passphrase(passphrase, confirmation)
+        if soft_token is not None and audit_token is not None:
+            raise ValidationError(
+                "Either create the embedded token for audit or choose a present token, not both."
+            )
         if soft_token is not None:  # refused before anything exists, not half-way
             _check_soft_token(soft_token)
+        if audit_token is not None and home.exists():
+            raise WorkstationExists(
+                f"A workstation already exists in {home.root}; unlock it instead. "
+                "Nothing was changed."
+            )
+        if audit_token is not None:
+            _check_audit_choice(audit_token)
         if home.exists():
             raise WorkstationExists(
                 f"A workstation already exists in {home.root}; unlock it instead. "
@@ -140,6 +216,9 @@ class Workstation:
                 softhsm = find_softhsm_module()
                 if softhsm:
                     settings.add_module(softhsm, True, now)
+                chosen_modules = audit_token.modules if audit_token else ()
+                for path in chosen_modules:
+                    settings.add_module(path, False, now)
                 record(
                     db,
                     when=now,
@@ -151,6 +230,7 @@ class Workstation:
                         "operator": operator,
                         "role": ROLE_SECURITY_OFFICER,
                         "embedded_module": softhsm or "",
+                        **({"modules": list(chosen_modules)} if chosen_modules else {}),
                     },
                 )
             slots.save()
@@ -168,6 +248,10 @@ class Workstation:
                 )
                 # Logging in designates the new token as the audit token and creates its keys.
                 workstation.tokens.login(created.serial, soft_token.user_pin)
+            if audit_token is not None:
+                workstation.tokens.login(audit_token.token, audit_token.pin)
+                if workstation.audit.token_serial is None:
+                    raise TokenError("The chosen token did not take the audit keys.")
         except BaseException:
             with contextlib.suppress(KeysteadError):
                 workstation.lock()  # no open database or initialised module left behind
