@@ -87,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--confirm", metavar="LABEL", help="the current label, typed again (asked if missing)"
     )
     init_token.set_defaults(run=cmd_tokens_init)
+    tokens.add_parser("blank", help="blank (uninitialised) slots of every module").set_defaults(
+        run=cmd_tokens_blank
+    )
+    init_blank = tokens.add_parser(
+        "init-blank", help="initialise a blank slot of any module (new SO and user PIN)"
+    )
+    init_blank.add_argument("--module", required=True, help="the module's library path")
+    init_blank.add_argument("--slot", required=True, type=int, help="slot id from `tokens blank`")
+    init_blank.add_argument("--label", required=True, help="the new token's label")
+    init_blank.add_argument(
+        "--confirm", metavar="LABEL", help="the new label, typed again (asked if missing)"
+    )
+    init_blank.set_defaults(run=cmd_tokens_init_blank)
     for name, helptext in (
         ("init-pin", "set or reset the user PIN as security officer (unblocks it)"),
         ("change-pin", "change the user PIN"),
@@ -253,8 +266,9 @@ def _login_all_optional(ws: Workstation) -> None:
     token is offered (Enter skips it); for automation ``KEYSTEAD_PIN`` is the audit token's
     PIN and is tried on that token only, so it never counts wrong PINs against the others."""
     if interactive() and os.environ.get(ENV_PIN) is None:
-        for info in ws.tokens.present():
-            _login(ws, info.serial, optional=True)
+        for status in ws.tokens.statuses():
+            if not status.ambiguous:
+                _login(ws, status.info.serial, optional=True)
         return
     serial = ws.audit.token_serial
     if os.environ.get(ENV_PIN) and serial and serial in {t.serial for t in ws.tokens.present()}:
@@ -321,6 +335,9 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
         _login_all_optional(ws)
         rows = []
         for status in ws.tokens.statuses():
+            if status.ambiguous:  # listed, never acted on: it cannot be told from another
+                rows.append({**output.token_dict(status), "objects": None})
+                continue
             view = ws.inspect.view(status.info.serial)
             rows.append({**output.token_dict(status), "objects": view.objects})
         return rows
@@ -332,6 +349,8 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
         for row in rows:
             row["flags_text"] = ", ".join(row["flags"])
             row["login"] = "logged in" if row["logged_in"] else "-"
+            if row["ambiguous"]:
+                row["login"] = "AMBIGUOUS: another token has this identity"
             row["objects_text"] = "?" if row["objects"] is None else row["objects"]
         output.print_table(
             rows,
@@ -392,6 +411,57 @@ def cmd_tokens_init(args: argparse.Namespace) -> int:
             f"Token {created.serial} initialised as '{created.label}'. Set its user PIN next: "
             f"keystead tokens init-pin {created.serial}"
         )
+    return 0
+
+
+def cmd_tokens_blank(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> list[dict[str, Any]]:
+        return [
+            {
+                "module": t.module_path,
+                "slot": t.slot_id,
+                "slot_description": t.slot_description,
+                "manufacturer": t.manufacturer,
+                "model": t.model,
+            }
+            for t in ws.tokens.blank_slots()
+        ]
+
+    rows = _with_workstation(args, body)
+    if args.json:
+        output.print_json(rows)
+    elif not rows:
+        print("No module offers a blank slot.")
+    else:
+        for row in rows:
+            print(
+                f"{row['module']} slot {row['slot']}: blank "
+                f"({row['manufacturer']} {row['model']})"
+            )
+    return 0
+
+
+def cmd_tokens_init_blank(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> Any:
+        _login_audit_token(ws, required=False)  # so the change is sealed
+        confirm = args.confirm
+        if confirm is None:
+            if not interactive():
+                raise ValidationError(f"Confirm with --confirm '{args.label}' (the new label).")
+            confirm = input(f"Type the new label '{args.label}' again to initialise the slot: ")
+        so_pin = require_secret(
+            SecretKind.NEW_SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
+        )
+        pin = require_secret(
+            SecretKind.NEW_USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
+        )
+        return ws.admin.init_blank(args.module, args.slot, args.label, confirm, so_pin, pin)
+
+    created = _with_workstation(args, body)
+    if args.json:
+        output.print_json({"label": created.label, "serial": created.serial})
+    else:
+        print(f"Slot initialised as token '{created.label}' (identity {created.serial}).")
     return 0
 
 

@@ -112,6 +112,8 @@ def token_dict(status: TokenStatus) -> dict[str, Any]:
         "flags": info.flag_words,
         "logged_in": status.logged_in,
         "pin_failures": status.pin_failures,
+        "reported_serial": info.reported_serial,
+        "ambiguous": status.ambiguous,
     }
 
 

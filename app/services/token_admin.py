@@ -18,7 +18,9 @@ from app.domain.keys import KeyRecord, KeyState
 from app.errors import (
     KeysteadError,
     PolicyError,
+    TokenError,
     TokenNotLoggedIn,
+    TokenNotPresent,
     ValidationError,
     WrongPin,
 )
@@ -41,13 +43,14 @@ _DEAD = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
 class AdminRequest:
     """One asked-for administration step; what an approval (dual control) will be bound to."""
 
-    action: str  # token.init, token.init-pin, token.change-pin, token.change-so-pin
+    # token.init, token.init-blank, token.init-pin, token.change-pin, token.change-so-pin
+    action: str
     serial: str
     new_label: str | None = None
 
     @property
     def destructive(self) -> bool:
-        return self.action in ("token.init", "token.init-pin")
+        return self.action in ("token.init", "token.init-blank", "token.init-pin")
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,81 @@ class TokenAdmin:
         )
         self.tokens.remember_store()
         return self.tokens.find(info.serial) if self._present(info.serial) else info
+
+    def init_blank(
+        self,
+        module_path: str,
+        slot_id: int,
+        new_label: str,
+        confirm_label: str,
+        so_pin: str,
+        user_pin: str | None = None,
+    ) -> TokenInfo:
+        """C_InitToken on a blank slot of any configured module (through that module's own
+        function list), then C_InitPIN with ``user_pin`` if given. The officer types the new
+        label twice; dual control through ``approve``; recorded like ``init_token``. The slot
+        is looked at again just before: only a slot that is still blank is initialised."""
+        assert_core_thread()
+        slot = next(
+            (
+                t
+                for t in self.tokens.blank_slots()
+                if t.module_path == module_path and t.slot_id == slot_id
+            ),
+            None,
+        )
+        subject = f"{module_path}#slot{slot_id}"
+        request = AdminRequest("token.init-blank", subject, new_label)
+        if slot is None:
+            raise TokenNotPresent(
+                f"Slot {slot_id} of {module_path} holds no blank token (list them with "
+                "`keystead tokens blank`); nothing was initialised."
+            )
+        if confirm_label != new_label:
+            self._denied(request, "confirmation label does not match")
+            raise ValidationError(
+                f"Type the new label '{new_label}' again exactly to confirm; nothing was "
+                "initialised."
+            )
+        if not new_label.strip() or len(new_label.encode("utf-8")) > 32:
+            raise ValidationError("A token label has 1 to 32 bytes.")
+        if any(t.label == new_label for t in self.tokens.present()):
+            raise ValidationError(
+                f"A present token is already labelled '{new_label}'; choose another label so "
+                "the two can be told apart."
+            )
+        self.check_pin(slot, so_pin, "SO PIN")
+        if user_pin is not None:
+            self.check_pin(slot, user_pin, "user PIN")
+        operators = self.approve(request)
+        module = self.tokens.modules[module_path]
+
+        def initialise() -> None:
+            module.init_token(slot_id, so_pin, new_label)
+            if user_pin is not None:
+                made = [t for t in module.tokens() if t.label == new_label]
+                if len(made) != 1:
+                    raise TokenError(f"The module shows {len(made)} tokens labelled {new_label}.")
+                module.init_user_pin(made[0].serial, so_pin, user_pin)
+
+        self._carry_out(
+            request,
+            operators,
+            initialise,
+            {
+                "module": module_path,
+                "slot": slot_id,
+                "slot_description": slot.slot_description,
+                "new_label": new_label,
+                "user_pin_set": user_pin is not None,
+            },
+            so=True,
+        )
+        self.tokens.remember_store()
+        created = self.tokens.find(new_label)
+        with self.db.transaction():
+            self.tokens.tokens.seen(created.serial, created.label, created.model, self.clock())
+        return created
 
     def init_pin(self, ref: str, so_pin: str, new_pin: str) -> None:
         """C_InitPIN as the security officer: set the user PIN, or unblock a locked one."""

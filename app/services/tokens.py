@@ -228,6 +228,15 @@ class TokenService:
             found.extend(module.tokens())
         return found
 
+    def blank_slots(self) -> list[TokenInfo]:
+        """Slots whose token is not initialised, in every loaded module (tpm2-pkcs11 always
+        offers one; SoftHSM one per store)."""
+        assert_core_thread()
+        found: list[TokenInfo] = []
+        for module in self.modules.values():
+            found.extend(t for t in module.tokens(include_uninitialized=True) if not t.initialized)
+        return found
+
     def statuses(self) -> list[TokenStatus]:
         present = self.present()
         twins = ambiguous_identities(present)

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from app.errors import AmbiguousToken, TokenError, ValidationError
-from app.hsm.module import Pkcs11Module
 from tests.hsm.kit import Station
-from tests.tpm.conftest import TPM_LABEL, TPM_PIN, TPM_SO_PIN, blank_slot
+from tests.tpm.conftest import TPM_LABEL, TPM_PIN, TPM_SO_PIN
 from tests.tpm.swtpm import MODULE, SwTpm, tpm_tool
 
 pytestmark = pytest.mark.tpm
@@ -25,14 +24,15 @@ ZEROS = "0000000000000000"
 
 
 def add_tpm2(station: Station) -> None:
-    """Initialise the TPM's blank slot as 'tpm2' with the same PINs (C_InitToken, C_InitPIN)."""
-
-    def init() -> None:
-        module: Pkcs11Module = station.ws.tokens.modules[MODULE]
-        module.init_token(blank_slot(module), TPM_SO_PIN, "tpm2")
-        module.init_user_pin(f"{ZEROS}/tpm2", TPM_SO_PIN, TPM_PIN)
-
-    station(init)
+    """Initialise the TPM's blank slot as 'tpm2' the way an officer does: Keystead's C_InitToken
+    through the module's function list, the new label typed twice, then C_InitPIN."""
+    ws = station.ws
+    blank = [t for t in station(ws.tokens.blank_slots) if t.module_path == MODULE]
+    assert len(blank) == 1
+    created = station(
+        ws.admin.init_blank, MODULE, blank[0].slot_id, "tpm2", "tpm2", TPM_SO_PIN, TPM_PIN
+    )
+    assert created.serial == f"{ZEROS}/tpm2"
 
 
 def test_two_tokens_with_one_serial_are_never_confused(
@@ -112,3 +112,28 @@ def test_tokens_that_cannot_be_told_apart_are_both_refused(
     # With the twin module gone, tpm1 is itself again.
     station(ws.tokens.remove_module, str(twin))
     assert station(ws.tokens.find, TPM_LABEL).serial == identity
+
+
+def test_a_blank_slot_is_initialised_only_as_confirmed(
+    own_station: Station, own_tpm: SwTpm
+) -> None:
+    station = own_station
+    ws = station.ws
+    blank = [t for t in station(ws.tokens.blank_slots) if t.module_path == MODULE]
+    assert len(blank) == 1 and not blank[0].initialized
+    slot = blank[0].slot_id
+    with pytest.raises(ValidationError, match="Type the new label 'tpm3' again"):
+        station(ws.admin.init_blank, MODULE, slot, "tpm3", "tpm", TPM_SO_PIN, TPM_PIN)
+    with pytest.raises(ValidationError, match="already labelled 'tpm1'"):
+        station(ws.admin.init_blank, MODULE, slot, "tpm1", "tpm1", TPM_SO_PIN, TPM_PIN)
+    assert [e.outcome for e in station.events("token.init-blank")] == ["denied"]
+    created = station(ws.admin.init_blank, MODULE, slot, "tpm3", "tpm3", TPM_SO_PIN, TPM_PIN)
+    assert created.label == "tpm3" and created.initialized
+    assert [e.outcome for e in station.events("token.init-blank")] == ["denied", "success"]
+    # The officer's PIN works, and pkcs11-tool sees the new token.
+    station(ws.tokens.login, "tpm3", TPM_PIN)
+    listing = tpm_tool(own_tpm, "-L")
+    assert "tpm3" in listing
+    # The slot is no longer blank: a second try is refused before the module is asked.
+    with pytest.raises(TokenError, match=f"Slot {slot} of .* holds no blank token"):
+        station(ws.admin.init_blank, MODULE, slot, "tpm4", "tpm4", TPM_SO_PIN, TPM_PIN)
