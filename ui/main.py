@@ -71,6 +71,7 @@ class AppController(QObject):
                     request.passphrase,
                     request.passphrase,
                     request.soft_token,
+                    audit_token=request.audit_token,
                 ),
                 created,
                 lambda error: dialog.failed(message(error)),

@@ -195,3 +195,40 @@ def test_generate_without_tokens_says_log_in_first(qtbot):  # type: ignore[no-un
     qtbot.addWidget(dialog)
     assert "Log in to a token first" in dialog.error.text()
     assert not dialog.generate_button.isEnabled()
+
+
+def test_initialize_can_choose_a_present_audit_token_instead(qtbot):  # type: ignore[no-untyped-def]
+    dialog = InitializeDialog("/tmp/x")
+    qtbot.addWidget(dialog)
+    fill_initialize(dialog)
+    assert not dialog.present_box.isEnabled()
+    dialog.use_present.setChecked(True)
+    assert not dialog.create_token.isChecked() and not dialog.token_box.isEnabled()
+    with qtbot.assertNotEmitted(dialog.submitted):
+        dialog.create_button.click()
+    assert "Name the audit token's module" in dialog.error.text()
+    dialog.module_path.setText("/usr/lib/x.so")
+    dialog.present_token.setText("hsm1")
+    dialog.present_pin.setText("246810")
+    with qtbot.waitSignal(dialog.submitted) as signal:
+        dialog.create_button.click()
+    request: InitializeRequest = signal.args[0]
+    assert request.soft_token is None
+    assert request.audit_token is not None
+    assert (request.audit_token.token, request.audit_token.modules) == ("hsm1", ("/usr/lib/x.so",))
+    dialog.create_token.setChecked(True)  # back to the embedded one: the choice is cleared
+    assert not dialog.use_present.isChecked()
+
+
+def test_generate_accepts_wider_usage_only_when_ticked(qtbot):  # type: ignore[no-untyped-def]
+    dialog = GenerateKeyDialog([TOKEN])
+    qtbot.addWidget(dialog)
+    dialog.name.setText("tpm-signer")
+    with qtbot.waitSignal(dialog.submitted) as signal:
+        dialog.generate_button.click()
+    assert signal.args[0].allow_wider is False
+    dialog.failed("Token 'tpm1' makes EC-P256 keys only with DECRYPT and ENCRYPT as well")
+    dialog.wider.setChecked(True)
+    with qtbot.waitSignal(dialog.submitted) as signal:
+        dialog.generate_button.click()
+    assert signal.args[0].allow_wider is True

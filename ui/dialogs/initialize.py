@@ -1,4 +1,6 @@
-"""First start: create the workstation, its first security officer and the embedded token."""
+"""First start: create the workstation, its first security officer, and the token that holds
+the audit keys: the embedded token created now, or a present token (refused before anything is
+created when it cannot hold them)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from PySide6.QtWidgets import (
 from app.domain.names import MIN_PASSPHRASE_LENGTH, validate_name, validate_new_passphrase
 from app.domain.pins import check_new_pins
 from app.errors import KeysteadError, ValidationError
-from app.services.workstation import SoftTokenRequest
+from app.services.workstation import AuditTokenChoice, SoftTokenRequest
 from ui.widgets.form import ErrorLine, heading, hint
 from ui.widgets.secret_field import SecretField
 
@@ -30,6 +32,7 @@ class InitializeRequest:
     operator: str
     passphrase: str
     soft_token: SoftTokenRequest | None
+    audit_token: AuditTokenChoice | None = None
 
 
 class InitializeDialog(QDialog):
@@ -81,7 +84,28 @@ class InitializeDialog(QDialog):
         token_form.addRow("SO PIN:", self.so_pin)
         token_form.addRow("Confirm SO PIN:", self.so_pin_confirm)
         layout.addWidget(self.token_box)
+
+        self.use_present = QCheckBox(
+            "Keep the audit keys on a present token instead (HMAC and EC P-256 needed)", self
+        )
+        layout.addWidget(self.use_present)
+        self.present_box = QGroupBox("Audit token", self)
+        present_form = QFormLayout(self.present_box)
+        self.module_path = QLineEdit(self)
+        self.module_path.setPlaceholderText("the token's PKCS#11 library, e.g. /usr/lib/…/x.so")
+        self.present_token = QLineEdit(self)
+        self.present_token.setPlaceholderText("its label or serial")
+        self.present_pin = SecretField("its user PIN", self)
+        present_form.addRow("Module:", self.module_path)
+        present_form.addRow("Token:", self.present_token)
+        present_form.addRow("User PIN:", self.present_pin)
+        layout.addWidget(self.present_box)
+        self.present_box.setEnabled(False)
         self.create_token.toggled.connect(self.token_box.setEnabled)
+        self.use_present.toggled.connect(self.present_box.setEnabled)
+        # One or the other holds the audit keys.
+        self.use_present.toggled.connect(self._present_chosen)
+        self.create_token.toggled.connect(self._embedded_chosen)
 
         self.error = ErrorLine(self)
         layout.addWidget(self.error)
@@ -92,6 +116,14 @@ class InitializeDialog(QDialog):
         self.buttons.accepted.connect(self._submit)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
+
+    def _present_chosen(self, on: bool) -> None:
+        if on:
+            self.create_token.setChecked(False)
+
+    def _embedded_chosen(self, on: bool) -> None:
+        if on:
+            self.use_present.setChecked(False)
 
     def _request(self) -> InitializeRequest:
         operator = validate_name(self.operator.text(), "Operator name")
@@ -105,7 +137,14 @@ class InitializeDialog(QDialog):
                 raise ValidationError("The SO PIN and its confirmation differ.")
             check_new_pins(self.so_pin.text(), self.user_pin.text())  # the one PIN policy
             soft = SoftTokenRequest(label, self.so_pin.text(), self.user_pin.text())
-        return InitializeRequest(operator, self.passphrase.text(), soft)
+        audit = None
+        if self.use_present.isChecked():
+            module = self.module_path.text().strip()
+            token = self.present_token.text().strip()
+            if not module or not token:
+                raise ValidationError("Name the audit token's module and the token itself.")
+            audit = AuditTokenChoice(token, self.present_pin.text(), (module,))
+        return InitializeRequest(operator, self.passphrase.text(), soft, audit)
 
     def _submit(self) -> None:
         try:
@@ -133,5 +172,6 @@ class InitializeDialog(QDialog):
             self.user_pin_confirm,
             self.so_pin,
             self.so_pin_confirm,
+            self.present_pin,
         ):
             field.clear()

@@ -268,7 +268,8 @@ class KeyDetailPanel(QFrame):
         if record is not None:
             self.title.setText(record.name)
             self._set_fields(self._record_fields(record))
-            self.sync.setText(record.token_sync.title.capitalize() + ".")
+            sync = record.token_sync.title
+            self.sync.setText(sync[:1].upper() + sync[1:] + ".")
             self.sync.setVisible(record.token_sync is not TokenSync.OK)
 
     def _record_fields(self, record: KeyRecord) -> list[tuple[str, str]]:
