@@ -249,6 +249,15 @@ class TokensPage(QWidget):
                 )
                 child.setData(0, Qt.ItemDataRole.UserRole, ("token", info.serial))
                 child.setToolTip(5, ", ".join(info.flag_words))  # the column may be cut short
+                if status.ambiguous:  # listed, never acted on (TokenService.find refuses it)
+                    child.setText(3, "ambiguous")
+                    for column in range(4):
+                        child.setForeground(column, _WARN)
+                        child.setToolTip(
+                            column,
+                            "Another present token has the same serial and label: Keystead acts "
+                            "on neither. Remove one, or initialise one with another label.",
+                        )
                 if alarms:
                     child.setForeground(5, _WARN)
                     child.setToolTip(5, "Needs attention: " + ", ".join(alarms))
