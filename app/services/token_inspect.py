@@ -23,6 +23,7 @@ from app.hsm.module import ModuleInfo, TokenInfo
 from app.hsm.p11kit import RegisteredModule, registered_modules
 from app.hsm.tokeninfo import TokenDetails, token_details
 from app.hsm.trials import TrialResult
+from app.services.audit import Outcome, record
 from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService, TokenStatus
 from app.storage.database import Database
@@ -135,7 +136,23 @@ class TokenInspector:
             except KeysteadError:  # never hide the probe's own error behind this one
                 log.warning("closing the probe's session on %s failed", info.serial)
         document = {"capabilities": found.to_json(), "probed_at": utc_text(self.clock())}
+        token_objects = sorted({t.key for t in found.generation if t.objects == "token"})
         with self.db.transaction():
+            # Recorded: the probe may have made (and destroyed) objects on the token itself.
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.tokens.operator,),
+                action="token.probe",
+                subject=info.serial,
+                outcome=Outcome.SUCCESS,
+                details={
+                    "label": info.label,
+                    "enforces_usage": found.enforces_usage,
+                    "token_object_trials": token_objects,
+                    "token_objects_left": 0,
+                },
+            )
             self.settings.put(_CAPABILITIES_KEY + info.serial, json.dumps(document))
             self.settings.put(_TRIALS_KEY + info.serial, "{}")  # the probe measured afresh
             self.settings.put(_ENFORCEMENT_KEY + info.serial, "")

@@ -114,6 +114,9 @@ def test_the_probe_learns_on_token_objects_and_leaves_none(
     caps = station(station.ws.inspect.capabilities, TPM_LABEL, True)
     assert tpm_labels(use_tpm) == before
     assert caps.enforces_usage is False
+    probe_entry = json.loads(station.events("token.probe")[-1].details_json)
+    assert probe_entry["enforces_usage"] is False
+    assert "EC-P256/signing" in probe_entry["token_object_trials"]
     by_key = {g.key: g for g in caps.generation}
     assert by_key["EC-P256/signing"].outcome == "wider"
     assert by_key["EC-P256/signing"].objects == "token"
