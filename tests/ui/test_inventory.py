@@ -9,7 +9,14 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.domain.algorithms import Algorithm, Purpose
-from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenObject
+from app.domain.keys import (
+    InventoryItem,
+    KeyRecord,
+    KeyState,
+    Presence,
+    TokenObject,
+    TokenSync,
+)
 from ui.models.inventory_model import (
     Column,
     InventoryModel,
@@ -178,3 +185,18 @@ def test_filter_index_from_core_thread_is_used_only_for_its_items() -> None:
     assert model.has_filter_index
     model.set_filter("peer")
     assert names(model) == ["peer-key"]
+
+
+def test_the_detail_panel_says_a_state_is_recorded_not_enforced(qtbot):  # type: ignore[no-untyped-def]
+    from ui.widgets.key_detail import KeyDetailPanel
+
+    panel = KeyDetailPanel()
+    qtbot.addWidget(panel)
+    key = record("tpm-signer", Algorithm.EC_P256, 0)._replace(
+        state=KeyState.SUSPENDED, token_sync=TokenSync.RECORDED
+    )
+    panel.show_item(InventoryItem(Presence.PRESENT, key))
+    assert panel.sync.text() == "Recorded by Keystead, not enforced by this token."
+    assert panel.sync.isVisibleTo(panel)
+    panel.show_item(InventoryItem(Presence.PRESENT, key._replace(token_sync=TokenSync.OK)))
+    assert not panel.sync.isVisibleTo(panel)
