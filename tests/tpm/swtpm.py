@@ -53,6 +53,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: be sent SIGTERM when the test process dies (PR_SET_PDEATHSIG),
+    so a killed or timed-out test run leaves no simulator or daemon behind."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
     if process is None or process.poll() is not None:
         return
@@ -79,6 +87,7 @@ class Bus:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             cwd=self.root,
+            preexec_fn=_die_with_parent,
         )
         assert self.process.stdout is not None
         self.address = self.process.stdout.readline().decode().strip()
@@ -137,6 +146,7 @@ class SwTpm:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd=self.root,
+                preexec_fn=_die_with_parent,
             )
             time.sleep(0.3)
             if self.swtpm.poll() is None:
@@ -162,6 +172,7 @@ class SwTpm:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=self.root,
+            preexec_fn=_die_with_parent,
         )
         tcti = f"tabrmd:bus_name={self.bus_name},bus_type=session"
         self.env = {
