@@ -37,6 +37,20 @@ class Home:
     def softhsm_tokens(self) -> Path:
         return self.softhsm_dir / "tokens"
 
+    @property
+    def softhsm_shadow(self) -> Path:
+        """Verified copies of the embedded token files (``app.hsm.filestore``)."""
+        return self.softhsm_dir / "shadow"
+
+    @property
+    def softhsm_quarantine(self) -> Path:
+        """Damaged token files without a good copy, moved aside at open."""
+        return self.softhsm_dir / "quarantine"
+
+    @property
+    def softhsm_lock(self) -> Path:
+        return self.softhsm_dir / "store.lock"
+
     def exists(self) -> bool:
         """True when a workstation has been initialised here."""
         return self.keyslots.exists() or self.database.exists()

@@ -36,6 +36,8 @@ UNMACED_ALLOWED = frozenset(
         "token.login",
         "token.create-soft",
         "token.session-lost",
+        # Damaged embedded token files put right at open, before any login.
+        "token.store-repair",
         # The security officer's PIN work cannot share the token with a user login, so on the
         # audit token itself these run while it is not sealing.
         "token.init-pin",

@@ -26,6 +26,7 @@ from app.errors import (
     WrongPin,
 )
 from app.hsm.errors import ckr_name, pkcs11_errors
+from app.hsm.filestore import FileStore
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,11 @@ def _describe(path: str, slot: pkcs11.Slot, token: pkcs11.Token) -> TokenInfo:
 class Pkcs11Module:
     """One loaded PKCS#11 library. Use from the core thread only."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, store: FileStore | None = None) -> None:
         self.path = path
+        # The embedded store's guard (``app.hsm.filestore``): told after every call that can
+        # write the token files, so their verified shadow copies follow each change.
+        self.store = store
         if not Path(path).is_file():
             raise ModuleLoadError(
                 f"No PKCS#11 module at {path}. Check the path, or install the token's driver."
@@ -159,6 +163,11 @@ class Pkcs11Module:
     def raw(self) -> Any:
         """The python-pkcs11 library object; for app.hsm only."""
         return self._lib
+
+    def wrote(self) -> None:
+        """A call that may have changed token files returned (or failed): refresh shadows."""
+        if self.store is not None:
+            self.store.sync()
 
     def info(self) -> ModuleInfo:
         lib = self._lib
@@ -240,6 +249,7 @@ class Pkcs11Module:
             rv = init(slot_id, pin_buffer, len(pin), padded_label)
         finally:
             ctypes.memset(pin_buffer, 0, len(pin))
+            self.wrote()
         if rv == 0xA0:  # CKR_PIN_INCORRECT
             raise WrongPin("The token rejected the SO PIN; nothing was erased.", failures=0)
         if rv == 0xA4:  # CKR_PIN_LOCKED
@@ -254,17 +264,26 @@ class Pkcs11Module:
     def init_user_pin(self, serial: str, so_pin: str, user_pin: str) -> None:
         """C_InitPIN as the security officer: set (or reset) the token's user PIN."""
         token = self.token(serial)
-        with pkcs11_errors("setting the user PIN"), token.open(rw=True, so_pin=so_pin) as session:
-            session.init_pin(user_pin)
+        try:
+            with (
+                pkcs11_errors("setting the user PIN"),
+                token.open(rw=True, so_pin=so_pin) as session,
+            ):
+                session.init_pin(user_pin)
+        finally:
+            self.wrote()
 
     def change_so_pin(self, serial: str, old_so_pin: str, new_so_pin: str) -> None:
         """C_SetPIN in a security officer session."""
         token = self.token(serial)
-        with (
-            pkcs11_errors("changing the SO PIN"),
-            token.open(rw=True, so_pin=old_so_pin) as session,
-        ):
-            session.set_pin(old_so_pin, new_so_pin)
+        try:
+            with (
+                pkcs11_errors("changing the SO PIN"),
+                token.open(rw=True, so_pin=old_so_pin) as session,
+            ):
+                session.set_pin(old_so_pin, new_so_pin)
+        finally:
+            self.wrote()
 
     def reinit_token(self, serial: str, so_pin: str, label: str) -> None:
         """C_InitToken on the token with this serial, wherever its slot is now."""
@@ -391,6 +410,12 @@ class _ModuleOutput:
 # (dlclose) and loading SoftHSM 2.6.1 again crashes the process; C_Finalize followed by
 # C_Initialize is safe and re-reads SOFTHSM2_CONF, which is all a new workstation needs.
 _LIBRARIES: dict[str, Any] = {}
+
+
+def library_initialized(path: str) -> bool:
+    """True while this process has the module at ``path`` initialised (C_Initialize done)."""
+    lib = _LIBRARIES.get(path)
+    return lib is not None and bool(lib.initialized)
 
 
 def _load_library(path: str) -> Any:

@@ -146,6 +146,22 @@ def _release_frames(exc: BaseException | None) -> None:
         exc = exc.__cause__ or exc.__context__
 
 
+def writes(
+    method: Callable[Concatenate[TokenSession, P], R],
+) -> Callable[Concatenate[TokenSession, P], R]:
+    """A method that can change the token's files: when it returns or fails, the module's
+    store guard brings its verified shadow copies up to date (``app.hsm.filestore``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: TokenSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.module.wrote()
+
+    return wrapper
+
+
 def recovering(
     method: Callable[Concatenate[TokenSession, P], R],
 ) -> Callable[Concatenate[TokenSession, P], R]:
@@ -318,15 +334,19 @@ class TokenSession:
         answers USER_ALREADY_LOGGED_IN, e.g. after sleep) is ended and the PIN tried afresh,
         so the PIN is always checked."""
         token = module.token(info.serial)
-        with pkcs11_errors(f"logging in to token '{info.label}'"):
-            try:
-                session = token.open(rw=True, user_pin=pin)
-            except px.UserAlreadyLoggedIn:
-                log.warning(
-                    "stale login on %s; closing its sessions and logging in again", info.serial
-                )
-                module.close_all_sessions(int(token.slot.slot_id))
-                session = token.open(rw=True, user_pin=pin)
+        try:
+            with pkcs11_errors(f"logging in to token '{info.label}'"):
+                try:
+                    session = token.open(rw=True, user_pin=pin)
+                except px.UserAlreadyLoggedIn:
+                    log.warning(
+                        "stale login on %s; closing its sessions and logging in again",
+                        info.serial,
+                    )
+                    module.close_all_sessions(int(token.slot.slot_id))
+                    session = token.open(rw=True, user_pin=pin)
+        finally:
+            module.wrote()  # C_Login rewrites token.object (its PIN flags), right or wrong
         return cls(module, info, session)
 
     def reopen(self) -> None:
@@ -415,6 +435,7 @@ class TokenSession:
                     f"Token '{self.info.label}' generates RSA keys of {low}-{high} bits only."
                 )
 
+    @writes
     @recovering
     def generate(self, spec: KeySpec) -> GeneratedKey:
         """Generate the key, read it back, and destroy it if it differs from the template.
@@ -622,6 +643,7 @@ class TokenSession:
                 result[cls.name] = {Attribute(a).name: bool(v) for a, v in attrs.items()}
         return result
 
+    @writes
     @recovering
     def set_usage(self, cka_id: str, private: frozenset[Usage], public: frozenset[Usage]) -> bool:
         """Make the objects' usage flags exactly these (secret keys get both sets).
@@ -723,6 +745,7 @@ class TokenSession:
             self._found[(cls, cka_id)] = found[0]
         return found[0] if found else None
 
+    @writes
     @recovering
     def ensure_audit_keys(self) -> bool:
         """Create the audit MAC key and checkpoint key pair unless present. True if created.
@@ -826,6 +849,7 @@ class TokenSession:
             int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
         )
 
+    @writes
     @recovering
     def store_checkpoint(self, seq: int, document: bytes, keep: int = 8) -> None:
         """A new data object per checkpoint; only the newest ``keep`` are kept."""
@@ -856,6 +880,7 @@ class TokenSession:
         with pkcs11_errors("reading audit checkpoints"):
             return [bytes(obj[Attribute.VALUE]) for _label, obj in self._checkpoint_objects()]
 
+    @writes
     @recovering_handle_only
     def set_pin(self, old_pin: str, new_pin: str) -> None:
         """C_SetPIN in this user session. Retried only on a stale session handle, which the
@@ -872,6 +897,7 @@ class TokenSession:
                 )
             raise error from exc
 
+    @writes
     @recovering
     def destroy_key(self, cka_id: str) -> int:
         """Destroy every object with this CKA_ID; returns how many were destroyed. Public

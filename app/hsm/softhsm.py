@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from app.hsm.filestore import FileStore
 from app.paths import Home
 from app.storage.files import write_atomic
 
@@ -51,6 +52,13 @@ def ensure_config(home: Home) -> Path:
 def activate_config(home: Home) -> None:
     """Point SoftHSM at the workstation's store; SoftHSM reads this at C_Initialize."""
     os.environ["SOFTHSM2_CONF"] = str(ensure_config(home))
+
+
+def file_store(home: Home) -> FileStore:
+    """The guard of the embedded store's files: shadow copies, repair at open, its lock."""
+    return FileStore(
+        home.softhsm_tokens, home.softhsm_shadow, home.softhsm_quarantine, home.softhsm_lock
+    )
 
 
 def token_directories(home: Home) -> frozenset[str]:

@@ -21,9 +21,10 @@ from app.errors import (
     ValidationError,
     WrongPin,
 )
-from app.hsm.module import Pkcs11Module, TokenInfo
+from app.hsm.filestore import Repair
+from app.hsm.module import Pkcs11Module, TokenInfo, library_initialized
 from app.hsm.session import PinState, TokenSession
-from app.hsm.softhsm import activate_config, is_softhsm, token_directories
+from app.hsm.softhsm import activate_config, file_store, is_softhsm, token_directories
 from app.paths import Home
 from app.services.audit import Outcome, record, record_alone
 from app.services.executor import assert_core_thread
@@ -95,9 +96,30 @@ class TokenService:
                 log.warning("module %s failed to load", path)
 
     def _load(self, path: str) -> Pkcs11Module:
-        if is_softhsm(path):
-            activate_config(self.home)
-        return Pkcs11Module(path)
+        if not is_softhsm(path):
+            return Pkcs11Module(path)
+        activate_config(self.home)
+        store = file_store(self.home)
+        # Damaged token files are put right before SoftHSM reads them (C_Initialize), and
+        # only when no other process of this workstation has the store open.
+        repairs = store.open(may_repair=not library_initialized(path))
+        try:
+            module = Pkcs11Module(path, store)
+        except BaseException:
+            store.close()
+            raise
+        self._record_repairs(repairs)
+        return module
+
+    def _record_repairs(self, repairs: list[Repair]) -> None:
+        """Each file put right (or found beyond repair) at open is an audit entry."""
+        for repair in repairs:
+            self._record_alone(
+                "token.store-repair",
+                repair.serial or repair.token_dir,
+                Outcome.FAILED if repair.action == "unrepairable" else Outcome.SUCCESS,
+                dict(repair.details()),
+            )
 
     def add_module(self, path: str) -> Pkcs11Module:
         """Load ``path`` and, if it is a PKCS#11 module, remember it (audited)."""
@@ -146,6 +168,8 @@ class TokenService:
                 if session.module is module:
                     self.logout(serial)
             module.close()
+            if module.store is not None:
+                module.store.close()
             del self.modules[path]
         self.module_errors.pop(path, None)
 
@@ -485,6 +509,8 @@ class TokenService:
             self.logout(serial)
         for module in self.modules.values():
             module.close()
+            if module.store is not None:
+                module.store.close()
         self.modules.clear()
 
 

@@ -1,0 +1,393 @@
+"""The embedded SoftHSM2 file store, made to survive a kill at any instant.
+
+SoftHSM 2.6.1's file object store rewrites a token's files in place: ``ObjectFile::store``
+truncates ``token.object`` or ``<uuid>.object`` to zero bytes, then writes the new content
+through a stdio buffer that reaches the file only at ``fclose``. ``C_Login`` alone rewrites
+``token.object`` (the PIN flags). A SIGKILL or a power cut inside that window leaves the file
+empty or cut short, and SoftHSM then drops the whole token (``token.object``) or fails every
+listing (a damaged key object). Keystead owns this store (its home, its ``softhsm2.conf``), so it
+protects it:
+
+* **Shadow copies.** After every call that can write the store (``Pkcs11Module.wrote``) and at
+  open, each token file whose stat changed is read and *verified* (it parses to its end in
+  SoftHSM's format and is complete, below); a verified file that differs from its shadow is
+  written to ``<home>/softhsm/shadow/<token dir>/<file>`` atomically (temp, fsync, rename, fsync
+  the directory). A file deleted by SoftHSM (a destroyed object) loses its shadow.
+* **Repair at open**, before ``C_Initialize`` and only while no other Keystead process has the
+  store open (an exclusive ``flock`` on ``<home>/softhsm/store.lock``; every process holds it
+  shared while its module is initialised): a live file that fails verification is replaced by
+  its shadow (atomically), or moved to ``<home>/softhsm/quarantine/`` when it has none (an object
+  whose first write was cut short, which no operation reported as done). A missing
+  ``token.object`` in a token directory that still exists is restored; other missing files
+  are not (SoftHSM deletes a destroyed object's file, and a moved-away token directory is a
+  removed token, never re-created from shadows).
+* **Complete** means: the file parses exactly to its end; ``token.object`` holds the label,
+  serial, flags and SO PIN attributes; a key object holds ``CKA_ALLOWED_MECHANISMS`` and every
+  other object ``CKA_DESTROYABLE`` (SoftHSM writes attributes in ascending type order, so the
+  last one present proves the rest); and the attribute types are a superset of the shadow's
+  (SoftHSM never removes an attribute from an object, so fewer means a cut at an attribute
+  boundary). ``token.object`` is exempt from that last rule: re-initialising a token removes its
+  user PIN attribute; and it is under 4 KiB, which stdio writes in one piece at ``fclose``, so a
+  kill leaves it whole or empty.
+
+Every repair is returned as a ``Repair`` so the caller can record it in the audit log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import struct
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.errors import KeysteadError
+from app.storage.files import write_atomic
+
+log = logging.getLogger(__name__)
+
+# SoftHSM's ObjectFile attribute kinds (src/lib/object_store/ObjectFile.h).
+_BOOLEAN, _ULONG, _BYTESTR, _ATTRMAP, _MECHSET = 1, 2, 3, 4, 5
+_CKA_CLASS = 0x0
+_CKA_DESTROYABLE = 0x172
+_CKA_ALLOWED_MECHANISMS = 0x40000600
+_KEY_CLASSES = frozenset({2, 3, 4})  # CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_SECRET_KEY
+_VENDOR_SOFTHSM = 0x80000000 + 0x5348
+CKA_OS_TOKENLABEL = _VENDOR_SOFTHSM + 1
+CKA_OS_TOKENSERIAL = _VENDOR_SOFTHSM + 2
+_TOKEN_REQUIRED = frozenset(
+    {_VENDOR_SOFTHSM + 1, _VENDOR_SOFTHSM + 2, _VENDOR_SOFTHSM + 3, _VENDOR_SOFTHSM + 4}
+)
+TOKEN_OBJECT = "token.object"  # noqa: S105 (a file name)
+_MAX_FILE = 64 * 1024 * 1024  # no SoftHSM object comes near this; a bigger file is not one
+
+
+@dataclass(frozen=True)
+class ObjectFile:
+    """A parsed SoftHSM object file: its generation and attributes (type → raw value bytes)."""
+
+    generation: int
+    attributes: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def types(self) -> frozenset[int]:
+        return frozenset(self.attributes)
+
+
+class Damaged(ValueError):
+    """The bytes are not a complete SoftHSM object file; ``str`` says how."""
+
+
+def parse_object_file(data: bytes) -> ObjectFile:
+    """Parse SoftHSM 2.6's object file format (big-endian 8-byte integers: generation, then
+    per attribute its type, its kind and its value). Raises ``Damaged``."""
+    if not data:
+        raise Damaged("empty")
+    pos = 0
+
+    def ulong() -> int:
+        nonlocal pos
+        if pos + 8 > len(data):
+            raise Damaged("truncated")
+        value: int = struct.unpack_from(">Q", data, pos)[0]
+        pos += 8
+        return value
+
+    def take(count: int) -> bytes:
+        nonlocal pos
+        if count > len(data) - pos:
+            raise Damaged("truncated")
+        chunk = data[pos : pos + count]
+        pos += count
+        return chunk
+
+    generation = ulong()
+    attributes: dict[int, bytes] = {}
+    while pos < len(data):
+        kind_at = pos
+        kind_type = ulong()
+        kind = ulong()
+        if kind == _BOOLEAN:
+            value = take(1)
+        elif kind == _ULONG:
+            value = take(8)
+        elif kind in (_BYTESTR, _ATTRMAP):
+            value = take(ulong())
+        elif kind == _MECHSET:
+            count = ulong()
+            if count > len(data):
+                raise Damaged("truncated")
+            value = take(8 * count)
+        else:
+            raise Damaged(f"unreadable (attribute kind {kind} at byte {kind_at})")
+        attributes[kind_type] = value
+    return ObjectFile(generation, attributes)
+
+
+def verify_object_file(
+    data: bytes, name: str, shadow_types: frozenset[int] | None = None
+) -> ObjectFile:
+    """Parse and check that the file is complete (see the module text). Raises ``Damaged``."""
+    parsed = parse_object_file(data)
+    types = parsed.types
+    if name == TOKEN_OBJECT:
+        if not types >= _TOKEN_REQUIRED:
+            raise Damaged("truncated (token attributes missing)")
+    else:
+        raw_class = parsed.attributes.get(_CKA_CLASS)
+        if raw_class is None or len(raw_class) != 8:
+            raise Damaged("truncated (no object class)")
+        last = (
+            _CKA_ALLOWED_MECHANISMS
+            if int.from_bytes(raw_class, "big") in _KEY_CLASSES
+            else _CKA_DESTROYABLE
+        )
+        if last not in types:
+            raise Damaged("truncated (attributes missing)")
+    if name != TOKEN_OBJECT and shadow_types is not None and not shadow_types <= types:
+        raise Damaged("truncated (fewer attributes than its last good copy)")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One file put right at open. ``action``: restored (from its shadow), quarantined (no good
+    copy; moved aside), unrepairable (damaged and no copy; left as found)."""
+
+    token_dir: str
+    file: str
+    action: str
+    fault: str
+    serial: str = ""
+    label: str = ""
+
+    def details(self) -> dict[str, str]:
+        return {
+            "token_dir": self.token_dir,
+            "file": self.file,
+            "repair": self.action,
+            "fault": self.fault,
+            "label": self.label,
+        }
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(_MAX_FILE + 1)
+    except FileNotFoundError:
+        return None
+
+
+def token_identity(data: bytes | None) -> tuple[str, str]:
+    """(serial, label) read from ``token.object`` bytes; empty strings when unreadable."""
+    if not data:
+        return "", ""
+    try:
+        parsed = parse_object_file(data)
+    except Damaged:
+        return "", ""
+    serial = parsed.attributes.get(CKA_OS_TOKENSERIAL, b"")
+    label = parsed.attributes.get(CKA_OS_TOKENLABEL, b"")
+    return (
+        serial.decode("ascii", "replace").strip(),
+        label.decode("utf-8", "replace").strip(),
+    )
+
+
+class FileStore:
+    """The shadows, the quarantine and the store lock of one embedded token directory."""
+
+    def __init__(self, tokens: Path, shadow: Path, quarantine: Path, lock: Path) -> None:
+        self.tokens = tokens
+        self.shadow = shadow
+        self.quarantine = quarantine
+        self.lock_path = lock
+        self._lock_fd: int | None = None
+        self._seen: dict[Path, tuple[int, int, int]] = {}  # live file -> (ino, size, mtime_ns)
+        self.read_only = False
+
+    # --- open / close --------------------------------------------------------------------
+
+    def open(self, may_repair: bool = True) -> list[Repair]:
+        """Take the store lock; if this process is the only user (and ``may_repair``: SoftHSM
+        is not initialised here), repair damaged files. Then bring the shadows up to date.
+        Returns what was repaired."""
+        repairs: list[Repair] = []
+        if self._lock_fd is None:
+            try:
+                self.shadow.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                self.read_only = True  # a read-only copy: nothing to protect, nothing to write
+                log.warning("token store %s is read-only: no shadow copies", self.tokens)
+                return repairs
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:
+                alone = False
+            self._lock_fd = fd
+            if alone and may_repair:
+                repairs = self.repair()
+            fcntl.flock(fd, fcntl.LOCK_SH)  # others may use the store, none may repair it
+        self.sync()
+        return repairs
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+        self._seen.clear()
+
+    # --- repair ----------------------------------------------------------------------------
+
+    def _token_dirs(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.tokens.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def _shadow_of(self, live: Path) -> Path:
+        return self.shadow / live.parent.name / live.name
+
+    def _shadow_types(self, live: Path) -> frozenset[int] | None:
+        data = _read(self._shadow_of(live))
+        if data is None:
+            return None
+        try:
+            return parse_object_file(data).types
+        except Damaged:
+            return None
+
+    def repair(self) -> list[Repair]:
+        """Put every damaged file of every token directory right (caller holds the lock
+        exclusively and SoftHSM is not initialised in this process)."""
+        repairs: list[Repair] = []
+        for directory in self._token_dirs():
+            for leftover in directory.glob(".*.tmp"):  # an atomic write of ours, cut short
+                leftover.unlink(missing_ok=True)
+            names = {p.name for p in directory.glob("*.object")} | {TOKEN_OBJECT}
+            for name in sorted(names):
+                repair = self._repair_file(directory / name)
+                if repair is not None:
+                    repairs.append(repair)
+            if repairs:
+                serial, label = token_identity(_read(directory / TOKEN_OBJECT))
+                repairs = [
+                    Repair(r.token_dir, r.file, r.action, r.fault, serial, label)
+                    if r.token_dir == directory.name
+                    else r
+                    for r in repairs
+                ]
+        for repair in repairs:
+            log.warning(
+                "token store: %s/%s %s (%s)",
+                repair.token_dir,
+                repair.file,
+                repair.action,
+                repair.fault,
+            )
+        return repairs
+
+    def _repair_file(self, live: Path) -> Repair | None:
+        data = _read(live)
+        shadow = self._shadow_of(live)
+        shadow_data = _read(shadow)
+        good_shadow: bytes | None = None
+        if shadow_data is not None:
+            try:
+                verify_object_file(shadow_data, live.name)
+                good_shadow = shadow_data
+            except Damaged:
+                log.error("shadow copy %s is damaged; it is not used", shadow)
+        if data is None:
+            if live.name != TOKEN_OBJECT:
+                return None  # deleted by SoftHSM: a destroyed object stays destroyed
+            fault = "missing"
+        else:
+            try:
+                verify_object_file(
+                    data,
+                    live.name,
+                    None if good_shadow is None else parse_object_file(good_shadow).types,
+                )
+                return None
+            except Damaged as exc:
+                fault = str(exc)
+        directory = live.parent.name
+        if good_shadow is not None:
+            write_atomic(live, good_shadow)
+            return Repair(directory, live.name, "restored", fault)
+        if data is None or live.name == TOKEN_OBJECT:
+            return Repair(directory, live.name, "unrepairable", fault)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.quarantine / directory / f"{live.name}.{stamp}"
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.replace(live, target)
+        return Repair(directory, live.name, "quarantined", fault)
+
+    # --- shadows ---------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Copy every changed, verified token file to its shadow; drop shadows of deleted
+        files. A file that fails verification keeps its last good shadow."""
+        if self.read_only or self._lock_fd is None:
+            return
+        try:
+            self._sync()
+        except (OSError, KeysteadError) as exc:
+            # The live store is untouched; the next sync tries again. Logged, never silent.
+            log.error("token store shadow copies not updated: %s", exc)
+
+    def _sync(self) -> None:
+        seen_now: dict[Path, tuple[int, int, int]] = {}
+        for directory in self._token_dirs():
+            live_names: set[str] = set()
+            for entry in os.scandir(directory):
+                if not entry.name.endswith(".object") or not entry.is_file():
+                    continue
+                live_names.add(entry.name)
+                path = Path(entry.path)
+                stat = entry.stat()
+                key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                seen_now[path] = key
+                if self._seen.get(path) == key:
+                    continue
+                self._copy(path)
+            shadow_dir = self.shadow / directory.name
+            if shadow_dir.is_dir() and (directory / TOKEN_OBJECT).exists():
+                for stale in shadow_dir.glob("*.object"):
+                    if stale.name not in live_names:
+                        stale.unlink(missing_ok=True)
+        self._seen = seen_now
+
+    def _copy(self, live: Path) -> None:
+        data = _read(live)
+        if data is None:
+            return
+        shadow = self._shadow_of(live)
+        old = _read(shadow)
+        if old == data:
+            return
+        try:
+            verify_object_file(data, live.name, None if old is None else _types_or_none(old))
+        except Damaged as exc:
+            log.warning("token file %s not copied: %s", live, exc)
+            return
+        shadow.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(shadow, data)
+
+
+def _types_or_none(data: bytes) -> frozenset[int] | None:
+    try:
+        return parse_object_file(data).types
+    except Damaged:
+        return None

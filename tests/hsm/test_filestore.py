@@ -1,0 +1,221 @@
+"""The embedded token's files survive being cut short: every file of a real SoftHSM token
+emptied, truncated at any byte or at an attribute boundary, or filled with garbage, is
+restored from its verified shadow at the next open (and recorded); a damaged object nobody
+vouched for is moved aside and never breaks a listing; a destroyed object is never brought
+back, and a token directory moved away is never re-created."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.domain.algorithms import Algorithm
+from app.domain.keys import Presence
+from app.hsm.filestore import (
+    TOKEN_OBJECT,
+    Damaged,
+    parse_object_file,
+    verify_object_file,
+)
+from tests.hsm.kit import PIN, TOKEN, Station, peer_keys
+
+pytestmark = pytest.mark.hsm
+
+
+def _token_dir(station: Station) -> Path:
+    (directory,) = [p for p in station.home.softhsm_tokens.iterdir() if p.is_dir()]
+    return directory
+
+
+def _with_keys(station: Station) -> dict[str, str]:
+    """Two keys on the token (a secret key and a pair); name -> CKA_ID."""
+    ws = station.ws
+    aes = station(ws.keys.generate, TOKEN, Algorithm.AES_128, "vault-aes")
+    ec = station(ws.keys.generate, TOKEN, Algorithm.EC_P256, "vault-ec")
+    return {aes.name: aes.cka_id, ec.name: ec.cka_id}
+
+
+def _presence(station: Station) -> dict[str, Presence]:
+    items = station(station.ws.keys.inventory)
+    return {i.record.name: i.presence for i in items if i.record is not None}
+
+
+def _cut_at_attribute_boundary(data: bytes) -> bytes:
+    """The file cut right after its first few attributes (it still parses)."""
+    parsed = parse_object_file(data)
+    keep = len(parsed.attributes) // 2
+    pos = 8
+    for _ in range(keep):
+        kind = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        pos += 16
+        if kind == 1:
+            pos += 1
+        elif kind == 2:
+            pos += 8
+        elif kind in (3, 4):
+            pos += 8 + int.from_bytes(data[pos : pos + 8], "big")
+        else:
+            pos += 8 + 8 * int.from_bytes(data[pos : pos + 8], "big")
+    return data[:pos]
+
+
+DAMAGE = {
+    "empty": lambda data: b"",
+    "half": lambda data: data[: len(data) // 2],
+    "32 bytes": lambda data: data[:32],
+    "attribute boundary": _cut_at_attribute_boundary,
+    "garbage": lambda data: b"\xff" * len(data),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_every_damaged_token_file_is_restored_and_recorded(
+    station: Station, damage: str
+) -> None:
+    keys = _with_keys(station)
+    station.lock()
+    directory = _token_dir(station)
+    files = sorted(directory.glob("*.object"))
+    assert any(p.name == TOKEN_OBJECT for p in files) and len(files) >= 6
+    originals = {p: p.read_bytes() for p in files}
+    for path, data in originals.items():
+        path.write_bytes(DAMAGE[damage](data))
+    station.unlock(login=False)
+    assert {p: p.read_bytes() for p in files} == originals  # before anything is written
+    station(station.ws.tokens.login, TOKEN, PIN)
+    assert _presence(station) == {name: Presence.PRESENT for name in keys}
+    repairs = station.events("token.store-repair")
+    assert sorted(e.details["file"] for e in repairs) == sorted(p.name for p in files)
+    assert {e.details["repair"] for e in repairs} == {"restored"}
+    assert all(e.outcome == "success" and e.subject == station.serial for e in repairs)
+    assert {p.cka_id for p in peer_keys(station.home)} >= set(keys.values())
+
+
+def test_the_issue_reproduction_an_emptied_token_object_keeps_the_token(
+    station: Station,
+) -> None:
+    _with_keys(station)
+    station.lock()
+    (_token_dir(station) / TOKEN_OBJECT).write_bytes(b"")
+    station.unlock()  # logs in to the token: it is there, with its PIN
+    station(station.ws.keys.generate, TOKEN, Algorithm.AES_128, "after-repair")
+    assert set(_presence(station).values()) == {Presence.PRESENT}
+
+
+def test_a_missing_token_object_in_a_present_directory_is_restored(station: Station) -> None:
+    station.lock()
+    (_token_dir(station) / TOKEN_OBJECT).unlink()
+    station.unlock()
+    (event,) = station.events("token.store-repair")
+    assert event.details["fault"] == "missing" and event.details["repair"] == "restored"
+
+
+def test_a_damaged_object_without_a_good_copy_is_moved_aside_and_listing_works(
+    station: Station,
+) -> None:
+    keys = _with_keys(station)
+    station.lock()
+    directory = _token_dir(station)
+    foreign = directory / "0badc0de-0000-0000-0000-000000000000.object"
+    foreign.write_bytes(b"\x00" * 8 + b"\x00" * 7)  # a first write cut short, never copied
+    station.unlock()
+    assert not foreign.exists()
+    (moved,) = (station.home.softhsm_quarantine / directory.name).iterdir()
+    assert moved.name.startswith(foreign.name) and moved.read_bytes() == b"\x00" * 15
+    assert _presence(station) == {name: Presence.PRESENT for name in keys}
+    (event,) = station.events("token.store-repair")
+    assert event.details["repair"] == "quarantined"
+
+
+def test_a_destroyed_key_is_never_brought_back_from_its_shadow(station: Station) -> None:
+    ws = station.ws
+    key = station(ws.keys.generate, TOKEN, Algorithm.AES_128, "to-destroy")
+    shadow = station.home.softhsm_shadow / _token_dir(station).name
+    before = {p.name for p in shadow.glob("*.object")}
+    station(lambda: ws.tokens.session(TOKEN).destroy_key(key.cka_id))
+    after = {p.name for p in shadow.glob("*.object")}
+    assert len(before - after) == 1 and not after - before  # its shadow went with it
+    station.lock()
+    station.unlock()
+    assert key.cka_id not in {p.cka_id for p in peer_keys(station.home)}
+    assert station.events("token.store-repair") == []
+
+
+def test_a_token_directory_moved_away_is_not_recreated(station: Station, tmp_path: Path) -> None:
+    station.lock()
+    directory = _token_dir(station)
+    shutil.move(directory, tmp_path / "away")
+    station.unlock(login=False)
+    assert not directory.exists()
+    assert station(station.ws.tokens.present) == []
+    station.lock()
+    shutil.move(tmp_path / "away", directory)
+    station.unlock()
+    assert station.events("token.store-repair") == []
+
+
+def test_shadows_follow_each_change_and_are_verified_copies(station: Station) -> None:
+    _with_keys(station)
+    directory = _token_dir(station)
+    shadow = station.home.softhsm_shadow / directory.name
+    live = {p.name: p.read_bytes() for p in directory.glob("*.object")}
+    copies = {p.name: p.read_bytes() for p in shadow.glob("*.object")}
+    assert copies == live
+    for name, data in copies.items():
+        verify_object_file(data, name)
+
+
+def test_no_repair_while_another_process_of_the_workstation_holds_the_store(
+    station: Station,
+) -> None:
+    import fcntl
+    import os
+
+    station.lock()
+    (_token_dir(station) / TOKEN_OBJECT).write_bytes(b"")
+    fd = os.open(station.home.softhsm_lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # as a running GUI holds it
+        station.unlock(login=False)
+        assert station.events("token.store-repair") == []
+        assert (_token_dir(station) / TOKEN_OBJECT).read_bytes() == b""
+        station.lock()
+    finally:
+        os.close(fd)
+    station.unlock()
+    assert len(station.events("token.store-repair")) == 1
+
+
+@pytest.mark.parametrize("cut", [0, 7, 8, 9, 15, 16, 17, 100])
+def test_verification_refuses_every_prefix_of_a_real_object(station: Station, cut: int) -> None:
+    directory = _token_dir(station)
+    for path in directory.glob("*.object"):
+        data = path.read_bytes()
+        verify_object_file(data, path.name)
+        if cut < len(data):
+            with pytest.raises(Damaged):
+                verify_object_file(
+                    data[:cut], path.name, parse_object_file(data).types
+                )
+
+
+def test_any_cut_of_any_real_file_is_refused(station: Station) -> None:
+    """Every prefix of every file. The one exception is documented: token.object cut right
+    before its last attribute, the user PIN, is what a re-initialised token looks like (and
+    the file is under 4 KiB, which stdio writes in one piece, so a kill never cuts it there)."""
+    _with_keys(station)
+    for path in _token_dir(station).glob("*.object"):
+        data = path.read_bytes()
+        types = parse_object_file(data).types
+        without_user_pin = len(data) - 16 - 8 - len(parse_object_file(data).attributes[
+            0x80005348 + 5
+        ]) if path.name == TOKEN_OBJECT else -1
+        for cut in range(len(data)):
+            if cut == without_user_pin:
+                verify_object_file(data[:cut], path.name, types)
+                continue
+            with pytest.raises(Damaged):
+                verify_object_file(data[:cut], path.name, types)
+
