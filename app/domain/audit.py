@@ -8,8 +8,8 @@ Pure functions over plain data, so the same code verifies the live database, an 
     entry_hash       = SHA-256(b"keystead-audit-v1\\x00" || canonical || prev_hash)
     prev_hash        = 32 zero bytes for the first entry
     mac              = HMAC-SHA256(audit key inside the token, entry_hash)
-    checkpoint       = canonical JSON of {workstation, seq, head, time}, signed (ECDSA P-256,
-                       SHA-256) by the workstation's checkpoint key on the token
+    checkpoint       = canonical JSON of {workstation, database, seq, head, time}, signed
+                       (ECDSA P-256, SHA-256) by the workstation's checkpoint key on the token
 """
 
 from __future__ import annotations
@@ -155,32 +155,40 @@ def hash_of(entry: AuditEntry) -> bytes:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A signed statement: the chain had ``seq`` entries ending in ``head`` at ``time``."""
+    """A signed statement: the chain had ``seq`` entries ending in ``head`` at ``time``, in the
+    workstation ``workstation`` whose database key has the identity ``database``
+    (``database_identity``; empty in checkpoints made before it was bound)."""
 
     workstation: str
     seq: int
     head: bytes
     time: str
     signature: bytes = b""  # DER ECDSA signature over ``message()``
+    database: str = ""
 
     def message(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "type": CHECKPOINT_TAG,
             "workstation": self.workstation,
             "seq": self.seq,
             "head": self.head.hex(),
             "time": self.time,
         }
+        if self.database:
+            body["database"] = self.database
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "workstation": self.workstation,
             "seq": self.seq,
             "head": self.head.hex(),
             "time": self.time,
             "signature": self.signature.hex(),
         }
+        if self.database:
+            doc["database"] = self.database
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Checkpoint:
@@ -190,7 +198,14 @@ class Checkpoint:
             bytes.fromhex(doc["head"]),
             str(doc["time"]),
             bytes.fromhex(doc["signature"]),
+            str(doc.get("database", "")),
         )
+
+
+def database_identity(database_key: bytes) -> str:
+    """A public name of a database key: hex SHA-256 over a domain tag and the key, cut to 128
+    bits. Binds checkpoints to the one database they vouch for; reveals nothing of the key."""
+    return hashlib.sha256(b"keystead-database-key-id-v1\x00" + database_key).hexdigest()[:32]
 
 
 class Fault(Enum):

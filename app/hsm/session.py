@@ -858,7 +858,9 @@ class TokenSession:
                 {
                     Attribute.CLASS: ObjectClass.DATA,
                     Attribute.TOKEN: True,
-                    Attribute.PRIVATE: True,
+                    # Public: a signed statement, no secret; readable before any login, so a
+                    # rolled-back database is refused before this run writes anything.
+                    Attribute.PRIVATE: False,
                     Attribute.MODIFIABLE: False,
                     Attribute.APPLICATION: CHECKPOINT_APPLICATION,
                     Attribute.LABEL: f"keystead-checkpoint-{seq:012d}",
@@ -964,6 +966,17 @@ def audit_keys_refusal(module: Pkcs11Module, info: TokenInfo) -> str | None:
         f"{', '.join(missing)} (the audit log needs an HMAC secret key and an EC P-256 "
         "signing key on its token)"
     )
+
+
+def public_checkpoint_documents(module: Pkcs11Module, serial: str) -> list[bytes]:
+    """The checkpoint documents a token shows without a login (a read-only session; nothing is
+    written to the token). Raises TokenNotPresent / TokenError."""
+    token = module.token(serial)
+    with pkcs11_errors("reading audit checkpoints"), token.open(rw=False) as session:
+        found = session.get_objects(
+            {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: CHECKPOINT_APPLICATION}
+        )
+        return [bytes(obj[Attribute.VALUE]) for obj in found]
 
 
 def _key_part_last(obj: Any) -> int:

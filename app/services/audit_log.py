@@ -26,14 +26,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.domain.audit import AuditEntry, Checkpoint, Report, verify_chain
-from app.errors import AuditIntegrityError, DatabaseRolledBack, ValidationError
-from app.hsm.session import TokenSession, audit_keys_refusal
+from app.errors import AuditIntegrityError, DatabaseRolledBack, KeysteadError, ValidationError
+from app.hsm.session import TokenSession, audit_keys_refusal, public_checkpoint_documents
 from app.services.audit import Outcome, record
 from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.events import (
     count_events,
+    entry_hash_at,
     has_checkpoint,
     head,
     iter_events,
@@ -106,10 +107,12 @@ class AuditLog:
         workstation_id: str,
         operator: str,
         clock: Callable[[], datetime],
+        database_id: str = "",
     ) -> None:
         self.db = db
         self.tokens = tokens
         self.workstation_id = workstation_id
+        self.database_id = database_id  # ``database_identity`` of the open database's key
         self.operator = operator
         self.clock = clock
         self.settings = SettingsRepository(db)
@@ -168,18 +171,75 @@ class AuditLog:
         log.info("token %s holds the audit keys", session.info.serial)
 
     def _check_rollback(self, session: TokenSession) -> None:
-        newest = max(self._token_checkpoints(session), key=lambda c: c.seq, default=None)
+        try:
+            self.check_rollback(session.checkpoint_documents())
+        except DatabaseRolledBack:
+            self.tokens.logout(session.info.serial)
+            raise
+
+    def precheck_rollback(self) -> bool:
+        """Before this run writes anything: if the audit token is present, compare the
+        database with the checkpoints the token shows without a login. True if checked;
+        raises DatabaseRolledBack (and nothing has been written) on any mismatch."""
+        serial = self.token_serial
+        if serial is None:
+            return False
+        for module in self.tokens.modules.values():
+            try:
+                documents = public_checkpoint_documents(module, serial)
+            except KeysteadError:
+                continue
+            self.check_rollback(documents)
+            return True
+        return False
+
+    def check_rollback(self, documents: list[bytes]) -> None:
+        """The newest checkpoint signed by this workstation's audit key must name this
+        workstation and this database key, and the database must hold exactly the chain it
+        vouches for up to its sequence number. The words depend only on the token's
+        checkpoint and the kind of mismatch, so a retry gets the same refusal."""
+        newest = max(self._signed(documents), key=lambda c: (c.seq, c.time), default=None)
         if newest is None:
             return
-        last, _ = head(self.db)
-        if last < newest.seq:
+        advice = "Restore the latest verified backup of this workstation; nothing was changed."
+        if newest.workstation != self.workstation_id:
+            raise DatabaseRolledBack(
+                f"The audit token's newest checkpoint ({newest.time}) belongs to workstation "
+                f"{newest.workstation}, not to this one ({self.workstation_id}): the keyslot "
+                f"file or the database was replaced or edited. {advice}"
+            )
+        if newest.database and self.database_id and newest.database != self.database_id:
+            raise DatabaseRolledBack(
+                f"The audit token's newest checkpoint ({newest.time}) vouches for another "
+                f"database key: the database or the keyslot file was replaced. {advice}"
+            )
+        stored = entry_hash_at(self.db, newest.seq)
+        if stored is None:
             kind = "truncated" if has_checkpoint(self.db, newest.seq) else "older than the token"
-            self.tokens.logout(session.info.serial)
             raise DatabaseRolledBack(
                 f"The database is {kind}: the token's checkpoint of {newest.time} vouches for "
-                f"{newest.seq} audit entries, the database has {last}. Restore the latest "
-                "verified backup; nothing was changed."
+                f"{newest.seq} audit entries and the database lacks entry {newest.seq}. {advice}"
             )
+        if stored != newest.head:
+            raise DatabaseRolledBack(
+                f"The database differs from the token's checkpoint of {newest.time}: its entry "
+                f"{newest.seq} is not the one the token vouches for (an older copy that has "
+                f"been used since?). {advice}"
+            )
+
+    def _signed(self, documents: list[bytes]) -> list[Checkpoint]:
+        """Checkpoints signed by this workstation's audit key, whatever workstation they
+        name (the name is checked, not used to filter)."""
+        key = self.public_key()
+        found = []
+        for document in documents:
+            try:
+                checkpoint = Checkpoint.from_json(json.loads(document))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if _signed(key, checkpoint):
+                found.append(checkpoint)
+        return found
 
     # --- checkpoints -----------------------------------------------------------------------
 
@@ -197,13 +257,16 @@ class AuditLog:
         if session is None:
             raise AuditIntegrityError("Log in to the audit token to make a checkpoint.")
         seq, digest = head(self.db)
-        unsigned = Checkpoint(self.workstation_id, seq, digest, utc_text(self.clock()))
+        unsigned = Checkpoint(
+            self.workstation_id, seq, digest, utc_text(self.clock()), database=self.database_id
+        )
         signed = Checkpoint(
             unsigned.workstation,
             seq,
             digest,
             unsigned.time,
             session.sign_checkpoint(unsigned.message()),
+            self.database_id,
         )
         with self.db.transaction():
             save_checkpoint(self.db, signed)
@@ -220,16 +283,11 @@ class AuditLog:
         return signed
 
     def _token_checkpoints(self, session: TokenSession) -> list[Checkpoint]:
-        key = self.public_key()
-        found = []
-        for document in session.checkpoint_documents():
-            try:
-                checkpoint = Checkpoint.from_json(json.loads(document))
-            except (ValueError, KeyError, TypeError):
-                continue
-            if checkpoint.workstation == self.workstation_id and _signed(key, checkpoint):
-                found.append(checkpoint)
-        return found
+        return [
+            c
+            for c in self._signed(session.checkpoint_documents())
+            if c.workstation == self.workstation_id
+        ]
 
     # --- verification ----------------------------------------------------------------------
 

@@ -79,12 +79,22 @@ class TokenService:
         self._present: frozenset[str] | None = None  # serials seen by the last poll
         self._soft_dirs: frozenset[str] | None = None  # the embedded store's token dirs
         self.rescan_pending = False  # a new embedded token waits for a rescan
+        self._repairs: list[Repair] = []  # embedded store repairs not yet recorded
 
     # --- modules ---------------------------------------------------------------------------
 
-    def load_modules(self) -> None:
-        """Load every configured module; a module that fails is reported, not fatal."""
+    def load_modules(self, hold_records: bool = False) -> None:
+        """Load every configured module; a module that fails is reported, not fatal. Repairs
+        of the embedded store are recorded now, or with ``hold_records`` kept for
+        ``record_repairs`` (unlock records nothing before its rollback check passed)."""
         assert_core_thread()
+        try:
+            self._load_modules()
+        finally:
+            if not hold_records:
+                self.record_repairs()
+
+    def _load_modules(self) -> None:
         for path, _embedded in self.settings.modules():
             if path in self.modules:
                 continue
@@ -108,11 +118,12 @@ class TokenService:
         except BaseException:
             store.close()
             raise
-        self._record_repairs(repairs)
+        self._repairs.extend(repairs)
         return module
 
-    def _record_repairs(self, repairs: list[Repair]) -> None:
+    def record_repairs(self) -> None:
         """Each file put right (or found beyond repair) at open is an audit entry."""
+        repairs, self._repairs = self._repairs, []
         for repair in repairs:
             self._record_alone(
                 "token.store-repair",
@@ -131,6 +142,8 @@ class TokenService:
         except ModuleLoadError as exc:
             self._record_alone("module.add", path, Outcome.FAILED, {"error": exc.message})
             raise
+        finally:
+            self.record_repairs()
         with self.db.transaction():
             self.settings.add_module(path, is_softhsm(path), self.clock())
             record(

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.domain.audit import database_identity
 from app.domain.names import validate_name, validate_new_passphrase
 from app.domain.pins import check_new_pins
 from app.errors import (
     AmbiguousToken,
+    DatabaseRolledBack,
     KeysteadError,
     TokenError,
     TokenNotPresent,
@@ -155,7 +157,9 @@ class Workstation:
         self.lifecycle = LifecycleService(
             db, self.tokens, self.keys, operator, clock, load_policy()
         )
-        self.audit = AuditLog(db, self.tokens, workstation_id, operator, clock)
+        self.audit = AuditLog(
+            db, self.tokens, workstation_id, operator, clock, database_identity(database_key)
+        )
         self.admin = TokenAdmin(db, self.tokens, operator, clock, lambda: self.audit.token_serial)
         self.inspect = TokenInspector(db, self.tokens, clock)
         self.rebind = RebindService(db, self.tokens, self.keys, operator, clock)
@@ -271,13 +275,30 @@ class Workstation:
     def unlock(
         cls, home: Home, operator: str, passphrase: str, clock: Callable[[], datetime] = utc_now
     ) -> Workstation:
-        """Open the workstation with the operator's own keyslot."""
+        """Open the workstation with the operator's own keyslot.
+
+        Nothing is written until the database has been matched against the evidence kept
+        outside it: the keyslot file's workstation id must be the database's, and when the
+        audit token is present its newest checkpoint (read without a login) must name this
+        workstation and database key and vouch for this exact chain. A refusal writes nothing,
+        so retrying it gives the same refusal.
+        """
         assert_core_thread()
         slots = KeySlotFile.load(home.keyslots)
         database_key = slots.open(operator, passphrase)
         db = Database.open(home.database, database_key)
+        workstation: Workstation | None = None
         try:
+            recorded_id = SettingsRepository(db).get("workstation_id")
+            if recorded_id != slots.workstation_id:
+                raise DatabaseRolledBack(
+                    f"The keyslot file names workstation {slots.workstation_id} but the "
+                    f"database belongs to {recorded_id}: one of them was replaced or edited. "
+                    "Restore both from the same backup; nothing was changed."
+                )
             workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
+            workstation.tokens.load_modules(hold_records=True)
+            workstation.audit.precheck_rollback()
             with db.transaction():
                 record(
                     db,
@@ -287,10 +308,12 @@ class Workstation:
                     subject=f"workstation:{slots.workstation_id}",
                     outcome=Outcome.SUCCESS,
                 )
+            workstation.tokens.record_repairs()
         except BaseException:
+            if workstation is not None:
+                workstation.tokens.close()
             db.close()
             raise
-        workstation.tokens.load_modules()
         return workstation
 
     @staticmethod

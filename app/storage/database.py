@@ -21,7 +21,6 @@ from app.errors import (
     DiskFull,
     StorageError,
     WorkstationExists,
-    WorkstationMissing,
 )
 from app.storage.migrations import LATEST, MIGRATIONS
 
@@ -69,8 +68,14 @@ class Database:
 
     @classmethod
     def open(cls, path: Path, key: bytes) -> Database:
-        if not path.exists():
-            raise WorkstationMissing(f"The database {path} does not exist.")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            # Only an existing workstation (its keyslot file opened) gets here: damage, not a
+            # new start. Nothing is created.
+            raise _damaged(path, "the file is missing") from None
+        if size == 0:
+            raise _damaged(path, "the file is empty (0 bytes)")
         db = cls._connect(path, key)
         try:
             db._check()

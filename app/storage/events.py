@@ -145,6 +145,12 @@ def head(db: Database) -> tuple[int, bytes]:
     return (rows[0][0], bytes(rows[0][1])) if rows else (0, GENESIS)
 
 
+def entry_hash_at(db: Database, seq: int) -> bytes | None:
+    """The stored hash of entry ``seq``, or None when there is no such entry."""
+    value = db.scalar("SELECT entry_hash FROM events WHERE seq = ?", (seq,))
+    return None if value is None else bytes(value)
+
+
 def save_checkpoint(db: Database, checkpoint: Checkpoint) -> None:
     db.execute(
         "INSERT OR REPLACE INTO checkpoints (seq, head, time, workstation, signature) "

@@ -156,6 +156,7 @@ class Bench:
         self.tally = Tally()
         self.events_of: dict[str, int] = {}  # operation kind -> token-file events it makes
         self.cursor: dict[str, int] = {}  # operation kind -> the event its last kill was at
+        self.trace: Path | None = None  # a line per operation, when set
 
     # --- running ----------------------------------------------------------------------------
 
@@ -383,6 +384,9 @@ class Bench:
             killed = self.run_killed_at_event(args, nth)
         else:
             killed = self.run_killed_at_random(args, 1.2)
+        if self.trace is not None:
+            with self.trace.open("a") as log:
+                log.write(f"{kind} {args} killed={killed} nth={locals().get('nth')}\n")
         if killed:
             if mode == "change":
                 self.tally.kills_at_change += 1
@@ -401,11 +405,15 @@ class Bench:
         if kind == "generate" and name and result.returncode == 0:
             self.done_names.add(name)
 
-    def run(self, at_changes: int, at_random: int) -> Tally:
+    def run(self, at_changes: int, at_random: int, stop_on_problem: bool = False) -> Tally:
         while self.tally.kills_at_change < at_changes:
             self.cycle("change")
+            if stop_on_problem and self.tally.problems:
+                return self.tally
         while self.tally.kills_random < at_random:
             self.cycle("random")
+            if stop_on_problem and self.tally.problems:
+                return self.tally
         return self.tally
 
 
@@ -415,14 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", type=int, default=200)
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--stop-on-problem", action="store_true")
     args = parser.parse_args(argv)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="keystead-crash-") as tmp:
         bench = Bench(args.home or Path(tmp) / "home", args.seed)
         bench.init()
+        bench.trace = bench.home.root.parent / "trace.log"
         started = time.monotonic()
-        tally = bench.run(args.at_changes, args.random)
+        tally = bench.run(args.at_changes, args.random, args.stop_on_problem)
         summary = tally.summary()
         summary["seconds"] = round(time.monotonic() - started, 1)
         summary["events_per_operation"] = bench.events_of

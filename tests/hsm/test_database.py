@@ -131,9 +131,13 @@ def test_a_file_that_is_not_a_database_is_damage(station: Station) -> None:
 def test_missing_files(station: Station, tmp_path: Path) -> None:
     station.lock()
     station.home.database.unlink()
-    with pytest.raises(WorkstationMissing):
+    with pytest.raises(DatabaseDamaged, match="missing"):
         station(Workstation.unlock, station.home, OPERATOR, PASSPHRASE)
-    assert not station.home.database.exists()  # not silently re-created
+    assert not station.home.database.exists()  # damage, not a new start: not re-created
+    station.home.database.write_bytes(b"")
+    with pytest.raises(DatabaseDamaged, match="empty"):
+        station(Workstation.unlock, station.home, OPERATOR, PASSPHRASE)
+    assert station.home.database.read_bytes() == b""
     empty = type(station.home)(tmp_path / "empty")
     with pytest.raises(WorkstationMissing):
         station(Workstation.unlock, empty, OPERATOR, PASSPHRASE)
