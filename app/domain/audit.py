@@ -38,6 +38,9 @@ UNMACED_ALLOWED = frozenset(
         "token.session-lost",
         # Damaged embedded token files put right at open, before any login.
         "token.store-repair",
+        # Write-ahead intents are markers, not changes: the change itself carries its seal.
+        "intent.begin",
+        "intent.resolve",
         # The security officer's PIN work cannot share the token with a user login, so on the
         # audit token itself these run while it is not sealing.
         "token.init-pin",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.hsm.filestore import FileStore
@@ -68,3 +69,13 @@ def token_directories(home: Home) -> frozenset[str]:
         return frozenset(e.name for e in os.scandir(home.softhsm_tokens) if e.is_dir())
     except FileNotFoundError:
         return frozenset()
+
+
+def quarantine_directory(home: Home, directory: Path) -> Path:
+    """Move a token directory of the embedded store aside (never deleted), e.g. a token whose
+    creation was interrupted. Returns where it went."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = home.softhsm_quarantine / f"{directory.name}.{stamp}"
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(directory, target)
+    return target

@@ -46,16 +46,18 @@ from app.hsm.trials import TrialResult, extra_usages, widened
 from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.intents import COMPLETED, ROLLED_BACK, IntentLog, Resolution
 from app.services.token_inspect import backup_refusal, known_trial, remember_trial
 from app.services.tokens import TokenService
 from app.storage.database import Database
+from app.storage.intents import IntentRow
 from app.storage.repository import KeyRepository, SettingsRepository
 
 log = logging.getLogger(__name__)
 
-# Settings key: failed generations that may have left a key on a token that stopped answering
-# (JSON list of {"serial", "cka_id", "name"}). Each is looked for by its CKA_ID, which Keystead
-# chose at random for that one try, and destroyed when the token answers again.
+# Settings key of versions before write-ahead intents: failed generations that may have left a
+# key on a token that stopped answering (JSON list of {"serial", "cka_id", "name"}). Still
+# settled when found; new ones are pending intents.
 LEFTOVERS = "generation_leftovers"
 
 
@@ -77,12 +79,15 @@ class KeyService:
         operator: str,
         clock: Callable[[], datetime],
         airgap: AirGapGuard | None = None,
+        intents: IntentLog | None = None,
     ) -> None:
         self.db = db
         self.tokens = tokens
         self.operator = operator
         self.clock = clock
         self.repo = KeyRepository(db)
+        self.intents = intents or tokens.intents
+        self.intents.handlers["key.generate"] = self._reconcile_generation
         self.settings = SettingsRepository(db)
         # The air-gap policy is always consulted (it lives in the database, off by default).
         self.airgap = airgap or AirGapGuard(db, operator, clock)
@@ -155,6 +160,20 @@ class KeyService:
             extractable=backup_able,
         )
         cka_id = spec.cka_id.hex()
+        # Write-ahead: committed before the token is asked; resolved with the record, or
+        # rolled back; a kill leaves it pending for ``settle`` at the next login.
+        intent = self.intents.begin(
+            "key.generate",
+            info.serial,
+            subject,
+            {
+                "subject": subject,
+                "name": name,
+                "cka_id": cka_id,
+                "algorithm": algorithm.value,
+                "replaces": replaces.id if replaces else None,
+            },
+        )
         try:
             try:
                 generated = session.generate(spec)
@@ -180,7 +199,7 @@ class KeyService:
                 generated = session.generate(spec)
         except KeysteadError as exc:
             # The session destroyed whatever the token made under this CKA_ID, unless the
-            # token stopped answering: then the CKA_ID is kept for later (``settle``).
+            # token stopped answering: then the intent stays pending (``settle``).
             left = cka_id in session.unsettled
             self._record_failure(
                 subject,
@@ -194,6 +213,8 @@ class KeyService:
                 outcome=failure_outcome(exc),
             )
             session.unsettled.discard(cka_id)
+            if not left:
+                self.intents.abandon(intent, subject, exc.message)
             raise
         key = KeyRecord(
             id=str(uuid.uuid4()),
@@ -214,6 +235,7 @@ class KeyService:
         )
         try:
             with self.db.transaction():
+                self.intents.finish(intent)
                 self.repo.insert(key, generated.spki)
                 record(
                     self.db,
@@ -261,6 +283,8 @@ class KeyService:
                 name=name,
                 outcome=failure_outcome(exc),
             )
+            if not left:
+                self.intents.abandon(intent, subject, getattr(exc, "message", "not recorded"))
             raise
         log.info("generated key %s (%s) on token %s", key.id, algorithm.value, info.serial)
         return key
@@ -317,10 +341,6 @@ class KeyService:
         be written that is logged and the original error still propagates."""
         try:
             with self.db.transaction():
-                if left:
-                    pending = self._leftovers()
-                    pending.append({"serial": serial, "cka_id": cka_id, "name": name})
-                    self.settings.put(LEFTOVERS, json.dumps(pending))
                 record(
                     self.db,
                     when=self.clock(),
@@ -344,11 +364,42 @@ class KeyService:
         raw = self.settings.get(LEFTOVERS)
         return list(json.loads(raw)) if raw else []
 
+    def _reconcile_generation(self, intent: IntentRow) -> Resolution | None:
+        """A generation that never resolved: the key is recorded (completed), or whatever
+        the token holds under the try's random CKA_ID is destroyed (rolled back)."""
+        serial, cka_id = intent.token_serial, str(intent.details["cka_id"])
+        name = str(intent.details.get("name", ""))
+        if self.repo.by_token_object(serial, cka_id) is not None:
+            return Resolution(COMPLETED, {"cka_id": cka_id})
+        session = next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
+        if session is None:
+            return None
+        count = session.destroy_key(cka_id)
+
+        def apply() -> None:
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="key.generate",
+                subject=f"key:{name}",
+                outcome=Outcome.ABORTED,
+                details={
+                    "token": serial,
+                    "cka_id": cka_id,
+                    "token_object": "destroyed" if count else "absent",
+                },
+            )
+
+        return Resolution(ROLLED_BACK, {"cka_id": cka_id, "objects_destroyed": count}, apply)
+
     def settle(self, session: TokenSession) -> int:
-        """Destroy what failed generations may have left on this token, now that it answers:
-        objects with the CKA_ID Keystead chose for the failed try (never a managed key's).
-        Each is recorded as the aborted generation's end. Returns how many objects went."""
+        """Reconcile this token's pending generations, now that it answers: a key made but
+        never recorded (a kill, or a token that stopped answering) is destroyed by the CKA_ID
+        Keystead chose for that one try (never a managed key's), recorded as the aborted
+        generation's end. Also settles leftovers listed by versions before intents."""
         serial = session.info.serial
+        self.intents.reconcile(frozenset({"key.generate"}), serial)
         destroyed = 0
         for item in [p for p in self._leftovers() if p["serial"] == serial]:
             count = 0

@@ -36,12 +36,14 @@ from app.errors import (
 from app.hsm.session import TokenSession
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.intents import COMPLETED, ROLLED_BACK, Resolution
 from app.services.keys import KeyService
 from app.services.policy import CryptoperiodPolicy
 from app.services.token_inspect import remember_enforcement, usage_enforcement
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.events import StoredEvent, list_events
+from app.storage.intents import IntentRow
 from app.storage.repository import KeyRepository
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ class LifecycleService:
         self.clock = clock
         self.policy = policy
         self.approve: Approver = lambda _request, _key: (operator,)
+        self.intents = keys.intents
+        self.intents.handlers["key.transition"] = self._reconcile_transition
 
     # --- transitions -----------------------------------------------------------------------
 
@@ -218,9 +222,12 @@ class LifecycleService:
         if request.action is Action.DESTROY and session is None:
             raise TokenNotLoggedIn(f"Log in to token '{key.token_label}' to destroy '{key.name}'.")
         applied: list[KeyRecord] = []  # keys whose token flags were changed (to put back)
+        intent = self._begin(key, request, changes, session)
         now = self.clock()
         try:
             with self.db.transaction():
+                if intent is not None:
+                    self.intents.finish(intent)
                 for before, after, action, reason in changes:
                     if after.state in ON_TOKEN:
                         after = after._replace(token_sync=self._reflect(session, after))
@@ -242,6 +249,8 @@ class LifecycleService:
             for before in applied:
                 self._put_back(session, before)
             message = exc.message if isinstance(exc, KeysteadError) else type(exc).__name__
+            if intent is not None:
+                self._settle_failed(intent, key, session, message)
             if (
                 request.action is Action.DESTROY
                 and session is not None
@@ -306,6 +315,105 @@ class LifecycleService:
             log.warning("leftovers of destroyed key %s stay: %s", after.id, exc.message)
         log.warning("key %s destroyed although the token answered: %s", after.id, error)
         return self.keys.resolve(after.id)
+
+    # --- write-ahead intents ----------------------------------------------------------------
+
+    def _begin(
+        self,
+        key: KeyRecord,
+        request: TransitionRequest,
+        changes: list[_Change],
+        session: TokenSession | None,
+    ) -> int | None:
+        """The intent of a transition that will write to the token (flags or destroy)."""
+        if session is None:
+            return None
+        subject = f"key:{key.id}"
+        return self.intents.begin(
+            "key.transition",
+            key.token_serial,
+            subject,
+            {
+                "subject": subject,
+                "transition": request.action.value,
+                "changes": [
+                    {
+                        "key": c.before.id,
+                        "cka_id": c.before.cka_id,
+                        "from": c.before.state.value,
+                        "to": c.after.state.value,
+                    }
+                    for c in changes
+                ],
+            },
+            recorded_as=f"key.{request.action.value}",
+        )
+
+    def _settle_failed(
+        self, intent: int, key: KeyRecord, session: TokenSession | None, message: str
+    ) -> None:
+        """After a failure in this process: resolved as rolled back when the token is known
+        to be as before (flags put back, or the key still there); else left to reconcile."""
+        try:
+            if session is not None and session.holds_key(key.cka_id):
+                self.intents.abandon(intent, f"key:{key.id}", message)
+        except KeysteadError:
+            log.warning("intent %s left for reconciliation", intent)
+
+    def _reconcile_transition(self, intent: IntentRow) -> Resolution | None:
+        """A transition that never resolved. The database is the truth of what was
+        committed: flags are set to match each key's recorded state (completed if the
+        transition was committed, rolled back if not). A destroy that removed the key from the
+        token is completed in the database (the token cannot be rolled back); one that did
+        not is rolled back."""
+        session = next(
+            (s for s in self.tokens.logged_in() if s.info.serial == intent.token_serial), None
+        )
+        if session is None:
+            return None
+        changes = list(intent.details.get("changes", []))
+        primary = self.repo.get(str(changes[0]["key"])) if changes else None
+        if primary is None:
+            return Resolution(ROLLED_BACK, {"note": "key no longer recorded"})
+        target = KeyState(str(changes[0]["to"]))
+        if target in (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED):
+            if primary.state is target:
+                session.destroy_key(primary.cka_id)  # whatever part is left
+                return Resolution(COMPLETED, {"state": target.value})
+            if not session.holds_key(primary.cka_id):
+                after = primary._replace(state=target, token_sync=TokenSync.OK)
+                removed = session.destroy_key(primary.cka_id)  # a public half left behind
+
+                def complete() -> None:
+                    self.repo.update(after)
+                    record(
+                        self.db,
+                        when=self.clock(),
+                        operators=(intent.operator,),
+                        action="key.destroy",
+                        subject=f"key:{primary.id}",
+                        outcome=Outcome.SUCCESS,
+                        details={
+                            **_transition_details(primary, after, "interrupted; completed"),
+                            "intent": intent.id,
+                            "objects_removed_now": removed,
+                        },
+                    )
+
+                return Resolution(COMPLETED, {"state": target.value}, complete)
+        states: dict[str, str] = {}
+        for change in changes:
+            current = self.repo.get(str(change["key"]))
+            if current is None or current.state not in ON_TOKEN:
+                continue
+            private, public = usage_in_state(current.algorithm, current.purpose, current.state)
+            session.set_usage(current.cka_id, private, public)
+            states[current.id] = current.state.value
+        committed = primary.state is target
+        return Resolution(
+            COMPLETED if committed else ROLLED_BACK,
+            {"states": states, "token_flags": "set to the recorded states"},
+        )
 
     # --- token reflection ------------------------------------------------------------------
 

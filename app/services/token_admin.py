@@ -28,8 +28,10 @@ from app.hsm.module import TokenInfo
 from app.hsm.tokeninfo import token_details
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.intents import COMPLETED, ROLLED_BACK, UNKNOWN, Resolution
 from app.services.tokens import TokenService
 from app.storage.database import Database
+from app.storage.intents import IntentRow
 from app.storage.repository import KeyRepository, SettingsRepository
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 RULE_LIVE_KEYS = "KS-TOKEN-INIT-LIVE-KEYS"
 RULE_AUDIT_TOKEN = "KS-TOKEN-INIT-AUDIT"  # noqa: S105 (a rule id, not a secret)
 _DEAD = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
+_ADMIN_ACTIONS = ("token.init", "token.init-pin", "token.change-pin", "token.change-so-pin")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class TokenAdmin:
         self.keys = KeyRepository(db)
         self.settings = SettingsRepository(db)
         self.approve: Approver = lambda _request: (operator,)
+        self.intents = tokens.intents
+        for action in _ADMIN_ACTIONS:
+            self.intents.handlers[action] = self._reconcile_admin
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -334,9 +340,18 @@ class TokenAdmin:
         details: dict[str, object],
         so: bool = False,
     ) -> None:
-        """Entry and token call in one transaction; a refusal is recorded on its own."""
+        """Entry and token call in one transaction; a refusal is recorded on its own. The
+        write-ahead intent is committed first: a kill during the call leaves it pending for
+        ``_reconcile_admin`` at the next unlock."""
+        intent = self.intents.begin(
+            request.action,
+            request.serial,
+            request.serial,
+            {"subject": request.serial, **{k: v for k, v in details.items() if k != "unblock"}},
+        )
         try:
             with self.db.transaction():
+                self.intents.finish(intent)
                 record(
                     self.db,
                     when=self.clock(),
@@ -349,6 +364,7 @@ class TokenAdmin:
                 call()
         except WrongPin as exc:
             what = "SO PIN" if so else "PIN"
+            self.intents.abandon(intent, request.serial, f"wrong {what}")
             self._failed(request, operators, f"wrong {what}")
             if not so:
                 raise WrongPin(
@@ -362,7 +378,28 @@ class TokenAdmin:
             ) from exc
         except KeysteadError as exc:
             self._failed(request, operators, exc.message, failure_outcome(exc))
-            raise
+            raise  # the intent stays pending: the token may have acted before it failed
+
+    def _reconcile_admin(self, intent: IntentRow) -> Resolution | None:
+        """An administration step that never resolved. Initialisation is judged by the label
+        the token has now; whether a PIN changed cannot be read from a token, so that is
+        recorded as unknown, with what to try."""
+        present = {t.serial: t for t in self.tokens.present()}
+        info = present.get(intent.token_serial)
+        if intent.action == "token.init":
+            if info is None:
+                return None  # judged when the token is back
+            new_label = str(intent.details.get("new_label", ""))
+            done = info.label == new_label
+            return Resolution(COMPLETED if done else ROLLED_BACK, {"label_now": info.label})
+        which = "SO PIN" if intent.action == "token.change-so-pin" else "user PIN"
+        return Resolution(
+            UNKNOWN,
+            {
+                "note": f"the token holds the old or the new {which}; try the new one first",
+                "present": info is not None,
+            },
+        )
 
     def _so_failures(self, serial: str) -> int:
         """Consecutive wrong SO PINs recorded for this token (newest first, up to a success)."""

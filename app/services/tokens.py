@@ -21,14 +21,22 @@ from app.errors import (
     ValidationError,
     WrongPin,
 )
-from app.hsm.filestore import Repair
+from app.hsm.filestore import TOKEN_OBJECT, Repair, token_identity
 from app.hsm.module import Pkcs11Module, TokenInfo, library_initialized
 from app.hsm.session import PinState, TokenSession
-from app.hsm.softhsm import activate_config, file_store, is_softhsm, token_directories
+from app.hsm.softhsm import (
+    activate_config,
+    file_store,
+    is_softhsm,
+    quarantine_directory,
+    token_directories,
+)
 from app.paths import Home
 from app.services.audit import Outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.intents import COMPLETED, ROLLED_BACK, IntentLog, Resolution
 from app.storage.database import Database
+from app.storage.intents import IntentRow
 from app.storage.repository import SettingsRepository, TokenRepository
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,9 @@ class TokenService:
         self._soft_dirs: frozenset[str] | None = None  # the embedded store's token dirs
         self.rescan_pending = False  # a new embedded token waits for a rescan
         self._repairs: list[Repair] = []  # embedded store repairs not yet recorded
+        # The workstation's one write-ahead intent log (every token write goes through it).
+        self.intents = IntentLog(db, operator, clock)
+        self.intents.handlers["token.create-soft"] = self._reconcile_create_soft
 
     # --- modules ---------------------------------------------------------------------------
 
@@ -496,6 +507,19 @@ class TokenService:
         free = [t for t in module.tokens(include_uninitialized=True) if not t.initialized]
         if not free:
             raise TokenNotPresent("SoftHSM offers no free slot for a new token.")
+        subject = f"token-label:{label}"
+        # Write-ahead: a token made half-way (no user PIN) by a kill or a failure is removed
+        # at the next unlock (``_reconcile_create_soft``).
+        intent = self.intents.begin(
+            "token.create-soft",
+            "",
+            subject,
+            {
+                "subject": subject,
+                "label": label,
+                "dirs_before": sorted(token_directories(self.home)),
+            },
+        )
         try:
             module.init_token(free[0].slot_id, so_pin, label)
             created = next(t for t in module.tokens() if t.label == label)
@@ -505,6 +529,7 @@ class TokenService:
             raise
         self.remember_store()
         with self.db.transaction():
+            self.intents.finish(intent)
             self.tokens.seen(created.serial, created.label, created.model, self.clock())
             record(
                 self.db,
@@ -516,6 +541,29 @@ class TokenService:
                 details={"label": label},
             )
         return created
+
+    def _reconcile_create_soft(self, intent: IntentRow) -> Resolution | None:
+        """An embedded token creation that never resolved: a token directory that appeared
+        since, with that label, and that the database does not know, is moved to the
+        quarantine (it may lack its user PIN; nothing on it was ever recorded)."""
+        label = str(intent.details.get("label", ""))
+        before = set(intent.details.get("dirs_before", []))
+        removed: list[str] = []
+        for name in sorted(token_directories(self.home) - before):
+            directory = self.home.softhsm_tokens / name
+            serial, found_label = token_identity(_read_token_object(directory))
+            if found_label != label:
+                continue
+            if serial and self.tokens.known(serial):
+                return Resolution(COMPLETED, {"serial": serial})
+            for serial_now, session in list(self._sessions.items()):
+                if session.info.serial == serial:
+                    self.logout(serial_now)
+            quarantine_directory(self.home, directory)
+            removed.append(serial or name)
+        if removed:
+            self.rescan()
+        return Resolution(ROLLED_BACK, {"label": label, "tokens_removed": removed})
 
     def close(self) -> None:
         for serial in list(self._sessions):
@@ -546,6 +594,13 @@ def _ambiguous_message(twins: list[TokenInfo]) -> str:
         "of them and binds no key to them: remove all but one, or initialise one with another "
         "label."
     )
+
+
+def _read_token_object(directory: Path) -> bytes | None:
+    try:
+        return (directory / TOKEN_OBJECT).read_bytes()
+    except OSError:
+        return None
 
 
 def _locked_message(info: TokenInfo) -> str:

@@ -51,6 +51,12 @@ from app.storage.repository import SettingsRepository
 log = logging.getLogger(__name__)
 
 ROLE_SECURITY_OFFICER = "security-officer"
+# Intents reconciled at the login to their token, and those reconciled at unlock.
+KEY_INTENTS = frozenset({"key.generate", "key.transition"})
+TOKEN_INTENTS = frozenset(
+    {"token.create-soft", "token.init", "token.init-pin", "token.change-pin",
+     "token.change-so-pin"}
+)
 
 
 def utc_now() -> datetime:
@@ -266,6 +272,7 @@ class Workstation:
         """Once the audit token seals entries: leftovers of failed generations, pending token
         changes, then due cryptoperiods."""
         self.keys.settle(self.tokens.session(serial))
+        self.tokens.intents.reconcile(KEY_INTENTS, serial)
         self.lifecycle.enforce_pending(serial)
         protect_pending(self.db, self.tokens.session(serial), self.operator, self.clock)
         if serial == self.audit.token_serial:
@@ -309,6 +316,9 @@ class Workstation:
                     outcome=Outcome.SUCCESS,
                 )
             workstation.tokens.record_repairs()
+            # Token-level intents left by a kill (a half-made embedded token, an interrupted
+            # initialisation or PIN change) need no login to be settled.
+            workstation.tokens.intents.reconcile(TOKEN_INTENTS)
         except BaseException:
             if workstation is not None:
                 workstation.tokens.close()

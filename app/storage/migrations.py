@@ -212,4 +212,28 @@ MIGRATIONS.append(
     )
 )
 
+# Schema 7: write-ahead intents of token writes (app/services/intents.py). An intent is
+# committed before the token is asked and resolved after; a pending one is reconciled at the
+# next login.
+MIGRATIONS.append(
+    (
+        7,
+        """
+        CREATE TABLE intents (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at   TEXT NOT NULL,
+            operator     TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            token_serial TEXT NOT NULL,
+            details      TEXT NOT NULL,
+            owner        TEXT NOT NULL,
+            state        TEXT NOT NULL DEFAULT 'pending',
+            resolution   TEXT,
+            resolved_at  TEXT
+        );
+        CREATE INDEX intents_pending ON intents (token_serial) WHERE state = 'pending';
+        """,
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]

@@ -257,6 +257,9 @@ class TokenRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def known(self, serial: str) -> bool:
+        return self.db.scalar("SELECT 1 FROM tokens WHERE serial = ?", (serial,)) is not None
+
     def seen(self, serial: str, label: str, model: str, now: datetime) -> None:
         stamp = utc_text(now)
         self.db.execute(

@@ -71,10 +71,12 @@ CODES = [*EXPECTED, *(c for c in RECOVERED if c not in EXPECTED)]
 
 # The PKCS#11 calls of each operation, in order (test_each_operation_makes_the_calls_in_the_table
 # proves these are all of them, so every step below is a step that happens).
+# Every token write first seals its write-ahead intent (app/services/intents.py).
 GENERATE_STEPS = {
-    Algorithm.AES_256: ["generate_key", "get_attributes", "sign"],
+    Algorithm.AES_256: ["sign", "generate_key", "get_attributes", "sign"],
     # read back private, read back public, read the public point for the SPKI, seal the entry
     Algorithm.EC_P256: [
+        "sign",
         "generate_keypair",
         "get_attributes",
         "get_attributes",
@@ -85,15 +87,17 @@ GENERATE_STEPS = {
 # Destroy seals its entry inside the transaction, then finds the objects and destroys them
 # (the public half first, the key itself last).
 DESTROY_STEPS = {
-    Algorithm.AES_256: ["sign", "get_objects", "destroy"],
-    Algorithm.EC_P256: ["sign", "get_objects", "destroy", "destroy"],
+    Algorithm.AES_256: ["sign", "sign", "get_objects", "destroy"],
+    Algorithm.EC_P256: ["sign", "sign", "get_objects", "destroy", "destroy"],
 }
-CHANGE_PIN_STEPS = ["sign", "set_pin"]
+CHANGE_PIN_STEPS = ["sign", "sign", "set_pin"]
 
 
 def numbered(calls: list[str]) -> list[tuple[str, int]]:
-    """['a', 'b', 'a'] -> [('a', 1), ('b', 1), ('a', 2)]: each call by name and its count."""
-    return [(call, calls[: i + 1].count(call)) for i, call in enumerate(calls)]
+    """['a', 'b', 'a'] -> [('a', 1), ('b', 1), ('a', 2)]: each call by name and its count.
+    The first step, sealing the write-ahead intent, is left out: a fault there leaves the
+    marker unsealed and the operation goes on (``test_a_fault_sealing_the_intent_...``)."""
+    return [(call, calls[: i + 1].count(call)) for i, call in enumerate(calls)][1:]
 
 
 def cases(steps: dict[Algorithm, list[str]]) -> list[tuple[Algorithm, str, int]]:
@@ -249,7 +253,7 @@ def test_generate_answer_lost_after_the_token_made_the_key(
     """The token made the key and the answer was lost: Keystead finds the new objects by the
     CKA_ID it chose and destroys them (or, on a stale handle, does so and generates again)."""
     before = snapshot(station, faults)
-    faults.arm(GENERATE_STEPS[algorithm][0], code, 1, AFTER)
+    faults.arm(GENERATE_STEPS[algorithm][1], code, 1, AFTER)  # [0] seals the intent
     if code in RECOVERED:
         key = station(station.ws.keys.generate, TOKEN, algorithm, "vault-kek")
         generated_once(station, faults, before, key)
@@ -622,3 +626,17 @@ def test_must_change_pin_logs_in_and_says_the_pin_must_be_changed(
     # And changing it works from here.
     station(station.ws.admin.change_pin, TOKEN, PIN, NEW_PIN)
     assert peer_login(station, NEW_PIN)
+
+
+def test_a_fault_sealing_the_intent_leaves_the_marker_unsealed_and_goes_on(
+    station: Station, faults: Faults
+) -> None:
+    """The intent's entry is a marker, allowed unsealed (as failures are): a fault while it is
+    sealed does not stop the operation, and the generation itself is sealed as always."""
+    before = snapshot(station, faults)
+    faults.arm("sign", "CKR_DEVICE_ERROR", 1, BEFORE)
+    key = station(station.ws.keys.generate, TOKEN, Algorithm.AES_256, "vault-kek")
+    assert faults.fired
+    generated_once(station, faults, before, key)
+    begun = [e for e in new_events(station, before) if e.action == "intent.begin"]
+    assert len(begun) == 1 and begun[0].mac is None
