@@ -1,0 +1,175 @@
+"""Write-ahead intents reconciled after a "kill": the intent is committed and the token changed
+as a killed process would have left them (the token call done, the database change never
+committed), then the next login or unlock completes or rolls back each one and records it.
+Real kills are in tests/crash; these pin each reconciliation down."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+
+import pytest
+from pkcs11 import ObjectClass
+
+from app.domain.algorithms import Algorithm, default_purpose, usage_for
+from app.domain.keys import KeyState
+from app.domain.lifecycle import Action
+from app.hsm.templates import KeySpec
+from app.services import intents as intents_module
+from tests.hsm.kit import PIN, SO_PIN, TOKEN, Station, peer_keys
+
+pytestmark = pytest.mark.hsm
+
+
+def _resolutions(station: Station) -> list[dict[str, object]]:
+    return [dict(e.details) for e in station.events("intent.resolve")]
+
+
+def _orphan_generation(station: Station, name: str) -> str:
+    """A generation killed after the token made the key: intent pending, object on token."""
+    ws = station.ws
+    spec = KeySpec(
+        algorithm=Algorithm.AES_128,
+        label=name,
+        cka_id=secrets.token_bytes(16),
+        usage=usage_for(Algorithm.AES_128, default_purpose(Algorithm.AES_128)),
+        extractable=False,
+    )
+    cka_id = spec.cka_id.hex()
+    station(
+        ws.tokens.intents.begin,
+        "key.generate",
+        station.serial,
+        f"key:{name}",
+        {"subject": f"key:{name}", "name": name, "cka_id": cka_id},
+    )
+    station(lambda: ws.tokens.session(TOKEN).generate(spec))
+    return cka_id
+
+
+def test_a_generation_killed_after_the_token_acted_is_rolled_back_at_the_next_login(
+    station: Station,
+) -> None:
+    cka_id = _orphan_generation(station, "half-made")
+    assert cka_id in {p.cka_id for p in peer_keys(station.home)}
+    station.unlock()  # the next login reconciles
+    assert cka_id not in {p.cka_id for p in peer_keys(station.home)}
+    assert station(station.ws.tokens.intents.pending) == []
+    (resolved,) = _resolutions(station)
+    assert resolved["resolution"] == "rolled-back" and resolved["objects_destroyed"] == 1
+    aborted = station.events("key.generate")[-1]
+    assert aborted.outcome == "aborted" and aborted.details["cka_id"] == cka_id
+
+
+def test_a_flag_change_killed_before_the_commit_is_rolled_back_to_the_recorded_state(
+    station: Station,
+) -> None:
+    ws = station.ws
+    key = station(ws.keys.generate, TOKEN, Algorithm.AES_128, "flags")
+    station(ws.lifecycle.transition, key.id, Action.ACTIVATE)
+    station(
+        ws.tokens.intents.begin,
+        "key.transition",
+        station.serial,
+        f"key:{key.id}",
+        {
+            "subject": f"key:{key.id}",
+            "transition": "suspend",
+            "changes": [{"key": key.id, "cka_id": key.cka_id, "from": "ACTIVE", "to": "SUSPENDED"}],
+        },
+    )
+    station(lambda: ws.tokens.session(TOKEN).set_usage(key.cka_id, frozenset(), frozenset()))
+    (obj,) = [p for p in peer_keys(station.home) if p.cka_id == key.cka_id]
+    assert obj.usage == frozenset()  # the token says suspended, the database says active
+    station.unlock()
+    (obj,) = [p for p in peer_keys(station.home) if p.cka_id == key.cka_id]
+    assert obj.usage == {"encrypt", "decrypt"}
+    assert station(station.ws.keys.resolve, key.id).state is KeyState.ACTIVE
+    (resolved,) = _resolutions(station)
+    assert resolved["resolution"] == "rolled-back"
+
+
+def test_a_destroy_killed_after_the_token_acted_is_completed_and_recorded(
+    station: Station,
+) -> None:
+    ws = station.ws
+    key = station(ws.keys.generate, TOKEN, Algorithm.EC_P256, "going")
+    station(
+        ws.tokens.intents.begin,
+        "key.transition",
+        station.serial,
+        f"key:{key.id}",
+        {
+            "subject": f"key:{key.id}",
+            "transition": "destroy",
+            "changes": [
+                {"key": key.id, "cka_id": key.cka_id, "from": "PRE_ACTIVE", "to": "DESTROYED"}
+            ],
+        },
+    )
+    # killed between the private key and the public half
+    private = ObjectClass.PRIVATE_KEY
+    station(
+        lambda: ws.tokens.session(TOKEN)
+        ._session.get_key(object_class=private, id=bytes.fromhex(key.cka_id))
+        .destroy()
+    )
+    station.unlock()
+    assert station(station.ws.keys.resolve, key.id).state is KeyState.DESTROYED
+    assert key.cka_id not in {p.cka_id for p in peer_keys(station.home)}  # the half went too
+    destroyed = [e for e in station.events("key.destroy") if e.outcome == "success"]
+    assert len(destroyed) == 1 and destroyed[0].mac is not None
+    (resolved,) = _resolutions(station)
+    assert resolved["resolution"] == "completed"
+
+
+def test_a_half_made_embedded_token_is_removed_at_the_next_unlock_and_the_label_is_free(
+    station: Station,
+) -> None:
+    ws = station.ws
+
+    def half_made() -> None:
+        module = next(iter(ws.tokens.modules.values()))
+        ws.tokens.intents.begin(
+            "token.create-soft",
+            "",
+            "token-label:second",
+            {
+                "subject": "token-label:second",
+                "label": "second",
+                "dirs_before": sorted(
+                    p.name for p in station.home.softhsm_tokens.iterdir() if p.is_dir()
+                ),
+            },
+        )
+        free = [t for t in module.tokens(include_uninitialized=True) if not t.initialized]
+        module.init_token(free[0].slot_id, SO_PIN, "second")  # killed before C_InitPIN
+
+    station(half_made)
+    station.unlock()
+    assert [t.label for t in station(station.ws.tokens.present)] == [TOKEN]
+    (resolved,) = _resolutions(station)
+    assert resolved["resolution"] == "rolled-back" and len(resolved["tokens_removed"]) == 1
+    assert list(station.home.softhsm_quarantine.iterdir())  # moved aside, never deleted
+    created = station(station.ws.tokens.create_soft_token, "second", SO_PIN, PIN)
+    assert created.label == "second"
+
+
+def test_an_intent_of_a_process_still_running_is_left_alone(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        owner = f"{sleeper.pid}:{intents_module._start_time(sleeper.pid)}"
+        monkeypatch.setattr(intents_module, "OWNER", owner)
+        cka_id = _orphan_generation(station, "in-flight")
+        monkeypatch.undo()
+        station.unlock()
+        assert cka_id in {p.cka_id for p in peer_keys(station.home)}
+        assert len(station(station.ws.tokens.intents.pending)) == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    station.unlock()  # its writer is gone now
+    assert station(station.ws.tokens.intents.pending) == []
+    assert cka_id not in {p.cka_id for p in peer_keys(station.home)}
