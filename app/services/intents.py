@@ -11,8 +11,9 @@ operation's own entry when the database changes), in one transaction.
 
 Handlers are registered by the services that own the operation (key generation, lifecycle
 transitions, embedded token creation, token administration). Intent entries have the subject
-``intent:<the operation's subject>``, so a key's own history stays the operation's entries. An intent whose writer is still
-running (another live process; ``owner`` is its pid and start time) is never reconciled.
+``intent:<the operation's subject>``, so a key's own history stays the operation's entries.
+An intent whose writer is still running (another live process; ``owner`` is its pid and start
+time) is never reconciled.
 """
 
 from __future__ import annotations
