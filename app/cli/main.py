@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parser("checkpoint", help="sign a checkpoint of the chain now").set_defaults(
         run=cmd_audit_checkpoint
     )
+    audit.add_parser(
+        "intents", help="token writes interrupted and not yet settled (write-ahead intents)"
+    ).set_defaults(run=cmd_audit_intents)
     airgap.register(sub)
     backup.register(sub)
     selftest.register(sub)
@@ -902,6 +905,39 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     else:
         print(
             f"Checkpoint {checkpoint.seq} signed at {checkpoint.time}: head {checkpoint.head.hex()}"
+        )
+    return 0
+
+
+def cmd_audit_intents(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> list[dict[str, Any]]:
+        _login_all_optional(ws)  # the login itself settles what it can
+        return [
+            {
+                "id": i.id,
+                "created_at": i.created_at,
+                "operator": i.operator,
+                "action": i.action,
+                "token": i.token_serial,
+                "subject": str(i.details.get("subject", "")),
+            }
+            for i in ws.tokens.intents.pending()
+        ]
+
+    rows = _with_workstation(args, body)
+    if args.json:
+        output.print_json(rows)
+    else:
+        output.print_table(
+            rows,
+            [
+                ("id", "INTENT"),
+                ("created_at", "BEGUN (UTC)"),
+                ("operator", "BY"),
+                ("action", "ACTION"),
+                ("token", "TOKEN"),
+                ("subject", "SUBJECT"),
+            ],
         )
     return 0
 

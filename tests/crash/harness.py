@@ -362,6 +362,14 @@ class Bench:
                         f"{context}: {row['name']} {state.value} {obj.kind} usage "
                         f"{sorted(obj.usage)} != {sorted(words)}"
                     )
+        pending = self.cli("--json", "audit", "intents")
+        if pending.returncode != 0:
+            tally.login_failures += 1
+            tally.problems.append(f"{context}: audit intents failed: {pending.stderr.strip()}")
+        else:
+            for intent in json.loads(pending.stdout):
+                tally.pending_left += 1
+                tally.problems.append(f"{context}: intent pending: {intent}")
         known = {(r["cka_id"] or "").lower() for r in managed.values()}
         for cid, obj in peer.items():
             if cid and cid not in known and re.fullmatch(r"k\d{4}(-v\d+)?", obj.label):
