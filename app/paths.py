@@ -8,6 +8,8 @@ from pathlib import Path
 
 import platformdirs
 
+from app.errors import ValidationError
+
 HOME_ENV = "KEYSTEAD_HOME"
 
 
@@ -62,10 +64,40 @@ class Home:
 
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Home:
-    """``--home`` wins, then ``KEYSTEAD_HOME``, then the platform's user data directory."""
-    if explicit:
-        return Home(Path(explicit).expanduser().resolve())
+    """``--home`` wins, then ``KEYSTEAD_HOME``, then the platform's user data directory.
+
+    Raises ValidationError for an empty ``--home``, a path that is not a directory, and the
+    kernel's virtual file systems (/proc, /sys, /dev): never a silent fall-back."""
+    if explicit is not None:
+        text = os.fspath(explicit)
+        if not str(text).strip():
+            raise ValidationError("--home is empty; name the workstation's directory.")
+        return _checked(Path(text).expanduser())
     env = os.environ.get(HOME_ENV)
     if env:
-        return Home(Path(env).expanduser().resolve())
+        return _checked(Path(env).expanduser())
     return Home(Path(platformdirs.user_data_dir("keystead", appauthor=False)))
+
+
+_VIRTUAL = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _checked(path: Path) -> Home:
+    try:
+        root = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise ValidationError(f"The home {path} cannot be used ({exc}).") from exc
+    if any(root == v or v in root.parents for v in _VIRTUAL):
+        raise ValidationError(
+            f"The home {root} is on a kernel virtual file system; choose a real directory."
+        )
+    if root.exists() and not root.is_dir():
+        raise ValidationError(f"The home {root} is a file, not a directory; choose a directory.")
+    for parent in root.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValidationError(
+                    f"The home {root} is under {parent}, which is a file; choose a directory."
+                )
+            break
+    return Home(root)

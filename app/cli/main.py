@@ -19,6 +19,7 @@ from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
 from app.domain.keys import InventoryItem, TokenSync
 from app.domain.lifecycle import Action
+from app.domain.names import validate_token_label
 from app.errors import KeysteadError, TokenNotLoggedIn, TokenNotPresent, ValidationError
 from app.paths import Home, resolve_home
 from app.services.audit_log import AuditFilter
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("key")
     history.set_defaults(run=cmd_keys_history)
     due = keys.add_parser("due", help="keys whose deactivation date is near or past")
-    due.add_argument("--days", type=int, help="window in days (default: the policy's)")
+    due.add_argument("--days", type=_days, help="window in days (default: the policy's)")
     due.set_defaults(run=cmd_keys_due)
 
     audit = sub.add_parser("audit", help="the tamper-evident audit history").add_subparsers(
@@ -217,13 +218,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _date(text: str) -> datetime:
+    """An ISO 8601 date between the years 1900 and 9000, as UTC."""
     try:
         moment = datetime.fromisoformat(text)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"'{text}' is not an ISO 8601 date (e.g. 2026-11-23 or 2026-11-23T10:00Z)"
         ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is out of range (years 1900 to 9000)") from exc
+    if not 1900 <= moment.year <= 9000:
+        raise argparse.ArgumentTypeError(f"'{text}' is out of range (years 1900 to 9000)")
+    return moment
+
+
+def _days(text: str) -> int:
+    """A number of days, 0 to 36,500 (a century)."""
+    try:
+        days = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of days") from exc
+    if not 0 <= days <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text} days is out of range (0 to 36500)")
+    return days
 
 
 def _algorithm(text: str) -> Algorithm:
@@ -295,6 +314,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         SecretKind.PASSPHRASE, f"New passphrase for {operator}", confirm=True
     )
     soft: SoftTokenRequest | None = None
+    if args.soft_token is not None:
+        validate_token_label(args.soft_token)
     if args.soft_token:
         so_pin = require_secret(
             SecretKind.SO_PIN, f"New SO PIN for token '{args.soft_token}'", confirm=True
@@ -492,6 +513,8 @@ def cmd_tokens_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_create_soft(args: argparse.Namespace) -> int:
+    validate_token_label(args.label)  # before any PIN is asked for
+
     def body(ws: Workstation) -> Any:
         _login_audit_token(ws, required=False)  # so the change is sealed
         so_pin = require_secret(
@@ -942,10 +965,37 @@ def cmd_audit_intents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; a value argparse could not take as one string (``--name=--`` gives a list) is a
+    usage error, like any other."""
+    args = parser.parse_args(argv)
+    for name, value in vars(args).items():
+        if isinstance(value, list):
+            parser.error(f"argument --{name.replace('_', '-')}: expected one value")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     harden_process()
+    # The terminal boundary: everything printed (tables, messages, errors, log lines) is
+    # escaped, so text from people, files and tokens cannot drive the terminal.
+    real_out, real_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = output.EscapingStream(real_out), output.EscapingStream(real_err)
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        if isinstance(sys.stdout, output.EscapingStream):  # (not after a broken pipe)
+            sys.stdout = real_out
+        if isinstance(sys.stderr, output.EscapingStream):
+            sys.stderr = real_err
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     executor = CoreExecutor()
     try:
         args.home_dir = resolve_home(args.home)
@@ -961,8 +1011,19 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keep interpreter exit quiet)
         return 0
+    except (OverflowError, ValueError, OSError) as exc:
+        # A kind of input no check caught: still one line, and a defect to fix.
+        log.debug("unexpected %s", type(exc).__name__, exc_info=True)
+        print(f"keystead: error: {_unexpected(exc)}", file=sys.stderr)
+        return 1
     finally:
         executor.shutdown()
+
+
+def _unexpected(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or 'cannot use'}: {exc.filename}. Nothing was changed."
+    return f"the input could not be used ({exc}). Nothing was changed."
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -124,6 +126,55 @@ def details_dict(details: KeyDetails) -> dict[str, Any]:
         "identifier_words": details.identifier_words,
         "token_attributes": details.token_attributes,
     }
+
+
+# --- the terminal boundary ---------------------------------------------------------------------
+
+_KEEP = frozenset("\n")
+
+
+def escape_text(text: str) -> str:
+    """``text`` safe for a terminal: control, format (bidi), line and paragraph separator
+    characters are shown escaped (``\\x1b``, ``\\u202e``); newlines stay. Never raises."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch in _KEEP or unicodedata.category(ch) not in {"Cc", "Cf", "Zl", "Zp", "Cs"}:
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
+class EscapingStream(io.TextIOBase):
+    """A text stream that escapes what is written to it (``escape_text``): every word the
+    CLI prints passes here, so reasons, labels and token strings cannot drive the terminal."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(escape_text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return bool(self.raw.isatty())
+
+    def fileno(self) -> int:
+        return int(self.raw.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.raw, "encoding", "utf-8"))
 
 
 def print_json(value: Any) -> None:

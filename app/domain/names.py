@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 
 from app.errors import ValidationError
 
@@ -28,6 +29,29 @@ def validate_name(name: str, what: str = "Key name") -> str:
     if _has_control(cleaned):
         raise ValidationError(f"{what} contains control or invisible characters; remove them.")
     return cleaned
+
+
+def validate_key_name(name: str) -> str:
+    """A key name: ``validate_name``, and not something that reads as a UUID (a key is found
+    by uuid or name, so a name that parses as a UUID would shadow another key)."""
+    cleaned = validate_name(name)
+    try:
+        uuid.UUID(cleaned)
+    except ValueError:
+        return cleaned
+    raise ValidationError(
+        f"Key name '{cleaned}' reads as a UUID, which names keys by their id; choose a name."
+    )
+
+
+def validate_token_label(label: str) -> str:
+    """A token label: 1 to 32 UTF-8 bytes, no control or invisible characters (it is shown
+    in listings and typed again to confirm an erase). Returned unchanged."""
+    if not label.strip() or len(label.encode("utf-8")) > 32:
+        raise ValidationError("A token label has 1 to 32 bytes.")
+    if _has_control(label):
+        raise ValidationError("A token label cannot contain control or invisible characters.")
+    return label
 
 
 def validate_new_passphrase(passphrase: str, confirmation: str) -> None:

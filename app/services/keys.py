@@ -29,7 +29,7 @@ from app.domain.keys import (
     TokenObject,
     TrustedWrap,
 )
-from app.domain.names import validate_name
+from app.domain.names import validate_key_name
 from app.errors import (
     KeysteadError,
     NotFoundError,
@@ -103,7 +103,7 @@ class KeyService:
 
     def free_name(self, name: str) -> str:
         """``name`` validated and not used by another key."""
-        cleaned = validate_name(name)
+        cleaned = validate_key_name(name)
         if self.repo.by_name(cleaned) is not None:
             raise ValidationError(f"A key named '{cleaned}' already exists; names are unique.")
         return cleaned

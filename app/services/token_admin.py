@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.keys import KeyRecord, KeyState
+from app.domain.names import validate_token_label
 from app.errors import (
     KeysteadError,
     PolicyError,
@@ -162,8 +163,7 @@ class TokenAdmin:
             raise ValidationError(
                 f"Type the token's label '{info.label}' exactly to confirm; nothing was erased."
             )
-        if not new_label.strip() or len(new_label.encode("utf-8")) > 32:
-            raise ValidationError("A token label has 1 to 32 bytes.")
+        validate_token_label(new_label)
         refusal = impact.refusal
         if refusal is not None:
             self._denied(request, refusal.rule)

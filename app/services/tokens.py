@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from app.domain.names import validate_token_label
 from app.domain.pins import check_new_pins
 from app.errors import (
     AmbiguousToken,
@@ -498,6 +499,7 @@ class TokenService:
         embedded = [p for p, emb in self.settings.modules() if emb and p in self.modules]
         if not embedded:
             raise ModuleLoadError("The embedded SoftHSM module is not available; install softhsm2.")
+        validate_token_label(label)
         check_new_pins(so_pin, user_pin)
         if any(t.label == label for t in self.present()):
             raise ValidationError(

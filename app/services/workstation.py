@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain.audit import database_identity
-from app.domain.names import validate_name, validate_new_passphrase
+from app.domain.names import validate_name, validate_new_passphrase, validate_token_label
 from app.domain.pins import check_new_pins
 from app.errors import (
     AmbiguousToken,
@@ -133,8 +133,7 @@ def _check_audit_choice(choice: AuditTokenChoice) -> None:
 
 def _check_soft_token(request: SoftTokenRequest) -> None:
     """The checks the token service makes when it creates the token, made up front."""
-    if not request.label.strip() or len(request.label.encode("utf-8")) > 32:
-        raise ValidationError("A token label has 1 to 32 bytes.")
+    validate_token_label(request.label)
     check_new_pins(request.so_pin, request.user_pin)
 
 

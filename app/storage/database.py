@@ -20,6 +20,7 @@ from app.errors import (
     DatabaseDamaged,
     DiskFull,
     StorageError,
+    ValidationError,
     WorkstationExists,
 )
 from app.storage.migrations import LATEST, MIGRATIONS
@@ -176,6 +177,11 @@ class Database:
                 ) from exc
             raise StorageError(f"The database refused the change ({text}).") from exc
         except sqlcipher3.IntegrityError as exc:  # a constraint refused it: not damage
+            if "UNIQUE constraint failed: keys.name" in str(exc):
+                raise ValidationError(
+                    "Another key got this name at the same moment (another command running in "
+                    "parallel); names are unique. Choose another name; nothing was changed."
+                ) from exc
             raise StorageError(f"The database refused the change ({exc}).") from exc
         except sqlcipher3.DatabaseError as exc:
             raise _damaged(self.path, str(exc)) from exc

@@ -157,6 +157,7 @@ class Bench:
         self.events_of: dict[str, int] = {}  # operation kind -> token-file events it makes
         self.cursor: dict[str, int] = {}  # operation kind -> the event its last kill was at
         self.trace: Path | None = None  # a line per operation, when set
+        self.rows: list[dict[str, Any]] | None = None  # the inventory the last check read
 
     # --- running ----------------------------------------------------------------------------
 
@@ -380,13 +381,14 @@ class Bench:
     # --- loops ------------------------------------------------------------------------------
 
     def cycle(self, mode: str) -> None:
-        rows = self.inventory()
+        rows = self.rows if self.rows is not None else self.inventory()
         kind, args, name = self.next_operation(rows)
         if mode == "change":
             if kind not in self.events_of:
                 result, count = self.run_counting(args)
                 self.events_of[kind] = max(count, 1)
                 self._note_done(kind, name, result)
+                self.rows = None
                 return
             nth = self.cursor[kind] = self.cursor.get(kind, 0) % self.events_of[kind] + 1
             killed = self.run_killed_at_event(args, nth)
@@ -405,7 +407,7 @@ class Bench:
         elif name:
             # it ended before the kill: done if it said so
             self.done_names.add(name)
-        self.check(f"{kind} {' '.join(args)} ({'killed' if killed else 'ran'})")
+        self.rows = self.check(f"{kind} {' '.join(args)} ({'killed' if killed else 'ran'})")
 
     def _note_done(
         self, kind: str, name: str | None, result: subprocess.CompletedProcess[str]
