@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from app.cli import airgap, backup, output, selftest
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
@@ -42,8 +42,15 @@ def _version() -> str:
         return "unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error line kept to one line (a value may hold newlines)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(output.one_line(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keystead", description="Keystead key management workstation"
     )
     parser.add_argument(
@@ -899,7 +906,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         if report.detail and report.ok:
             print(report.detail)
     if not report.ok:
-        print(f"keystead: error: {report.summary()}", file=sys.stderr)
+        print(f"keystead: error: {output.one_line(report.summary())}", file=sys.stderr)
         return 1
     return 0
 
@@ -1002,7 +1009,7 @@ def _main(argv: list[str] | None) -> int:
         code: int = executor.call(args.run, args)
         return code
     except KeysteadError as exc:
-        print(f"keystead: error: {exc.message}", file=sys.stderr)
+        print(f"keystead: error: {output.one_line(exc.message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("keystead: cancelled", file=sys.stderr)
@@ -1014,7 +1021,7 @@ def _main(argv: list[str] | None) -> int:
     except (OverflowError, ValueError, OSError) as exc:
         # A kind of input no check caught: still one line, and a defect to fix.
         log.debug("unexpected %s", type(exc).__name__, exc_info=True)
-        print(f"keystead: error: {_unexpected(exc)}", file=sys.stderr)
+        print(f"keystead: error: {output.one_line(_unexpected(exc))}", file=sys.stderr)
         return 1
     finally:
         executor.shutdown()

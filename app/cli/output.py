@@ -149,6 +149,11 @@ def escape_text(text: str) -> str:
     return "".join(out)
 
 
+def one_line(text: str) -> str:
+    """``text`` as one terminal line: escaped, with its newlines shown as ``\\n``."""
+    return escape_text(text).replace("\n", "\\n")
+
+
 class EscapingStream(io.TextIOBase):
     """A text stream that escapes what is written to it (``escape_text``): every word the
     CLI prints passes here, so reasons, labels and token strings cannot drive the terminal."""
@@ -187,7 +192,9 @@ def print_table(
 ) -> None:
     """Aligned text: ``columns`` are (key, heading)."""
     cells = [[heading for _, heading in columns]]
-    cells += [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows]
+    cells += [
+        ["" if r.get(k) is None else one_line(str(r.get(k))) for k, _ in columns] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
         print(indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
