@@ -9,8 +9,9 @@ for the full counts::
 
 A kill "at a token-file change" watches every token directory with inotify (IN_MODIFY,
 IN_CREATE, IN_DELETE, IN_MOVED_TO, IN_CLOSE_WRITE) and sends SIGKILL on the N-th event of the
-command; N walks through every change the command makes (measured by an unkilled run of the
-same command first), so each write of each operation is hit in turn. The independent checks
+command; N walks over every change the command makes (measured by an unkilled run of the same
+command first) in a golden-ratio sequence, so the kills of each operation spread over all its
+writes, first to last. The independent checks
 use pkcs11-tool (the token's view) and the JSON inventory (the database's view).
 """
 
@@ -390,7 +391,10 @@ class Bench:
                 self._note_done(kind, name, result)
                 self.rows = None
                 return
-            nth = self.cursor[kind] = self.cursor.get(kind, 0) % self.events_of[kind] + 1
+            # A low-discrepancy walk (golden ratio) over the command's events: successive kills
+            # of one kind spread over all its token-file changes, first to last.
+            step = self.cursor[kind] = self.cursor.get(kind, 0) + 1
+            nth = int((step * 0.6180339887498949) % 1.0 * self.events_of[kind]) + 1
             killed = self.run_killed_at_event(args, nth)
         else:
             killed = self.run_killed_at_random(args, 1.2)
