@@ -128,6 +128,10 @@ class DatabaseRolledBack(StorageError):
     """The database is older than evidence kept outside it says it should be."""
 
 
+class ReadOnlyHome(StorageError):
+    """The workstation's home is on a read-only mount: only reading commands work."""
+
+
 class DiskFull(StorageError):
     """The disk is full; nothing was written."""
 

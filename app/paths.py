@@ -57,6 +57,13 @@ class Home:
         """True when a workstation has been initialised here."""
         return self.keyslots.exists() or self.database.exists()
 
+    def read_only(self) -> bool:
+        """True when the home is on a read-only mount (an auditor's copy)."""
+        try:
+            return bool(os.statvfs(self.root).f_flag & os.ST_RDONLY)
+        except OSError:
+            return False
+
     def ensure(self) -> None:
         """Create the directory, readable only by its owner."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)

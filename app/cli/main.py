@@ -20,7 +20,13 @@ from app.domain.audit import Checkpoint, Report
 from app.domain.keys import InventoryItem, TokenSync
 from app.domain.lifecycle import Action
 from app.domain.names import validate_token_label
-from app.errors import KeysteadError, TokenNotLoggedIn, TokenNotPresent, ValidationError
+from app.errors import (
+    KeysteadError,
+    ReadOnlyHome,
+    TokenNotLoggedIn,
+    TokenNotPresent,
+    ValidationError,
+)
 from app.paths import Home, resolve_home
 from app.services.audit_log import AuditFilter
 from app.services.executor import CoreExecutor
@@ -304,7 +310,36 @@ def _login_all_optional(ws: Workstation) -> None:
         _login(ws, serial, optional=True, kind=SecretKind.AUDIT_PIN)
 
 
+# Commands that only read: on a read-only home (an auditor's copy) they run without tokens and
+# write nothing; every other command is refused there before it starts.
+READ_ONLY_COMMANDS = frozenset(
+    {
+        ("keys", "list"),
+        ("keys", "show"),
+        ("keys", "history"),
+        ("keys", "due"),
+        ("audit", "list"),
+        ("audit", "verify"),
+        ("audit", "export"),
+        ("audit", "intents"),
+        ("modules", "list"),
+    }
+)
+
+
 def _with_workstation(args: argparse.Namespace, body: Callable[[Workstation], Any]) -> Any:
+    home: Home = args.home_dir
+    if home.read_only():
+        if (args.command, getattr(args, "action", None)) not in READ_ONLY_COMMANDS:
+            raise ReadOnlyHome(
+                f"{home.root} is read-only: only reading commands work there (keys list/show/"
+                "history/due, audit list/verify/export/intents). Nothing was changed."
+            )
+        print(
+            f"keystead: note: {home.root} is read-only: tokens are not used and nothing is "
+            "written.",
+            file=sys.stderr,
+        )
     ws = _unlock(args)
     try:
         return body(ws)

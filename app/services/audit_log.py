@@ -316,6 +316,8 @@ class AuditLog:
                 "Token MACs and checkpoints were not checked: the audit token is not logged in."
             )
         outcome = Outcome.SUCCESS if report.ok else Outcome.FAILED
+        if self.db.read_only:  # a read-only copy: verified, nothing written
+            return report
         with self.db.transaction():
             record(
                 self.db,
@@ -402,6 +404,8 @@ class AuditLog:
         else:
             data = json.dumps(self.document(entries), indent=1, ensure_ascii=False).encode("utf-8")
         write_atomic(path, data, mode=0o600)
+        if self.db.read_only:  # a read-only copy: exported, nothing written to it
+            return len(entries)
         with self.db.transaction():
             record(
                 self.db,

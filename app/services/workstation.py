@@ -292,6 +292,8 @@ class Workstation:
         assert_core_thread()
         slots = KeySlotFile.load(home.keyslots)
         database_key = slots.open(operator, passphrase)
+        if home.read_only():
+            return cls._open_read_only(home, operator, slots.workstation_id, clock, database_key)
         db = Database.open(home.database, database_key)
         workstation: Workstation | None = None
         try:
@@ -324,6 +326,35 @@ class Workstation:
             db.close()
             raise
         return workstation
+
+    @classmethod
+    def _open_read_only(
+        cls,
+        home: Home,
+        operator: str,
+        workstation_id: str,
+        clock: Callable[[], datetime],
+        database_key: bytes,
+    ) -> Workstation:
+        """A home on a read-only mount (an auditor's copy): the database opened read-only, no
+        token module loaded (a login writes the token's files), nothing recorded. Reading
+        commands work; anything that would write is refused (``ReadOnlyHome``)."""
+        db = Database.open(home.database, database_key, read_only=True)
+        try:
+            recorded_id = SettingsRepository(db).get("workstation_id")
+            if recorded_id != workstation_id:
+                raise DatabaseRolledBack(
+                    f"The keyslot file names workstation {workstation_id} but the database "
+                    f"belongs to {recorded_id}: one of them was replaced or edited."
+                )
+            return cls(home, db, operator, workstation_id, clock, database_key)
+        except BaseException:
+            db.close()
+            raise
+
+    @property
+    def read_only(self) -> bool:
+        return self.db.read_only
 
     @staticmethod
     def operators(home: Home) -> list[str]:
@@ -366,6 +397,10 @@ class Workstation:
     def lock(self) -> None:
         """Close sessions, unload modules and close the database."""
         assert_core_thread()
+        if self.read_only:
+            self.tokens.close()
+            self.db.close()
+            return
         try:
             if self.audit.sealing:
                 try:

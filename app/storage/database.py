@@ -19,6 +19,7 @@ import sqlcipher3
 from app.errors import (
     DatabaseDamaged,
     DiskFull,
+    ReadOnlyHome,
     StorageError,
     ValidationError,
     WorkstationExists,
@@ -55,6 +56,7 @@ class Database:
         # Set by the audit service while the audit token is logged in: the token's HMAC over
         # an entry hash. Events that need it are refused while it is None.
         self.sealer: Callable[[bytes], bytes] | None = None
+        self.read_only = False  # opened from a read-only home: every transaction is refused
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -68,7 +70,10 @@ class Database:
         return db
 
     @classmethod
-    def open(cls, path: Path, key: bytes) -> Database:
+    def open(cls, path: Path, key: bytes, read_only: bool = False) -> Database:
+        """Open and check the database. With ``read_only`` (a home on a read-only mount, as
+        an auditor's copy) SQLite opens it with ``mode=ro``: nothing can be written, and a
+        database that needs a migration is refused rather than changed."""
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -77,20 +82,31 @@ class Database:
             raise _damaged(path, "the file is missing") from None
         if size == 0:
             raise _damaged(path, "the file is empty (0 bytes)")
-        db = cls._connect(path, key)
+        db = cls._connect(path, key, read_only)
         try:
             db._check()
-            db._migrate()
+            if read_only:
+                if int(db.scalar("PRAGMA user_version")) != LATEST:
+                    raise StorageError(
+                        "This read-only copy needs a schema upgrade, which cannot be written. "
+                        "Open a writable copy; nothing was changed."
+                    )
+            else:
+                db._migrate()
         except BaseException:
             db.close()
             raise
         return db
 
     @classmethod
-    def _connect(cls, path: Path, key: bytes) -> Database:
+    def _connect(cls, path: Path, key: bytes, read_only: bool = False) -> Database:
         if len(key) != 32:
             raise StorageError("The database key must be 32 bytes.")
-        conn = sqlcipher3.connect(str(path), isolation_level=None)
+        if read_only:
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            conn = sqlcipher3.connect(uri, isolation_level=None, uri=True)
+        else:
+            conn = sqlcipher3.connect(str(path), isolation_level=None)
         # SQLCipher would print its own errors to stderr; Keystead reports them in words.
         conn.execute("PRAGMA cipher_log_level = NONE")
         # A raw key in SQLCipher's x'..' form; hex only, never text from a person.
@@ -108,6 +124,7 @@ class Database:
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("PRAGMA synchronous = FULL")
+            db.read_only = read_only
         except sqlcipher3.DatabaseError as exc:
             conn.close()
             raise _damaged(path, str(exc)) from exc
@@ -151,6 +168,11 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        if self.read_only:
+            raise ReadOnlyHome(
+                f"{self.path.parent} is read-only: this command would change the workstation. "
+                "Use a writable copy; nothing was changed."
+            )
         """One IMMEDIATE transaction; rolled back on any exception."""
         with self._errors():
             self._conn.execute("BEGIN IMMEDIATE")
