@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.crash, pytest.mark.e2e]
 def test_kills_at_token_file_changes_and_at_random_lose_nothing(tmp_path: Path) -> None:
     bench = Bench(tmp_path / "home", seed=7)
     bench.init()
-    tally = bench.run(at_changes=14, at_random=6)
+    tally = bench.run(at_changes=8, at_random=4)
     summary = json.dumps(tally.summary(), indent=1)
-    assert tally.kills_at_change == 14 and tally.kills_random == 6
+    assert tally.kills_at_change == 8 and tally.kills_random == 4
     assert not tally.failed(), summary
