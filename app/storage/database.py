@@ -21,7 +21,6 @@ from app.errors import (
     DiskFull,
     ReadOnlyHome,
     StorageError,
-    ValidationError,
     WorkstationExists,
 )
 from app.storage.migrations import LATEST, MIGRATIONS
@@ -200,7 +199,7 @@ class Database:
             raise StorageError(f"The database refused the change ({text}).") from exc
         except sqlcipher3.IntegrityError as exc:  # a constraint refused it: not damage
             if "UNIQUE constraint failed: keys.name" in str(exc):
-                raise ValidationError(
+                raise StorageError(
                     "Another key got this name at the same moment (another command running in "
                     "parallel); names are unique. Choose another name; nothing was changed."
                 ) from exc

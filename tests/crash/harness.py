@@ -161,6 +161,7 @@ class Bench:
         self.cursor: dict[str, int] = {}  # operation kind -> the event its last kill was at
         self.trace: Path | None = None  # a line per operation, when set
         self.rows: list[dict[str, Any]] | None = None  # the inventory the last check read
+        self.progress: Path | None = None  # summary so far, rewritten after each cycle
 
     # --- running ----------------------------------------------------------------------------
 
@@ -427,13 +428,23 @@ class Bench:
         if kind == "generate" and name and result.returncode == 0:
             self.done_names.add(name)
 
+    def _progress(self) -> None:
+        """The summary so far, rewritten after every cycle (a long run can be read, or cut
+        short, at any time)."""
+        if self.progress is not None:
+            summary = self.tally.summary()
+            summary["events_per_operation"] = self.events_of
+            self.progress.write_text(json.dumps(summary, indent=2))
+
     def run(self, at_changes: int, at_random: int, stop_on_problem: bool = False) -> Tally:
         while self.tally.kills_at_change < at_changes:
             self.cycle("change")
+            self._progress()
             if stop_on_problem and self.tally.problems:
                 return self.tally
         while self.tally.kills_random < at_random:
             self.cycle("random")
+            self._progress()
             if stop_on_problem and self.tally.problems:
                 return self.tally
         return self.tally
@@ -453,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args.home or Path(tmp) / "home", args.seed)
         bench.init()
         bench.trace = bench.home.root.parent / "trace.log"
+        bench.progress = bench.home.root.parent / "progress.json"
         started = time.monotonic()
         tally = bench.run(args.at_changes, args.random, args.stop_on_problem)
         summary = tally.summary()
