@@ -266,6 +266,7 @@ def trusted_kek(
                 log.error("could not destroy the backup KEK object on %s", info.serial)
         with contextlib.suppress(px.PKCS11Error):
             session.close()  # opened without a PIN: python-pkcs11 does not log out here
+        module.wrote()  # logins rewrote token.object: the store's shadow copies follow
 
 
 @contextlib.contextmanager
@@ -286,6 +287,7 @@ def user_kek(module: Pkcs11Module, info: TokenInfo, kek: bytes) -> Iterator[KekS
                 kek_object.destroy()
         with contextlib.suppress(px.PKCS11Error):
             session.close()
+        module.wrote()  # restored keys are new token files: their shadow copies follow
 
 
 def token_random(module: Pkcs11Module, info: TokenInfo, size: int) -> bytes:

@@ -688,6 +688,7 @@ class TokenSession:
             raise translate(exc, "changing the key's usage flags") from exc
         return True
 
+    @writes
     @recovering
     def require_trusted_wrap(self, cka_id: str) -> bool:
         """Set CKA_WRAP_WITH_TRUSTED on the extractable key objects with this CKA_ID, so that
