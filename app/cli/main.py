@@ -1011,10 +1011,29 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     """Parse; a value argparse could not take as one string (``--name=--`` gives a list) is a
     usage error, like any other."""
     args = parser.parse_args(argv)
+    scalars, multiple = _dests(parser)
     for name, value in vars(args).items():
-        if isinstance(value, list):
+        if name in scalars - multiple and isinstance(value, list):
             parser.error(f"argument --{name.replace('_', '-')}: expected one value")
     return args
+
+
+def _dests(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """Destinations of options (in every subcommand) that take exactly one value, and of
+    those that take several (append, nargs)."""
+    scalars: set[str] = set()
+    multiple: set[str] = set()
+    for action in parser._actions:  # argparse has no public walk of its actions
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                more_scalars, more_multiple = _dests(sub)
+                scalars |= more_scalars
+                multiple |= more_multiple
+        elif isinstance(action, argparse._StoreAction) and action.nargs is None:
+            scalars.add(action.dest)
+        else:
+            multiple.add(action.dest)
+    return scalars, multiple
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1053,7 +1072,7 @@ def _main(argv: list[str] | None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keep interpreter exit quiet)
         return 0
-    except (OverflowError, ValueError, OSError) as exc:
+    except (OverflowError, ValueError, OSError, TypeError, AttributeError) as exc:
         # A kind of input no check caught: still one line, and a defect to fix.
         log.debug("unexpected %s", type(exc).__name__, exc_info=True)
         print(f"keystead: error: {output.one_line(_unexpected(exc))}", file=sys.stderr)
