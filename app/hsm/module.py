@@ -15,6 +15,7 @@ import pkcs11
 import pkcs11.exceptions as px
 from pkcs11.constants import TokenFlag
 
+from app.domain.text import safe_token_text
 from app.errors import (
     AmbiguousToken,
     ModuleLoadError,
@@ -125,15 +126,15 @@ def _describe(path: str, slot: pkcs11.Slot, token: pkcs11.Token) -> TokenInfo:
     return TokenInfo(
         module_path=path,
         slot_id=int(slot.slot_id),
-        label=label,
+        label=safe_token_text(label),  # untrusted token text, shown escaped
         serial=token_identity(reported, label),
-        manufacturer=token.manufacturer_id.strip(),
-        model=token.model.strip(),
+        manufacturer=safe_token_text(token.manufacturer_id.strip()),
+        model=safe_token_text(token.model.strip()),
         flags=int(token.flags),
         hardware_version=_version(getattr(token, "hardware_version", "")),
         firmware_version=_version(getattr(token, "firmware_version", "")),
         reported_serial=reported,
-        slot_description=str(getattr(slot, "slot_description", "")).strip(),
+        slot_description=safe_token_text(str(getattr(slot, "slot_description", "")).strip()),
     )
 
 
@@ -173,8 +174,8 @@ class Pkcs11Module:
         lib = self._lib
         return ModuleInfo(
             path=self.path,
-            description=lib.library_description,
-            manufacturer=lib.manufacturer_id,
+            description=safe_token_text(lib.library_description),
+            manufacturer=safe_token_text(lib.manufacturer_id),
             cryptoki_version=_version(lib.cryptoki_version),
             library_version=_version(lib.library_version),
         )

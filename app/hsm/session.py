@@ -37,6 +37,7 @@ from app.errors import (
     TokenRemoved,
     UnsupportedAlgorithm,
 )
+from app.hsm.attributes import untrusted_mapper
 from app.hsm.errors import describe, pkcs11_errors, translate, unmapped_code
 from app.hsm.module import USER_STATES, Pkcs11Module, TokenInfo
 from app.hsm.templates import (
@@ -337,14 +338,14 @@ class TokenSession:
         try:
             with pkcs11_errors(f"logging in to token '{info.label}'"):
                 try:
-                    session = token.open(rw=True, user_pin=pin)
+                    session = token.open(rw=True, user_pin=pin, attribute_mapper=untrusted_mapper())
                 except px.UserAlreadyLoggedIn:
                     log.warning(
                         "stale login on %s; closing its sessions and logging in again",
                         info.serial,
                     )
                     module.close_all_sessions(int(token.slot.slot_id))
-                    session = token.open(rw=True, user_pin=pin)
+                    session = token.open(rw=True, user_pin=pin, attribute_mapper=untrusted_mapper())
         finally:
             module.wrote()  # C_Login rewrites token.object (its PIN flags), right or wrong
         return cls(module, info, session)
@@ -363,7 +364,7 @@ class TokenSession:
                 "log in again."
             ) from exc
         with pkcs11_errors(f"reopening a session on token '{self.info.label}'"):
-            session = token.open(rw=True)
+            session = token.open(rw=True, attribute_mapper=untrusted_mapper())
         if self.module.session_state(int(getattr(session, "handle"))) not in USER_STATES:  # noqa: B009
             # The login ended with the old session: without it, searches quietly return the
             # public objects only. Do not go on as if logged in.

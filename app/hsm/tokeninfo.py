@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from app.domain.text import safe_token_text
 from app.errors import ModuleLoadError, TokenError, TokenNotPresent, UnsupportedAlgorithm
 from app.hsm.module import _CkVersion, _function_list, _FunctionListHead
 
@@ -134,7 +135,7 @@ def _reported(value: int) -> int | None:
 
 def _clock(raw: bytes) -> str | None:
     """CK_TOKEN_INFO.utcTime ("YYYYMMDDhhmmss00") as ISO 8601; other text as given."""
-    text = raw.decode("ascii", "replace").strip(" \x00")
+    text = safe_token_text(raw.strip(b" \x00"))
     match = re.fullmatch(r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})\d{2}", text)
     if match:
         y, mo, d, h, mi, s = match.groups()

@@ -144,8 +144,10 @@ class Station:
 # --- pkcs11-tool, the independent client -----------------------------------------------------
 
 
-def pkcs11_tool(home: Home | Path, *args: str, pin: str | None = PIN) -> str:
-    """Run pkcs11-tool on the workstation's embedded SoftHSM store; returns its stdout."""
+def pkcs11_tool(home: Home | Path, *args: str | bytes, pin: str | None = PIN) -> str:
+    """Run pkcs11-tool on the workstation's embedded SoftHSM store; returns its stdout.
+    Arguments may be raw bytes (a label that is not UTF-8, as a shell passes it); output
+    that is not UTF-8 comes back with backslash escapes."""
     conf = home.softhsm_conf if isinstance(home, Home) else Home(home).softhsm_conf
     login = ["--login", "--pin", pin] if pin is not None else []
     result = subprocess.run(
@@ -153,11 +155,12 @@ def pkcs11_tool(home: Home | Path, *args: str, pin: str | None = PIN) -> str:
         env={"SOFTHSM2_CONF": str(conf), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
+        errors="backslashreplace",
         check=False,
         timeout=120,
     )
     if result.returncode != 0:
-        raise AssertionError(f"pkcs11-tool {args} failed: {result.stderr}")
+        raise AssertionError(f"pkcs11-tool {args!r} failed: {result.stderr}")
     return result.stdout
 
 
