@@ -46,6 +46,21 @@ class WrongPassphrase(AuthenticationError):
     """The operator's passphrase does not open their keyslot."""
 
 
+class PassphraseBackoff(AuthenticationError):
+    """Too many wrong passphrases in a row for this operator name: no try before
+    ``retry_after`` seconds (a lockout when ``locked_out``)."""
+
+    def __init__(self, message: str, retry_after: float, failures: int, locked_out: bool) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.failures = failures
+        self.locked_out = locked_out
+
+
+class OperatorDisabled(AuthenticationError):
+    """The operator exists but is disabled or removed."""
+
+
 class UnknownOperator(AuthenticationError):
     """No keyslot exists for this operator name."""
 

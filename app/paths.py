@@ -28,6 +28,11 @@ class Home:
         return self.root / "keyslots.json"
 
     @property
+    def unlock_failures(self) -> Path:
+        """Wrong-passphrase counts kept outside the database (no key is at hand to write it)."""
+        return self.root / "unlock-failures.json"
+
+    @property
     def softhsm_dir(self) -> Path:
         return self.root / "softhsm"
 

@@ -54,8 +54,16 @@ def validate_token_label(label: str) -> str:
     return label
 
 
-def validate_new_passphrase(passphrase: str, confirmation: str) -> None:
-    """Refuse a new passphrase that is too short, too long or not confirmed."""
+RULE_PASSPHRASE = "KS-PASSPHRASE-RULES"  # noqa: S105 (a rule id)
+
+
+def validate_new_passphrase(
+    passphrase: str, confirmation: str, operator: str | None = None
+) -> None:
+    """Refuse a new passphrase that is too short, too long, the operator's own name, or not
+    confirmed."""
+    if operator is not None and passphrase.strip().casefold() == operator.strip().casefold():
+        raise ValidationError("The passphrase must not be the operator's name.")
     if len(passphrase) < MIN_PASSPHRASE_LENGTH:
         raise ValidationError(
             f"The passphrase must have at least {MIN_PASSPHRASE_LENGTH} characters."

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from app.domain.approval import Authorisation
 from app.errors import KeysteadError, TokenRemoved
 from app.storage.database import Database
 from app.storage.events import append_event
@@ -37,7 +38,12 @@ def record(
     outcome: Outcome,
     details: dict[str, Any] | None = None,
 ) -> int:
-    """Append an event for ``action`` on ``subject``. Never pass a secret in ``details``."""
+    """Append an event for ``action`` on ``subject``. Never pass a secret in ``details``.
+
+    When ``operators`` is an ``Authorisation`` that needed approvers, the entry also carries
+    the approved request's hash and the approvers' names (``details["approval"]``)."""
+    if isinstance(operators, Authorisation) and operators.request_digest:
+        details = {**(details or {}), "approval": operators.evidence()}
     return append_event(
         db,
         when=when,

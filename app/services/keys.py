@@ -46,6 +46,7 @@ from app.hsm.trials import TrialResult, extra_usages, widened
 from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, IntentLog, Resolution
 from app.services.token_inspect import backup_refusal, known_trial, remember_trial
 from app.services.tokens import TokenService
@@ -85,6 +86,7 @@ class KeyService:
         self.tokens = tokens
         self.operator = operator
         self.clock = clock
+        self.guard: Guard = unguarded  # the role check (wired by the workstation)
         self.repo = KeyRepository(db)
         self.intents = intents or tokens.intents
         self.intents.handlers["key.generate"] = self._reconcile_generation
@@ -133,6 +135,7 @@ class KeyService:
         entry records the extra usage flags and the decision. Usage is never widened silently.
         """
         assert_core_thread()
+        self.guard("key.generate", f"token:{token_ref}")
         purpose = purpose or default_purpose(algorithm)
         name = self.free_name(name)
         self.airgap.require_air_gap("key.generate", f"key:{name}")
@@ -476,6 +479,7 @@ class KeyService:
     def adopt(self, token_ref: str, cka_id: str, name: str | None = None) -> KeyRecord:
         """Record an unmanaged token object as a managed PRE_ACTIVE key, reading its attributes."""
         assert_core_thread()
+        self.guard("key.adopt", f"token:{token_ref}")
         session = self.tokens.session(token_ref)
         info = session.info
         try:

@@ -36,6 +36,7 @@ from app.errors import (
 from app.hsm.session import TokenSession
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, Resolution
 from app.services.keys import KeyService
 from app.services.policy import CryptoperiodPolicy
@@ -93,6 +94,7 @@ class LifecycleService:
         self.repo = KeyRepository(db)
         self.operator = operator
         self.clock = clock
+        self.guard: Guard = unguarded  # the role check (wired by the workstation)
         self.policy = policy
         self.approve: Approver = lambda _request, _key: (operator,)
         self.intents = keys.intents
@@ -111,6 +113,7 @@ class LifecycleService:
         """Carry out ``action`` on the key ``ref``; refusals are recorded as denied."""
         assert_core_thread()
         key = self.keys.resolve(ref)
+        self.guard(f"key.{action.value}", f"key:{key.id}")  # the role, before anything else
         request = TransitionRequest(key.id, action, reason.strip(), compromise_date, confirm_name)
         try:
             self._check(key, request)
@@ -520,6 +523,7 @@ class LifecycleService:
     def rotate(self, ref: str) -> KeyRecord:
         """Generate a PRE_ACTIVE successor with the same algorithm, purpose and policy."""
         assert_core_thread()
+        self.guard("key.rotate", f"key:{ref}")
         key = self.keys.resolve(ref)
         refusal = rotation_refusal(key.state, key.replaced_by)
         if refusal:
@@ -581,6 +585,7 @@ class LifecycleService:
     ) -> KeyRecord:
         """Change a key's name, tags, notes or cryptoperiod dates (``...`` leaves a field)."""
         assert_core_thread()
+        self.guard("key.edit", f"key:{ref}")
         key = self.keys.resolve(ref)
         changes: dict[str, Any] = {}
         if not isinstance(name, EllipsisType) and name != key.name:
@@ -606,12 +611,20 @@ class LifecycleService:
             raise ValidationError("The deactivation date must come after the activation date.")
         if not changes:
             return key
+        who: tuple[str, ...] = (self.operator,)
+        if changes.get("activation_date") is not None:
+            # A planned date activates the key without anyone present later, so the
+            # activation's approvals are given now, for that date.
+            planned = changes["activation_date"].isoformat()
+            who = self.approve(
+                TransitionRequest(key.id, Action.ACTIVATE, f"planned activation {planned}"), key
+            )
         with self.db.transaction():
             self.repo.update(edited)
             record(
                 self.db,
                 when=self.clock(),
-                operators=(self.operator,),
+                operators=who,
                 action="key.edit",
                 subject=f"key:{key.id}",
                 outcome=Outcome.SUCCESS,

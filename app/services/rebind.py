@@ -20,6 +20,7 @@ from app.domain.keys import KeyRecord, KeyState, Presence
 from app.errors import NotFoundError, ValidationError
 from app.services.audit import Outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.guard import Guard, unguarded
 from app.services.keys import KeyService
 from app.services.tokens import TokenService
 from app.storage.database import Database
@@ -56,6 +57,7 @@ class RebindService:
         self.keys = keys
         self.operator = operator
         self.clock = clock
+        self.guard: Guard = unguarded  # the role check (wired by the workstation)
 
     def candidates(self) -> list[RebindCandidate]:
         """Records whose object is gone or whose token is absent, matched by identity with
@@ -100,6 +102,7 @@ class RebindService:
     def rebind(self, key_ref: str, token_ref: str) -> KeyRecord:
         """Bind ``key_ref`` to its twin on ``token_ref`` (after the officer confirmed)."""
         assert_core_thread()
+        self.guard("key.rebind", f"key:{key_ref}")
         key = self.keys.resolve(key_ref)
         info = self.tokens.find(token_ref)
         match = next(

@@ -35,6 +35,7 @@ from app.hsm.softhsm import (
 from app.paths import Home
 from app.services.audit import Outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, IntentLog, Resolution
 from app.storage.database import Database
 from app.storage.intents import IntentRow
@@ -78,6 +79,7 @@ class TokenService:
         self.home = home
         self.operator = operator
         self.clock = clock
+        self.guard: Guard = unguarded  # the role check (wired by the workstation)
         self.tokens = TokenRepository(db)
         self.settings = SettingsRepository(db)
         self.modules: dict[str, Pkcs11Module] = {}
@@ -147,6 +149,7 @@ class TokenService:
     def add_module(self, path: str) -> Pkcs11Module:
         """Load ``path`` and, if it is a PKCS#11 module, remember it (audited)."""
         assert_core_thread()
+        self.guard("module.add", path)
         if path in self.modules:
             return self.modules[path]
         try:
@@ -173,6 +176,7 @@ class TokenService:
     def remove_module(self, path: str) -> None:
         """Stop using a module (audited). Its tokens' sessions end; keys stay recorded."""
         assert_core_thread()
+        self.guard("module.remove", path)
         configured = [p for p, _embedded in self.settings.modules()]
         if path not in configured:
             raise ValidationError(f"{path} is not a configured module.")
@@ -496,6 +500,7 @@ class TokenService:
     def create_soft_token(self, label: str, so_pin: str, user_pin: str) -> TokenInfo:
         """Create a token in the embedded SoftHSM store (SO PIN, then user PIN); audited."""
         assert_core_thread()
+        self.guard("token.create-soft", f"token:{label}")
         embedded = [p for p, emb in self.settings.modules() if emb and p in self.modules]
         if not embedded:
             raise ModuleLoadError("The embedded SoftHSM module is not available; install softhsm2.")

@@ -14,13 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.domain.algorithms import Purpose
+from app.domain.approval import Authorisation
 from app.domain.audit import database_identity
+from app.domain.keys import KeyRecord
+from app.domain.lifecycle import Action
 from app.domain.names import validate_name, validate_new_passphrase, validate_token_label
 from app.domain.pins import check_new_pins
+from app.domain.roles import FIRST_OPERATOR_ROLES, Role, parse_roles, roles_text
 from app.errors import (
     AmbiguousToken,
     DatabaseRolledBack,
     KeysteadError,
+    OperatorDisabled,
     TokenError,
     TokenNotPresent,
     UnsupportedAlgorithm,
@@ -32,20 +38,25 @@ from app.hsm.session import audit_keys_refusal
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
 from app.services.airgap import AirGapGuard
-from app.services.audit import Outcome, record
+from app.services.approvals import ApprovalService
+from app.services.audit import Outcome
+from app.services.audit import record as _record
 from app.services.audit_log import AuditLog
 from app.services.backup import BackupService
 from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
-from app.services.lifecycle import LifecycleService
+from app.services.lifecycle import LifecycleService, TransitionRequest
+from app.services.operators import OperatorService
+from app.services.passphrases import PassphraseChecker
 from app.services.policy import load_policy
 from app.services.rebind import RebindService
-from app.services.token_admin import TokenAdmin
+from app.services.token_admin import AdminRequest, TokenAdmin
 from app.services.token_inspect import TokenInspector
 from app.services.tokens import TokenService
 from app.services.trusted_wrap import protect_pending
 from app.storage.database import Database
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
+from app.storage.operators import OperatorRepository
 from app.storage.repository import SettingsRepository
 
 log = logging.getLogger(__name__)
@@ -57,6 +68,9 @@ TOKEN_INTENTS = frozenset(
     {"token.create-soft", "token.init", "token.init-pin", "token.change-pin",
      "token.change-so-pin"}
 )
+# Activation of these needs the policy's "key.activate" approvals; other purposes use
+# "key.activate-other".
+DUAL_ACTIVATION = (Purpose.KEY_WRAPPING, Purpose.SIGNING)
 
 
 def utc_now() -> datetime:
@@ -173,6 +187,54 @@ class Workstation:
         )
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
+        # Roles and dual control: one approval service behind every service's hooks.
+        self.checker = PassphraseChecker(home, clock)
+        self.approvals = ApprovalService(
+            db, self.checker, operator, workstation_id, clock, lambda: self._database_key
+        )
+        self.roster = OperatorService(
+            db, home, self.approvals, self.checker, operator, clock, lambda: self._database_key
+        )
+        guard = self.approvals.check_initiator
+        for service in (self.tokens, self.keys, self.lifecycle, self.rebind):
+            service.guard = guard
+        self.lifecycle.approve = self._approve_transition
+        self.admin.approve = self._approve_admin
+
+    # --- dual control hooks ----------------------------------------------------------------
+
+    def _approve_transition(self, request: TransitionRequest, key: KeyRecord) -> Authorisation:
+        """Who stands behind a lifecycle transition (the approval service decides)."""
+        action = f"key.{request.action.value}"
+        if request.action is Action.ACTIVATE and key.purpose not in DUAL_ACTIVATION:
+            action = "key.activate-other"
+        parameters: dict[str, object] = {
+            "key": key.name,
+            "key_id": key.id,
+            "algorithm": key.algorithm.value,
+            "purpose": key.purpose.value,
+            "state": key.state.value,
+            "token": f"{key.token_label} ({key.token_serial})",
+            "cka_id": key.cka_id,
+            "kcv": key.kcv,
+            "fingerprint": key.fingerprint,
+            "transition": request.action.value,
+            "reason": request.reason,
+            "compromise_date": request.compromise_date.isoformat()
+            if request.compromise_date
+            else None,
+        }
+        authorisation = self.approvals.obtain(action, f"key:{key.id}", parameters)
+        return authorisation
+
+    def _approve_admin(self, request: AdminRequest) -> Authorisation:
+        """Who stands behind a token administration step."""
+        label = next((t.label for t in self.tokens.present() if t.serial == request.serial), "")
+        return self.approvals.obtain(
+            request.action,
+            request.serial,
+            {"token": label, "serial": request.serial, "new_label": request.new_label},
+        )
 
     @classmethod
     def initialize(
@@ -191,7 +253,7 @@ class Workstation:
         added). Every refusal comes before anything exists."""
         assert_core_thread()
         operator = validate_name(operator, "Operator name")
-        validate_new_passphrase(passphrase, confirmation)
+        validate_new_passphrase(passphrase, confirmation, operator)
         if soft_token is not None and audit_token is not None:
             raise ValidationError(
                 "Either create the embedded token for audit or choose a present token, not both."
@@ -221,14 +283,14 @@ class Workstation:
             with db.transaction():
                 settings.put("workstation_id", slots.workstation_id)
                 settings.put("created_at", now.isoformat())
-                settings.add_operator(operator, ROLE_SECURITY_OFFICER, operator, now)
+                OperatorRepository(db).add(operator, FIRST_OPERATOR_ROLES, operator, now)
                 softhsm = find_softhsm_module()
                 if softhsm:
                     settings.add_module(softhsm, True, now)
                 chosen_modules = audit_token.modules if audit_token else ()
                 for path in chosen_modules:
                     settings.add_module(path, False, now)
-                record(
+                _record(
                     db,
                     when=now,
                     operators=(operator,),
@@ -237,7 +299,7 @@ class Workstation:
                     outcome=Outcome.SUCCESS,
                     details={
                         "operator": operator,
-                        "role": ROLE_SECURITY_OFFICER,
+                        "roles": roles_text(FIRST_OPERATOR_ROLES),
                         "embedded_module": softhsm or "",
                         **({"modules": list(chosen_modules)} if chosen_modules else {}),
                     },
@@ -288,12 +350,20 @@ class Workstation:
         audit token is present its newest checkpoint (read without a login) must name this
         workstation and database key and vouch for this exact chain. A refusal writes nothing,
         so retrying it gives the same refusal.
+
+        Wrong passphrases are counted outside the database (back-off per name) and sealed
+        into the audit chain here, at the next successful unlock, as ``workstation.unlock``
+        entries with outcome ``failed``. A keyslot whose operator is disabled or removed in
+        the database opens nothing.
         """
         assert_core_thread()
-        slots = KeySlotFile.load(home.keyslots)
-        database_key = slots.open(operator, passphrase)
-        if home.read_only():
+        checker = PassphraseChecker(home, clock)
+        if home.read_only():  # an auditor's read-only copy: nothing can be counted or written
+            slots = KeySlotFile.load(home.keyslots)
+            database_key = slots.open(operator, passphrase)
             return cls._open_read_only(home, operator, slots.workstation_id, clock, database_key)
+        database_key = checker.open_slot(operator, passphrase)
+        slots = KeySlotFile.load(home.keyslots)
         db = Database.open(home.database, database_key)
         workstation: Workstation | None = None
         try:
@@ -307,14 +377,32 @@ class Workstation:
             workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
             workstation.tokens.load_modules(hold_records=True)
             workstation.audit.precheck_rollback()
+            record = workstation.approvals.operators.get(operator)
+            if record is None or not record.active:
+                with db.transaction():
+                    _record(
+                        db,
+                        when=clock(),
+                        operators=(operator,),
+                        action="workstation.unlock",
+                        subject=f"workstation:{slots.workstation_id}",
+                        outcome=Outcome.DENIED,
+                        details={"refusal": "operator disabled or removed"},
+                    )
+                raise OperatorDisabled(
+                    f"Operator '{operator}' is disabled or removed on this workstation; "
+                    "a security officer can enable them again."
+                )
+            sealed = workstation._seal_failures(checker)
             with db.transaction():
-                record(
+                _record(
                     db,
                     when=clock(),
                     operators=(operator,),
                     action="workstation.unlock",
                     subject=f"workstation:{slots.workstation_id}",
                     outcome=Outcome.SUCCESS,
+                    details={"failures_since_last_unlock": sealed} if sealed else None,
                 )
             workstation.tokens.record_repairs()
             # Token-level intents left by a kill (a half-made embedded token, an interrupted
@@ -356,6 +444,56 @@ class Workstation:
     def read_only(self) -> bool:
         return self.db.read_only
 
+    def _seal_failures(self, checker: PassphraseChecker) -> int:
+        """Write the wrong passphrases of the side record into the audit chain (each once)."""
+        failures = checker.failures.unsealed()
+        lost = checker.failures.lost()
+        if not failures and not lost:
+            return 0
+        done = {
+            str(row[0])
+            for row in self.db.query(
+                "SELECT json_extract(details, '$.attempt') FROM events "
+                "WHERE action = 'workstation.unlock' AND outcome = 'failed'"
+            )
+            if row[0] is not None
+        }
+        with self.db.transaction():
+            for failure in failures:
+                if failure.id in done:
+                    continue
+                _record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(failure.operator,),
+                    action="workstation.unlock",
+                    subject=f"workstation:{self.workstation_id}",
+                    outcome=Outcome.FAILED,
+                    details={
+                        "attempt": failure.id,
+                        "time": failure.time,
+                        "operator": failure.operator,
+                        "reason": failure.reason,
+                    },
+                )
+            if lost:
+                _record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="workstation.unlock",
+                    subject=f"workstation:{self.workstation_id}",
+                    outcome=Outcome.FAILED,
+                    details={"reason": f"{lost} older failed tries not kept individually"},
+                )
+        checker.failures.sealed({f.id for f in failures})
+        return len(failures) + lost
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The unlocked operator's roles now (a change takes effect at once)."""
+        return self.approvals.roles_of(self.operator)
+
     @staticmethod
     def operators(home: Home) -> list[str]:
         """Names with a keyslot (for the unlock dialog)."""
@@ -369,30 +507,14 @@ class Workstation:
         name: str,
         passphrase: str,
         confirmation: str,
-        role: str = ROLE_SECURITY_OFFICER,
+        role: str | frozenset[Role] = ROLE_SECURITY_OFFICER,
         cost: KdfCost | None = None,
     ) -> None:
-        """Enrol another operator with their own keyslot for the same database key (audited)."""
-        assert_core_thread()
-        name = validate_name(name, "Operator name")
-        validate_new_passphrase(passphrase, confirmation)
-        slots = KeySlotFile.load(self.home.keyslots)
-        if name in slots.operators() or self.settings.operator_role(name) is not None:
-            raise ValidationError(f"Operator '{name}' already exists.")
-        slots.add(name, passphrase, self._database_key, cost or KdfCost())
-        now = self.clock()
-        with self.db.transaction():
-            self.settings.add_operator(name, role, self.operator, now)
-            record(
-                self.db,
-                when=now,
-                operators=(self.operator,),
-                action="operator.add",
-                subject=f"operator:{name}",
-                outcome=Outcome.SUCCESS,
-                details={"role": role},
-            )
-            slots.save()  # inside the transaction: no keyslot file change, no record
+        """Enrol another operator with their own keyslot (``OperatorService.add``)."""
+        roles = parse_roles(role) if isinstance(role, str) else role
+        if cost is not None:
+            self.roster.cost = cost
+        self.roster.add(name, roles, passphrase, confirmation)
 
     def lock(self) -> None:
         """Close sessions, unload modules and close the database."""
@@ -408,7 +530,7 @@ class Workstation:
                 except KeysteadError as exc:
                     log.error("no checkpoint at lock: %s", exc.message)
             with self.db.transaction():
-                record(
+                _record(
                     self.db,
                     when=self.clock(),
                     operators=(self.operator,),

@@ -142,6 +142,17 @@ class KeySlotFile:
             raise StorageError(f"Operator '{operator}' already has a keyslot.")
         self.slots.append(make_slot(operator, passphrase, database_key, cost))
 
+    def replace(self, operator: str, passphrase: str, database_key: bytes, cost: KdfCost) -> None:
+        """A new keyslot for an existing (or re-enabled) operator; the old one is gone."""
+        self.slots = [s for s in self.slots if s.operator != operator]
+        self.slots.append(make_slot(operator, passphrase, database_key, cost))
+
+    def remove(self, operator: str) -> bool:
+        """Drop the operator's keyslot; True if there was one."""
+        before = len(self.slots)
+        self.slots = [s for s in self.slots if s.operator != operator]
+        return len(self.slots) != before
+
     def open(self, operator: str, passphrase: str) -> bytes:
         """Return the database key, or raise UnknownOperator / WrongPassphrase."""
         slot = self.find(operator)

@@ -236,4 +236,36 @@ MIGRATIONS.append(
     )
 )
 
+
+
+
+
+def _operators_and_policy(db: Database) -> None:
+    """Schema 8: operators get several roles, an enabled flag and a removal date; the approval
+    policy (dual control) lives in the database, starting from the defaults.
+
+    Before schema 8 every operator was a security officer who could do everything, so an
+    existing security officer becomes security officer + key custodian (what ``init`` gives
+    the first operator now) and keeps every power they had.
+    """
+    from app.domain.approval import DEFAULT_POLICY  # domain data only
+
+    for statement in (
+        "ALTER TABLE operators ADD COLUMN roles TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE operators ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE operators ADD COLUMN removed_at TEXT",
+        "UPDATE operators SET roles = CASE role WHEN 'security-officer' "
+        "THEN 'security-officer,key-custodian' ELSE role END",
+        "CREATE TABLE approval_policy ("
+        " action TEXT PRIMARY KEY, approvals INTEGER NOT NULL, roles TEXT NOT NULL)",
+    ):
+        db.execute(statement)
+    db.executemany(
+        "INSERT INTO approval_policy (action, approvals, roles) VALUES (?, ?, ?)",
+        [(r.action, r.approvals, r.roles_text) for r in DEFAULT_POLICY.values()],
+    )
+
+
+MIGRATIONS.append((8, _operators_and_policy))
+
 LATEST = MIGRATIONS[-1][0]
