@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from app.cli import airgap, backup, output, selftest
+from app.cli import airgap, backup, operators, output, selftest
+from app.cli.approvers import CliApprovers
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     airgap.register(sub)
     backup.register(sub)
     selftest.register(sub)
+    operators.add_parsers(sub)
     return parser
 
 
@@ -279,7 +281,9 @@ def _unlock(args: argparse.Namespace) -> Workstation:
     home: Home = args.home_dir
     operator = ask_operator(args.operator)
     passphrase = require_secret(SecretKind.PASSPHRASE, f"Passphrase for {operator}")
-    return Workstation.unlock(home, operator, passphrase)
+    ws = Workstation.unlock(home, operator, passphrase)
+    ws.approvals.source = CliApprovers()  # prompts, or KEYSTEAD_APPROVER(_PASSPHRASE)
+    return ws
 
 
 def _login(
@@ -455,6 +459,7 @@ def cmd_tokens_init(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> Any:
         _login_audit_token(ws, required=False)  # so the change is sealed
         info = ws.tokens.find(args.token)
+        ws.approvals.check_initiator("token.init", info.serial)  # the role, before any prompt
         confirm = args.confirm
         if confirm is None:
             if not interactive():
@@ -535,6 +540,7 @@ def cmd_tokens_pin(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> str:
         _login_audit_token(ws, required=False)  # so the change is sealed
         info = ws.tokens.find(args.token)
+        ws.approvals.check_initiator(f"token.{args.pin_action}", info.serial)
         if args.pin_action == "init-pin":
             so_pin = require_secret(SecretKind.SO_PIN, f"SO PIN of token '{info.label}'")
             new = require_secret(SecretKind.NEW_USER_PIN, "New user PIN", confirm=True)
@@ -559,6 +565,7 @@ def cmd_tokens_create_soft(args: argparse.Namespace) -> int:
 
     def body(ws: Workstation) -> Any:
         _login_audit_token(ws, required=False)  # so the change is sealed
+        ws.approvals.check_initiator("token.create-soft", f"token:{args.label}")
         so_pin = require_secret(
             SecretKind.NEW_SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
         )

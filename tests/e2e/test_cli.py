@@ -29,7 +29,14 @@ PIN = "SENTINEL-cli-pin-4412"
 SO_PIN = "SENTINEL-cli-sopin-7733"
 WRONG_PIN = "SENTINEL-cli-wrongpin-2291"
 WRONG_PASSPHRASE = "SENTINEL-cli-wrongpass-8c1e"
-SENTINELS = (PASSPHRASE, PIN, SO_PIN, WRONG_PIN, WRONG_PASSPHRASE)
+SENTINELS = (
+    PASSPHRASE,
+    PIN,
+    SO_PIN,
+    WRONG_PIN,
+    WRONG_PASSPHRASE,
+    "SENTINEL-cli-witness-5e5e",
+)
 TOKEN = "Vault"
 ROW_FIELDS = ("id", "name", "algorithm", "state", "token", "created_at")
 
@@ -71,7 +78,12 @@ class Cli:
         self.outputs: list[str] = []
 
     def run(
-        self, *args: str, expect: int = 0, env: dict[str, str] | None = None, **changes: str
+        self,
+        *args: str,
+        expect: int = 0,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        **changes: str,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(KEYSTEAD), "--home", str(self.home), *args],
@@ -79,7 +91,8 @@ class Cli:
             capture_output=True,
             text=True,
             timeout=300,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             check=False,
         )
         self.outputs += [result.stdout, result.stderr]
@@ -131,6 +144,25 @@ def cli(bare_cli: Cli) -> Cli:
     assert created["operator"] == "officer"
     assert [t["label"] for t in created["tokens"]] == [TOKEN]
     return bare_cli
+
+
+WITNESS = "witness"
+WITNESS_PASS = "SENTINEL-cli-witness-5e5e"
+
+
+def with_witness(cli: Cli) -> Cli:
+    """A second person for dual control: enrolled by the sole officer (passphrase on stdin),
+    then named as the approver for automation (the default policy is unchanged)."""
+    cli.run(
+        "operators",
+        "add",
+        WITNESS,
+        "--role",
+        "security-officer,key-custodian",
+        stdin=WITNESS_PASS + "\n",
+    )
+    cli.env.update({"KEYSTEAD_APPROVER": WITNESS, "KEYSTEAD_APPROVER_PASSPHRASE": WITNESS_PASS})
+    return cli
 
 
 def generate(cli: Cli, algorithm: str, name: str, *more: str) -> dict[str, Any]:
@@ -393,6 +425,7 @@ def test_usage_errors_exit_2_and_change_nothing(bare_cli: Cli, args: tuple[str, 
 
 
 def test_lifecycle_commands(cli: Cli) -> None:
+    with_witness(cli)
     generate(cli, "AES-128", "k")
     assert "ACTIVE" in cli.run("keys", "activate", "k").stdout
     refused = cli.error("keys", "destroy", "k", "--confirm", "k")
@@ -455,6 +488,7 @@ def test_tokens_show_reports_details_mechanisms_and_the_probe(cli: Cli) -> None:
 
 
 def test_token_administration_commands(cli: Cli) -> None:
+    with_witness(cli)
     made = cli.json(
         "tokens",
         "create-soft",

@@ -1,0 +1,136 @@
+"""``keystead operators / passphrase / policy / lock-status`` as a subprocess, and dual control
+through ``KEYSTEAD_APPROVER`` / ``KEYSTEAD_APPROVER_PASSPHRASE``."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_cli import PASSPHRASE, TOKEN, WRONG_PASSPHRASE, Cli, generate
+from tests.e2e.test_cli import bare_cli as bare_cli
+from tests.e2e.test_cli import cli as cli
+
+pytestmark = pytest.mark.e2e
+
+CUSTODIAN_PASS = "SENTINEL-cli-custodian-4d4d"
+AUDITOR_PASS = "SENTINEL-cli-auditor-3c3c"
+
+
+def audit(cli: Cli, action: str) -> list[tuple[str, str]]:
+    return [
+        (e["outcome"], e["details"].get("rule", ""))
+        for e in cli.json("audit", "list", "--action", action)
+    ]
+
+
+def as_custodian(**more: str) -> dict[str, str]:
+    return {
+        "KEYSTEAD_APPROVER": "custodian",
+        "KEYSTEAD_APPROVER_PASSPHRASE": CUSTODIAN_PASS,
+        **more,
+    }
+
+
+def test_officer_custodian_auditor(cli: Cli) -> None:
+    # The sole officer enrols the first colleague alone; the passphrase comes on stdin.
+    cli.run("operators", "add", "custodian", "--role", "key-custodian", stdin=CUSTODIAN_PASS)
+    # From now on operator changes need an approver.
+    refused = cli.error("operators", "add", "auditor", "--role", "auditor", stdin=AUDITOR_PASS)
+    assert "KS-DUAL-NO-APPROVER" in refused
+    cli.run(
+        "operators",
+        "add",
+        "auditor",
+        "--role",
+        "auditor",
+        stdin=AUDITOR_PASS,
+        **as_custodian(),
+    )
+    listed = {o["name"]: o for o in cli.json("operators", "list")}
+    assert listed["officer"]["roles"] == ["key-custodian", "security-officer"]
+    assert listed["auditor"]["roles"] == ["auditor"] and listed["auditor"]["enabled"]
+
+    # The officer destroys a key only with the custodian's approval, named in the entry.
+    generate(cli, "AES-128", "doomed")
+    assert "KS-DUAL-NO-APPROVER" in cli.error("keys", "destroy", "doomed", "--confirm", "doomed")
+    wrong = cli.error(
+        "keys",
+        "destroy",
+        "doomed",
+        "--confirm",
+        "doomed",
+        KEYSTEAD_APPROVER="custodian",
+        KEYSTEAD_APPROVER_PASSPHRASE=WRONG_PASSPHRASE,
+    )
+    assert "KS-DUAL-APPROVER-PASSPHRASE" in wrong
+    selfish = cli.error(
+        "keys",
+        "destroy",
+        "doomed",
+        "--confirm",
+        "doomed",
+        KEYSTEAD_APPROVER="officer",
+        KEYSTEAD_APPROVER_PASSPHRASE=PASSPHRASE,
+    )
+    assert "KS-DUAL-SELF-APPROVAL" in selfish
+    mismatch = cli.error(
+        "keys",
+        "destroy",
+        "doomed",
+        "--confirm",
+        "doomed",
+        KEYSTEAD_APPROVER="custodian,auditor",
+        KEYSTEAD_APPROVER_PASSPHRASE=CUSTODIAN_PASS,
+    )
+    assert "same order" in mismatch
+    cli.run("keys", "destroy", "doomed", "--confirm", "doomed", **as_custodian())
+    [done] = [e for e in cli.json("keys", "history", "doomed") if e["outcome"] == "success"][1:]
+    assert done["operators"] == "officer, custodian"
+    assert done["details"]["approval"]["approvers"] == ["custodian"]
+
+    # The auditor reads, verifies and exports; every change is refused with a denied entry.
+    auditor = {"KEYSTEAD_OPERATOR": "auditor", "KEYSTEAD_PASSPHRASE": AUDITOR_PASS}
+    cli.run("audit", "verify", **auditor)
+    cli.run("audit", "export", "--format", "json", "--out", str(cli.home / "x.json"), **auditor)
+    for args in (
+        ("keys", "generate", "--token", TOKEN, "--algorithm", "AES-128", "--name", "n"),
+        ("operators", "add", "x2", "--role", "auditor"),
+        ("policy", "set", "key.resume", "--approvals", "2"),
+        ("tokens", "create-soft", "--label", "Nope"),
+    ):
+        message = cli.error(*args, **auditor)
+        assert "KS-ROLE-REQUIRED" in message and "auditor" in message, args
+    assert ("denied", "KS-ROLE-REQUIRED") in audit(cli, "key.generate")
+
+    # The policy keeps its floor; changing it needs its own approvers.
+    assert "KS-POLICY-FLOOR" in cli.error("policy", "set", "key.destroy", "--approvals", "0")
+    cli.run("policy", "set", "key.resume", "--approvals", "2", **as_custodian())
+    rules = {r["action"]: r for r in cli.json("policy", "show")}
+    assert rules["key.resume"]["approvals"] == 2 and rules["key.destroy"]["approvals"] == 1
+
+    # The last security officer stays; a too-short passphrase is refused.
+    assert "KS-OPERATOR-LAST-OFFICER" in cli.error(
+        "operators", "disable", "officer", **as_custodian()
+    )
+    assert "at least 12" in cli.error(
+        "operators", "reset-passphrase", "auditor", stdin="short\n", **as_custodian()
+    )
+    cli.run("operators", "roles", "auditor", "--set", "auditor,key-custodian", **as_custodian())
+    assert cli.run("audit", "verify").returncode == 0
+
+
+def test_wrong_passphrases_are_counted_shown_and_sealed(cli: Cli) -> None:
+    for _ in range(2):
+        cli.error("keys", "list", KEYSTEAD_PASSPHRASE=WRONG_PASSPHRASE)
+    status = cli.json("lock-status")  # needs no passphrase
+    assert status["failures_since_last_unlock"] == 2
+    [row] = status["operators"]
+    assert row["operator"] == "officer" and row["failures"] == 2 and not row["locked_out"]
+    # The next try waits (2 s after two failures): refused without checking.
+    assert "wait" in cli.error("keys", "list")
+
+
+def test_passphrase_change_reads_the_new_one_from_stdin(cli: Cli) -> None:
+    new = "SENTINEL-cli-newpass-6a6a"
+    cli.run("passphrase", "change", stdin=new + "\n")
+    cli.error("keys", "list")  # the old one no longer opens
+    cli.run("keys", "list", KEYSTEAD_PASSPHRASE=new)
