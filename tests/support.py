@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.domain.approval import ApprovalRequest, Credential, PolicyRule
+from app.domain.roles import FIRST_OPERATOR_ROLES
 from app.hsm.softhsm import find_softhsm_module
 from app.paths import Home
 from app.services.executor import CoreExecutor
@@ -25,6 +27,41 @@ TOKEN = "Life"
 OPERATOR = "officer"
 FAST_KDF = KdfCost(1024, 1, 1)
 MODULE = find_softhsm_module() or "/usr/lib/softhsm/libsofthsm2.so"
+
+
+# The second person of dual control in tests: enrolled at set-up (the sole officer may enrol
+# one operator alone), and answering every approval through a scripted source. The default
+# policy stays as shipped; tests that need one person get this witness, not a weaker policy.
+WITNESS = "witness"
+WITNESS_PASS = "SENTINEL-witness-pass-91c2"
+
+
+class Witness:
+    """An approval source answering as the witness, enrolled the first time it is asked (the
+    sole operator of a new workstation may enrol one operator alone), so tests that never
+    need a second person see a workstation with one operator, as ``init`` leaves it."""
+
+    def __init__(self, ws: Workstation, cost: KdfCost = FAST_KDF) -> None:
+        self.ws, self.cost = ws, cost
+        self.asked: list[ApprovalRequest] = []
+
+    def credentials(self, request: ApprovalRequest, rule: PolicyRule) -> list[Credential]:
+        self.asked.append(request)
+        enrol_witness(self.ws, self.cost)
+        return [Credential(WITNESS, WITNESS_PASS)]
+
+
+def enrol_witness(ws: Workstation, cost: KdfCost = FAST_KDF) -> None:
+    """Enrol the witness (security officer + key custodian) unless it is there."""
+    if ws.approvals.operators.get(WITNESS) is None:
+        ws.roster.cost = cost
+        ws.roster.add(WITNESS, FIRST_OPERATOR_ROLES, WITNESS_PASS, WITNESS_PASS)
+
+
+def with_witness(ws: Workstation) -> Workstation:
+    """Let the witness approve what this session asks."""
+    ws.approvals.source = Witness(ws)
+    return ws
 
 
 class Clock:
@@ -119,6 +156,7 @@ class Bench:
             clock=self.clock,
         )
         ws.tokens.login(TOKEN, PIN)
+        with_witness(ws)
         return ws
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -126,7 +164,9 @@ class Bench:
 
     def reopen(self, login: bool = True) -> None:
         self(self.ws.lock)
-        self.ws = self(Workstation.unlock, self.home, OPERATOR, PASS, clock=self.clock)
+        self.ws = with_witness(
+            self(Workstation.unlock, self.home, OPERATOR, PASS, clock=self.clock)
+        )
         if login:
             self(self.ws.tokens.login, TOKEN, PIN)
 

@@ -24,6 +24,9 @@ from app.services.executor import CoreExecutor
 from app.services.workstation import SoftTokenRequest, Workstation
 from app.storage.events import StoredEvent, list_events
 from app.storage.keyslots import KdfCost
+from tests.support import WITNESS, WITNESS_PASS, with_witness
+
+__all__ = ["WITNESS", "WITNESS_PASS"]
 
 PASSPHRASE = "SENTINEL-passphrase-b41c"
 PIN = "SENTINEL-pin-6d1f"
@@ -91,6 +94,7 @@ class Station:
         login: bool = True,
         operator: str = OPERATOR,
         passphrase: str = PASSPHRASE,
+        witness: bool = True,
     ) -> Workstation:
         def create() -> Workstation:
             ws = Workstation.initialize(
@@ -106,6 +110,8 @@ class Station:
                 self.serial = ws.tokens.find(TOKEN).serial
                 if login:
                     ws.tokens.login(TOKEN, PIN)
+                    if witness:
+                        with_witness(ws)  # the second person of dual control, when asked
                 else:
                     ws.tokens.logout(self.serial)
             return ws
@@ -123,7 +129,9 @@ class Station:
     ) -> Workstation:
         """Lock what is open, then unlock as ``operator`` (and log in to the test token)."""
         self.lock()
-        self._ws = self(Workstation.unlock, self.home, operator, passphrase, clock=self.clock)
+        self._ws = with_witness(
+            self(Workstation.unlock, self.home, operator, passphrase, clock=self.clock)
+        )
         if login:
             self(self._ws.tokens.login, TOKEN, PIN)
         return self._ws

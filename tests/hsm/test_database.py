@@ -54,14 +54,26 @@ def test_locked_database_is_encrypted_and_alone(station: Station) -> None:
 def test_wrong_passphrase_and_unknown_operator_change_nothing(station: Station) -> None:
     fill(station, 1)
     station.lock()
-    before = {p.name: p.read_bytes() for p in station.home.root.iterdir() if p.is_file()}
+    # The side record of wrong passphrases (unlock-failures.json) is meant to change.
+    counted = station.home.unlock_failures.name
+    before = {
+        p.name: p.read_bytes()
+        for p in station.home.root.iterdir()
+        if p.is_file() and p.name != counted
+    }
     for wrong in (PASSPHRASE + "x", PASSPHRASE.upper(), "", PASSPHRASE[:-1]):
+        station.clock.advance(minutes=1)  # past each back-off delay
         with pytest.raises(WrongPassphrase, match=f"operator '{OPERATOR}' is wrong"):
-            station(Workstation.unlock, station.home, OPERATOR, wrong)
+            station(Workstation.unlock, station.home, OPERATOR, wrong, clock=station.clock)
     with pytest.raises(UnknownOperator, match="nobody"):
         station(Workstation.unlock, station.home, "nobody", PASSPHRASE)
-    after = {p.name: p.read_bytes() for p in station.home.root.iterdir() if p.is_file()}
+    after = {
+        p.name: p.read_bytes()
+        for p in station.home.root.iterdir()
+        if p.is_file() and p.name != counted
+    }
     assert after == before
+    station.clock.advance(minutes=1)
     assert leftovers(station) == []
     station.unlock()  # the right passphrase still opens it, with its key
     assert station(station.ws.keys.resolve, "key-000").name == "key-000"
