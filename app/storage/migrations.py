@@ -239,7 +239,6 @@ MIGRATIONS.append(
 
 
 
-
 def _operators_and_policy(db: Database) -> None:
     """Schema 8: operators get several roles, an enabled flag and a removal date; the approval
     policy (dual control) lives in the database, starting from the defaults.

@@ -47,6 +47,7 @@ from tests.hsm.faults import (
     uninstall,
 )
 from tests.hsm.kit import MODULE, PIN, TOKEN, WRONG_PIN, Station
+from tests.support import enrol_witness
 
 pytestmark = pytest.mark.hsm
 
@@ -114,6 +115,7 @@ def case_id(value: object) -> str:
 @pytest.fixture
 def faults(station: Station) -> Iterator[Faults]:
     """The wrappers under the logged-in session of the test token and under its module."""
+    station(enrol_witness, station.ws)  # dual control's second person, before calls count
     session = station(station.ws.tokens.session, TOKEN)
     installed: Faults = station(install, session)
     yield installed
