@@ -39,7 +39,7 @@ from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
 from app.services.airgap import AirGapGuard
 from app.services.approvals import ApprovalService
-from app.services.audit import Outcome
+from app.services.audit import Outcome, record_alone
 from app.services.audit import record as _record
 from app.services.audit_log import AuditLog
 from app.services.backup import BackupService
@@ -71,6 +71,7 @@ TOKEN_INTENTS = frozenset(
 # Activation of these needs the policy's "key.activate" approvals; other purposes use
 # "key.activate-other".
 DUAL_ACTIVATION = (Purpose.KEY_WRAPPING, Purpose.SIGNING)
+IDLE_LOCK_DEFAULT, IDLE_LOCK_MIN, IDLE_LOCK_MAX = 10, 1, 60  # minutes
 
 
 def utc_now() -> datetime:
@@ -200,6 +201,8 @@ class Workstation:
             service.guard = guard
         self.lifecycle.approve = self._approve_transition
         self.admin.approve = self._approve_admin
+        # Fixed at unlock for a window to read on its own thread; ``roles`` reads them now.
+        self.unlocked_roles = self.approvals.roles_of(operator)
 
     # --- dual control hooks ----------------------------------------------------------------
 
@@ -516,8 +519,48 @@ class Workstation:
             self.roster.cost = cost
         self.roster.add(name, roles, passphrase, confirmation)
 
-    def lock(self) -> None:
-        """Close sessions, unload modules and close the database."""
+    # --- idle lock ------------------------------------------------------------------------
+
+    def idle_lock_minutes(self) -> int:
+        """Minutes without input before the GUI locks (a security officer sets it, 1–60)."""
+        value = self.settings.get("idle_lock_minutes")
+        return int(value) if value is not None else IDLE_LOCK_DEFAULT
+
+    def set_idle_lock(self, minutes: int) -> int:
+        assert_core_thread()
+        subject = f"workstation:{self.workstation_id}"
+        self.approvals.check_initiator("workstation.idle-lock", subject)
+        if not IDLE_LOCK_MIN <= minutes <= IDLE_LOCK_MAX:
+            error = ValidationError(
+                f"The idle lock is {IDLE_LOCK_MIN} to {IDLE_LOCK_MAX} minutes; nothing was changed."
+            )
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="workstation.idle-lock",
+                subject=subject,
+                outcome=Outcome.DENIED,
+                details={"refusal": error.message, "minutes": minutes},
+            )
+            raise error
+        before = self.idle_lock_minutes()
+        with self.db.transaction():
+            self.settings.put("idle_lock_minutes", str(minutes))
+            _record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="workstation.idle-lock",
+                subject=subject,
+                outcome=Outcome.SUCCESS,
+                details={"from": before, "to": minutes},
+            )
+        return minutes
+
+    def lock(self, reason: str = "") -> None:
+        """Close sessions, unload modules and close the database (``reason``: "idle",
+        "requested", … recorded in the lock entry)."""
         assert_core_thread()
         if self.read_only:
             self.tokens.close()
@@ -537,6 +580,7 @@ class Workstation:
                     action="workstation.lock",
                     subject=f"workstation:{self.workstation_id}",
                     outcome=Outcome.SUCCESS,
+                    details={"reason": reason} if reason else None,
                 )
         finally:
             self.tokens.close()
