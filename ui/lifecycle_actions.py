@@ -97,6 +97,10 @@ class LifecycleActions(QObject):
         self.edit = QAction(icon("edit"), "Edit…", parent)
         self.edit.triggered.connect(self.run_edit)
         self.set_key(None)
+        for action, qaction in self.transitions.items():
+            session.gate.guard(qaction, f"key.{action.value}")
+        session.gate.guard(self.rotate, "key.rotate")
+        session.gate.guard(self.edit, "key.edit")
 
     def all(self) -> list[QAction]:
         return [*self.transitions.values(), self.rotate, self.edit]

@@ -15,7 +15,7 @@ from app.cli.secrets import ENV_OPERATOR, ENV_PASSPHRASE, ENV_PIN
 from app.paths import Home, resolve_home
 from app.services.workstation import Workstation, harden_process
 from ui.dialogs.initialize import InitializeDialog, InitializeRequest
-from ui.dialogs.unlock import UnlockDialog
+from ui.dialogs.unlock import LockScreen, UnlockDialog, failures_note
 from ui.display import display_problem
 from ui.errors import message
 from ui.icons import icon
@@ -40,6 +40,7 @@ class AppController(QObject):
         self.screenshot = screenshot
         self.window: MainWindow | None = None
         self.dialog: QWidget | None = None
+        self.lock_screen: QWidget | None = None
         self.exit_code = 0
 
     def start(self) -> None:
@@ -83,22 +84,38 @@ class AppController(QObject):
 
     # --- later starts ----------------------------------------------------------------------
 
-    def _show_unlock(self) -> None:
+    def _show_locked(self) -> None:
+        """After a lock: a blank window covering where the main window was, under the unlock
+        dialog."""
+        closing = self.window
+        self.window = None
+        screen = LockScreen()
+        screen.setWindowIcon(icon("keystead"))
+        if closing is not None:  # cover where the window was, whatever its size
+            screen.setGeometry(closing.geometry())
+        self.lock_screen = screen
+        screen.show()
+        self._show_unlock(parent=screen)
+
+    def _show_unlock(self, parent: QWidget | None = None) -> None:
         home = self.home
         operators = Workstation.operators(home)
-        dialog = UnlockDialog(str(home.root), operators)
+        dialog = UnlockDialog(str(home.root), operators, parent, failures_note(home))
         dialog.setWindowIcon(icon("keystead"))
         self.dialog = dialog
 
         def unlocked(workstation: Workstation) -> None:
             dialog.accept()
             self._open_main(workstation)
+            if self.lock_screen is not None:
+                self.lock_screen.close()
+                self.lock_screen = None
 
         def submitted(operator: str, passphrase: str) -> None:
             self.bridge.run(
                 lambda: Workstation.unlock(home, operator, passphrase),
                 unlocked,
-                lambda error: dialog.failed(message(error)),
+                lambda error: dialog.failed(message(error), failures_note(home)),
             )
 
         dialog.submitted.connect(submitted)
@@ -132,6 +149,7 @@ class AppController(QObject):
     def _open_main(self, workstation: Workstation) -> None:
         session = GuiSession(self.bridge, workstation)
         window = MainWindow(session)
+        workstation.approvals.source = window.approval_source  # the approval dialog
         self.window = window
         self.dialog = None
         window.locked.connect(self._locked)
@@ -141,10 +159,10 @@ class AppController(QObject):
         window.start()
 
     def _locked(self, relock: bool) -> None:
-        """The window locked the workstation; after Lock now, ask to unlock again."""
+        """The window locked the workstation; after Lock now or the idle lock, a blank
+        window (no key name on screen) under the unlock dialog."""
         if relock and not self.screenshot:
-            self.window = None
-            self._show_unlock()
+            self._show_locked()
 
     def _present(self, widget: QWidget) -> None:
         widget.show()

@@ -17,17 +17,22 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QStackedWidget,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from app.services.tokens import TokenStatus
+from ui.approvals import QtApprovalSource
 from ui.errors import show_error
 from ui.icons import icon
+from ui.idle import IdleWatch
 from ui.menus import build_menu_bar
 from ui.pages.audit_page import AuditPage
 from ui.pages.inventory_page import InventoryPage
+from ui.pages.operators_page import OperatorsPage
 from ui.pages.overview_page import OverviewPage
+from ui.pages.policy_page import PolicyPage
 from ui.pages.tokens_page import TokensPage
 from ui.session import GuiSession
 from ui.settings import (
@@ -64,14 +69,19 @@ class MainWindow(QMainWindow):
         self.inventory = InventoryPage(session, self)
         self.tokens = TokensPage(session, self)
         self.audit = AuditPage(session, self)
+        self.operators = OperatorsPage(session, self)
+        self.policy = PolicyPage(session, self)
         for name, icon_name, page in (
             ("Overview", "checkpoint", self.overview),
             ("Inventory", "inventory", self.inventory),
             ("Tokens", "tokens", self.tokens),
             ("Audit", "audit", self.audit),
+            ("Operators", "operators", self.operators),
+            ("Policy", "policy", self.policy),
         ):
             QListWidgetItem(icon(icon_name), name, self.nav)
             self.pages.addWidget(page)
+        self._gate_actions()
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.nav.currentRowChanged.connect(self._page_shown)
         self.nav.setCurrentRow(0)
@@ -89,8 +99,20 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.nav)
         layout.addWidget(right, 1)
         self.setCentralWidget(central)
+        self.central = central
         self.lock_action: QAction | None = None
         build_menu_bar(self)
+        # "Lock now" in the toolbar too (the menu's action: one shortcut, Ctrl+L, one path).
+        if self.lock_action is not None:
+            self.lock_action.setIcon(icon("lock"))
+            self.lock_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+            toolbar = QToolBar("Session", self)
+            toolbar.setObjectName("sessionToolbar")
+            toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            toolbar.setMovable(False)
+            toolbar.addAction(self.lock_action)
+            self.addToolBar(toolbar)
+        self._lock_reason = "closed"
         self.settings = gui_settings(session.home.root)
         restore_geometry(self.settings, self)
         restore_header(self.settings, "inventory", self.inventory.table.horizontalHeader())
@@ -132,6 +154,33 @@ class MainWindow(QMainWindow):
         self._polling = False
         session.error.connect(self._unhandled_error)
         self._closing = False
+        # The idle lock: no input for the security officer's number of minutes locks.
+        self.idle = IdleWatch(self)
+        self.idle.timed_out.connect(lambda: self.lock_now("idle"))
+        self.policy.idle_lock_changed.connect(self.idle.set_minutes)
+        for page in (self.operators, self.policy):
+            page.done.connect(lambda text: bar.showMessage(text, 8000))
+        self.approval_source = QtApprovalSource(self)  # the approval dialog, for the core
+
+    def _gate_actions(self) -> None:
+        """Actions the operator's roles do not allow stay disabled, the tooltip naming the
+        role (the core refuses them anyway, with a denied entry)."""
+        tokens = self.tokens
+        for target, action in (
+            (self.inventory.generate_action, "key.generate"),
+            (self.inventory.adopt_action, "key.adopt"),
+            (self.inventory.detail.adopt_button, "key.adopt"),
+            (tokens.add_module_action, "module.add"),
+            (tokens.module_panel.add_button, "module.add"),
+            (tokens.remove_module_action, "module.remove"),
+            (tokens.create_action, "token.create-soft"),
+            (tokens.rebind_action, "key.rebind"),
+            (tokens.init_action, "token.init"),
+            (tokens.init_pin_action, "token.init-pin"),
+            (tokens.change_pin_action, "token.change-pin"),
+            (tokens.change_so_pin_action, "token.change-so-pin"),
+        ):
+            self.session.gate.guard(target, action)
 
     def _unhandled_error(self, error: BaseException) -> None:
         """An error no page handled: shown, unless closing has begun. Jobs queued behind the
@@ -146,6 +195,9 @@ class MainWindow(QMainWindow):
         """Load the first data: tokens, then (through tokens_changed) the inventory."""
         self.session.refresh_tokens()
         self.airgap.start()
+        self.operators.refresh()
+        self.policy.refresh()
+        self.session.run(lambda ws: ws.idle_lock_minutes(), self.idle.set_minutes)
 
     def show_page(self, page: QWidget) -> None:
         self.nav.setCurrentRow(self.pages.indexOf(page))
@@ -163,9 +215,14 @@ class MainWindow(QMainWindow):
         if self.pages.currentWidget() is self.audit:
             self.audit.refresh()
 
-    def lock_now(self) -> None:
-        """Ctrl+L: lock the workstation (the one lock path, as at close), then ask to unlock."""
+    def lock_now(self, reason: str = "requested") -> None:
+        """Ctrl+L, the toolbar or the idle lock: hide every page at once (no key name stays on
+        screen), lock the workstation (the one lock path, as at close), then ask to unlock."""
+        if self._closing:
+            return
         self.relock = True
+        self._lock_reason = reason
+        self.central.hide()
         self.close()
 
     def _page_shown(self, index: int) -> None:
@@ -254,12 +311,13 @@ class MainWindow(QMainWindow):
         save_header(self.settings, "inventory", self.inventory.table.horizontalHeader())
         save_header(self.settings, "audit", self.audit.table.horizontalHeader())
         self.settings.sync()
+        self.idle.stop()
         self.presence_timer.stop()
         self.cryptoperiod_timer.stop()
         self.airgap.timer.stop()
         self.setEnabled(False)
         self.statusBar().showMessage("Locking the workstation…")
-        self.session.lock(then=self._locked)
+        self.session.lock(then=self._locked, reason=self._lock_reason)
 
     def _locked(self) -> None:
         self.locked.emit(self.relock)

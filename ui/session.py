@@ -8,11 +8,18 @@ from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
+from app.domain.roles import Role
+from app.errors import KeysteadError
 from app.services.tokens import TokenStatus
 from app.services.workstation import Workstation
+from ui.roles import RoleGate
 from ui.workers import CoreBridge, ErrorCallback
 
 T = TypeVar("T")
+
+
+class SessionLocked(KeysteadError):
+    """A job reached the core after its session was locked (never shown to anyone)."""
 
 
 class GuiSession(QObject):
@@ -21,6 +28,7 @@ class GuiSession(QObject):
     tokens_changed = Signal(list)  # list[TokenStatus]
     keys_changed = Signal()
     error = Signal(object)  # an error no page handled
+    roles_changed = Signal()
 
     def __init__(self, bridge: CoreBridge, workstation: Workstation) -> None:
         super().__init__()
@@ -35,6 +43,22 @@ class GuiSession(QObject):
         self.module_errors: dict[str, str] = {}
         self.audit_serial: str | None = None  # the workstation's audit token, once designated
         self.audit_label = ""  # its label when last seen (for words when it is gone)
+        self.is_locked = False
+        self.roles: frozenset[Role] = workstation.unlocked_roles
+        self.gate = RoleGate(self.roles, self)
+
+    def may(self, action: str) -> bool:
+        """Whether the operator's roles allow starting ``action`` (the core checks again)."""
+        return self.gate.allowed(action)
+
+    def refresh_roles(self) -> None:
+        """Read the operator's roles again (after an operator change) and re-gate actions."""
+        self.run(lambda ws: ws.roles, self._roles_loaded)
+
+    def _roles_loaded(self, roles: frozenset[Role]) -> None:
+        self.roles = roles
+        self.gate.set_roles(roles)
+        self.roles_changed.emit()
 
     def run(
         self,
@@ -42,9 +66,23 @@ class GuiSession(QObject):
         on_result: Callable[[T], None] | None = None,
         on_error: ErrorCallback | None = None,
     ) -> Future[Any]:
-        """Run ``job(workstation)`` on the core thread; callbacks on the GUI thread."""
+        """Run ``job(workstation)`` on the core thread; callbacks on the GUI thread.
+
+        Once the session is locked, jobs still queued do not run (the database is closed) and
+        nothing is reported for them: the window they belonged to is gone."""
         workstation = self._workstation
-        return self.bridge.run(lambda: job(workstation), on_result, on_error or self.error.emit)
+        report = on_error or self.error.emit
+
+        def guarded() -> T:
+            if self.is_locked:
+                raise SessionLocked("The workstation is locked.")
+            return job(workstation)
+
+        def failed(error: BaseException) -> None:
+            if not isinstance(error, SessionLocked):
+                report(error)
+
+        return self.bridge.run(guarded, on_result, failed)
 
     def refresh_tokens(self) -> None:
         self.run(
@@ -63,5 +101,12 @@ class GuiSession(QObject):
         """The audit token's status if it is present, else None."""
         return next((s for s in self.tokens if s.info.serial == self.audit_serial), None)
 
-    def lock(self, then: Callable[[], None] | None = None) -> None:
-        self.run(lambda ws: ws.lock(), lambda _: then() if then else None)
+    def lock(self, then: Callable[[], None] | None = None, reason: str = "") -> None:
+        """Lock on the core thread; from now on no other job of this session runs."""
+        self.is_locked = True
+        workstation = self._workstation
+        self.bridge.run(
+            lambda: workstation.lock(reason),
+            lambda _: then() if then else None,
+            self.error.emit,
+        )

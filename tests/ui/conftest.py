@@ -14,6 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from app.paths import Home
 from app.services.workstation import SoftTokenRequest, Workstation
 from app.storage.keyslots import KdfCost
+from tests.support import with_witness
 
 PASSPHRASE = "ui-test passphrase 1"
 PIN = "246810"
@@ -49,7 +50,7 @@ def workstation(bridge, ui_home: Home) -> Iterator[Workstation]:  # type: ignore
             cost=FAST,
         )
         ws.tokens.login("UiToken", PIN)
-        return ws
+        return with_witness(ws)  # dual control's second person, when an action asks
 
     ws = bridge.executor.call(make)
     yield ws

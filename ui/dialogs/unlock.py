@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -13,6 +13,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.errors import KeysteadError
+from app.paths import Home
+from app.storage.unlock_failures import UnlockFailures
 from ui.widgets.form import ErrorLine, heading, hint
 from ui.widgets.secret_field import SecretField
 
@@ -20,7 +23,13 @@ from ui.widgets.secret_field import SecretField
 class UnlockDialog(QDialog):
     submitted = Signal(str, str)  # operator, passphrase
 
-    def __init__(self, home_text: str, operators: list[str], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        home_text: str,
+        operators: list[str],
+        parent: QWidget | None = None,
+        failures: str = "",
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Unlock workstation — Keystead")
         self.setMinimumWidth(460)
@@ -35,6 +44,10 @@ class UnlockDialog(QDialog):
         form.addRow("Operator:", self.operator)
         form.addRow("Passphrase:", self.passphrase)
         layout.addLayout(form)
+        self.failures = hint(failures, self)
+        self.failures.setObjectName("unlockFailures")
+        self.failures.setVisible(bool(failures))
+        layout.addWidget(self.failures)
         self.error = ErrorLine(self)
         layout.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
@@ -62,7 +75,43 @@ class UnlockDialog(QDialog):
         self.unlock_button.setEnabled(not busy)
         self.unlock_button.setText("Unlocking…" if busy else "Unlock")
 
-    def failed(self, message: str) -> None:
+    def failed(self, message: str, failures: str = "") -> None:
         self.set_busy(False)
+        self.failures.setText(failures)
+        self.failures.setVisible(bool(failures))
         self.error.show_error(message)
         self.passphrase.setFocus()
+
+
+def failures_note(home: Home) -> str:
+    """ "N failed unlock attempts since the last unlock." from the side record ("" if none)."""
+    try:
+        record = UnlockFailures(home.unlock_failures)
+        count = len(record.unsealed()) + record.lost()
+    except KeysteadError as exc:
+        return exc.message
+    if not count:
+        return ""
+    return (
+        f"{count} failed unlock attempt{'s' if count != 1 else ''} since the last successful "
+        "unlock; they are recorded in the audit history when the workstation opens."
+    )
+
+
+class LockScreen(QWidget):
+    """What stays on screen while the workstation is locked: nothing about any key."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("lockScreen")
+        self.setWindowTitle("Keystead — locked")
+        self.resize(1024, 700)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        label = heading("Keystead is locked", self)
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(label)
+        note = hint("Unlock with your operator name and passphrase.", self)
+        note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(note)
+        layout.addStretch(2)
