@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import StorageError
-from app.storage.files import write_atomic
+from app.storage.files import fsync_directory, write_atomic
 
 FORMAT = "keystead-unlock-failures"
 VERSION = 1
@@ -96,6 +96,12 @@ class UnlockFailures:
     # --- changing --------------------------------------------------------------------------
 
     def _save(self, doc: dict[str, Any]) -> None:
+        if not doc["names"] and not doc["unsealed"] and not doc["lost"]:
+            # Nothing counted and nothing to seal: no file (the home holds only what matters).
+            if self.path.exists():
+                self.path.unlink()
+                fsync_directory(self.path.parent)
+            return
         write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"))
 
     def begin(self, operator: str, now: datetime, reason: str = "interrupted") -> str:

@@ -120,7 +120,8 @@ class Cli:
         return {
             str(p.relative_to(self.home)): p.read_bytes()
             for p in sorted(self.home.rglob("*"))
-            if p.is_file() and not p.name.endswith(".lock")
+            # (unlock-failures.json is the intended record of wrong passphrases)
+            if p.is_file() and not p.name.endswith(".lock") and p.name != "unlock-failures.json"
         }
 
     def assert_no_secret_printed(self) -> None:

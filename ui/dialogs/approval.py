@@ -9,9 +9,11 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -21,17 +23,17 @@ from app.domain.roles import describe
 from ui.widgets.form import ErrorLine, heading, hint
 from ui.widgets.secret_field import SecretField
 
-_LABELS = {
+_LABELS = {  # in the order shown
+    "transition": "Transition",
     "key": "Key",
-    "key_id": "Key ID",
     "algorithm": "Algorithm",
     "purpose": "Purpose",
-    "state": "State now",
-    "token": "Token",
-    "cka_id": "CKA_ID",
     "kcv": "KCV",
     "fingerprint": "Fingerprint (SHA-256)",
-    "transition": "Transition",
+    "state": "State now",
+    "token": "Token",
+    "key_id": "Key ID",
+    "cka_id": "CKA_ID",
     "reason": "Reason",
     "compromise_date": "Compromise date",
     "serial": "Token serial",
@@ -67,17 +69,30 @@ class ApprovalDialog(QDialog):
                 self,
             )
         )
-        what = QFormLayout()
+        facts = QWidget(self)
+        what = QFormLayout(facts)
         what.addRow("Action:", QLabel(f"{request.action}", self))
         what.addRow("Subject:", QLabel(shown(request.subject), self))
-        for name, value in request.parameters:
+        order = list(_LABELS)
+        ranked = sorted(
+            request.parameters, key=lambda p: order.index(p[0]) if p[0] in order else len(order)
+        )
+        for name, value in ranked:
             if value:
                 label = QLabel(shown(value), self)
                 label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
                 label.setWordWrap(True)
                 what.addRow(f"{_LABELS.get(name, name)}:", label)
         what.addRow("Requested at:", QLabel(request.requested_at, self))
-        layout.addLayout(what)
+        # Every parameter stays readable on a small screen: the list scrolls, never squeezes.
+        scroll = QScrollArea(self)
+        scroll.setObjectName("approvalFacts")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(facts)
+        scroll.setMinimumHeight(min(facts.sizeHint().height() + 4, 300))
+        layout.addWidget(scroll, 1)
+        layout.addSpacing(12)  # the group box's title sits above its frame
         digest = QLabel(request.fingerprint, self)
         digest.setObjectName("approvalDigest")
         mono = QFont("monospace")

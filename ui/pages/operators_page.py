@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,6 +29,8 @@ from ui.errors import show_error
 from ui.icons import icon
 from ui.session import GuiSession
 
+STRETCH_COLUMN = 3  # "Added by": the rest of the width
+
 
 def _roles_text(roles: frozenset[Role]) -> str:
     return ", ".join(r.title for r in Role if r in roles)
@@ -43,7 +45,9 @@ class OperatorsPage(QWidget):
         self.records: list[OperatorRecord] = []
         layout = QVBoxLayout(self)
         toolbar = QToolBar(self)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.add_action = QAction(icon("add"), "Add operator…", self)
+        self.add_action.setObjectName("addOperator")
         self.roles_action = QAction("Roles…", self)
         self.disable_action = QAction("Disable", self)
         self.enable_action = QAction("Enable…", self)
@@ -70,7 +74,10 @@ class OperatorsPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(STRETCH_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().hide()
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table)
         gate = session.gate

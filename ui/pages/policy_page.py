@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -23,6 +23,8 @@ from ui.icons import icon
 from ui.session import GuiSession
 from ui.widgets.form import hint
 
+STRETCH_COLUMN = 1  # "What": the rest of the width
+
 
 class PolicyPage(QWidget):
     done = Signal(str)
@@ -35,6 +37,7 @@ class PolicyPage(QWidget):
         self.idle_minutes = 10
         layout = QVBoxLayout(self)
         toolbar = QToolBar(self)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.edit_action = QAction("Change rule…", self)
         self.idle_action = QAction("Idle lock…", self)
         self.refresh_action = QAction(icon("refresh"), "Refresh", self)
@@ -63,7 +66,10 @@ class PolicyPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(STRETCH_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().hide()
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table)
         session.gate.guard(self.edit_action, "policy.set")
