@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.domain.keys import KeyRecord, KeyState
 from app.domain.names import validate_token_label
 from app.errors import (
     KeysteadError,
+    PinBackoff,
     PolicyError,
     TokenError,
     TokenNotLoggedIn,
@@ -30,7 +31,7 @@ from app.hsm.tokeninfo import token_details
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.intents import COMPLETED, ROLLED_BACK, UNKNOWN, Resolution
-from app.services.tokens import TokenService
+from app.services.tokens import TokenService, _next_try_hint, backoff_seconds
 from app.storage.database import Database
 from app.storage.intents import IntentRow
 from app.storage.repository import KeyRepository, SettingsRepository
@@ -38,6 +39,13 @@ from app.storage.repository import KeyRepository, SettingsRepository
 log = logging.getLogger(__name__)
 
 RULE_LIVE_KEYS = "KS-TOKEN-INIT-LIVE-KEYS"
+
+
+def so_counter(serial: str) -> str:
+    """Where Keystead counts a token's wrong SO PINs (beside its user PIN count)."""
+    return f"{serial}#SO"
+
+
 RULE_AUDIT_TOKEN = "KS-TOKEN-INIT-AUDIT"  # noqa: S105 (a rule id, not a secret)
 _DEAD = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
 _ADMIN_ACTIONS = ("token.init", "token.init-pin", "token.change-pin", "token.change-so-pin")
@@ -332,6 +340,21 @@ class TokenAdmin:
     def _present(self, serial: str) -> bool:
         return any(t.serial == serial for t in self.tokens.present())
 
+    def _so_throttle(self, request: AdminRequest) -> None:
+        """SO PINs are counted and throttled by Keystead like user PINs (SoftHSM never locks
+        either): the same schedule, counted per token under ``<serial>#SO``."""
+        failures, last = self.tokens.tokens.pin_failures(so_counter(request.serial))
+        wait = backoff_seconds(failures)
+        now = self.clock()
+        if last is not None and wait and now < last + timedelta(seconds=wait):
+            retry_after = (last + timedelta(seconds=wait) - now).total_seconds()
+            self._denied(request, f"SO PIN back-off ({failures} wrong in a row)")
+            raise PinBackoff(
+                f"{failures} wrong SO PINs in a row for this token. Wait {retry_after:.0f} s "
+                "before the next try; nothing was changed.",
+                retry_after=retry_after,
+            )
+
     def _carry_out(
         self,
         request: AdminRequest,
@@ -343,6 +366,8 @@ class TokenAdmin:
         """Entry and token call in one transaction; a refusal is recorded on its own. The
         write-ahead intent is committed first: a kill during the call leaves it pending for
         ``_reconcile_admin`` at the next unlock."""
+        if so:
+            self._so_throttle(request)
         intent = self.intents.begin(
             request.action,
             request.serial,
@@ -365,20 +390,28 @@ class TokenAdmin:
         except WrongPin as exc:
             what = "SO PIN" if so else "PIN"
             self.intents.abandon(intent, request.serial, f"wrong {what}")
-            self._failed(request, operators, f"wrong {what}")
             if not so:
+                self._failed(request, operators, f"wrong {what}")
                 raise WrongPin(
                     f"The token rejected the {what}; nothing was changed.", exc.failures
                 ) from exc
-            count = self._so_failures(request.serial)
+            with self.db.transaction():  # counted like user PINs, throttled on the next try
+                count = self.tokens.tokens.record_pin_failure(
+                    so_counter(request.serial), self.clock()
+                )
+            self._failed(request, operators, f"wrong {what}", failures=count)
             raise WrongPin(
                 f"The token rejected the SO PIN ({count} wrong SO PIN{'s' if count != 1 else ''} "
-                f"in a row on this token); nothing was changed.{self._so_flags(request.serial)}",
+                f"in a row on this token); nothing was changed. {_next_try_hint(count)}"
+                f"{self._so_flags(request.serial)}",
                 count,
             ) from exc
         except KeysteadError as exc:
             self._failed(request, operators, exc.message, failure_outcome(exc))
             raise  # the intent stays pending: the token may have acted before it failed
+        if so:
+            with self.db.transaction():
+                self.tokens.tokens.clear_pin_failures(so_counter(request.serial))
 
     def _reconcile_admin(self, intent: IntentRow) -> Resolution | None:
         """An administration step that never resolved. Initialisation is judged by the label
@@ -430,7 +463,11 @@ class TokenAdmin:
         operators: tuple[str, ...],
         error: str,
         outcome: Outcome = Outcome.FAILED,
+        failures: int | None = None,
     ) -> None:
+        details: dict[str, object] = {"error": error}
+        if failures is not None:
+            details["failures"] = failures
         record_alone(
             self.db,
             when=self.clock(),
@@ -438,7 +475,7 @@ class TokenAdmin:
             action=request.action,
             subject=request.serial,
             outcome=outcome,
-            details={"error": error},
+            details=details,
         )
 
     def _denied(self, request: AdminRequest, reason: str) -> None:
