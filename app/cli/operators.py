@@ -71,6 +71,13 @@ def add_parsers(sub: Any) -> None:
     setter.add_argument("--roles", help="approver roles ROLE[,ROLE] (default: unchanged)")
     setter.set_defaults(run=cmd_policy_set)
 
+    station = sub.add_parser("workstation", help="the workstation itself").add_subparsers(
+        dest="action", required=True
+    )
+    station.add_parser(
+        "rotate-key", help="re-key the database and re-seal every keyslot (crash-safe)"
+    ).set_defaults(run=cmd_rotate_key)
+
     sub.add_parser(
         "lock-status", help="wrong passphrases and lockouts per operator (no unlock needed)"
     ).set_defaults(run=cmd_lock_status)
@@ -281,4 +288,18 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
                 ("state", "STATE"),
             ],
         )
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    def body(ws: Workstation) -> int:
+        _common()._login_audit_token(ws, required=False)
+        count: int = ws.rotate_key()
+        return count
+
+    count = _common()._with_workstation(args, body)
+    if args.json:
+        output.print_json({"keyslots": count})
+    else:
+        print(f"The workstation key was rotated; {count} keyslot(s) re-sealed to the new key.")
     return 0

@@ -27,6 +27,7 @@ from app.errors import (
     DatabaseRolledBack,
     KeysteadError,
     OperatorDisabled,
+    PolicyError,
     TokenError,
     TokenNotPresent,
     UnsupportedAlgorithm,
@@ -54,6 +55,7 @@ from app.services.token_admin import AdminRequest, TokenAdmin
 from app.services.token_inspect import TokenInspector
 from app.services.tokens import TokenService
 from app.services.trusted_wrap import protect_pending
+from app.storage import rotation
 from app.storage.database import Database
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.operators import OperatorRepository
@@ -72,6 +74,7 @@ TOKEN_INTENTS = frozenset(
 # "key.activate-other".
 DUAL_ACTIVATION = (Purpose.KEY_WRAPPING, Purpose.SIGNING)
 IDLE_LOCK_DEFAULT, IDLE_LOCK_MIN, IDLE_LOCK_MAX = 10, 1, 60  # minutes
+RULE_ROTATE_OLD_SLOTS = "KS-ROTATE-OLD-KEYSLOTS"
 
 
 def utc_now() -> datetime:
@@ -360,6 +363,7 @@ class Workstation:
         the database opens nothing.
         """
         assert_core_thread()
+        recovered = rotation.recover(home) if home.exists() else None  # a rotation cut short
         checker = PassphraseChecker(home, clock)
         if home.read_only():  # an auditor's read-only copy: nothing can be counted or written
             slots = KeySlotFile.load(home.keyslots)
@@ -397,6 +401,8 @@ class Workstation:
                     "a security officer can enable them again."
                 )
             sealed = workstation._seal_failures(checker)
+            if recovered is not None:
+                workstation._record_recovery(recovered)
             with db.transaction():
                 _record(
                     db,
@@ -416,6 +422,11 @@ class Workstation:
                 workstation.tokens.close()
             db.close()
             raise
+        try:
+            if slots.ensure_key_pair(operator, passphrase):
+                slots.save()  # a slot from before rotation support gets its key pair
+        except KeysteadError as exc:  # the unlock stands; rotation will say what is missing
+            log.warning("keyslot of %s not upgraded: %s", operator, exc.message)
         return workstation
 
     @classmethod
@@ -446,6 +457,90 @@ class Workstation:
     @property
     def read_only(self) -> bool:
         return self.db.read_only
+
+
+    def _record_recovery(self, recovered: str) -> None:
+        """A rotation was interrupted: say at this unlock how it ended."""
+        with self.db.transaction():
+            _record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="workstation.rotate-key",
+                subject=f"workstation:{self.workstation_id}",
+                outcome=Outcome.SUCCESS if recovered == "completed" else Outcome.ABORTED,
+                details={"interrupted": True, "recovery": recovered},
+            )
+
+    # --- workstation key rotation ----------------------------------------------------------
+
+    def rotate_key(self, step: rotation.Step = lambda _name: None) -> int:
+        """Re-key the database under a fresh random key and re-seal every keyslot to it
+        (approved by the policy's ``workstation.rotate-key`` rule); crash-safe, see
+        ``app.storage.rotation``. Returns the number of keyslots re-sealed."""
+        assert_core_thread()
+        subject = f"workstation:{self.workstation_id}"
+        self.approvals.check_initiator("workstation.rotate-key", subject)
+        slots = KeySlotFile.load(self.home.keyslots)
+        missing = slots.without_key_pair()
+        if missing:
+            error = PolicyError(
+                "These operators' keyslots predate rotation: "
+                f"{', '.join(missing)}. Each unlocks once (or has their passphrase reset) "
+                "first; nothing was changed.",
+                RULE_ROTATE_OLD_SLOTS,
+            )
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="workstation.rotate-key",
+                subject=subject,
+                outcome=Outcome.DENIED,
+                details={"refusal": error.message, "rule": error.rule},
+            )
+            raise error
+        who = self.approvals.obtain(
+            "workstation.rotate-key", subject, {"keyslots": ", ".join(slots.operators())}
+        )
+        if self.audit.sealing:  # the chain as it stands, vouched for by the token
+            self.audit.checkpoint("before key rotation")
+        slots = KeySlotFile.load(self.home.keyslots)  # as it is now, after the approval
+        new_key = new_database_key()
+        resealed = slots.resealed(new_key)
+        try:
+            rotation.rotate_files(
+                self.home,
+                self.db,
+                resealed,
+                new_key,
+                {"by": list(who), "keyslots": slots.operators()},
+                step,
+            )
+        except KeysteadError as exc:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=who,
+                action="workstation.rotate-key",
+                subject=subject,
+                outcome=Outcome.FAILED,
+                details={"error": exc.message},
+            )
+            raise
+        self.db.reopen(new_key)
+        self._database_key = new_key
+        with self.db.transaction():
+            _record(
+                self.db,
+                when=self.clock(),
+                operators=who,
+                action="workstation.rotate-key",
+                subject=subject,
+                outcome=Outcome.SUCCESS,
+                details={"keyslots": slots.operators()},
+            )
+        return len(resealed.slots)
 
     def _seal_failures(self, checker: PassphraseChecker) -> int:
         """Write the wrong passphrases of the side record into the audit chain (each once)."""

@@ -231,6 +231,45 @@ class Database:
     def close(self) -> None:
         self._conn.close()
 
+    # --- re-keying -------------------------------------------------------------------------
+
+    def export_to(self, path: Path, key: bytes) -> None:
+        """Copy the whole database into a new file under ``key`` (``sqlcipher_export``, the
+        SQLCipher-documented way to re-key into a new file), same schema version, fsync'd."""
+        if len(key) != 32:
+            raise StorageError("The database key must be 32 bytes.")
+        if path.exists():
+            raise StorageError(f"{path} exists; nothing was exported.")
+        version = int(self.scalar("PRAGMA user_version"))
+        with self._errors():
+            # A raw key in SQLCipher's x'..' form; hex only, never text from a person.
+            self._conn.execute(
+                f"ATTACH DATABASE ? AS rekeyed KEY \"x'{key.hex()}'\"", (str(path),)
+            )
+            try:
+                self._conn.execute("SELECT sqlcipher_export('rekeyed')")
+                self._conn.execute(f"PRAGMA rekeyed.user_version = {version}")
+            finally:
+                self._conn.execute("DETACH DATABASE rekeyed")
+        os.chmod(path, 0o600)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def reopen(self, key: bytes) -> None:
+        """Open the file at ``path`` again with ``key`` (after a rotation put a new file
+        there), checked like any open; the old connection is closed only on success."""
+        fresh = Database._connect(self.path, key)
+        try:
+            fresh._check()
+        except BaseException:
+            fresh.close()
+            raise
+        self._conn.close()
+        self._conn = fresh._conn
+
 
 def _statements(script: str) -> list[str]:
     return [part.strip() for part in script.split(";") if part.strip()]

@@ -5,6 +5,13 @@ derived from their passphrase with Argon2id (RFC 9106's second recommended setti
 3 passes, 4 lanes), the operator's name bound in as Argon2's associated data. The unwrap's
 integrity check tells a wrong passphrase apart from anything else without touching the database.
 The file holds no secret in clear; operator names are visible (as LUKS keyslot labels are).
+
+Rotation without everyone's passphrase: each keyslot also holds an X25519 key pair, the private
+half wrapped (RFC 5649) under the same Argon2id key, the public half in clear. Rotating the
+workstation key seals the new database key to every operator's public key (ephemeral X25519,
+HKDF-SHA256, AES-256-GCM with the operator's name as associated data: ECIES) and drops the old
+``wrapped_key``; whoever knew the old database key learns nothing about the new one. A slot
+made before key pairs existed gets one at its operator's next unlock.
 """
 
 from __future__ import annotations
@@ -13,10 +20,15 @@ import base64
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import (
     InvalidUnwrap,
     aes_key_unwrap_with_padding,
@@ -47,7 +59,10 @@ class KeySlot:
     memory_kib: int
     iterations: int
     lanes: int
-    wrapped_key: str  # base64, RFC 5649
+    wrapped_key: str = ""  # base64, RFC 5649 of the database key ("" once sealed instead)
+    public: str = ""  # base64, raw X25519 public key ("" for slots made before key pairs)
+    wrapped_private: str = ""  # base64, RFC 5649 of the raw X25519 private key
+    sealed_key: str = ""  # base64, ephemeral public (32) ‖ nonce (12) ‖ AES-GCM of the key
 
 
 def _b64(data: bytes) -> str:
@@ -73,10 +88,57 @@ def new_database_key() -> bytes:
     return secrets.token_bytes(DATABASE_KEY_BYTES)
 
 
+SEAL_INFO = b"keystead-keyslot-seal-v1\x00"
+
+
+def _seal_key(shared: bytes, ephemeral: bytes, recipient: bytes, operator: str) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=SEAL_INFO + ephemeral + recipient + operator.encode("utf-8"),
+    ).derive(shared)
+
+
+def seal(database_key: bytes, public: bytes, operator: str) -> bytes:
+    """ECIES: the database key for the holder of ``public``'s private key only."""
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_public = ephemeral.public_key().public_bytes_raw()
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public))
+    nonce = secrets.token_bytes(12)
+    body = AESGCM(_seal_key(shared, ephemeral_public, public, operator)).encrypt(
+        nonce, database_key, operator.encode("utf-8")
+    )
+    return ephemeral_public + nonce + body
+
+
+def unseal(sealed: bytes, private: X25519PrivateKey, operator: str) -> bytes:
+    """Raises ``InvalidTag`` (damaged or not for this key) or ``ValueError`` (wrong shape)."""
+    if len(sealed) != 32 + 12 + DATABASE_KEY_BYTES + 16:
+        raise ValueError("sealed key of the wrong length")
+    ephemeral, nonce, body = sealed[:32], sealed[32:44], sealed[44:]
+    shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral))
+    recipient = private.public_key().public_bytes_raw()
+    return AESGCM(_seal_key(shared, ephemeral, recipient, operator)).decrypt(
+        nonce, body, operator.encode("utf-8")
+    )
+
+
+def _key_pair(kek: bytes) -> tuple[str, str]:
+    """A new X25519 pair: (public, private wrapped under ``kek``), base64."""
+    private = X25519PrivateKey.generate()
+    raw = private.private_bytes_raw()
+    return (
+        _b64(private.public_key().public_bytes_raw()),
+        _b64(aes_key_wrap_with_padding(kek, raw)),
+    )
+
+
 def make_slot(operator: str, passphrase: str, database_key: bytes, cost: KdfCost) -> KeySlot:
-    """Wrap ``database_key`` for ``operator``."""
+    """Wrap ``database_key`` for ``operator`` (with the key pair rotation seals to)."""
     salt = secrets.token_bytes(16)
     kek = _derive(passphrase, operator, salt, cost)
+    public, wrapped_private = _key_pair(kek)
     return KeySlot(
         operator=operator,
         salt=_b64(salt),
@@ -84,6 +146,8 @@ def make_slot(operator: str, passphrase: str, database_key: bytes, cost: KdfCost
         iterations=cost.iterations,
         lanes=cost.lanes,
         wrapped_key=_b64(aes_key_wrap_with_padding(kek, database_key)),
+        public=public,
+        wrapped_private=wrapped_private,
     )
 
 
@@ -120,13 +184,7 @@ class KeySlotFile:
             ) from exc
 
     def save(self) -> None:
-        doc = {
-            "format": FORMAT,
-            "version": VERSION,
-            "workstation_id": self.workstation_id,
-            "slots": [asdict(slot) for slot in self.slots],
-        }
-        write_atomic(self.path, json.dumps(doc, indent=2).encode("utf-8"))
+        write_atomic(self.path, self.to_bytes())
 
     def operators(self) -> list[str]:
         return [slot.operator for slot in self.slots]
@@ -153,22 +211,81 @@ class KeySlotFile:
         self.slots = [s for s in self.slots if s.operator != operator]
         return len(self.slots) != before
 
+    def _kek(self, slot: KeySlot, passphrase: str) -> bytes:
+        cost = KdfCost(slot.memory_kib, slot.iterations, slot.lanes)
+        return _derive(passphrase, slot.operator, _unb64(slot.salt), cost)
+
     def open(self, operator: str, passphrase: str) -> bytes:
         """Return the database key, or raise UnknownOperator / WrongPassphrase."""
         slot = self.find(operator)
-        cost = KdfCost(slot.memory_kib, slot.iterations, slot.lanes)
         try:
-            wrapped = _unb64(slot.wrapped_key)
-            if len(wrapped) != DATABASE_KEY_BYTES + 8:  # RFC 5649 output for a 32-byte key
-                raise ValueError("wrapped key of the wrong length")
-            kek = _derive(passphrase, operator, _unb64(slot.salt), cost)
-            return aes_key_unwrap_with_padding(kek, wrapped)
+            if slot.wrapped_key or not slot.sealed_key:
+                wrapped = _unb64(slot.wrapped_key)
+                if len(wrapped) != DATABASE_KEY_BYTES + 8:  # RFC 5649 output for 32 bytes
+                    raise ValueError("wrapped key of the wrong length")
+                return aes_key_unwrap_with_padding(self._kek(slot, passphrase), wrapped)
+            wrapped_private = _unb64(slot.wrapped_private)
+            if len(wrapped_private) != 32 + 8:
+                raise ValueError("wrapped private key of the wrong length")
+            private = X25519PrivateKey.from_private_bytes(
+                aes_key_unwrap_with_padding(self._kek(slot, passphrase), wrapped_private)
+            )
+            return unseal(_unb64(slot.sealed_key), private, operator)
         except InvalidUnwrap as exc:
             raise WrongPassphrase(
                 f"The passphrase for operator '{operator}' is wrong. Nothing was opened."
             ) from exc
-        except (ValueError, TypeError, AttributeError, OverflowError) as exc:  # damaged fields
+        except (ValueError, TypeError, AttributeError, OverflowError, InvalidTag) as exc:
             raise StorageError(
                 f"The keyslot of operator '{operator}' is damaged; another operator can open "
                 "the workstation and re-enrol them."
             ) from exc
+
+    def ensure_key_pair(self, operator: str, passphrase: str) -> bool:
+        """Give a slot made before key pairs existed its pair (the passphrase was just
+        checked); True if the file must be saved."""
+        slot = self.find(operator)
+        if slot.public:
+            return False
+        public, wrapped_private = _key_pair(self._kek(slot, passphrase))
+        self.slots = [
+            replace(s, public=public, wrapped_private=wrapped_private)
+            if s.operator == operator
+            else s
+            for s in self.slots
+        ]
+        return True
+
+    def without_key_pair(self) -> list[str]:
+        """Operators whose slot cannot be re-sealed yet (they must unlock once)."""
+        return [s.operator for s in self.slots if not s.public]
+
+    def resealed(self, database_key: bytes) -> KeySlotFile:
+        """Every slot sealed to a new database key (the old ``wrapped_key`` dropped)."""
+        missing = self.without_key_pair()
+        if missing:
+            raise StorageError(
+                "These operators' keyslots predate rotation support: "
+                f"{', '.join(missing)}. Each must unlock once first (or be re-enrolled)."
+            )
+        return KeySlotFile(
+            path=self.path,
+            workstation_id=self.workstation_id,
+            slots=[
+                replace(
+                    s,
+                    wrapped_key="",
+                    sealed_key=_b64(seal(database_key, _unb64(s.public), s.operator)),
+                )
+                for s in self.slots
+            ],
+        )
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "workstation_id": self.workstation_id,
+            "slots": [asdict(slot) for slot in self.slots],
+        }
+        return json.dumps(doc, indent=2).encode("utf-8")
