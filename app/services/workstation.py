@@ -680,3 +680,4 @@ class Workstation:
         finally:
             self.tokens.close()
             self.db.close()
+            self._database_key = b""  # the key goes with the lock (no cached secret stays)

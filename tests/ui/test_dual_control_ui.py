@@ -21,6 +21,7 @@ from app.domain.lifecycle import Action
 from app.paths import Home
 from app.storage.database import Database
 from app.storage.events import list_events
+from app.storage.keyslots import KeySlotFile
 from ui.dialogs.approval import ApprovalDialog
 from ui.dialogs.lifecycle import DestroyDialog
 from ui.dialogs.operators import AddOperatorDialog
@@ -197,7 +198,9 @@ def test_idle_lock_blanks_the_screen_and_ctrl_l_locks(qtbot, qapp, bridge, tmp_p
     image = screen.grab()
     image.save(str(tmp_path / "locked.png"))
     # The lock was recorded with its reason; the database is closed (a query fails).
-    reopened = bridge.executor.call(Database.open, home.database, ws._database_key)
+    assert ws._database_key == b""  # the locked workstation keeps no key
+    key = KeySlotFile.load(home.keyslots).open("Officer One", PASSPHRASE)
+    reopened = bridge.executor.call(Database.open, home.database, key)
     try:
         reasons = [
             json.loads(e.details_json).get("reason")

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QTableWidget,
     QTableWidgetItem,
     QToolBar,
@@ -40,10 +41,15 @@ class PolicyPage(QWidget):
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.edit_action = QAction("Change rule…", self)
         self.idle_action = QAction("Idle lock…", self)
+        self.rotate_action = QAction(icon("rotate"), "Rotate workstation key…", self)
+        self.rotate_action.setToolTip(
+            "Re-key the database under a fresh random key and re-seal every operator's keyslot."
+        )
         self.refresh_action = QAction(icon("refresh"), "Refresh", self)
         for qaction, handler in (
             (self.edit_action, self._edit),
             (self.idle_action, self._idle),
+            (self.rotate_action, self._rotate),
             (self.refresh_action, self.refresh),
         ):
             qaction.triggered.connect(handler)
@@ -74,6 +80,7 @@ class PolicyPage(QWidget):
         layout.addWidget(self.table)
         session.gate.guard(self.edit_action, "policy.set")
         session.gate.guard(self.idle_action, "workstation.idle-lock")
+        session.gate.guard(self.rotate_action, "workstation.rotate-key")
         self._selection_changed()
 
     def refresh(self) -> None:
@@ -137,4 +144,22 @@ class PolicyPage(QWidget):
 
         self.session.run(
             lambda ws: ws.set_idle_lock(minutes), finished, lambda error: show_error(self, error)
+        )
+
+    def _rotate(self) -> None:
+        answer = QMessageBox.question(
+            self,
+            "Rotate workstation key",
+            "Re-key the database under a fresh random key and re-seal every operator's keyslot "
+            "to it? Whoever knew the old key learns nothing about the new one. It needs an "
+            "approver.",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+
+        def finished(count: int) -> None:
+            self.done.emit(f"Workstation key rotated; {count} keyslot(s) re-sealed.")
+
+        self.session.run(
+            lambda ws: ws.rotate_key(), finished, lambda error: show_error(self, error)
         )
