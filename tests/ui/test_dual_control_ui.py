@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QWidget
 
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.lifecycle import Action
@@ -227,3 +227,40 @@ def test_idle_lock_blanks_the_screen_and_ctrl_l_locks(qtbot, qapp, bridge, tmp_p
     for widget in (controller.dialog, controller.lock_screen):
         if isinstance(widget, QWidget):
             widget.hide()  # (rejecting the unlock dialog would quit the application)
+
+
+def test_a_refused_approval_is_said_in_words_and_changes_nothing(qtbot, qapp, bridge, tmp_path):  # type: ignore[no-untyped-def]
+    """The initiator naming themself as approver: the message names the rule, nothing changes
+    (every other approver rule is covered at the service and CLI level)."""
+    approver, passphrase, rule = "Officer One", PASSPHRASE, "KS-DUAL-SELF-APPROVAL"
+    home = Home(tmp_path / "ws")
+    controller = initialize_through_gui(qtbot, qapp, bridge, home)
+    window = controller.window
+    assert window is not None
+    add_operator(window, "custodian", "key-custodian", CUSTODIAN_PASS)
+    qtbot.waitUntil(lambda: "custodian" in operators_listed(window), timeout=20000)
+    ws = workstation_of(controller)
+    key = bridge.executor.call(ws.keys.generate, "GuiToken", Algorithm.AES_256, KEY)
+    actions = window.inventory.lifecycle
+    actions.set_key(key)
+    said: list[str] = []
+
+    def read_and_close(box: QMessageBox) -> None:
+        said.append(box.text())
+        box.accept()
+
+    approve_as(approver, passphrase, [])
+    when_modal(DestroyDialog, lambda d: (d.typed.setText(KEY), d.destroy_button.click()))
+    actions.transitions[Action.DESTROY].trigger()
+    when_modal(QMessageBox, read_and_close)
+    qtbot.waitUntil(lambda: bool(said), timeout=30000)
+    assert rule in said[0]
+    assert bridge.executor.call(ws.keys.resolve, key.id).state.value == "PRE_ACTIVE"
+    denied = [
+        e
+        for e in bridge.executor.call(list_events, ws.db, f"key:{key.id}")
+        if e.action == "key.destroy"
+    ]
+    assert [e.outcome for e in denied] == ["denied"]
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
