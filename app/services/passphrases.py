@@ -80,10 +80,9 @@ class PassphraseChecker:
             if count >= LOCKOUT_AFTER:
                 then = f"'{operator}' is now locked out for {LOCKOUT.seconds // 60} minutes"
             else:
-                then = (
-                    f"the next try waits {_seconds(delay_after(count).total_seconds())}; "
-                    f"{LOCKOUT_AFTER} in a row lock the name out"
-                )
+                delay = delay_after(count).total_seconds()
+                wait = f"the next try waits {_seconds(delay)}" if delay else "try again"
+                then = f"{wait}; {LOCKOUT_AFTER} in a row lock the name out"
             raise WrongPassphrase(
                 f"The passphrase for operator '{operator}' is wrong ({count} in a row; {then}). "
                 "Nothing was opened."
