@@ -98,11 +98,15 @@ def test_a_damaged_record_fails_closed(tmp_path: Path) -> None:
         PassphraseChecker(home, Clock()).open_slot("alice", RIGHT)
 
 
+# The child's check never ends (Argon2id stands still), so the kill always lands during it,
+# however loaded the machine is: no race between the kill and a fast check.
 CHILD = """
-import sys
+import sys, time
 from datetime import UTC, datetime
 from app.paths import Home
 from app.services.passphrases import PassphraseChecker
+from app.storage.keyslots import KeySlotFile
+KeySlotFile.open = lambda self, operator, passphrase: time.sleep(3600)
 PassphraseChecker(Home(__import__("pathlib").Path(sys.argv[1])), lambda: datetime.now(UTC)
     ).open_slot("alice", sys.argv[2])
 """
@@ -112,7 +116,7 @@ PassphraseChecker(Home(__import__("pathlib").Path(sys.argv[1])), lambda: datetim
 def test_a_killed_check_still_counts(tmp_path: Path, passphrase: str) -> None:
     """SIGKILL while Argon2id runs: the try was written first, so it stays counted (and is
     sealed later as 'interrupted'), whether the passphrase was right or wrong."""
-    home = make_home(tmp_path, KdfCost(262144, 40, 1))  # seconds of Argon2id to kill into
+    home = make_home(tmp_path)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(home.root), passphrase],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
