@@ -215,13 +215,14 @@ class MainWindow(QMainWindow):
         if self.pages.currentWidget() is self.audit:
             self.audit.refresh()
 
-    def lock_now(self, reason: str = "requested") -> None:
+    def lock_now(self, reason: str | bool = "requested") -> None:
         """Ctrl+L, the toolbar or the idle lock: hide every page at once (no key name stays on
         screen), lock the workstation (the one lock path, as at close), then ask to unlock."""
         if self._closing:
             return
         self.relock = True
-        self._lock_reason = reason
+        # (a QAction's triggered(bool) may land here: any non-text means "requested")
+        self._lock_reason = reason if isinstance(reason, str) else "requested"
         self.central.hide()
         self.close()
 

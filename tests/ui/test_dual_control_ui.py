@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QWidget
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.lifecycle import Action
@@ -221,8 +221,9 @@ def test_idle_lock_blanks_the_screen_and_ctrl_l_locks(qtbot, qapp, bridge, tmp_p
     qtbot.waitUntil(lambda: controller.window is not None, timeout=20000)
     window = controller.window
     assert window is not None and controller.lock_screen is None
-    window.activateWindow()
-    qtbot.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    assert window.lock_action is not None
+    assert window.lock_action.shortcut().toString() == "Ctrl+L"  # (offscreen keys are unreliable)
+    window.lock_action.trigger()
     qtbot.waitUntil(lambda: controller.lock_screen is not None, timeout=20000)
     for widget in (controller.dialog, controller.lock_screen):
         if isinstance(widget, QWidget):
@@ -243,18 +244,15 @@ def test_a_refused_approval_is_said_in_words_and_changes_nothing(qtbot, qapp, br
     key = bridge.executor.call(ws.keys.generate, "GuiToken", Algorithm.AES_256, KEY)
     actions = window.inventory.lifecycle
     actions.set_key(key)
-    said: list[str] = []
-
-    def read_and_close(box: QMessageBox) -> None:
-        said.append(box.text())
-        box.accept()
-
     approve_as(approver, passphrase, [])
     when_modal(DestroyDialog, lambda d: (d.typed.setText(KEY), d.destroy_button.click()))
     actions.transitions[Action.DESTROY].trigger()
-    when_modal(QMessageBox, read_and_close)
-    qtbot.waitUntil(lambda: bool(said), timeout=30000)
-    assert rule in said[0]
+    dialog = actions.dialog
+    assert isinstance(dialog, DestroyDialog)
+    # The refusal is said in the dialog, which stays open with what was typed.
+    qtbot.waitUntil(lambda: bool(dialog.error.text()), timeout=30000)
+    assert rule in dialog.error.text()
+    dialog.reject()
     assert bridge.executor.call(ws.keys.resolve, key.id).state.value == "PRE_ACTIVE"
     denied = [
         e
