@@ -65,6 +65,7 @@ INITIATOR_ROLES: dict[str, frozenset[Role]] = {
     "backup.restore": frozenset({KC, SO}),
     "token.change-pin": frozenset({KC, SO}),
     "token.init": _OFFICER,
+    "token.init-blank": _OFFICER,
     "token.init-pin": _OFFICER,
     "token.change-so-pin": _OFFICER,
     "token.create-soft": _OFFICER,
