@@ -530,6 +530,7 @@ class Workstation:
             raise
         self.db.reopen(new_key)
         self._database_key = new_key
+        self.audit.database_id = database_identity(new_key)  # checkpoints name the new key
         with self.db.transaction():
             _record(
                 self.db,
@@ -540,6 +541,8 @@ class Workstation:
                 outcome=Outcome.SUCCESS,
                 details={"keyslots": slots.operators()},
             )
+        if self.audit.sealing:  # evidence outside the database now vouches for the new key
+            self.audit.checkpoint("after key rotation")
         return len(resealed.slots)
 
     def _seal_failures(self, checker: PassphraseChecker) -> int:
