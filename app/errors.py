@@ -169,3 +169,7 @@ class AuditTokenNotLoggedIn(AuditIntegrityError):
 
 class OperationCancelled(KeysteadError):
     """A person cancelled an operation before it changed anything."""
+
+
+class NotAuthentic(KeysteadError):
+    """A signature, or an encrypted file's authentication tag, does not match its data."""

@@ -1,0 +1,669 @@
+"""Using keys: the one place that decides whether a key may be used now, and records each use.
+
+Every operation goes through ``KeyUseService.authorize`` first: the key's lifecycle state
+(``app.domain.usage``: protect operations only ACTIVE, process operations also DEACTIVATED) and
+its purpose. A refusal raises ``PolicyError`` and writes a ``denied`` entry. A use that happens
+writes one entry (``key.sign``, ``key.verify``, ``key.encrypt``, ``key.decrypt``) with the
+SHA-256 and size of its input and output, in the same transaction that makes the output file
+visible: no audit entry, no output. The per-key usage counter is the number of successful
+protect entries in the audit chain (one source of truth; it cannot drift from the record).
+
+Files are streamed in chunks (``CHUNK_BYTES``); ``progress(done, total)`` is called after each
+and ``cancel`` (anything with ``is_set()``, e.g. ``threading.Event``) stops the operation before
+its output appears. Outputs are written to a temporary file beside the target, fsynced, and
+linked into place (never over an existing file unless ``overwrite``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from app.domain.algorithms import Family
+from app.domain.file_format import (
+    CHUNK_BYTES,
+    EncryptedHeader,
+    chunk_aad,
+    chunk_count,
+    chunk_nonce,
+    parse_header,
+)
+from app.domain.keys import KeyRecord
+from app.domain.usage import (
+    RULE_PURPOSE,
+    RULE_STATE,
+    Direction,
+    Operation,
+    SignatureMechanism,
+    default_signature,
+    parse_signature,
+    state_refusal,
+)
+from app.errors import (
+    DiskFull,
+    KeysteadError,
+    NotAuthentic,
+    OperationCancelled,
+    PolicyError,
+    StorageError,
+    ValidationError,
+)
+from app.hsm.operations import GCM_TAG_BYTES, AuthenticationFailed, KeyInUse
+from app.services.audit import Outcome, failure_outcome, record, record_alone
+from app.services.executor import assert_core_thread
+from app.services.keys import KeyService
+from app.services.tokens import TokenService
+from app.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+# Ed25519 is PureEdDSA: the token needs the whole message at once.
+ED25519_MAX_BYTES = 64 * 1024 * 1024
+
+Progress = Callable[[int, int], None]
+
+
+class Cancel(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class UseResult:
+    """What one use produced, as recorded in its audit entry."""
+
+    key_id: str
+    key_name: str
+    operation: Operation
+    mechanism: str
+    input_sha256: str
+    input_bytes: int
+    output_sha256: str | None  # None for verify (no output)
+    output_bytes: int
+    output: Path | None
+    event_seq: int
+
+
+class KeyUseService:
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenService,
+        keys: KeyService,
+        operator: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.tokens = tokens
+        self.keys = keys
+        self.operator = operator
+        self.clock = clock
+
+    # --- the one check ---------------------------------------------------------------------
+
+    def authorize(self, key: KeyRecord, operation: Operation) -> None:
+        """Refuse (PolicyError, with a ``denied`` entry) a use the key's state or purpose
+        forbids. Called before anything is read, computed or written."""
+        refusal = state_refusal(key.state, operation)
+        rule = RULE_STATE
+        if refusal is None and key.purpose is not operation.purpose:
+            refusal = (
+                f"Key '{key.name}' was made for {key.purpose.value}, not "
+                f"{operation.purpose.value}; it cannot {operation.value}"
+            )
+            rule = RULE_PURPOSE
+        if refusal is None:
+            return
+        error = PolicyError(f"{refusal}. Nothing was done.", rule)
+        record_alone(
+            self.db,
+            when=self.clock(),
+            operators=(self.operator,),
+            action=f"key.{operation.value}",
+            subject=f"key:{key.id}",
+            outcome=Outcome.DENIED,
+            details={"rule": rule, "state": key.state.value, "error": error.message},
+        )
+        raise error
+
+    def usage_count(self, key_id: str) -> int:
+        """Successful protect operations (sign, encrypt) recorded for this key."""
+        actions = [f"key.{op.value}" for op in Operation if op.direction is Direction.PROTECT]
+        marks = ", ".join("?" for _ in actions)
+        value = self.db.scalar(
+            f"SELECT count(*) FROM events WHERE subject = ? AND outcome = 'success' "  # noqa: S608
+            f"AND action IN ({marks})",
+            (f"key:{key_id}", *actions),
+        )
+        return int(value or 0)
+
+    # --- signatures ------------------------------------------------------------------------
+
+    def sign_file(
+        self,
+        key_ref: str,
+        source: Path,
+        target: Path,
+        mechanism: str | None = None,
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> UseResult:
+        """A detached raw signature of ``source`` written to ``target``, made on the token."""
+        assert_core_thread()
+        key = self.keys.resolve(key_ref)
+        self.authorize(key, Operation.SIGN)
+        chosen = _mechanism(key, mechanism)
+        _check_target(target, overwrite)
+        size = _input_size(source)
+        session = self.tokens.session(key.token_serial)
+        action = Operation.SIGN
+        try:
+            signer = KeyInUse(session, key.cka_id, "PRIVATE_KEY")
+            if chosen.hash_name is None:
+                if size > ED25519_MAX_BYTES:
+                    raise ValidationError(
+                        f"Ed25519 signs the whole file inside the token; files above "
+                        f"{ED25519_MAX_BYTES // (1024 * 1024)} MiB are refused. Sign a digest "
+                        "manifest of it instead."
+                    )
+                data = bytearray()
+                digest = hashlib.sha256()
+                for block in _chunks(source, size, progress, cancel):
+                    data += block
+                    digest.update(block)
+                signature = signer.sign_message(bytes(data))
+                input_sha256 = digest.hexdigest()
+            else:
+                message_hash = hashlib.new(chosen.hash_name)
+                audit_hash = hashlib.sha256()
+                for block in _chunks(source, size, progress, cancel):
+                    message_hash.update(block)
+                    audit_hash.update(block)
+                signature = signer.sign_digest(chosen, message_hash.digest())
+                input_sha256 = audit_hash.hexdigest()
+        except KeysteadError as exc:
+            self._failed(key, action, chosen.value, exc)
+            raise
+        return self._publish(
+            key,
+            action,
+            chosen.value,
+            input_sha256,
+            size,
+            target,
+            overwrite,
+            lambda out: out.write(signature),
+        )
+
+    def verify_file(
+        self,
+        key_ref: str,
+        source: Path,
+        signature_file: Path,
+        mechanism: str | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> UseResult:
+        """Check a detached raw signature with the key's public key (kept in the database as
+        its SubjectPublicKeyInfo; no token needed). Raises NotAuthentic, recorded as a
+        ``failed`` verification, when it does not match."""
+        assert_core_thread()
+        key = self.keys.resolve(key_ref)
+        self.authorize(key, Operation.VERIFY)
+        chosen = _mechanism(key, mechanism)
+        spki = self.keys.repo.spki(key.id)
+        if spki is None:
+            raise ValidationError(f"Key '{key.name}' has no public key recorded.")
+        public = serialization.load_der_public_key(spki)
+        signature = _read_small(signature_file, "signature")
+        size = _input_size(source)
+        audit_hash = hashlib.sha256()
+        if chosen.hash_name is None:
+            if size > ED25519_MAX_BYTES:
+                raise ValidationError("Ed25519 files above 64 MiB are not verified here.")
+            data = bytearray()
+            for block in _chunks(source, size, progress, cancel):
+                data += block
+                audit_hash.update(block)
+            valid = _verify(public, chosen, signature, bytes(data), None)
+        else:
+            message_hash = hashlib.new(chosen.hash_name)
+            for block in _chunks(source, size, progress, cancel):
+                message_hash.update(block)
+                audit_hash.update(block)
+            valid = _verify(public, chosen, signature, message_hash.digest(), chosen.hash_name)
+        details = {
+            "mechanism": chosen.value,
+            "input_sha256": audit_hash.hexdigest(),
+            "input_bytes": size,
+            "signature_sha256": hashlib.sha256(signature).hexdigest(),
+            "valid": valid,
+        }
+        if not valid:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="key.verify",
+                subject=f"key:{key.id}",
+                outcome=Outcome.FAILED,
+                details=details,
+            )
+            raise NotAuthentic(
+                f"The signature does not match '{source.name}' under key '{key.name}' "
+                f"({chosen.value}): the file or the signature was changed, or another key "
+                "signed it."
+            )
+        with self.db.transaction():
+            seq = record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="key.verify",
+                subject=f"key:{key.id}",
+                outcome=Outcome.SUCCESS,
+                details=details,
+            )
+        return UseResult(
+            key.id,
+            key.name,
+            Operation.VERIFY,
+            chosen.value,
+            audit_hash.hexdigest(),
+            size,
+            None,
+            0,
+            None,
+            seq,
+        )
+
+    # --- AES-GCM file encryption -----------------------------------------------------------
+
+    def encrypt_file(
+        self,
+        key_ref: str,
+        source: Path,
+        target: Path,
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> UseResult:
+        """Encrypt ``source`` with AES-GCM inside the token into ``target`` in Keystead's file
+        format (docs/file-encryption.md)."""
+        assert_core_thread()
+        key = self.keys.resolve(key_ref)
+        self.authorize(key, Operation.ENCRYPT)
+        if key.algorithm.family is not Family.AES:
+            raise ValidationError(f"Key '{key.name}' is not an AES key; files need AES-GCM.")
+        _check_target(target, overwrite)
+        size = _input_size(source)
+        _check_space(target, EncryptedHeader.sealed_size(size))
+        header = EncryptedHeader.new(uuid.UUID(key.id), size)
+        session = self.tokens.session(key.token_serial)
+        audit_hash = hashlib.sha256()
+
+        def write(out: IO[bytes]) -> None:
+            head = header.encode()
+            out.write(head)
+            cipher = KeyInUse(session, key.cka_id, "SECRET_KEY")
+            chunks = _chunks(source, size, progress, cancel, at_least_one=True)
+            for index, block in enumerate(chunks):
+                audit_hash.update(block)
+                out.write(
+                    cipher.gcm_encrypt(
+                        chunk_nonce(header.nonce_prefix, index), chunk_aad(head, index), block
+                    )
+                )
+
+        try:
+            return self._publish(
+                key,
+                Operation.ENCRYPT,
+                "AES-GCM",
+                None,
+                size,
+                target,
+                overwrite,
+                write,
+                input_hash=audit_hash,
+            )
+        except KeysteadError as exc:
+            self._failed(key, Operation.ENCRYPT, "AES-GCM", exc)
+            raise
+
+    def decrypt_file(
+        self,
+        key_ref: str | None,
+        source: Path,
+        target: Path,
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> UseResult:
+        """Decrypt a Keystead-encrypted file. The key is the one named in the header (``key_ref``
+        must agree when given). Every chunk is authenticated before the output appears; a
+        tampered, truncated or extended file leaves no output."""
+        assert_core_thread()
+        size = _input_size(source)
+        with source.open("rb") as handle:
+            header, head = parse_header(handle.read(EncryptedHeader.SIZE))
+        key = self.keys.resolve(str(header.key_id))
+        if key_ref is not None and self.keys.resolve(key_ref).id != key.id:
+            raise ValidationError(
+                f"'{source.name}' was encrypted under key '{key.name}', not '{key_ref}'."
+            )
+        self.authorize(key, Operation.DECRYPT)
+        expected = EncryptedHeader.sealed_size(header.plaintext_bytes)
+        if size != expected:
+            raise _not_authentic(source, "its length does not match its header")
+        _check_target(target, overwrite)
+        _check_space(target, header.plaintext_bytes)
+        session = self.tokens.session(key.token_serial)
+        input_hash = hashlib.sha256(head)
+        count = chunk_count(header.plaintext_bytes)
+
+        def write(out: IO[bytes]) -> None:
+            cipher = KeyInUse(session, key.cka_id, "SECRET_KEY")
+            done = 0
+            with source.open("rb") as handle:
+                handle.seek(EncryptedHeader.SIZE)
+                for index in range(count):
+                    if cancel is not None and cancel.is_set():
+                        raise OperationCancelled("Decryption cancelled; no output was written.")
+                    length = min(CHUNK_BYTES, header.plaintext_bytes - index * CHUNK_BYTES)
+                    sealed = handle.read(length + GCM_TAG_BYTES)
+                    input_hash.update(sealed)
+                    try:
+                        block = cipher.gcm_decrypt(
+                            chunk_nonce(header.nonce_prefix, index), chunk_aad(head, index), sealed
+                        )
+                    except AuthenticationFailed as exc:
+                        raise _not_authentic(source, f"chunk {index} fails its check") from exc
+                    out.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, header.plaintext_bytes)
+
+        try:
+            return self._publish(
+                key,
+                Operation.DECRYPT,
+                "AES-GCM",
+                None,
+                size,
+                target,
+                overwrite,
+                write,
+                input_hash=input_hash,
+            )
+        except KeysteadError as exc:
+            self._failed(key, Operation.DECRYPT, "AES-GCM", exc)
+            raise
+
+    # --- shared ----------------------------------------------------------------------------
+
+    def _publish(
+        self,
+        key: KeyRecord,
+        operation: Operation,
+        mechanism: str,
+        input_sha256: str | None,
+        input_bytes: int,
+        target: Path,
+        overwrite: bool,
+        write: Callable[[IO[bytes]], Any],
+        input_hash: Any = None,
+    ) -> UseResult:
+        """Write the output to a temporary file beside ``target`` and make it visible in the
+        transaction of its audit entry: if the entry cannot be written the output goes too."""
+        directory = target.parent
+        fd, temp_name = tempfile.mkstemp(prefix=".keystead-", suffix=".part", dir=directory)
+        temp = Path(temp_name)
+        placed = False
+        try:
+            output_hash = hashlib.sha256()
+            with os.fdopen(fd, "wb") as raw:
+                out = _HashingWriter(raw, output_hash)
+                write(out)  # type: ignore[arg-type]
+                raw.flush()
+                os.fsync(raw.fileno())
+            if input_sha256 is None:
+                input_sha256 = input_hash.hexdigest()
+            details = {
+                "mechanism": mechanism,
+                "input_sha256": input_sha256,
+                "input_bytes": input_bytes,
+                "output_sha256": output_hash.hexdigest(),
+                "output_bytes": out.count,
+                "output_name": target.name,
+            }
+            with self.db.transaction():
+                seq = record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action=f"key.{operation.value}",
+                    subject=f"key:{key.id}",
+                    outcome=Outcome.SUCCESS,
+                    details=details,
+                )
+                _place(temp, target, overwrite)
+                placed = True
+            _fsync_dir(directory)
+        except OSError as exc:
+            if placed:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            raise _os_error(exc, target) from exc
+        except BaseException:
+            if placed:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        log.info(
+            "key %s: %s of %d bytes recorded as #%d", key.id, operation.value, input_bytes, seq
+        )
+        return UseResult(
+            key.id,
+            key.name,
+            operation,
+            mechanism,
+            input_sha256,
+            input_bytes,
+            output_hash.hexdigest(),
+            out.count,
+            target,
+            seq,
+        )
+
+    def _failed(
+        self, key: KeyRecord, operation: Operation, mechanism: str, exc: KeysteadError
+    ) -> None:
+        outcome = Outcome.ABORTED if isinstance(exc, OperationCancelled) else failure_outcome(exc)
+        record_alone(
+            self.db,
+            when=self.clock(),
+            operators=(self.operator,),
+            action=f"key.{operation.value}",
+            subject=f"key:{key.id}",
+            outcome=outcome,
+            details={"mechanism": mechanism, "error": exc.message},
+        )
+
+
+class _HashingWriter:
+    """A binary writer that hashes and counts what passes through."""
+
+    def __init__(self, raw: IO[bytes], digest: Any) -> None:
+        self.raw = raw
+        self.digest = digest
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.count += len(data)
+        return self.raw.write(data)
+
+
+def _mechanism(key: KeyRecord, name: str | None) -> SignatureMechanism:
+    if name:
+        return parse_signature(name, key.algorithm)
+    return default_signature(key.algorithm)
+
+
+def _verify(
+    public: Any, mechanism: SignatureMechanism, signature: bytes, data: bytes, hash_name: str | None
+) -> bool:
+    """Check a signature over a digest (``hash_name``) or a whole message (Ed25519)."""
+    try:
+        if isinstance(public, ed25519.Ed25519PublicKey):
+            public.verify(signature, data)
+            return True
+        algorithm = {
+            "sha256": hashes.SHA256(),
+            "sha384": hashes.SHA384(),
+            "sha512": hashes.SHA512(),
+        }[hash_name or ""]
+        prehashed = _prehashed(algorithm)
+        if isinstance(public, rsa.RSAPublicKey):
+            pad: padding.AsymmetricPadding = (
+                padding.PSS(padding.MGF1(algorithm), padding.PSS.DIGEST_LENGTH)
+                if mechanism.pss
+                else padding.PKCS1v15()
+            )
+            public.verify(signature, data, pad, prehashed)
+            return True
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, data, ec.ECDSA(prehashed))
+            return True
+    except InvalidSignature:
+        return False
+    raise ValidationError("The key's public key type cannot verify this signature.")
+
+
+def _prehashed(algorithm: hashes.HashAlgorithm) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    return Prehashed(algorithm)
+
+
+def _input_size(source: Path) -> int:
+    try:
+        info = source.stat()
+    except FileNotFoundError as exc:
+        raise ValidationError(f"'{source}' does not exist.") from exc
+    except OSError as exc:
+        raise ValidationError(f"'{source}' cannot be read: {exc.strerror}.") from exc
+    if not source.is_file():
+        raise ValidationError(f"'{source}' is not a regular file.")
+    return info.st_size
+
+
+def _read_small(path: Path, what: str, limit: int = 1 << 16) -> bytes:
+    size = _input_size(path)
+    if size > limit:
+        raise ValidationError(f"'{path.name}' is too large to be a {what} ({size} bytes).")
+    return path.read_bytes()
+
+
+def _chunks(
+    source: Path,
+    size: int,
+    progress: Progress | None,
+    cancel: Cancel | None,
+    at_least_one: bool = False,
+) -> Iterator[bytes]:
+    """The file in CHUNK_BYTES blocks; checks ``cancel`` before each, reports after each.
+    With ``at_least_one`` an empty file yields one empty block."""
+    done = 0
+    with source.open("rb") as handle:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise OperationCancelled("Cancelled; no output was written.")
+            block = handle.read(CHUNK_BYTES)
+            if not block and not (at_least_one and done == 0):
+                break
+            at_least_one = False
+            done += len(block)
+            yield block
+            if progress is not None:
+                progress(done, size)
+            if len(block) < CHUNK_BYTES:
+                break
+    if done != size:
+        raise ValidationError(f"'{source.name}' changed while it was read; nothing was written.")
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if target.exists() and not overwrite:
+        raise ValidationError(
+            f"'{target}' already exists; choose another name or pass --overwrite."
+        )
+    if target.exists() and not target.is_file():
+        raise ValidationError(f"'{target}' is not a regular file.")
+    if not target.parent.is_dir():
+        raise ValidationError(f"The folder '{target.parent}' does not exist.")
+
+
+def _check_space(target: Path, needed: int) -> None:
+    free = shutil.disk_usage(target.parent).free
+    if needed > free:
+        raise DiskFull(
+            f"'{target.parent}' has {free} bytes free and the output needs {needed}; "
+            "free space or choose other media. Nothing was written."
+        )
+
+
+def _place(temp: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished file into place; without ``overwrite`` never replace a file that
+    appeared meanwhile (link fails with EEXIST)."""
+    if overwrite:
+        os.replace(temp, target)
+    else:
+        os.link(temp, target)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _os_error(exc: OSError, target: Path) -> KeysteadError:
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return DiskFull(f"The disk holding '{target}' is full; nothing was written.")
+    if exc.errno == errno.EEXIST:
+        return ValidationError(f"'{target}' appeared meanwhile; nothing was overwritten.")
+    return StorageError(f"Could not write '{target}': {exc.strerror}. Nothing was written.")
+
+
+def _not_authentic(source: Path, why: str) -> KeysteadError:
+    return NotAuthentic(
+        f"'{source.name}' is not an authentic Keystead-encrypted file ({why}): it was changed, "
+        "truncated or extended. No output was written."
+    )
