@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from app.cli import airgap, backup, operators, output, selftest
 from app.cli.approvers import CliApprovers
 from app.cli import airgap, backup, output, selftest, use
+from app.cli import airgap, backup, certs, output, selftest, use
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("key")
     history.set_defaults(run=cmd_keys_history)
     use.register(keys)
+    certs.register(sub, keys)
     due = keys.add_parser("due", help="keys whose deactivation date is near or past")
     due.add_argument("--days", type=_days, help="window in days (default: the policy's)")
     due.set_defaults(run=cmd_keys_due)

@@ -42,7 +42,9 @@ from app.domain.file_format import (
     chunk_nonce,
     parse_header,
 )
+from app.domain.fingerprints import pgp_words
 from app.domain.keys import KeyRecord
+from app.domain.public_formats import PublicFormat, encode_public
 from app.domain.usage import (
     RULE_PURPOSE,
     RULE_STATE,
@@ -97,6 +99,20 @@ class UseResult:
     event_seq: int
 
 
+@dataclass(frozen=True)
+class PublicExport:
+    """A public key as exported: its bytes, fingerprint and words to read aloud."""
+
+    key_id: str
+    key_name: str
+    format: PublicFormat
+    data: bytes
+    fingerprint: str  # hex SHA-256 of the DER SubjectPublicKeyInfo
+    words: list[str]  # PGP words of the fingerprint
+    output: Path | None
+    event_seq: int
+
+
 class KeyUseService:
     def __init__(
         self,
@@ -140,8 +156,10 @@ class KeyUseService:
         raise error
 
     def usage_count(self, key_id: str) -> int:
-        """Successful protect operations (sign, encrypt) recorded for this key."""
+        """Successful protect operations recorded for this key: files signed or encrypted,
+        requests, certificates and CRLs signed."""
         actions = [f"key.{op.value}" for op in Operation if op.direction is Direction.PROTECT]
+        actions += ["cert.csr", "cert.issue", "cert.crl"]
         marks = ", ".join("?" for _ in actions)
         value = self.db.scalar(
             f"SELECT count(*) FROM events WHERE subject = ? AND outcome = 'success' "  # noqa: S608
@@ -432,8 +450,48 @@ class KeyUseService:
         write: Callable[[IO[bytes]], Any],
         input_hash: Any = None,
     ) -> UseResult:
+        """Write the output and record the use (``_write_recorded``); ``input_sha256`` may be
+        left None when ``write`` feeds ``input_hash`` as it reads."""
+        details: dict[str, Any] = {"mechanism": mechanism, "input_bytes": input_bytes}
+
+        def finish(details: dict[str, Any]) -> None:
+            details["input_sha256"] = input_sha256 or input_hash.hexdigest()
+
+        seq, output_sha256, output_bytes = self._write_recorded(
+            key, f"key.{operation.value}", details, target, overwrite, write, finish
+        )
+        log.info(
+            "key %s: %s of %d bytes recorded as #%d", key.id, operation.value, input_bytes, seq
+        )
+        return UseResult(
+            key.id,
+            key.name,
+            operation,
+            mechanism,
+            details["input_sha256"],
+            input_bytes,
+            output_sha256,
+            output_bytes,
+            target,
+            seq,
+        )
+
+    def _write_recorded(
+        self,
+        key: KeyRecord,
+        action: str,
+        details: dict[str, Any],
+        target: Path,
+        overwrite: bool,
+        write: Callable[[IO[bytes]], Any],
+        finish: Callable[[dict[str, Any]], None] | None = None,
+        within: Callable[[], None] | None = None,
+    ) -> tuple[int, str, int]:
         """Write the output to a temporary file beside ``target`` and make it visible in the
-        transaction of its audit entry: if the entry cannot be written the output goes too."""
+        transaction of its audit entry: if the entry cannot be written the output goes too.
+        ``details`` gets the output's SHA-256, size and name. Returns (entry seq, output
+        SHA-256, output size). ``within`` runs inside the same transaction (e.g. storing the
+        artefact's record)."""
         directory = target.parent
         fd, temp_name = tempfile.mkstemp(prefix=".keystead-", suffix=".part", dir=directory)
         temp = Path(temp_name)
@@ -445,26 +503,25 @@ class KeyUseService:
                 write(out)  # type: ignore[arg-type]
                 raw.flush()
                 os.fsync(raw.fileno())
-            if input_sha256 is None:
-                input_sha256 = input_hash.hexdigest()
-            details = {
-                "mechanism": mechanism,
-                "input_sha256": input_sha256,
-                "input_bytes": input_bytes,
-                "output_sha256": output_hash.hexdigest(),
-                "output_bytes": out.count,
-                "output_name": target.name,
-            }
+            if finish is not None:
+                finish(details)
+            details.update(
+                output_sha256=output_hash.hexdigest(),
+                output_bytes=out.count,
+                output_name=target.name,
+            )
             with self.db.transaction():
                 seq = record(
                     self.db,
                     when=self.clock(),
                     operators=(self.operator,),
-                    action=f"key.{operation.value}",
+                    action=action,
                     subject=f"key:{key.id}",
                     outcome=Outcome.SUCCESS,
                     details=details,
                 )
+                if within is not None:
+                    within()
                 _place(temp, target, overwrite)
                 placed = True
             _fsync_dir(directory)
@@ -481,21 +538,51 @@ class KeyUseService:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-        log.info(
-            "key %s: %s of %d bytes recorded as #%d", key.id, operation.value, input_bytes, seq
-        )
-        return UseResult(
-            key.id,
-            key.name,
-            operation,
-            mechanism,
-            input_sha256,
-            input_bytes,
-            output_hash.hexdigest(),
-            out.count,
-            target,
-            seq,
-        )
+        return seq, output_hash.hexdigest(), out.count
+
+    # --- distribution: public keys ---------------------------------------------------------
+
+    def export_public(
+        self,
+        key_ref: str,
+        fmt: PublicFormat,
+        target: Path | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> PublicExport:
+        """The key's public key in ``fmt``, with its SHA-256 fingerprint (of the SPKI) and PGP
+        words for reading aloud; written to ``target`` when given. Public keys are public: any
+        state may export (a deactivated or compromised key's public key still verifies old
+        signatures). Recorded as ``key.export-public`` with the output's SHA-256."""
+        assert_core_thread()
+        key = self.keys.resolve(key_ref)
+        if key.algorithm.symmetric:
+            raise ValidationError(f"Key '{key.name}' is a secret key; it has no public key.")
+        spki = self.keys.repo.spki(key.id)
+        if spki is None:
+            raise ValidationError(f"Key '{key.name}' has no public key recorded.")
+        data = encode_public(spki, fmt, comment=key.name)
+        fingerprint = hashlib.sha256(spki).hexdigest()
+        details: dict[str, Any] = {"format": fmt.value, "fingerprint": fingerprint}
+        if target is not None:
+            _check_target(target, overwrite)
+            seq, _sha, _count = self._write_recorded(
+                key, "key.export-public", details, target, overwrite, lambda out: out.write(data)
+            )
+        else:
+            details.update(output_sha256=hashlib.sha256(data).hexdigest(), output_bytes=len(data))
+            with self.db.transaction():
+                seq = record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="key.export-public",
+                    subject=f"key:{key.id}",
+                    outcome=Outcome.SUCCESS,
+                    details=details,
+                )
+        words = pgp_words(bytes.fromhex(fingerprint))
+        return PublicExport(key.id, key.name, fmt, data, fingerprint, words, target, seq)
 
     def _failed(
         self, key: KeyRecord, operation: Operation, mechanism: str, exc: KeysteadError

@@ -44,6 +44,7 @@ from app.services.audit import Outcome, record_alone
 from app.services.audit import record as _record
 from app.services.audit_log import AuditLog
 from app.services.backup import BackupService
+from app.services.certificates import CertificateService
 from app.services.executor import assert_core_thread
 from app.services.key_use import KeyUseService
 from app.services.keys import KeyService
@@ -191,6 +192,7 @@ class Workstation:
             db, self.tokens, self.audit, self.airgap, operator, workstation_id, clock
         )
         self.use = KeyUseService(db, self.tokens, self.keys, operator, clock)
+        self.certs = CertificateService(db, self.tokens, self.keys, self.use, operator, clock)
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
         # Roles and dual control: one approval service behind every service's hooks.

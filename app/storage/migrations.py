@@ -266,5 +266,41 @@ def _operators_and_policy(db: Database) -> None:
 
 
 MIGRATIONS.append((8, _operators_and_policy))
+# Schema 8: certificates and CRLs made from token keys (app/storage/certificates.py).
+CERTIFICATE_TABLES = """
+CREATE TABLE certificates (
+    serial            TEXT PRIMARY KEY,      -- lower-case hex, no leading zeros
+    key_id            TEXT,                  -- subject key when it is managed here, else NULL
+    issuer_key_id     TEXT NOT NULL,         -- the managed key that signed it
+    subject           TEXT NOT NULL,         -- RFC 4514
+    issuer            TEXT NOT NULL,
+    profile           TEXT NOT NULL,
+    ca                INTEGER NOT NULL,
+    path_length       INTEGER,
+    not_before        TEXT NOT NULL,
+    not_after         TEXT NOT NULL,
+    der               BLOB NOT NULL,
+    sha256            TEXT NOT NULL,
+    created_at        TEXT NOT NULL,
+    created_by        TEXT NOT NULL,
+    revoked_at        TEXT,
+    revocation_reason TEXT
+);
+CREATE INDEX certificates_key ON certificates (key_id);
+CREATE INDEX certificates_issuer ON certificates (issuer_key_id);
+CREATE TABLE crls (
+    issuer_key_id TEXT NOT NULL,
+    number        INTEGER NOT NULL,
+    this_update   TEXT NOT NULL,
+    next_update   TEXT NOT NULL,
+    der           BLOB NOT NULL,
+    sha256        TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    created_by    TEXT NOT NULL,
+    PRIMARY KEY (issuer_key_id, number)
+);
+"""
+
+MIGRATIONS.append((8, CERTIFICATE_TABLES))
 
 LATEST = MIGRATIONS[-1][0]

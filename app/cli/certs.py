@@ -1,0 +1,244 @@
+"""``keystead certs …`` (requests, certificates, revocation, CRLs) and
+``keystead keys export-public``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.cli import output
+from app.domain.public_formats import PublicFormat, parse_format
+from app.services.certificates import REASONS
+from app.services.workstation import Workstation
+from app.storage.certificates import StoredCertificate
+
+
+def _shown(text: str) -> str:
+    """Text from a certificate, safe on a terminal: control and format characters escaped."""
+    import unicodedata
+
+    return "".join(
+        c if c.isprintable() and unicodedata.category(c) != "Cf" else f"\\u{ord(c):04x}"
+        for c in text
+    )
+
+
+def register(sub: Any, keys: Any) -> None:
+    """Add ``certs`` to the top-level subparsers and ``export-public`` to ``keys``."""
+    export = keys.add_parser(
+        "export-public", help="the public key as PEM, DER, OpenSSH or JWK, with its fingerprint"
+    )
+    export.add_argument("key")
+    export.add_argument("--format", default="pem", type=parse_format, help="pem|der|ssh|jwk")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(run=cmd_export_public)
+
+    certs = sub.add_parser("certs", help="certificates and CRLs from token keys").add_subparsers(
+        dest="action", required=True
+    )
+    csr = certs.add_parser("csr", help="a PKCS#10 request signed by the key on the token")
+    csr.add_argument("key")
+    csr.add_argument("--subject", required=True, help="RFC 4514 DN, e.g. 'CN=Root,O=Org,C=DE'")
+    csr.add_argument("--out", required=True, type=Path)
+    csr.add_argument("--overwrite", action="store_true")
+    csr.set_defaults(run=cmd_csr)
+
+    self_sign = certs.add_parser("self-sign", help="a self-signed (root CA) certificate")
+    self_sign.add_argument("key")
+    self_sign.add_argument("--profile", default="root-ca")
+    self_sign.add_argument("--subject", required=True)
+    self_sign.add_argument("--days", type=int, required=True)
+    self_sign.add_argument("--out", required=True, type=Path)
+    self_sign.add_argument("--overwrite", action="store_true")
+    self_sign.set_defaults(run=cmd_self_sign)
+
+    sign_csr = certs.add_parser("sign-csr", help="issue a certificate for a request (CA key)")
+    sign_csr.add_argument("issuer_key")
+    sign_csr.add_argument("--csr", required=True, type=Path)
+    sign_csr.add_argument("--profile", required=True)
+    sign_csr.add_argument("--days", type=int, required=True)
+    sign_csr.add_argument("--out", required=True, type=Path)
+    sign_csr.add_argument("--overwrite", action="store_true")
+    sign_csr.set_defaults(run=cmd_sign_csr)
+
+    listing = certs.add_parser("list", help="certificates issued here")
+    listing.add_argument("--key")
+    listing.set_defaults(run=cmd_list)
+
+    revoke = certs.add_parser("revoke", help="revoke a certificate issued here")
+    revoke.add_argument("serial", help="hexadecimal serial number")
+    revoke.add_argument("--reason", required=True, choices=REASONS)
+    revoke.set_defaults(run=cmd_revoke)
+
+    crl = certs.add_parser("crl", help="issue the next CRL of a CA key")
+    crl.add_argument("issuer_key")
+    crl.add_argument("--days", type=int, default=30, help="nextUpdate, days ahead (default 30)")
+    crl.add_argument("--out", required=True, type=Path)
+    crl.add_argument("--overwrite", action="store_true")
+    crl.set_defaults(run=cmd_crl)
+
+
+def _signing(args: argparse.Namespace, key_ref: str, action: Any) -> Any:
+    from app.cli.main import _login, _login_audit_token, _with_workstation
+
+    def body(ws: Workstation) -> Any:
+        _login_audit_token(ws, required=False)
+        key = ws.keys.resolve(key_ref)
+        _login(ws, key.token_serial)
+        return action(ws, key.id)
+
+    return _with_workstation(args, body)
+
+
+def _report(args: argparse.Namespace, issued: Any, what: str) -> int:
+    row = {
+        "output": str(issued.output),
+        "serial": issued.serial,
+        "number": issued.number,
+        "lint": [str(f) for f in issued.findings],
+    }
+    if args.json:
+        output.print_json(row)
+    else:
+        extra = f" serial {issued.serial}" if issued.serial else ""
+        extra += f" number {issued.number}" if issued.number else ""
+        print(f"Wrote {what}{extra} to '{issued.output}'.")
+        for finding in issued.findings:
+            print(f"  pkilint: {finding}")
+    return 0
+
+
+def cmd_csr(args: argparse.Namespace) -> int:
+    issued = _signing(
+        args,
+        args.key,
+        lambda ws, key_id: ws.certs.csr(key_id, args.subject, args.out, overwrite=args.overwrite),
+    )
+    return _report(args, issued, "certificate request")
+
+
+def cmd_self_sign(args: argparse.Namespace) -> int:
+    issued = _signing(
+        args,
+        args.key,
+        lambda ws, key_id: ws.certs.self_sign(
+            key_id, args.profile, args.subject, args.days, args.out, overwrite=args.overwrite
+        ),
+    )
+    return _report(args, issued, "self-signed certificate")
+
+
+def cmd_sign_csr(args: argparse.Namespace) -> int:
+    issued = _signing(
+        args,
+        args.issuer_key,
+        lambda ws, key_id: ws.certs.sign_csr(
+            key_id, args.csr, args.profile, args.days, args.out, overwrite=args.overwrite
+        ),
+    )
+    return _report(args, issued, "certificate")
+
+
+def cmd_crl(args: argparse.Namespace) -> int:
+    issued = _signing(
+        args,
+        args.issuer_key,
+        lambda ws, key_id: ws.certs.issue_crl(
+            key_id, args.out, days=args.days, overwrite=args.overwrite
+        ),
+    )
+    return _report(args, issued, "CRL")
+
+
+def _cert_dict(cert: StoredCertificate) -> dict[str, Any]:
+    return {
+        "serial": cert.serial,
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "profile": cert.profile,
+        "ca": cert.ca,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+        "key_id": cert.key_id,
+        "issuer_key_id": cert.issuer_key_id,
+        "sha256": cert.sha256,
+        "revoked_at": cert.revoked_at,
+        "revocation_reason": cert.revocation_reason,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from app.cli.main import _with_workstation
+
+    rows = [_cert_dict(c) for c in _with_workstation(args, lambda ws: ws.certs.listing(args.key))]
+    if args.json:
+        output.print_json(rows)
+        return 0
+    for row in rows:
+        state = (
+            f"revoked {row['revoked_at']} ({row['revocation_reason']})"
+            if row["revoked_at"]
+            else "valid"
+        )
+        print(
+            f"{row['serial']}  {_shown(row['subject'])}  {row['profile']}  "
+            f"until {row['not_after']}  {state}"
+        )
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from app.cli.main import _login_audit_token, _with_workstation
+
+    def body(ws: Workstation) -> StoredCertificate:
+        _login_audit_token(ws, required=False)
+        return ws.certs.revoke(args.serial, args.reason)
+
+    cert = _with_workstation(args, body)
+    if args.json:
+        output.print_json(_cert_dict(cert))
+    else:
+        print(
+            f"Revoked certificate {cert.serial} ({_shown(cert.subject)}) as "
+            f"{cert.revocation_reason}; issue a CRL to publish it."
+        )
+    return 0
+
+
+def cmd_export_public(args: argparse.Namespace) -> int:
+    from app.cli.main import _login_audit_token, _with_workstation
+
+    fmt: PublicFormat = args.format
+    if args.out is None and fmt is PublicFormat.DER and sys.stdout.isatty():
+        from app.errors import ValidationError
+
+        raise ValidationError("DER is binary; give --out FILE.")
+
+    def body(ws: Workstation) -> Any:
+        _login_audit_token(ws, required=False)
+        return ws.use.export_public(args.key, fmt, args.out, overwrite=args.overwrite)
+
+    exported = _with_workstation(args, body)
+    if args.json:
+        output.print_json(
+            {
+                "key_id": exported.key_id,
+                "format": fmt.value,
+                "fingerprint_sha256": exported.fingerprint,
+                "words": exported.words,
+                "output": str(exported.output) if exported.output else None,
+                "data": None if fmt is PublicFormat.DER else exported.data.decode(),
+            }
+        )
+        return 0
+    if args.out is None:
+        sys.stdout.buffer.write(exported.data)
+        sys.stdout.flush()
+        return 0
+    print(f"Wrote the public key of '{exported.key_name}' ({fmt.value}) to '{args.out}'.")
+    print(f"SHA-256 of the SubjectPublicKeyInfo: {exported.fingerprint}")
+    print("Read aloud: " + " ".join(exported.words))
+    return 0

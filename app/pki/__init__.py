@@ -1,0 +1,1 @@
+"""X.509 for token keys: building TBS structures (asn1crypto), profiles, linting (pkilint)."""
