@@ -337,3 +337,20 @@ def test_cancel_leaves_no_output_and_is_recorded(bench: Bench, tmp_path: Path) -
     last = bench.events(key.id)[-1]
     assert (last.action, last.outcome) == ("key.encrypt", "aborted")
     assert bench(bench.ws.use.usage_count, key.id) == 0
+
+
+def test_batch_signing_is_one_entry_that_names_every_message(bench: Bench) -> None:
+    key = active_key(bench, Algorithm.EC_P256, Purpose.SIGNING, "batch")
+    messages = [f"message {i}".encode() for i in range(50)]
+    signatures = bench(bench.ws.use.sign_messages, key.id, messages)
+    public = serialization.load_der_public_key(bench(bench.ws.keys.repo.spki, key.id))
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    for message, signature in zip(messages, signatures, strict=True):
+        public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    [entry] = [e for e in bench.events(key.id) if e.action == "key.sign"]
+    manifest = hashlib.sha256(b"".join(hashlib.sha256(m).digest() for m in messages))
+    assert entry.details["batch"] == 50
+    assert entry.details["input_sha256"] == manifest.hexdigest()
+    outputs = hashlib.sha256(b"".join(hashlib.sha256(s).digest() for s in signatures))
+    assert entry.details["output_sha256"] == outputs.hexdigest()
+    assert bench(bench.ws.use.usage_count, key.id) == 50
