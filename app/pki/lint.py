@@ -95,13 +95,14 @@ def lint_crl(der: bytes) -> list[Finding]:
 
 
 def refuse_on_errors(findings: list[Finding], what: str) -> list[Finding]:
-    """Raise ValidationError naming the first errors; else return the findings (warnings)."""
+    """Raise ValidationError naming the first errors; else return the warnings and notices
+    (INFO and DEBUG findings, e.g. "SKI made by method 1", are not worth a person's time)."""
     errors = [f for f in findings if f.refuses]
     if errors:
         listed = "; ".join(str(f) for f in errors[:3])
         more = f" and {len(errors) - 3} more" if len(errors) > 3 else ""
         raise ValidationError(
-            f"pkilint refuses the {what}: {listed}{more}. Nothing was signed or written; "
+            f"pkilint refuses the {what}: {listed}{more}. Nothing was stored or written; "
             "change the profile or the input."
         )
-    return findings
+    return [f for f in findings if f.severity in ("WARNING", "NOTICE")]

@@ -28,7 +28,7 @@ from app.errors import KeysteadError, NotFoundError, PolicyError, ValidationErro
 from app.hsm.operations import KeyInUse
 from app.pki import build
 from app.pki.lint import Finding, lint_certificate, lint_crl, refuse_on_errors
-from app.pki.profiles import Profile, profile_named
+from app.pki.profiles import PROFILE_FILE, Profile, profile_named
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.key_use import KeyUseService, _check_target
@@ -96,6 +96,7 @@ class CertificateService:
         self.operator = operator
         self.clock = clock
         self.repo = CertificateRepository(db)
+        self.profile_file = PROFILE_FILE  # resources/cert-profiles.toml
 
     # --- signing on the token --------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class CertificateService:
         """A self-signed certificate (a root CA) for the key, from a self-signed profile."""
         assert_core_thread()
         key = self.keys.resolve(key_ref)
-        profile = profile_named(profile_name)
+        profile = profile_named(profile_name, self.profile_file)
         if not profile.self_signed:
             raise ValidationError(
                 f"Profile '{profile.name}' is for certificates issued by a CA; use sign-csr."
@@ -207,7 +208,7 @@ class CertificateService:
         allow, and a validity beyond the issuer's."""
         assert_core_thread()
         issuer = self.keys.resolve(issuer_ref)
-        profile = profile_named(profile_name)
+        profile = profile_named(profile_name, self.profile_file)
         if profile.self_signed:
             raise ValidationError(f"Profile '{profile.name}' is for self-signed certificates.")
         request = _load_csr(csr_path)

@@ -225,3 +225,33 @@ def test_a_suspended_ca_key_signs_nothing(
     assert not (tmp_path / "c.crl").exists()
     last = bench.events(root.id)[-1]
     assert (last.action, last.outcome) == ("key.sign", "denied")
+
+
+def test_a_profile_pkilint_rejects_is_refused_and_nothing_kept(
+    bench: Bench, tmp_path: Path
+) -> None:
+    # keyCertSign without cA: RFC 5280 §4.2.1.3 forbids it; pkilint reports an error.
+    bad = tmp_path / "profiles.toml"
+    bad.write_text(
+        "[odd-root]\nself_signed = true\nca = false\n"
+        'key_usage = ["key_cert_sign", "digital_signature"]\nmax_days = 30\n'
+    )
+    bench.ws.certs.profile_file = bad
+    key = active(bench, Algorithm.EC_P256, "odd")
+    with pytest.raises(ValidationError, match="pkilint refuses the certificate"):
+        bench(bench.ws.certs.self_sign, key.id, "odd-root", "CN=Odd", 30, tmp_path / "odd.pem")
+    assert not (tmp_path / "odd.pem").exists()
+    assert bench(bench.ws.certs.listing, None) == []
+    last = bench.events(key.id)[-1]
+    assert (last.action, last.outcome) == ("cert.issue", "failed")
+    assert any("ERROR" in line for line in last.details["lint"])
+
+
+def test_shipped_profiles_load() -> None:
+    from app.pki.profiles import load_profiles
+
+    profiles = load_profiles()
+    assert set(profiles) == {"root-ca", "intermediate-ca", "end-entity"}
+    assert profiles["root-ca"].self_signed and profiles["root-ca"].ca
+    assert profiles["intermediate-ca"].path_length == 0
+    assert not profiles["end-entity"].ca
