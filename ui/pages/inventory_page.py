@@ -31,6 +31,7 @@ from ui.lifecycle_actions import LifecycleActions
 from ui.login import login_to_token
 from ui.models.inventory_model import Column, InventoryModel, build_filter_index
 from ui.session import GuiSession
+from ui.use_actions import UseActions
 from ui.widgets.key_detail import KeyDetailPanel, KeyView
 
 COLUMN_WIDTHS = {
@@ -80,6 +81,10 @@ class InventoryPage(QWidget):
         # The lifecycle actions live in the detail panel, the Keys menu and the context menu
         # (the toolbar had no room for them at 1024 px).
         self.lifecycle = LifecycleActions(session, self)
+        toolbar.addSeparator()
+        self.use = UseActions(session, self)
+        self.use.used.connect(lambda _text: self.session.keys_changed.emit())
+        toolbar.addWidget(self.use.button)
         layout.addWidget(toolbar)
 
         filter_row = QHBoxLayout()
@@ -255,6 +260,8 @@ class InventoryPage(QWidget):
         if item.record is not None:
             for action in self.lifecycle.all():
                 menu.addAction(action)
+            menu.addSeparator()
+            menu.addMenu(self.use.menu)
         else:
             menu.addAction(self.adopt_action)
         menu.exec(self.table.viewport().mapToGlobal(position))
@@ -274,6 +281,7 @@ class InventoryPage(QWidget):
         item = self.selected_item()
         self.adopt_action.setEnabled(bool(item and item.presence is Presence.UNMANAGED))
         self.lifecycle.set_key(item.record if item else None, item.presence if item else None)
+        self.use.set_key(item.record if item else None)
         if item is None:
             self.detail.clear()
             return
