@@ -11,6 +11,7 @@ from typing import Any
 
 from app.cli import output
 from app.cli.secrets import interactive
+from app.errors import ValidationError
 from app.services.key_use import UseResult
 from app.services.workstation import Workstation
 
@@ -27,6 +28,12 @@ def register(keys: Any) -> None:
         "(default: RSA-PSS-SHA256, ECDSA with the curve's hash, ED25519)",
     )
     sign.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    sign.add_argument(
+        "--cms",
+        action="store_true",
+        help="write a CMS (PKCS#7) detached SignedData (DER) with the key's certificate "
+        "instead of a raw signature",
+    )
     sign.set_defaults(run=cmd_sign)
 
     verify = keys.add_parser("verify", help="check a detached signature (exit 1 if it fails)")
@@ -62,6 +69,17 @@ def _run(args: argparse.Namespace, operation: str) -> int:
         key = ws.keys.resolve(args.key)
         if operation != "verify":
             _login(ws, key.token_serial)
+        if operation == "sign" and args.cms:
+            if args.mechanism:
+                raise ValidationError("--cms chooses the mechanism from the key's certificate.")
+            return ws.use.sign_file_cms(
+                key.id,
+                args.source,
+                args.out,
+                overwrite=args.overwrite,
+                progress=progress,
+                cancel=cancel,
+            )
         if operation == "sign":
             return ws.use.sign_file(
                 key.id,

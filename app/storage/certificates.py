@@ -104,6 +104,15 @@ class CertificateRepository:
             )
         return [_certificate(r) for r in rows]
 
+    def newest_for_key(self, key_id: str) -> StoredCertificate | None:
+        """The newest unrevoked certificate whose subject key is ``key_id``."""
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM certificates WHERE key_id = ? "  # noqa: S608
+            "AND revoked_at IS NULL ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (key_id,),
+        )
+        return _certificate(rows[0]) if rows else None
+
     def ca_certificate(self, key_id: str) -> StoredCertificate | None:
         """The newest unrevoked CA certificate whose subject key is ``key_id``."""
         rows = self.db.query(
