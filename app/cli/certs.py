@@ -212,7 +212,7 @@ def cmd_export_public(args: argparse.Namespace) -> int:
     from app.cli.main import _login_audit_token, _with_workstation
 
     fmt: PublicFormat = args.format
-    if args.out is None and fmt is PublicFormat.DER and sys.stdout.isatty():
+    if args.out is None and fmt is PublicFormat.DER:
         from app.errors import ValidationError
 
         raise ValidationError("DER is binary; give --out FILE.")
@@ -235,7 +235,7 @@ def cmd_export_public(args: argparse.Namespace) -> int:
         )
         return 0
     if args.out is None:
-        sys.stdout.buffer.write(exported.data)
+        sys.stdout.write(exported.data.decode("ascii"))  # PEM, OpenSSH, JWK: ASCII text
         sys.stdout.flush()
         return 0
     print(f"Wrote the public key of '{exported.key_name}' ({fmt.value}) to '{args.out}'.")
