@@ -13,10 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from app.cli import airgap, backup, operators, output, selftest
+from app.cli import airgap, backup, certs, operators, output, selftest, use
 from app.cli.approvers import CliApprovers
-from app.cli import airgap, backup, output, selftest, use
-from app.cli import airgap, backup, certs, output, selftest, use
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report

@@ -266,7 +266,7 @@ def _operators_and_policy(db: Database) -> None:
 
 
 MIGRATIONS.append((8, _operators_and_policy))
-# Schema 8: certificates and CRLs made from token keys (app/storage/certificates.py).
+# Schema 9: certificates and CRLs made from token keys (app/storage/certificates.py).
 CERTIFICATE_TABLES = """
 CREATE TABLE certificates (
     serial            TEXT PRIMARY KEY,      -- lower-case hex, no leading zeros
@@ -301,6 +301,6 @@ CREATE TABLE crls (
 );
 """
 
-MIGRATIONS.append((8, CERTIFICATE_TABLES))
+MIGRATIONS.append((9, CERTIFICATE_TABLES))
 
 LATEST = MIGRATIONS[-1][0]
