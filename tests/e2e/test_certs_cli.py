@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.e2e.test_cli import Cli, bare_cli, cli, generate  # noqa: F401 (fixtures)
+from tests.e2e.test_cli import Cli, bare_cli, cli, generate, with_witness  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +23,7 @@ def openssl(*args: str) -> tuple[int, str]:
 
 
 def test_root_intermediate_crl_with_openssl(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    with_witness(cli)
     root = generate(cli, "EC-P384", "root-ca-key")
     issuing = generate(cli, "RSA-2048", "issuing-ca-key")
     for key in (root, issuing):

@@ -11,13 +11,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from app.paths import Home
-from tests.e2e.test_cli import PIN, TOKEN, Cli, bare_cli, cli, generate  # noqa: F401 (fixtures)
+from tests.e2e.test_cli import PIN, TOKEN, Cli, bare_cli, cli, generate, with_witness  # noqa: F401 (fixtures)
 from tests.hsm.kit import pkcs11_tool
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sign_verify_encrypt_decrypt(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    with_witness(cli)
     signer = generate(cli, "RSA-2048", "release-signer")
     cli.run("keys", "activate", signer["id"])
     data = tmp_path / "release.tar"
