@@ -58,6 +58,7 @@ ACTION_TITLES: dict[str, str] = {
     "backup.create": "Back up keys",
     "key.distribute": "Distribute a key",
     "backup.restore": "Restore from a backup",
+    "backup.restore-override": "Restore an older backup generation (disaster recovery)",
     "key.activate": "Activate a key-wrapping or signing key",
     "key.activate-other": "Activate an encryption or MAC key",
     "key.suspend": "Suspend a key",
@@ -92,6 +93,7 @@ DEFAULT_POLICY: dict[str, PolicyRule] = {
         ("backup.create", 1, _KEY_APPROVERS),
         ("key.distribute", 1, _KEY_APPROVERS),
         ("backup.restore", 1, _KEY_APPROVERS),
+        ("backup.restore-override", 1, frozenset({SO})),
         ("key.activate", 1, _KEY_APPROVERS),
         ("key.activate-other", 0, _KEY_APPROVERS),
         ("key.suspend", 0, _KEY_APPROVERS),
@@ -119,6 +121,7 @@ FLOORS: dict[str, int] = {
     "backup.create": 1,
     "key.distribute": 1,
     "backup.restore": 1,
+    "backup.restore-override": 1,
 }
 
 # Restricting use never waits for a quorum, so these can never demand one.

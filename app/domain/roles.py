@@ -63,6 +63,7 @@ INITIATOR_ROLES: dict[str, frozenset[Role]] = {
     "key.distribute": _KEYS,
     "backup.create": _KEYS,
     "backup.restore": frozenset({KC, SO}),
+    "backup.restore-override": frozenset({KC, SO}),
     "token.change-pin": frozenset({KC, SO}),
     "token.init": _OFFICER,
     "token.init-blank": _OFFICER,

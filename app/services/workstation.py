@@ -208,6 +208,7 @@ class Workstation:
             service.guard = guard
         self.lifecycle.approve = self._approve_transition
         self.admin.approve = self._approve_admin
+        self.backup.approve = self.approvals.obtain
         # Fixed at unlock for a window to read on its own thread; ``roles`` reads them now.
         self.unlocked_roles = self.approvals.roles_of(operator)
 

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import KEYSTEAD, TOKEN, Cli, bare_cli, cli  # noqa: F401
+from tests.e2e.test_cli import KEYSTEAD, TOKEN, Cli, bare_cli, cli, with_witness  # noqa: F401
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _second_person(request: pytest.FixtureRequest) -> None:
+    """Backup and restore need an approver under the shipped policy: the witness."""
+    if "cli" in request.fixturenames:
+        with_witness(request.getfixturevalue("cli"))
 
 
 def _generate(cli: Cli, name: str, *more: str) -> None:  # noqa: F811
@@ -96,6 +103,7 @@ def test_restore_onto_a_new_workstation(cli: Cli, tmp_path: Path) -> None:  # no
     )
     other = Cli(tmp_path / "home-b")
     other.json("init", "--operator", "officer", "--soft-token", TOKEN)
+    with_witness(other)
     restored = other.json(
         "backup", "restore", created["directory"], "--shares-in", str(shares_file)
     )

@@ -18,13 +18,20 @@ from app.backup import format as fmt
 from app.paths import Home
 from tests.backup.test_round_trip import cipher
 from tests.e2e.test_cli import PIN as CLI_PIN
-from tests.e2e.test_cli import TOKEN, Cli, bare_cli, cli  # noqa: F401
+from tests.e2e.test_cli import TOKEN, Cli, bare_cli, cli, with_witness  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "recover_backup.py"
 SHAMIR = Path(sys.executable).with_name("shamir")
 MESSAGE = "meet at the old mill"
+
+
+@pytest.fixture(autouse=True)
+def _second_person(request: pytest.FixtureRequest) -> None:
+    """Backup and restore need an approver under the shipped policy: the witness."""
+    if "cli" in request.fixturenames:
+        with_witness(request.getfixturevalue("cli"))
 
 
 def test_the_script_imports_only_the_standard_library_cryptography_and_shamir() -> None:
