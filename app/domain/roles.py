@@ -60,6 +60,11 @@ INITIATOR_ROLES: dict[str, frozenset[Role]] = {
     "key.deactivate": _RESTRICT,
     "key.compromise": _RESTRICT,
     "key.export": _KEYS,
+    # Key use (app/services/key_use.py): custodians use keys; anyone may check a signature.
+    "key.sign": _KEYS,
+    "key.encrypt": _KEYS,
+    "key.decrypt": _KEYS,
+    "key.verify": frozenset({KC, SO, AU}),
     "key.distribute": _KEYS,
     "backup.create": _KEYS,
     "backup.restore": frozenset({KC, SO}),

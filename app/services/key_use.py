@@ -67,6 +67,7 @@ from app.errors import (
 from app.hsm.operations import GCM_TAG_BYTES, AuthenticationFailed, KeyInUse
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
+from app.services.guard import Guard, unguarded
 from app.services.keys import KeyService
 from app.services.tokens import TokenService
 from app.storage.database import Database
@@ -127,12 +128,15 @@ class KeyUseService:
         self.keys = keys
         self.operator = operator
         self.clock = clock
+        self.guard: Guard = unguarded  # the role check (wired by the workstation)
 
     # --- the one check ---------------------------------------------------------------------
 
     def authorize(self, key: KeyRecord, operation: Operation) -> None:
         """Refuse (PolicyError, with a ``denied`` entry) a use the key's state or purpose
-        forbids. Called before anything is read, computed or written."""
+        forbids, or one the operator's roles do not allow (an auditor verifies, never signs,
+        encrypts or decrypts). Called before anything is read, computed or written."""
+        self.guard(f"key.{operation.value}", f"key:{key.id}")
         refusal = state_refusal(key.state, operation)
         rule = RULE_STATE
         if refusal is None and key.purpose is not operation.purpose:

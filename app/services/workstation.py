@@ -204,7 +204,7 @@ class Workstation:
             db, home, self.approvals, self.checker, operator, clock, lambda: self._database_key
         )
         guard = self.approvals.check_initiator
-        for service in (self.tokens, self.keys, self.lifecycle, self.rebind):
+        for service in (self.tokens, self.keys, self.lifecycle, self.rebind, self.use):
             service.guard = guard
         self.lifecycle.approve = self._approve_transition
         self.admin.approve = self._approve_admin

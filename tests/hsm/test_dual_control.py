@@ -317,3 +317,25 @@ def test_own_passphrase_change_rewraps_only_that_keyslot(station: Station) -> No
     station.unlock(OPERATOR, PASSPHRASE)  # the others' keyslots are untouched
     with pytest.raises(NotFoundError):
         station(station.ws.roster.get, "nobody")
+
+
+def test_an_auditor_checks_signatures_but_never_uses_a_key(station: Station, tmp_path) -> None:
+    """Key use is a change of the world (a signature, a ciphertext, a plaintext): an auditor is
+    refused before the token is touched, with a denied entry; verifying stays open."""
+    team(station)
+    ws = station.ws
+    signer = station(ws.keys.generate, TOKEN, Algorithm.EC_P256, "signer", Purpose.SIGNING)
+    station(ws.lifecycle.transition, str(signer.id), Action.ACTIVATE)
+    data = tmp_path / "release.tar"
+    data.write_bytes(b"the release" * 100)
+    signature = tmp_path / "release.sig"
+    station(ws.use.sign_file, "signer", data, signature)
+    station.lock()
+    ws = station.unlock(AUDITOR, AUDITOR_PASS)
+    forged = tmp_path / "forged.sig"
+    with pytest.raises(PolicyError, match=RULE_ROLE) as caught:
+        station(ws.use.sign_file, "signer", data, forged)
+    assert "auditor" in caught.value.message
+    assert not forged.exists()
+    assert [d["rule"] for d in denied(station, "key.sign")][-1] == RULE_ROLE
+    assert station(ws.use.verify_file, "signer", data, signature) is not None
