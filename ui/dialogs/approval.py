@@ -93,7 +93,11 @@ class ApprovalDialog(QDialog):
         scroll.setMinimumHeight(min(facts.sizeHint().height() + 4, 300))
         layout.addWidget(scroll, 1)
         layout.addSpacing(12)  # the group box's title sits above its frame
-        digest = QLabel(request.fingerprint, self)
+        # Two lines of eight groups: one unbroken line of 16 groups is cut off at 1024 px
+        # (word wrap never breaks inside it), and a hash read aloud must be read whole.
+        groups = request.fingerprint.split(":")
+        half = (len(groups) + 1) // 2
+        digest = QLabel(":".join(groups[:half]) + ":\n" + ":".join(groups[half:]), self)
         digest.setObjectName("approvalDigest")
         mono = QFont("monospace")
         mono.setStyleHint(QFont.StyleHint.Monospace)
