@@ -25,7 +25,8 @@ KEYSTEAD = Path(sys.executable).with_name("keystead")
 PASSPHRASE = "SENTINEL-tpmcli-pass-2b91"
 SOFT_PIN = "SENTINEL-tpmcli-pin-7d22"
 SOFT_SO_PIN = "SENTINEL-tpmcli-sopin-0e5a"
-SECRETS = (PASSPHRASE, SOFT_PIN, SOFT_SO_PIN, TPM_PIN)
+WITNESS_PASS = "SENTINEL-tpmcli-witness-44af"
+SECRETS = (PASSPHRASE, SOFT_PIN, SOFT_SO_PIN, TPM_PIN, WITNESS_PASS)
 
 
 class TpmCli:
@@ -43,7 +44,7 @@ class TpmCli:
         )
         self.outputs: list[str] = []
 
-    def run(self, *args: str, expect: int = 0, **env: str) -> str:
+    def run(self, *args: str, expect: int = 0, stdin: str = "", **env: str) -> str:
         """stdout of a command that exits 0; Keystead's error line of one that exits 1."""
         result = subprocess.run(
             [str(KEYSTEAD), "--home", str(self.home), *args],
@@ -51,7 +52,7 @@ class TpmCli:
             capture_output=True,
             text=True,
             timeout=300,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
             check=False,
         )
         self.outputs += [result.stdout, result.stderr]
@@ -70,6 +71,15 @@ class TpmCli:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run("--json", *args))
+
+    def with_witness(self) -> None:
+        """A second person for dual control (the shipped policy is unchanged): enrolled by
+        the sole officer, then named as the approver for automation."""
+        role = "security-officer,key-custodian"
+        self.run("operators", "add", "witness", "--role", role, stdin=WITNESS_PASS + "\n")
+        self.env.update(
+            {"KEYSTEAD_APPROVER": "witness", "KEYSTEAD_APPROVER_PASSPHRASE": WITNESS_PASS}
+        )
 
 
 @pytest.fixture
@@ -98,6 +108,7 @@ def test_init_refuses_the_tpm_as_audit_token_and_creates_nothing(tpm_cli: TpmCli
 
 def test_generate_with_the_decision_and_state_changes_said_truthfully(tpm_cli: TpmCli) -> None:
     tpm_cli.run("init", "--operator", "officer", "--soft-token", "Vault", KEYSTEAD_PIN=SOFT_PIN)
+    tpm_cli.with_witness()  # activating a signing key is dual control
     tpm_cli.run("modules", "add", MODULE)
     generate = ("keys", "generate", "--token", TPM_LABEL, "--algorithm", "EC-P256")
     error = tpm_cli.run(*generate, "--name", "sig", expect=1)
