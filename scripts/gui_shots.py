@@ -23,14 +23,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.domain.algorithms import Algorithm, Purpose  # noqa: E402
+from app.domain.approval import Credential  # noqa: E402
 from app.domain.lifecycle import Action  # noqa: E402
+from app.domain.roles import FIRST_OPERATOR_ROLES  # noqa: E402
 from app.paths import Home  # noqa: E402
+from app.services.approvals import ScriptedApprovers  # noqa: E402
 from app.services.workstation import SoftTokenRequest, Workstation  # noqa: E402
 from app.storage.keyslots import KdfCost  # noqa: E402
 
 PIN = "246810"  # demo value
 SO_PIN = "13579135"  # demo value
 PASSPHRASE = "demo passphrase 1"  # demo value
+WITNESS_PASS = "demo witness passphrase"  # demo value
 
 
 def demo(ws: Workstation) -> None:
@@ -75,7 +79,12 @@ def main() -> int:
             cost=KdfCost(1024, 1, 1),
         )
         ws.tokens.login("Demo", PIN)
+        # Dual control: a second demo operator approves the demo's activations and destroys,
+        # then the window's own approval dialog takes over.
+        ws.roster.add("witness", FIRST_OPERATOR_ROLES, WITNESS_PASS, WITNESS_PASS)
+        ws.approvals.source = ScriptedApprovers([Credential("witness", WITNESS_PASS)])
         demo(ws)
+        ws.approvals.source = None
         if view in ("seal", "overview-alert"):
             ws.tokens.logout(ws.tokens.find("Demo").serial)
         return ws
