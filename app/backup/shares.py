@@ -97,7 +97,10 @@ def combine(mnemonics: Sequence[str], identifier: int, passphrase: bytes = b"") 
     try:
         return bytes(
             shamir_mnemonic.combine_mnemonics(
-                [" ".join(m.lower().split()) for m in mnemonics], passphrase
+                # SLIP-39 combines exactly the threshold: more (every share of a
+                # --shares-out file) is refused by the library as "wrong number".
+                [" ".join(m.lower().split()) for m in mnemonics[:threshold]],
+                passphrase,
             )
         )
     except (shamir_mnemonic.MnemonicError, ValueError):
