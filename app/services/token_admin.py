@@ -233,8 +233,7 @@ class TokenAdmin:
                 f"Type the new label '{new_label}' again exactly to confirm; nothing was "
                 "initialised."
             )
-        if not new_label.strip() or len(new_label.encode("utf-8")) > 32:
-            raise ValidationError("A token label has 1 to 32 bytes.")
+        validate_token_label(new_label)
         if any(t.label == new_label for t in self.tokens.present()):
             raise ValidationError(
                 f"A present token is already labelled '{new_label}'; choose another label so "

@@ -124,6 +124,10 @@ def test_a_blank_slot_is_initialised_only_as_confirmed(
     slot = blank[0].slot_id
     with pytest.raises(ValidationError, match="Type the new label 'tpm3' again"):
         station(ws.admin.init_blank, MODULE, slot, "tpm3", "tpm", TPM_SO_PIN, TPM_PIN)
+    # A label with control characters is refused before the module is asked (it once left
+    # a half-initialised token and a slot that could not be tried again).
+    with pytest.raises(ValidationError, match="control or invisible"):
+        station(ws.admin.init_blank, MODULE, slot, "a\x1b[31m", "a\x1b[31m", TPM_SO_PIN, TPM_PIN)
     with pytest.raises(ValidationError, match="already labelled 'tpm1'"):
         station(ws.admin.init_blank, MODULE, slot, "tpm1", "tpm1", TPM_SO_PIN, TPM_PIN)
     assert [e.outcome for e in station.events("token.init-blank")] == ["denied"]
