@@ -15,9 +15,9 @@ import sys
 import unicodedata
 
 from app.cli.secrets import interactive
-from app.domain.approval import ApprovalRequest, Credential, PolicyRule
+from app.domain.approval import RULE_NO_APPROVER, ApprovalRequest, Credential, PolicyRule
 from app.domain.roles import describe
-from app.errors import OperationCancelled, ValidationError
+from app.errors import KeysteadError, OperationCancelled, ValidationError
 
 ENV_APPROVER = "KEYSTEAD_APPROVER"
 ENV_APPROVER_PASSPHRASE = "KEYSTEAD_APPROVER_PASSPHRASE"  # noqa: S105 (a variable name)
@@ -54,6 +54,20 @@ def request_lines(request: ApprovalRequest, rule: PolicyRule) -> list[str]:
         f"other than {terminal_text(request.initiator)}",
     ]
     return lines
+
+
+def refusal_hint(error: KeysteadError) -> str:
+    """What to do when a command could not ask for approvers (no terminal, no variables):
+    appended to the one error line. Empty for every other error."""
+    if getattr(error, "rule", None) != RULE_NO_APPROVER or ENV_APPROVER in os.environ:
+        return ""
+    if interactive():
+        return ""
+    return (
+        " No approver could be asked: run the command at a terminal, where each approver "
+        f"types their name and passphrase, or (automation) set {ENV_APPROVER} and "
+        f"{ENV_APPROVER_PASSPHRASE}."
+    )
 
 
 class CliApprovers:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from app.cli import airgap, backup, certs, operators, output, selftest, use
-from app.cli.approvers import CliApprovers
+from app.cli.approvers import CliApprovers, refusal_hint
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
@@ -792,7 +792,8 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         "presence",
     ):
         if row.get(field) is not None:
-            print(f"{field.replace('_', ' '):>14}: {row[field]}")
+            label = field.removesuffix("_text").replace("_", " ")
+            print(f"{label:>14}: {row[field]}")
     if row["identifier_words"]:
         print(f"{'read aloud':>14}: {' '.join(row['identifier_words'])}")
     for cls, attrs in row["token_attributes"].items():
@@ -1072,7 +1073,8 @@ def _main(argv: list[str] | None) -> int:
         code: int = executor.call(args.run, args)
         return code
     except KeysteadError as exc:
-        print(f"keystead: error: {output.one_line(exc.message)}", file=sys.stderr)
+        text = exc.message + refusal_hint(exc)
+        print(f"keystead: error: {output.one_line(text)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("keystead: cancelled", file=sys.stderr)

@@ -17,8 +17,8 @@ from app.cli.approvers import terminal_text
 from app.cli.secrets import ENV_PASSPHRASE, interactive, require_secret
 from app.domain.approval import ACTION_TITLES
 from app.domain.backoff import locked_out, retry_at
-from app.domain.roles import describe, parse_roles, roles_text
-from app.errors import OperationCancelled, ValidationError
+from app.domain.roles import Role, describe, parse_roles, roles_text
+from app.errors import NotFoundError, OperationCancelled, ValidationError
 from app.paths import Home
 from app.services.prompter import SecretKind
 from app.services.workstation import Workstation
@@ -149,7 +149,10 @@ def cmd_operators_add(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(operator_dict(record))
     else:
-        print(f"Operator '{terminal_text(record.name)}' added as {describe(record.roles)}.")
+        print(
+            f"Operator '{terminal_text(record.name)}' added with the role(s) "
+            f"{roles_list(record.roles)}."
+        )
     return 0
 
 
@@ -254,6 +257,12 @@ def cmd_policy_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def roles_list(roles: frozenset[Role]) -> str:
+    """``"security officer and key custodian"``: every role an operator holds, in words."""
+    titles = [r.title.lower() for r in Role if r in roles]
+    return " and ".join(titles) if titles else "none"
+
+
 def cmd_lock_status(args: argparse.Namespace) -> int:
     """Read the side record only: works while the workstation is locked."""
     home: Home = args.home_dir
@@ -270,6 +279,8 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
                 "locked_out": locked_out(state.consecutive),
             }
         )
+    if not home.exists():
+        raise NotFoundError(f"No workstation here ({home.root}). Initialise one first.")
     unsealed = len(failures.unsealed()) + failures.lost()
     if args.json:
         output.print_json({"operators": rows, "failures_since_last_unlock": unsealed})
@@ -278,6 +289,9 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
         for row in rows:
             row["operator"] = terminal_text(row["operator"])
             row["state"] = "LOCKED OUT" if row["locked_out"] else "back-off"
+        if not rows:
+            print("No operator is in back-off or locked out.")
+            return 0
         output.print_table(
             rows,
             [

@@ -75,6 +75,14 @@ def event_summary(row: dict[str, Any]) -> str:
     for key in ("reason", "refusal", "error", "successor_name"):
         if details.get(key):
             parts.append(f"{key}: {details[key]}")
+    approval = details.get("approval")
+    if isinstance(approval, dict):
+        approvers = approval.get("approvers") or []
+        policy = str(approval.get("policy") or "")
+        if approvers:
+            parts.append(f"approved by: {', '.join(str(a) for a in approvers)}")
+        elif "bootstrap" in policy:
+            parts.append("approval: none (sole operator enrols the second)")
     return "; ".join(parts)
 
 

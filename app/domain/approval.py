@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.domain.fingerprints import hex_groups, pgp_words
-from app.domain.roles import AU, KC, SO, Role, roles_text
+from app.domain.roles import AU, KC, SO, Role, describe, initiator_roles, roles_text
 from app.errors import PolicyError
 
 REQUEST_TAG = b"keystead-approval-v1\x00"
@@ -34,6 +35,7 @@ RULE_OTHER_REQUEST = "KS-DUAL-APPROVAL-OTHER-REQUEST"
 RULE_REPLAY = "KS-DUAL-APPROVAL-REPLAY"
 RULE_POLICY_FLOOR = "KS-POLICY-FLOOR"
 RULE_POLICY_RANGE = "KS-POLICY-RANGE"
+RULE_QUORUM = "KS-DUAL-QUORUM"
 
 
 @dataclass(frozen=True)
@@ -258,3 +260,40 @@ class Credential:
 
     name: str
     passphrase: str = field(repr=False)
+
+
+def meetable(rule: PolicyRule, operators: Mapping[str, frozenset[Role]]) -> bool:
+    """True if some enabled operator who may start ``rule.action`` could find
+    ``rule.approvals`` *other* enabled operators holding one of ``rule.roles``.
+
+    ``operators`` maps each enabled, not removed operator's name to their roles. A rule that
+    needs no approver is always meetable. This is the check that keeps a policy change or an
+    operator change from leaving an action nobody can perform (NIST SP 800-57 Part 2's
+    separation of duties must stay workable).
+    """
+    if rule.approvals <= 0:
+        return True
+    starters = initiator_roles(rule.action)
+    approvers = {name for name, roles in operators.items() if roles & rule.roles}
+    return any(
+        len(approvers - {name}) >= rule.approvals
+        for name, roles in operators.items()
+        if roles & starters
+    )
+
+
+def quorum_lost(
+    rules: Iterable[PolicyRule],
+    before: Mapping[str, frozenset[Role]],
+    after: Mapping[str, frozenset[Role]],
+) -> list[PolicyRule]:
+    """The rules an operator change would make unmeetable (meetable before, not after)."""
+    return [r for r in rules if meetable(r, before) and not meetable(r, after)]
+
+
+def quorum_text(rule: PolicyRule) -> str:
+    """One rule's quorum in words, for refusals."""
+    return (
+        f"'{rule.action}' needs {rule.approvals} approver(s) ({describe(rule.roles)}) besides "
+        "the operator who starts it"
+    )

@@ -294,6 +294,22 @@ class ApprovalService:
             rules.check_rule(new)
         except PolicyError as exc:
             self._refuse("policy.set", subject, None, exc)
+        enabled = {o.name: o.roles for o in self.operators.all() if o.active}
+        stricter = current is None or (
+            new.approvals > current.approvals or not new.roles >= current.roles
+        )
+        if stricter and not rules.meetable(new, enabled):
+            self._refuse(
+                "policy.set",
+                subject,
+                None,
+                PolicyError(
+                    f"Nobody could perform it: {rules.quorum_text(new)}, and the enabled "
+                    "operators cannot make that quorum. Enrol more operators first. "
+                    "Nothing was changed.",
+                    rules.RULE_QUORUM,
+                ),
+            )
         who = self.obtain(
             "policy.set",
             subject,

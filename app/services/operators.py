@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import NoReturn
 
+from app.domain.approval import RULE_QUORUM, quorum_lost, quorum_text
 from app.domain.names import validate_name, validate_new_passphrase
 from app.domain.roles import SO, Role, roles_text
 from app.errors import KeysteadError, NotFoundError, PolicyError, ValidationError
@@ -115,6 +116,7 @@ class OperatorService:
             self._denied("operator.roles", subject, ValidationError("Give at least one role."))
         if SO not in roles:
             self._keep_an_officer("operator.roles", target)
+        self._keep_quorum("operator.roles", target, roles)
         who = self.approvals.obtain(
             "operator.roles",
             subject,
@@ -142,6 +144,7 @@ class OperatorService:
         if not target.enabled:
             self._denied("operator.disable", subject, ValidationError(f"'{name}' is disabled."))
         self._keep_an_officer("operator.disable", target)
+        self._keep_quorum("operator.disable", target, None)
         who = self.approvals.obtain("operator.disable", subject, {"name": name})
         slots = KeySlotFile.load(self.home.keyslots)
         slots.remove(name)
@@ -192,6 +195,7 @@ class OperatorService:
         self.approvals.check_initiator("operator.remove", subject)
         target = self._existing("operator.remove", name)
         self._keep_an_officer("operator.remove", target)
+        self._keep_quorum("operator.remove", target, None)
         who = self.approvals.obtain("operator.remove", subject, {"name": name})
         slots = KeySlotFile.load(self.home.keyslots)
         slots.remove(name)
@@ -278,6 +282,31 @@ class OperatorService:
                     f"'{target.name}' is the last enabled security officer; make another "
                     "operator a security officer first. Nothing was changed.",
                     RULE_LAST_OFFICER,
+                ),
+            )
+
+    def _keep_quorum(
+        self, action: str, target: OperatorRecord, roles: frozenset[Role] | None
+    ) -> None:
+        """Refuse a change after which some policy rule could no longer be met by anyone
+        (``roles`` None: the target leaves; otherwise their new roles)."""
+        before = {o.name: o.roles for o in self.repo.all() if o.active}
+        after = {n: r for n, r in before.items() if n != target.name}
+        if roles is not None and target.active:
+            after[target.name] = roles
+        lost = quorum_lost(self.approvals.rules(), before, after)
+        if lost:
+            change = "Removing" if roles is None else "Changing the roles of"
+            if action == "operator.disable":
+                change = "Disabling"
+            self._denied(
+                action,
+                f"operator:{target.name}",
+                PolicyError(
+                    f"{change} '{target.name}' would leave {len(lost)} action(s) that nobody "
+                    f"could perform: {quorum_text(lost[0])}. Enrol another operator or change "
+                    "the policy first. Nothing was changed.",
+                    RULE_QUORUM,
                 ),
             )
 

@@ -54,7 +54,10 @@ def test_officer_custodian_auditor(cli: Cli) -> None:
 
     # The officer destroys a key only with the custodian's approval, named in the entry.
     generate(cli, "AES-128", "doomed")
-    assert "KS-DUAL-NO-APPROVER" in cli.error("keys", "destroy", "doomed", "--confirm", "doomed")
+    alone = cli.error("keys", "destroy", "doomed", "--confirm", "doomed")
+    assert "KS-DUAL-NO-APPROVER" in alone
+    # Without a terminal the line says how approvers are given.
+    assert "run the command at a terminal" in alone and "KEYSTEAD_APPROVER_PASSPHRASE" in alone
     wrong = cli.error(
         "keys",
         "destroy",
@@ -106,9 +109,13 @@ def test_officer_custodian_auditor(cli: Cli) -> None:
 
     # The policy keeps its floor; changing it needs its own approvers.
     assert "KS-POLICY-FLOOR" in cli.error("policy", "set", "key.destroy", "--approvals", "0")
-    cli.run("policy", "set", "key.resume", "--approvals", "2", **as_custodian())
+    # Two approvers besides the initiator: the officer and the custodian cannot make that.
+    quorum = cli.error("policy", "set", "key.resume", "--approvals", "2", **as_custodian())
+    assert "KS-DUAL-QUORUM" in quorum and "Enrol more operators" in quorum
+    cli.run("policy", "set", "key.activate-other", "--approvals", "1", **as_custodian())
     rules = {r["action"]: r for r in cli.json("policy", "show")}
-    assert rules["key.resume"]["approvals"] == 2 and rules["key.destroy"]["approvals"] == 1
+    assert rules["key.activate-other"]["approvals"] == 1
+    assert rules["key.resume"]["approvals"] == 1 and rules["key.destroy"]["approvals"] == 1
 
     # The last security officer stays; a too-short passphrase is refused.
     assert "KS-OPERATOR-LAST-OFFICER" in cli.error(

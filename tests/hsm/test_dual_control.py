@@ -339,3 +339,32 @@ def test_an_auditor_checks_signatures_but_never_uses_a_key(station: Station, tmp
     assert not forged.exists()
     assert [d["rule"] for d in denied(station, "key.sign")][-1] == RULE_ROLE
     assert station(ws.use.verify_file, "signer", data, signature) is not None
+
+
+def test_no_change_leaves_an_action_that_nobody_can_perform(station: Station) -> None:
+    """Removing, disabling or demoting the only other approver, or a policy asking for more
+    approvers than the enrolled operators can give, is refused before anything changes."""
+    ws = station.ws
+    station(enrol_witness, ws)  # officer (SO+KC) and witness (SO+KC): one approver each way
+    approvers(station, (WITNESS, WITNESS_PASS))
+    for change, args in (
+        (ws.roster.remove, (WITNESS,)),
+        (ws.roster.disable, (WITNESS,)),
+        (ws.roster.set_roles, (WITNESS, frozenset({AU}))),
+    ):
+        with pytest.raises(PolicyError, match=rules.RULE_QUORUM):
+            station(change, *args)
+    assert station(ws.roster.get, WITNESS).active
+    with pytest.raises(PolicyError, match=rules.RULE_QUORUM):
+        station(ws.approvals.set_rule, "key.destroy", 5)
+    assert station(ws.approvals.rule, "key.destroy").approvals == 1
+    refusals = [
+        d["rule"]
+        for a in ("operator.remove", "operator.disable", "operator.roles", "policy.set")
+        for d in denied(station, a)
+    ]
+    assert refusals == [rules.RULE_QUORUM] * 4
+    # With a third eligible operator the same removal goes through.
+    station(ws.roster.add, CUSTODIAN, frozenset({KC}), CUSTODIAN_PASS, CUSTODIAN_PASS)
+    station(ws.roster.remove, WITNESS)
+    assert station(ws.roster.get, OPERATOR).active
