@@ -173,3 +173,31 @@ class OperationCancelled(KeysteadError):
 
 class NotAuthentic(KeysteadError):
     """A signature, or an encrypted file's authentication tag, does not match its data."""
+
+
+class CeremonyScriptError(ValidationError):
+    """A ceremony script Keystead refuses before anything is done: ``line``/``column`` (1-based)
+    where the TOML parser stopped, ``step`` the step id it concerns, ``rule`` a stable id."""
+
+    def __init__(
+        self,
+        message: str,
+        rule: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.line = line
+        self.column = column
+        self.step = step
+
+
+class CeremonyError(KeysteadError):
+    """A ceremony refused or stopped; ``rule`` is a stable identifier recorded in the audit."""
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(f"{message} [{rule}]")
+        self.rule = rule

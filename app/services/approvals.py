@@ -175,6 +175,15 @@ class ApprovalService:
         self._issued[made.id] = made
         return made
 
+    def check_passphrase(self, name: str, passphrase: str) -> None:
+        """Raise an ``AuthenticationError`` unless ``passphrase`` opens ``name``'s keyslot to this
+        database's key (counted toward their back-off; the caller records the refusal). For
+        people who confirm something without approving a request: a ceremony's witnesses."""
+        assert_core_thread()
+        self.checker.open_slot(
+            name, passphrase, sealed_on_failure=True, expected_key=self._database_key()
+        )
+
     def authorise(self, request: ApprovalRequest, approvals: Sequence[Approval]) -> Authorisation:
         """Check every approval against ``request`` and the policy, then use them up."""
         assert_core_thread()

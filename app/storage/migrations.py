@@ -303,4 +303,53 @@ CREATE TABLE crls (
 
 MIGRATIONS.append((9, CERTIFICATE_TABLES))
 
+# Schema 10: key ceremonies (app/storage/ceremonies.py, app/ceremony/).
+CEREMONY_TABLES = """
+CREATE TABLE ceremonies (
+    id                TEXT PRIMARY KEY,
+    name              TEXT NOT NULL,
+    title             TEXT NOT NULL,
+    script            BLOB NOT NULL,          -- the exact reviewed bytes
+    script_sha256     TEXT NOT NULL,
+    profile           TEXT NOT NULL,          -- rehearsal | production
+    token_serial      TEXT NOT NULL,
+    token_label       TEXT NOT NULL,
+    workdir           TEXT NOT NULL,
+    administrator     TEXT NOT NULL,
+    state             TEXT NOT NULL,  -- registering running paused completed failed abandoned
+    step_index        INTEGER NOT NULL,
+    created_at        TEXT NOT NULL,
+    started_at        TEXT,
+    ended_at          TEXT,
+    reason            TEXT NOT NULL DEFAULT '',
+    checkpoint_before TEXT,                   -- JSON {seq, head, time}
+    checkpoint_after  TEXT,
+    transcript_sha256 TEXT
+);
+CREATE TABLE ceremony_participants (
+    ceremony_id   TEXT NOT NULL REFERENCES ceremonies (id),
+    position      INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,              -- administrator, witness, custodian, auditor
+    kind          TEXT NOT NULL,              -- operator | external
+    organisation  TEXT NOT NULL DEFAULT '',
+    registered_at TEXT NOT NULL,
+    PRIMARY KEY (ceremony_id, position)
+);
+CREATE TABLE ceremony_steps (
+    ceremony_id  TEXT NOT NULL REFERENCES ceremonies (id),
+    position     INTEGER NOT NULL,
+    step_id      TEXT NOT NULL,
+    state        TEXT NOT NULL,               -- pending, performed, signed, failed
+    performed_by TEXT,
+    performed_at TEXT,
+    outputs      TEXT NOT NULL DEFAULT '{}',  -- JSON
+    signoffs     TEXT NOT NULL DEFAULT '[]',  -- JSON list
+    reason       TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (ceremony_id, position)
+);
+"""
+
+MIGRATIONS.append((10, CEREMONY_TABLES))
+
 LATEST = MIGRATIONS[-1][0]

@@ -1,0 +1,794 @@
+"""The ceremony state machine. The CLI and the Qt page only render it and pass on what people do.
+
+States: ``registering`` (participants join) → ``running`` (step by step) ⇄ ``paused`` → one of
+``completed``, ``failed``, ``abandoned``. In ``running`` the current step is either waiting
+for the administrator's *done* (``perform``: the step's action runs, its outputs are compared
+with the script's expectations) or for the witnesses' sign-offs (``sign_off``: as many distinct
+participants of the step's signer roles as its quorum; never the administrator).
+
+Every change is one transaction with its audit entry (subject ``ceremony:<id>``); refusals are
+``denied`` entries and change nothing. A checkpoint is signed on the audit token when the
+ceremony starts and when it ends; at the end the transcript (``app.ceremony.transcript``) is
+built from the records and its SHA-256 written into the chain. A failed step stops the
+ceremony with the reason; what the step's service already committed stays committed and
+consistent with the token (each service keeps its own write-ahead intent), and the transcript
+says so.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from app.ceremony import script as scripts
+from app.ceremony import transcript
+from app.ceremony.context import CeremonyDesk, StepContext
+from app.domain.roles import Role
+from app.errors import CeremonyError, KeysteadError, TokenNotLoggedIn
+from app.services.audit import Outcome, record, record_alone
+from app.services.executor import assert_core_thread
+from app.storage.ceremonies import CeremonyRepository, CeremonyRow, ParticipantRow, StepRow
+from app.storage.repository import utc_text
+
+if TYPE_CHECKING:
+    from app.hsm.module import TokenInfo
+    from app.services.workstation import Workstation
+
+RULE_TOKEN = "KS-CEREMONY-TOKEN"  # noqa: S105 (a rule id)
+RULE_STATE = "KS-CEREMONY-STATE"
+RULE_PARTICIPANT = "KS-CEREMONY-PARTICIPANT"
+RULE_ROLE = "KS-CEREMONY-ROLE"
+RULE_WITNESS_IS_ADMIN = "KS-CEREMONY-WITNESS-IS-ADMINISTRATOR"
+RULE_SIGNOFF = "KS-CEREMONY-SIGNOFF"
+RULE_QUORUM = "KS-CEREMONY-QUORUM"
+RULE_OUTPUT = "KS-CEREMONY-OUTPUT-MISMATCH"
+RULE_RESUME = "KS-CEREMONY-RESUME"
+
+ADMINISTRATOR = "administrator"
+# Which operator roles a participant role needs (an external person has none to show).
+OPERATOR_ROLE_FOR: dict[str, frozenset[Role] | None] = {
+    "witness": None,  # any enabled operator
+    "custodian": frozenset({Role.KEY_CUSTODIAN}),
+    "auditor": frozenset({Role.AUDITOR}),
+}
+EXTERNAL_ROLES = frozenset({"witness", "auditor"})
+
+
+class State(Enum):
+    REGISTERING = "registering"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+    @property
+    def ended(self) -> bool:
+        return self in {State.COMPLETED, State.FAILED, State.ABANDONED}
+
+
+class Phase(Enum):
+    PERFORM = "perform"  # waiting for the administrator's "done"
+    SIGN_OFF = "sign-off"  # waiting for witnesses
+    NONE = "none"  # not running
+
+
+@dataclass(frozen=True)
+class Participant:
+    name: str
+    role: str
+    kind: str  # operator | external
+    organisation: str = ""
+
+
+class Ceremonies:
+    """Begin, find and list ceremonies of one unlocked workstation."""
+
+    def __init__(self, ws: Workstation) -> None:
+        self.ws = ws
+        self.repo = CeremonyRepository(ws.db)
+
+    def begin(self, script: scripts.Script, profile: str, workdir: Path) -> CeremonyRun:
+        """A new ceremony in ``registering``: the operator who unlocked is its administrator.
+        Refused (denied entry) unless they may run ceremonies, the profile's token is present,
+        logged in and is the one the profile names, and ``workdir`` is a directory."""
+        assert_core_thread()
+        ws = self.ws
+        subject = f"ceremony-script:{script.sha256_hex}"
+        ws.approvals.check_initiator("ceremony.run", subject)
+        details = {"script": script.name, "script_sha256": script.sha256_hex, "profile": profile}
+        try:
+            info = self._token(script, profile)
+            if not workdir.is_dir():
+                raise CeremonyError(
+                    f"{workdir} is not a directory; give the ceremony's working directory.",
+                    "KS-CEREMONY-FILE",
+                )
+        except KeysteadError as exc:
+            record_alone(
+                ws.db,
+                when=ws.clock(),
+                operators=(ws.operator,),
+                action="ceremony.begin",
+                subject=subject,
+                outcome=Outcome.DENIED,
+                details={**details, "refusal": exc.message},
+            )
+            raise
+        now = utc_text(ws.clock())
+        row = CeremonyRow(
+            id=str(uuid.uuid4()),
+            name=script.name,
+            title=script.title,
+            script=script.text,
+            script_sha256=script.sha256_hex,
+            profile=profile,
+            token_serial=info.serial,
+            token_label=info.label,
+            workdir=str(workdir.resolve()),
+            administrator=ws.operator,
+            state=State.REGISTERING.value,
+            step_index=0,
+            created_at=now,
+            started_at=None,
+            ended_at=None,
+            reason="",
+            checkpoint_before=None,
+            checkpoint_after=None,
+            transcript_sha256=None,
+        )
+        with ws.db.transaction():
+            self.repo.insert(row)
+            for index, step in enumerate(script.steps):
+                self.repo.add_step(row.id, index, step.id)
+            self.repo.add_participant(
+                row.id, ParticipantRow(0, ws.operator, ADMINISTRATOR, "operator", "", now)
+            )
+            record(
+                ws.db,
+                when=ws.clock(),
+                operators=(ws.operator,),
+                action="ceremony.begin",
+                subject=f"ceremony:{row.id}",
+                outcome=Outcome.SUCCESS,
+                details={
+                    **details,
+                    "token": info.serial,
+                    "token_label": info.label,
+                    "title": script.title,
+                },
+            )
+        return CeremonyRun(ws, row.id)
+
+    def _token(self, script: scripts.Script, profile: str) -> TokenInfo:
+        key, wanted = script.selector(profile)
+        present = self.ws.tokens.present()
+        if key == "token_label":
+            found = [t for t in present if t.label == wanted]
+        else:
+            found = [t for t in present if wanted in {t.serial, t.reported_serial}]
+        what = f"labelled '{wanted}'" if key == "token_label" else f"with serial '{wanted}'"
+        if not found:
+            seen = ", ".join(f"'{t.label}' ({t.serial})" for t in present) or "none"
+            raise CeremonyError(
+                f"The {profile} profile needs the token {what}; it is not present (present: "
+                f"{seen}). Nothing was started.",
+                RULE_TOKEN,
+            )
+        if len(found) > 1:
+            raise CeremonyError(
+                f"Several tokens are {what}; remove all but the ceremony's token.", RULE_TOKEN
+            )
+        info = found[0]
+        if profile == "rehearsal" and "softhsm" not in info.model.lower():
+            raise CeremonyError(
+                f"Rehearsals run on a SoftHSM token; '{info.label}' is a {info.model} "
+                f"({info.manufacturer}). Use the production profile for a real token.",
+                RULE_TOKEN,
+            )
+        if not any(s.info.serial == info.serial for s in self.ws.tokens.logged_in()):
+            raise TokenNotLoggedIn(f"Log in to token '{info.label}' first; nothing was started.")
+        return info
+
+    def get(self, ref: str) -> CeremonyRun:
+        found = self.repo.find(ref.strip()) if ref.strip() else []
+        if not found:
+            raise CeremonyError(f"No ceremony with id '{ref}'.", "KS-CEREMONY-UNKNOWN")
+        if len(found) > 1:
+            raise CeremonyError(
+                f"'{ref}' starts {len(found)} ceremony ids; type more of it.",
+                "KS-CEREMONY-UNKNOWN",
+            )
+        return CeremonyRun(self.ws, found[0].id)
+
+    def listing(self) -> list[CeremonyRow]:
+        return self.repo.all()
+
+
+class CeremonyRun:
+    """One ceremony, read from its records each time (so two views never disagree)."""
+
+    def __init__(self, ws: Workstation, ceremony_id: str) -> None:
+        self.ws = ws
+        self.id = ceremony_id
+        self.repo = CeremonyRepository(ws.db)
+        self.script = scripts.parse(self.row.script)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def row(self) -> CeremonyRow:
+        found = self.repo.get(self.id)
+        if found is None:
+            raise CeremonyError(f"No ceremony with id '{self.id}'.", "KS-CEREMONY-UNKNOWN")
+        return found
+
+    @property
+    def state(self) -> State:
+        return State(self.row.state)
+
+    @property
+    def administrator(self) -> str:
+        return self.row.administrator
+
+    def participants(self) -> list[Participant]:
+        return [
+            Participant(p.name, p.role, p.kind, p.organisation)
+            for p in self.repo.participants(self.id)
+        ]
+
+    def step_rows(self) -> list[StepRow]:
+        return self.repo.steps(self.id)
+
+    @property
+    def index(self) -> int:
+        return self.row.step_index
+
+    @property
+    def current(self) -> scripts.Step | None:
+        row = self.row
+        if State(row.state) not in {State.RUNNING, State.PAUSED}:
+            return None
+        return (
+            self.script.steps[row.step_index] if row.step_index < len(self.script.steps) else None
+        )
+
+    @property
+    def phase(self) -> Phase:
+        row = self.row
+        if State(row.state) is not State.RUNNING or row.step_index >= len(self.script.steps):
+            return Phase.NONE
+        step = self.repo.steps(self.id)[row.step_index]
+        return Phase.SIGN_OFF if step.state == "performed" else Phase.PERFORM
+
+    def outputs(self, position: int) -> dict[str, str]:
+        return dict(self.repo.steps(self.id)[position].outputs)
+
+    def signoffs(self, position: int) -> list[dict[str, str]]:
+        return list(self.repo.steps(self.id)[position].signoffs)
+
+    def eligible_signers(self, step: scripts.Step) -> list[Participant]:
+        return [p for p in self.participants() if p.role in step.signers]
+
+    def transcript_document(self) -> dict[str, Any]:
+        return transcript.document(self.ws, self.row, self.script)
+
+    def transcript_bytes(self) -> bytes:
+        return transcript.encode(self.transcript_document())
+
+    # --- registering -----------------------------------------------------------------------
+
+    def register_operator(self, name: str, role: str, passphrase: str) -> Participant:
+        """An operator joins in ``role`` (witness, custodian, auditor), proving it with their
+        own passphrase; their operator roles must allow the ceremony role."""
+        assert_core_thread()
+        name = name.strip()
+        self._require(State.REGISTERING, "register participants")
+        self._check_newcomer(name, role, "operator")
+        needed = OPERATOR_ROLE_FOR[role]
+        held = self.ws.approvals.roles_of(name)
+        if not held:
+            self._refuse(
+                "ceremony.register",
+                f"'{name}' is not an enabled operator of this workstation; an outside witness "
+                "is registered as external (name and organisation).",
+                RULE_PARTICIPANT,
+                participant=name,
+            )
+        if needed is not None and not held & needed:
+            self._refuse(
+                "ceremony.register",
+                f"'{name}' cannot take part as {role}: that needs the operator role "
+                f"{', '.join(r.value for r in needed)}; '{name}' holds "
+                f"{', '.join(sorted(r.value for r in held))}.",
+                RULE_ROLE,
+                participant=name,
+            )
+        self._authenticate("ceremony.register", name, passphrase)
+        return self._add(Participant(name, role, "operator"))
+
+    def register_external(self, name: str, organisation: str, role: str) -> Participant:
+        """Someone from outside (an external witness or auditor), recorded by name and
+        organisation; they sign off by typing their name."""
+        assert_core_thread()
+        name, organisation = name.strip(), organisation.strip()
+        self._require(State.REGISTERING, "register participants")
+        if role not in EXTERNAL_ROLES:
+            self._refuse(
+                "ceremony.register",
+                f"A {role} must be an operator of this workstation (custodians hold shares and "
+                "keys); only witnesses and auditors can be external.",
+                RULE_ROLE,
+                participant=name,
+            )
+        if not organisation or len(organisation) > 128:
+            self._refuse(
+                "ceremony.register",
+                "An external participant is recorded with their organisation; give it.",
+                RULE_PARTICIPANT,
+                participant=name,
+            )
+        self._check_newcomer(name, role, "external")
+        return self._add(Participant(name, role, "external", organisation))
+
+    def _check_newcomer(self, name: str, role: str, kind: str) -> None:
+        if role not in OPERATOR_ROLE_FOR:
+            self._refuse(
+                "ceremony.register",
+                f"Unknown participant role '{role}'; use witness, custodian or auditor.",
+                RULE_ROLE,
+                participant=name,
+            )
+        if not name or len(name) > 128 or not name.isprintable():
+            self._refuse(
+                "ceremony.register",
+                "A participant needs a printable name of at most 128 characters.",
+                RULE_PARTICIPANT,
+                participant=name,
+            )
+        if name == self.administrator:
+            self._refuse(
+                "ceremony.register",
+                f"'{name}' is the ceremony's administrator and cannot also be its {role}: "
+                "another person must witness.",
+                RULE_WITNESS_IS_ADMIN,
+                participant=name,
+            )
+        if any(p.name == name for p in self.participants()):
+            self._refuse(
+                "ceremony.register",
+                f"'{name}' is registered already; one person takes one part.",
+                RULE_PARTICIPANT,
+                participant=name,
+            )
+
+    def _add(self, participant: Participant) -> Participant:
+        ws = self.ws
+        position = len(self.repo.participants(self.id))
+        with ws.db.transaction():
+            self.repo.add_participant(
+                self.id,
+                ParticipantRow(
+                    position,
+                    participant.name,
+                    participant.role,
+                    participant.kind,
+                    participant.organisation,
+                    utc_text(ws.clock()),
+                ),
+            )
+            record(
+                ws.db,
+                when=ws.clock(),
+                operators=self._operators(participant),
+                action="ceremony.register",
+                subject=f"ceremony:{self.id}",
+                outcome=Outcome.SUCCESS,
+                details={
+                    "participant": participant.name,
+                    "role": participant.role,
+                    "kind": participant.kind,
+                    "organisation": participant.organisation,
+                },
+            )
+        return participant
+
+    # --- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the participants against the script, sign the checkpoint before, run."""
+        assert_core_thread()
+        self._require(State.REGISTERING, "start")
+        people = self.participants()
+        script = self.script
+        counts = {
+            role: sum(1 for p in people if p.role == role)
+            for role in ("witness", "custodian", "auditor")
+        }
+        short = []
+        if counts["witness"] < script.witnesses:
+            short.append(f"{script.witnesses} witness(es), {counts['witness']} registered")
+        if counts["custodian"] < script.custodians:
+            short.append(f"{script.custodians} custodian(s), {counts['custodian']} registered")
+        if script.auditor and counts["auditor"] < 1:
+            short.append("an auditor, none registered")
+        for step in script.steps:
+            able = len(self.eligible_signers(step))
+            if able < step.quorum:
+                short.append(
+                    f"step '{step.id}' needs {step.quorum} sign-off(s) by "
+                    f"{'/'.join(step.signers)}, {able} registered"
+                )
+        if short:
+            self._refuse(
+                "ceremony.start", "The script needs " + "; ".join(short) + ".", RULE_QUORUM
+            )
+        self._token_ready()
+        made = self.ws.audit.checkpoint("ceremony start")
+        checkpoint = {"seq": made.seq, "head": made.head.hex(), "time": made.time}
+        self._change(
+            "ceremony.start",
+            {
+                "state": State.RUNNING.value,
+                "started_at": utc_text(self.ws.clock()),
+                "checkpoint_before": checkpoint,
+            },
+            {"checkpoint": checkpoint, "participants": [f"{p.role}:{p.name}" for p in people]},
+        )
+
+    def perform(self, desk: CeremonyDesk) -> dict[str, str]:
+        """The administrator's "done" for the current step: run its action, compare outputs
+        with the script's expectations, record them. Any failure stops the ceremony (state
+        ``failed``, the reason recorded) and is raised again."""
+        assert_core_thread()
+        self._require(State.RUNNING, "carry out a step")
+        if self.phase is not Phase.PERFORM:
+            self._refuse(
+                "ceremony.step",
+                "This step was carried out; it waits for the witnesses' sign-off.",
+                RULE_STATE,
+            )
+        position = self.index
+        step = self.script.steps[position]
+        expect = self._resolved(step)
+        self._token_ready()
+        context = StepContext(
+            self.ws,
+            self.row.token_serial,
+            Path(self.row.workdir),
+            desk,
+            {k: v for k, v in expect.items() if k in step.spec.prechecked},
+            {s.step_id: s.outputs for s in self.repo.steps(self.id)[:position]},
+        )
+        try:
+            outputs = step.spec.run(context, step.params)
+        except KeysteadError as exc:
+            self._fail(position, f"step '{step.id}' failed: {exc.message}")
+            raise
+        mismatches = [
+            f"{name}: expected {wanted}, got {outputs.get(name, '(none)')}"
+            for name, wanted in expect.items()
+            if name not in step.spec.prechecked
+            and outputs.get(name, "").strip().lower() != wanted.strip().lower()
+        ]
+        if mismatches:
+            reason = f"step '{step.id}' output does not match the script: " + "; ".join(mismatches)
+            self._fail(position, reason, outputs)
+            raise CeremonyError(reason, RULE_OUTPUT)
+        ws = self.ws
+        with ws.db.transaction():
+            self.repo.put_step(
+                self.id,
+                StepRow(
+                    position,
+                    step.id,
+                    "performed",
+                    ws.operator,
+                    utc_text(ws.clock()),
+                    outputs,
+                    [],
+                    "",
+                ),
+            )
+            record(
+                ws.db,
+                when=ws.clock(),
+                operators=(ws.operator,),
+                action="ceremony.step",
+                subject=f"ceremony:{self.id}",
+                outcome=Outcome.SUCCESS,
+                details={
+                    "step": step.id,
+                    "type": step.type,
+                    "position": position,
+                    "outputs": outputs,
+                },
+            )
+        return outputs
+
+    def sign_off(self, name: str, initials: str, passphrase: str | None) -> bool:
+        """A witness signs the current step: an operator with initials and their passphrase,
+        an external participant by typing their registered name as ``initials``. True when
+        the quorum is reached (the ceremony moves on, or completes after the last step)."""
+        assert_core_thread()
+        name = name.strip()
+        self._require(State.RUNNING, "sign off")
+        if self.phase is not Phase.SIGN_OFF:
+            self._refuse(
+                "ceremony.sign-off",
+                "The administrator has not carried out this step yet; nothing to sign.",
+                RULE_STATE,
+            )
+        position = self.index
+        step = self.script.steps[position]
+        row = self.repo.steps(self.id)[position]
+        if name == self.administrator:
+            self._refuse(
+                "ceremony.sign-off",
+                f"'{name}' carried out step '{step.id}' as administrator and cannot also "
+                "witness it; another participant signs.",
+                RULE_WITNESS_IS_ADMIN,
+                participant=name,
+            )
+        who = next((p for p in self.participants() if p.name == name), None)
+        if who is None:
+            self._refuse(
+                "ceremony.sign-off",
+                f"'{name}' is not a participant of this ceremony.",
+                RULE_PARTICIPANT,
+                participant=name,
+            )
+        if who.role not in step.signers:
+            self._refuse(
+                "ceremony.sign-off",
+                f"Step '{step.id}' is signed by {'/'.join(step.signers)}; '{name}' takes part "
+                f"as {who.role}.",
+                RULE_ROLE,
+                participant=name,
+            )
+        if any(s["name"] == name for s in row.signoffs):
+            self._refuse(
+                "ceremony.sign-off",
+                f"'{name}' has signed this step already; each person counts once.",
+                RULE_SIGNOFF,
+                participant=name,
+            )
+        typed = initials.strip()
+        if who.kind == "external":
+            if typed != who.name:
+                self._refuse(
+                    "ceremony.sign-off",
+                    f"An external participant signs by typing their registered name "
+                    f"('{who.name}') exactly.",
+                    RULE_SIGNOFF,
+                    participant=name,
+                )
+        else:
+            if not typed or len(typed) > 8 or not typed.replace(".", "").isalpha():
+                self._refuse(
+                    "ceremony.sign-off",
+                    "Type your initials (letters, at most 8).",
+                    RULE_SIGNOFF,
+                    participant=name,
+                )
+            self._authenticate("ceremony.sign-off", name, passphrase or "")
+        ws = self.ws
+        signoffs = [
+            *row.signoffs,
+            {
+                "name": name,
+                "role": who.role,
+                "kind": who.kind,
+                "initials": typed,
+                "at": utc_text(ws.clock()),
+            },
+        ]
+        done = len(signoffs) >= step.quorum
+        with ws.db.transaction():
+            self.repo.put_step(
+                self.id,
+                StepRow(
+                    position,
+                    row.step_id,
+                    "signed" if done else "performed",
+                    row.performed_by,
+                    row.performed_at,
+                    row.outputs,
+                    signoffs,
+                    "",
+                ),
+            )
+            if done:
+                self.repo.update(self.id, step_index=position + 1)
+            record(
+                ws.db,
+                when=ws.clock(),
+                operators=self._operators(who),
+                action="ceremony.sign-off",
+                subject=f"ceremony:{self.id}",
+                outcome=Outcome.SUCCESS,
+                details={
+                    "step": step.id,
+                    "position": position,
+                    "participant": name,
+                    "kind": who.kind,
+                    "signed": len(signoffs),
+                    "quorum": step.quorum,
+                },
+            )
+        if done and position + 1 >= len(self.script.steps):
+            self._complete()
+        return done
+
+    def pause(self, reason: str = "") -> None:
+        """Lock the ceremony; only its administrator resumes it."""
+        assert_core_thread()
+        self._require(State.RUNNING, "pause")
+        self._change("ceremony.pause", {"state": State.PAUSED.value}, {"reason": reason})
+
+    def resume(self) -> None:
+        assert_core_thread()
+        self._require(State.PAUSED, "resume")
+        if self.ws.operator != self.administrator:
+            self._refuse(
+                "ceremony.resume",
+                f"Only the ceremony's administrator '{self.administrator}' resumes it; "
+                f"'{self.ws.operator}' is unlocked.",
+                RULE_RESUME,
+            )
+        self._token_ready()
+        self._change("ceremony.resume", {"state": State.RUNNING.value}, {})
+
+    def abandon(self, reason: str) -> None:
+        """Give the ceremony up (recorded, with a checkpoint if it had started)."""
+        assert_core_thread()
+        if self.state.ended:
+            self._refuse(
+                "ceremony.abandon", f"The ceremony is {self.state.value} already.", RULE_STATE
+            )
+        if not reason.strip():
+            raise CeremonyError("Say why the ceremony is abandoned.", RULE_STATE)
+        self._end(State.ABANDONED, "ceremony.abandon", reason.strip(), Outcome.ABORTED)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _resolved(self, step: scripts.Step) -> dict[str, str]:
+        rows = {s.step_id: s.outputs for s in self.repo.steps(self.id)}
+        found = {}
+        for name, value in step.expect.items():
+            if value.startswith("@"):
+                ref_step, _, ref_output = value[1:].partition(".")
+                found[name] = rows.get(ref_step, {}).get(ref_output, "(no such output)")
+            else:
+                found[name] = value
+        return found
+
+    def _token_ready(self) -> None:
+        serial = self.row.token_serial
+        if not any(s.info.serial == serial for s in self.ws.tokens.logged_in()):
+            raise TokenNotLoggedIn(
+                f"Log in to the ceremony's token ({self.row.token_label}, {serial}) first."
+            )
+
+    def _fail(self, position: int, reason: str, outputs: Mapping[str, str] | None = None) -> None:
+        row = self.repo.steps(self.id)[position]
+        with self.ws.db.transaction():
+            self.repo.put_step(
+                self.id,
+                StepRow(
+                    position,
+                    row.step_id,
+                    "failed",
+                    self.ws.operator,
+                    utc_text(self.ws.clock()),
+                    dict(outputs or {}),
+                    [],
+                    reason,
+                ),
+            )
+        self._end(State.FAILED, "ceremony.fail", reason, Outcome.FAILED)
+
+    def _complete(self) -> None:
+        self._end(State.COMPLETED, "ceremony.complete", "", Outcome.SUCCESS)
+
+    def _end(self, state: State, action: str, reason: str, outcome: Outcome) -> None:
+        """Checkpoint after (when it had started and the audit token is there), then the
+        final state and the transcript's SHA-256 in one entry."""
+        ws = self.ws
+        checkpoint: dict[str, Any] | None = None
+        note = ""
+        if self.row.started_at is not None:
+            try:
+                made = ws.audit.checkpoint(f"ceremony {state.value}")
+                checkpoint = {"seq": made.seq, "head": made.head.hex(), "time": made.time}
+            except KeysteadError as exc:
+                if state is State.COMPLETED:
+                    raise
+                note = f"no checkpoint after: {exc.message}"
+        with ws.db.transaction():
+            self.repo.update(
+                self.id,
+                state=state.value,
+                ended_at=utc_text(ws.clock()),
+                reason=reason,
+                checkpoint_after=checkpoint,
+            )
+            digest = transcript.sha256(self.transcript_bytes())
+            self.repo.update(self.id, transcript_sha256=digest)
+            record(
+                ws.db,
+                when=ws.clock(),
+                operators=(ws.operator,),
+                action=action,
+                subject=f"ceremony:{self.id}",
+                outcome=outcome,
+                details={
+                    "transcript_sha256": digest,
+                    "reason": reason,
+                    "checkpoint": checkpoint,
+                    **({"note": note} if note else {}),
+                },
+            )
+
+    def _change(self, action: str, values: dict[str, Any], details: dict[str, Any]) -> None:
+        ws = self.ws
+        with ws.db.transaction():
+            self.repo.update(self.id, **values)
+            record(
+                ws.db,
+                when=ws.clock(),
+                operators=(ws.operator,),
+                action=action,
+                subject=f"ceremony:{self.id}",
+                outcome=Outcome.SUCCESS,
+                details=details,
+            )
+
+    def _authenticate(self, action: str, name: str, passphrase: str) -> None:
+        try:
+            self.ws.approvals.check_passphrase(name, passphrase)
+        except KeysteadError as exc:
+            self._refuse(action, exc.message, "KS-CEREMONY-PASSPHRASE", participant=name, cause=exc)
+
+    def _operators(self, participant: Participant) -> tuple[str, ...]:
+        if participant.kind == "operator" and participant.name != self.ws.operator:
+            return (self.ws.operator, participant.name)
+        return (self.ws.operator,)
+
+    def _require(self, state: State, what: str) -> None:
+        current = self.state
+        if current is not state:
+            self._refuse(
+                f"ceremony.{what.split()[0]}",
+                f"Cannot {what}: the ceremony is {current.value}.",
+                RULE_STATE,
+            )
+
+    def _refuse(
+        self,
+        action: str,
+        message: str,
+        rule: str,
+        participant: str | None = None,
+        cause: BaseException | None = None,
+    ) -> NoReturn:
+        details: dict[str, Any] = {"refusal": message, "rule": rule}
+        if participant is not None:
+            details["participant"] = participant
+        current = self.current
+        if current is not None:
+            details["step"] = current.id
+        record_alone(
+            self.ws.db,
+            when=self.ws.clock(),
+            operators=(self.ws.operator,),
+            action=action,
+            subject=f"ceremony:{self.id}",
+            outcome=Outcome.DENIED,
+            details=details,
+        )
+        raise CeremonyError(message, rule) from cause

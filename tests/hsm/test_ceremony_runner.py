@@ -1,0 +1,165 @@
+"""The ceremony state machine on a real SoftHSM token and SQLCipher file: a template to the
+end, its evidence in the audit chain, and every refusal the issue names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from app.ceremony import transcript
+from app.ceremony.runner import Ceremonies, Phase, State
+from app.errors import AuditIntegrityError, CeremonyError, TokenNotLoggedIn
+from tests.hsm.ceremony_kit import (
+    EXTERNAL,
+    ScriptedDesk,
+    begin,
+    register_all,
+    rehearsal_bench,
+    run_to_end,
+    sign,
+    template,
+    write_csr,
+)
+from tests.support import OPERATOR, PASS, PIN, WITNESS, WITNESS_PASS, Bench
+
+pytestmark = pytest.mark.hsm
+
+
+@pytest.fixture
+def rb(bench: Bench) -> Bench:
+    return rehearsal_bench(bench)
+
+
+def test_root_ca_runs_to_the_end_with_its_evidence(rb: Bench, tmp_path: Path) -> None:
+    script = template("root-ca")
+    write_csr(tmp_path)
+    run = begin(rb, script, tmp_path)
+    register_all(rb, run, script)
+    run_to_end(rb, run, ScriptedDesk())
+    assert rb(lambda: run.state) is State.COMPLETED
+    root = x509.load_pem_x509_certificate((tmp_path / "root-ca.pem").read_bytes())
+    inter = x509.load_pem_x509_certificate((tmp_path / "intermediate-ca.pem").read_bytes())
+    inter.verify_directly_issued_by(root)
+    root.verify_directly_issued_by(root)
+    key = rb(rb.ws.keys.resolve, "root-ca-2026")
+    assert key.state.value == "ACTIVE" and key.token_label == "Rehearsal"
+    doc = rb(run.transcript_document)
+    assert [s["state"] for s in doc["steps"]] == ["signed"] * 6
+    assert doc["checkpoints"]["before"] and doc["checkpoints"]["after"]
+    assert doc["steps"][1]["outputs"]["fingerprint"] == key.fingerprint
+    # The transcript's hash is in the chain; the chain verifies; a changed copy fails.
+    data = rb(run.transcript_bytes)
+    checked = rb(transcript.verify, rb.ws, data)
+    assert checked.action == "ceremony.complete"
+    assert rb(rb.ws.audit.verify).ok
+    changed = data.replace(b"Rehearsal", b"Rehearsel", 1)
+    with pytest.raises(AuditIntegrityError, match="changed"):
+        rb(transcript.verify, rb.ws, changed)
+    events = [e.action for e in rb.events()]
+    assert events.count("audit.checkpoint") >= 3  # before, the step, after
+
+
+def test_a_witness_cannot_be_the_administrator(rb: Bench, tmp_path: Path) -> None:
+    script = template("rotate-key")
+    run = begin(rb, script, tmp_path)
+    with pytest.raises(CeremonyError, match="ADMINISTRATOR"):
+        rb(run.register_operator, OPERATOR, "witness", PASS)
+    register_all(rb, run, script)
+    rb(run.start)
+    rb(run.perform, ScriptedDesk())
+    with pytest.raises(CeremonyError, match="ADMINISTRATOR"):
+        rb(run.sign_off, OPERATOR, "OF", PASS)
+    assert rb(lambda: run.phase) is Phase.SIGN_OFF
+    denied = [e for e in rb.events() if e.action == "ceremony.sign-off" and e.outcome == "denied"]
+    assert denied and "ADMINISTRATOR" in denied[-1].details_json
+
+
+def test_refusals_change_nothing(rb: Bench, tmp_path: Path) -> None:
+    script = template("generate-kek")
+    run = begin(rb, script, tmp_path)
+    # A participant who lacks the role: the officer enrols an auditor-only operator.
+    with pytest.raises(CeremonyError, match="custodian"):
+        rb(run.register_external, "Mallory", "Outside Ltd", "custodian")
+    with pytest.raises(CeremonyError, match="PASSPHRASE"):
+        rb(run.register_operator, WITNESS, "custodian", "not the passphrase")
+    with pytest.raises(CeremonyError, match="QUORUM"):
+        rb(run.start)  # nobody registered yet
+    register_all(rb, run, script)
+    rb(run.start)
+    with pytest.raises(CeremonyError, match="not carried out"):
+        rb(run.sign_off, WITNESS, "WI", WITNESS_PASS)
+    rb(run.perform, ScriptedDesk())
+    with pytest.raises(CeremonyError, match="registered name"):
+        rb(run.sign_off, EXTERNAL[0], "EE", None)
+    with pytest.raises(CeremonyError, match="not a participant"):
+        rb(run.sign_off, "nobody", "NB", None)
+    sign(rb, run)
+    assert rb(lambda: run.index) == 1
+
+
+def test_a_token_that_does_not_match_the_profile_is_refused(rb: Bench, tmp_path: Path) -> None:
+    script = template("root-ca")
+    with pytest.raises(CeremonyError, match="serial 'REPLACE"):
+        begin(rb, script, tmp_path, profile="production")
+    serial = rb(rb.ws.tokens.find, "Rehearsal").serial
+    text = script.text.replace(b"REPLACE-WITH-THE-TOKEN-SERIAL", serial.encode())
+    from app.ceremony.script import parse
+
+    real = parse(text)
+    run = begin(rb, real, tmp_path, profile="production")
+    assert rb(lambda: run.row.token_serial) == serial
+    rb(rb.ws.tokens.logout, serial)
+    with pytest.raises(TokenNotLoggedIn):
+        begin(rb, real, tmp_path, profile="production")
+    denied = [e for e in rb.events() if e.action == "ceremony.begin" and e.outcome == "denied"]
+    assert len(denied) == 2
+
+
+def test_an_output_that_does_not_match_stops_the_ceremony(rb: Bench, tmp_path: Path) -> None:
+    from app.ceremony.script import parse
+
+    text = template("generate-kek").text.replace(b'kcv = "@generate.kcv"', b'kcv = "000000"')
+    script = parse(text)
+    run = begin(rb, script, tmp_path)
+    register_all(rb, run, script)
+    desk = ScriptedDesk()
+    rb(run.start)
+    for _ in ("check-token", "generate"):
+        rb(run.perform, desk)
+        sign(rb, run)
+    with pytest.raises(CeremonyError, match="EXPECTATION"):
+        rb(run.perform, desk)
+    assert rb(lambda: run.state) is State.FAILED
+    row = rb(lambda: run.row)
+    assert "000000" in row.reason and row.transcript_sha256
+    # Prechecked: nothing was activated.
+    assert rb(rb.ws.keys.resolve, "kek-2026").state.value == "PRE_ACTIVE"
+    rb(transcript.verify, rb.ws, rb(run.transcript_bytes))
+    with pytest.raises(CeremonyError, match="failed"):
+        rb(run.perform, desk)
+
+
+def test_pause_resume_and_abandon(rb: Bench, tmp_path: Path) -> None:
+    script = template("rotate-key")
+    run = begin(rb, script, tmp_path)
+    register_all(rb, run, script)
+    rb(run.start)
+    rb(run.pause, "lunch")
+    with pytest.raises(CeremonyError, match="paused"):
+        rb(run.perform, ScriptedDesk())
+    rb.reopen()
+    again = rb(Ceremonies(rb.ws).get, run.id[:8])
+    with pytest.raises(TokenNotLoggedIn):
+        rb(again.resume)
+    rb(rb.ws.tokens.login, "Rehearsal", PIN)
+    rb(again.resume)
+    rb(again.perform, ScriptedDesk())  # token.check
+    rb(again.abandon, "the room was interrupted")
+    assert rb(lambda: again.state) is State.ABANDONED
+    doc = json.loads(rb(again.transcript_bytes))
+    assert doc["ceremony"]["reason"] == "the room was interrupted"
+    assert [s["state"] for s in doc["steps"]][:2] == ["performed", "pending"]
+    rb(transcript.verify, rb.ws, rb(again.transcript_bytes))
