@@ -149,7 +149,16 @@ def verify(ws: Workstation, data: bytes) -> Verified:
 # --- rehearsal diff --------------------------------------------------------------------------
 
 # Ceremony fields that always differ between two runs.
-_EXPECTED_CEREMONY = ("id", "profile", "token", "created_at", "started_at", "ended_at")
+_EXPECTED_CEREMONY = (
+    "id",
+    "profile",
+    "token",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "workstation",
+    "administrator",
+)
 
 
 @dataclass
@@ -196,10 +205,12 @@ def diff(first: dict[str, Any], second: dict[str, Any]) -> Comparison:
         )
     if first["checkpoints"] != second["checkpoints"]:
         result.expected.append(Difference("checkpoints", "…", "…"))
-    roles_a = sorted((p["role"], p["kind"]) for p in first["participants"])
-    roles_b = sorted((p["role"], p["kind"]) for p in second["participants"])
+    roles_a = sorted(p["role"] for p in first["participants"])
+    roles_b = sorted(p["role"] for p in second["participants"])
     if roles_a != roles_b:
         result.unexpected.append(Difference("participants (roles)", roles_a, roles_b))
+    elif first["participants"] != second["participants"]:
+        result.expected.append(Difference("participants (names, kinds, times)", "…", "…"))
     steps_a, steps_b = first["steps"], second["steps"]
     if len(steps_a) != len(steps_b):
         result.unexpected.append(Difference("steps (count)", len(steps_a), len(steps_b)))

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from app.cli import airgap, backup, certs, operators, output, selftest, use
+from app.cli import airgap, backup, ceremony, certs, operators, output, selftest, use
 from app.cli.approvers import CliApprovers, refusal_hint
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(run=cmd_audit_intents)
     airgap.register(sub)
     backup.register(sub)
+    ceremony.register(sub)
     selftest.register(sub)
     operators.add_parsers(sub)
     return parser

@@ -1,0 +1,217 @@
+"""Ceremony scripts: every shipped template parses; every bad input of the issue (and its
+siblings) is a typed refusal with a rule id; fuzzing the parser gives typed errors only."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.ceremony import script as scripts
+from app.ceremony.registry import all_specs
+from app.ceremony.templates import templates
+from app.errors import CeremonyScriptError
+
+GOOD = b"""schema = 1
+name = "demo"
+title = "Demo"
+
+[profiles.rehearsal]
+token_label = "Rehearsal"
+[profiles.production]
+token_serial = "9a1b2c3d4e5f6a7b"
+
+[[steps]]
+id = "check"
+type = "token.check"
+instruction = "Show the token."
+
+[[steps]]
+id = "gen"
+type = "key.generate"
+instruction = "Generate."
+[steps.params]
+name = "k1"
+algorithm = "AES-256"
+"""
+
+ALGO = b'algorithm = "AES-256"\n'
+TEMPLATES = {
+    "init-token",
+    "generate-kek",
+    "root-ca",
+    "rotate-key",
+    "backup",
+    "restore-drill",
+    "destroy-key",
+}
+
+
+def refused(data: bytes) -> CeremonyScriptError:
+    with pytest.raises(CeremonyScriptError) as caught:
+        scripts.parse(data)
+    return caught.value
+
+
+def test_a_good_script_and_every_template_parse() -> None:
+    parsed = scripts.parse(GOOD)
+    assert [s.type for s in parsed.steps] == ["token.check", "key.generate"]
+    assert parsed.sha256_hex == __import__("hashlib").sha256(GOOD).hexdigest()
+    assert len(parsed.words) == 32
+    assert parsed.selector("production") == ("token_serial", "9a1b2c3d4e5f6a7b")
+    shipped = {t.name: t for t in templates()}
+    assert set(shipped) == TEMPLATES
+    for template in shipped.values():
+        assert template.script.name == template.name
+        rehearsal = template.script.profiles["rehearsal"]
+        production = template.script.profiles["production"]
+        assert set(rehearsal) == {"token_label"} and set(production) == {"token_serial"}
+
+
+def test_a_syntax_error_names_line_and_column() -> None:
+    error = refused(GOOD.replace(b'title = "Demo"', b'title = "Demo'))
+    assert error.rule == scripts.RULE_SYNTAX
+    assert (error.line, error.column) == (3, 14)  # the end of the line
+    assert "line 3, column 14" in error.message
+    for sibling in (b"schema = = 1", b"[[steps]\n", b"a = 1\na = 2\n", b"\xff\xfe"):
+        assert refused(sibling).rule == scripts.RULE_SYNTAX
+
+
+def test_an_unknown_step_type_is_refused_with_its_line() -> None:
+    error = refused(GOOD.replace(b'type = "key.generate"', b'type = "key.generat"'))
+    assert error.rule == scripts.RULE_STEP_TYPE and error.step == "gen"
+    assert error.line == 15
+    assert "key.generate" in error.message  # the known types are listed
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ((b'algorithm = "AES-256"\n', b""), scripts.RULE_PARAM_MISSING),
+        ((b'name = "k1"', b'name = "k1"\ncolour = "red"'), scripts.RULE_PARAM_UNKNOWN),
+        ((b'name = "k1"', b"name = 7"), scripts.RULE_PARAM_TYPE),
+        ((b"schema = 1", b"schema = 2"), scripts.RULE_SCHEMA),
+        ((b"schema = 1", b"schema = true"), scripts.RULE_SCHEMA),
+        ((b'token_label = "Rehearsal"', b'token_serial = "x"'), scripts.RULE_PROFILE),
+        (
+            (b'[profiles.production]\ntoken_serial = "9a1b2c3d4e5f6a7b"\n', b""),
+            scripts.RULE_PROFILE,
+        ),
+        (
+            (b'token_label = "Rehearsal"', b'token_label = "Rehearsal"\nmodule = "/x.so"'),
+            scripts.RULE_PROFILE,
+        ),
+        ((b'id = "gen"', b'id = "check"'), scripts.RULE_FIELD),
+        ((b'id = "gen"', b'id = "Gen Step"'), scripts.RULE_FIELD),
+        ((b'instruction = "Generate."', b""), scripts.RULE_FIELD),
+        ((b'name = "demo"', b'name = "demo"\nsurprise = 1'), scripts.RULE_FIELD),
+        ((ALGO, ALGO + b'[steps.expect]\ncolour = "x"\n'), scripts.RULE_EXPECT),
+        ((ALGO, ALGO + b'[steps.expect]\nkcv = "@nowhere.kcv"\n'), scripts.RULE_EXPECT),
+        ((ALGO, ALGO + b"[steps.expect]\nkcv = 7\n"), scripts.RULE_EXPECT),
+    ],
+)
+def test_structural_faults_are_refused(change: tuple[bytes, bytes], rule: str) -> None:
+    old, new = change
+    assert old in GOOD
+    assert refused(GOOD.replace(old, new, 1)).rule == rule
+
+
+@pytest.mark.parametrize(
+    "insert",
+    [
+        b'pin = "123456"',
+        b'so_pin = "27182818"',
+        b'user-pin = "x"',
+        b'passphrase = "correct horse"',
+        b'Password = "hunter2"',
+        b'share = "x"',
+        b'shares = ["a", "b"]',
+        b'mnemonic = "x"',
+        b'secret = "x"',
+        b'note = "pin=123456"',
+        b'note = "passphrase = hunter2"',
+        b'note = "123456"',
+        b'note = "' + b" ".join([b"academic"] * 20) + b'"',
+    ],
+)
+def test_anything_that_looks_like_a_secret_is_refused(insert: bytes) -> None:
+    text = GOOD.replace(b'name = "k1"', b'name = "k1"\n' + insert, 1)
+    error = refused(text)
+    assert error.rule == scripts.RULE_SECRET, error.message
+    # Also in the profiles and at the top level: everywhere.
+    top = GOOD.replace(b'title = "Demo"', b'title = "Demo"\n' + insert, 1)
+    assert refused(top).rule == scripts.RULE_SECRET
+
+
+def test_public_identifiers_are_not_taken_for_secrets() -> None:
+    text = GOOD.replace(ALGO, ALGO + b'[steps.expect]\nkcv = "000000"\n', 1)
+    assert scripts.parse(text).steps[1].expect == {"kcv": "000000"}
+    serial = GOOD.replace(b'"9a1b2c3d4e5f6a7b"', b'"1234567890"')
+    assert scripts.parse(serial).profiles["production"]["token_serial"] == "1234567890"
+    words = GOOD.replace(b'"Show the token."', b'"Type the user PIN when asked: never aloud."')
+    assert scripts.parse(words)
+
+
+def test_every_step_type_declares_what_it_needs() -> None:
+    for spec in all_specs():
+        assert spec.required <= set(spec.params), spec.name
+        assert spec.varying <= set(spec.outputs), spec.name
+        assert spec.prechecked <= set(spec.outputs), spec.name
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_fuzzed_bytes_give_typed_errors_only(data: bytes) -> None:
+    try:
+        scripts.parse(data)
+    except CeremonyScriptError as exc:
+        assert exc.rule.startswith("KS-CEREMONY-")
+
+
+_TOML_VALUES = st.recursive(
+    st.one_of(
+        st.integers(-5, 10**6),
+        st.booleans(),
+        st.text(max_size=30),
+        st.sampled_from(["token.check", "key.generate", "AES-256", "@gen.kcv", "rehearsal"]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["id", "type", "name", "params", "x"]), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+def _toml(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, str)):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    raise TypeError(value)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(
+        st.sampled_from(["schema", "name", "title", "profiles", "steps", "participants"]),
+        _TOML_VALUES,
+        max_size=6,
+    ),
+    st.sampled_from(["steps", "profiles", "participants"]),
+)
+def test_fuzzed_structures_give_typed_errors_only(doc: dict[str, object], mutate: str) -> None:
+    base = scripts.parse(GOOD)
+    lines = [f"{key} = {_toml(value)}" for key, value in doc.items()]
+    try:
+        parsed = scripts.parse("\n".join(lines).encode())
+    except CeremonyScriptError as exc:
+        assert exc.rule.startswith("KS-CEREMONY-")
+    else:
+        assert parsed.steps and base.steps
