@@ -200,6 +200,7 @@ def test_two_rehearsals_differ_only_where_expected(room: Cli, tmp_path: Path) ->
         ids.append(ceremony_id(run_template(cli, "root-ca", work)))
     first = tmp_path / "first.json"
     room.run("ceremony", "transcript", ids[0], "--out", str(first))
+    check_pdf(room, ids[0], tmp_path)
     compared = other.json("ceremony", "diff", str(first), ids[1])
     assert compared["same_script"] and compared["unexpected"] == []
     expected = "\n".join(compared["expected"])
@@ -330,5 +331,35 @@ def test_a_failed_step_stops_with_its_reason_and_pause_resumes(room: Cli, tmp_pa
     assert room.json("ceremony", "show", ident)["ceremony"]["state"] == "completed"
 
 
-def steps_of(doc: dict[str, Any]) -> list[str]:
-    return [s["state"] for s in doc["steps"]]
+def check_pdf(cli: Cli, ident: str, tmp_path: Path) -> None:
+    """The PDF through Qt's writer: pages rendered to PNG by pdftoppm (kept beside the test's
+    files to look at), the transcript's SHA-256 — the chain's — on the last page, a signature
+    line per participant there."""
+    import subprocess
+
+    pdf = tmp_path / "transcript.pdf"
+    printed = cli.json("ceremony", "transcript", ident, "--out", str(pdf))
+    recorded = printed["recorded"]
+    assert recorded == printed["sha256"]
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True)
+    pages = int(next(x for x in info.stdout.splitlines() if x.startswith("Pages:")).split()[1])
+    assert pages >= 2
+    last = subprocess.run(
+        ["pdftotext", "-layout", "-f", str(pages), "-l", str(pages), str(pdf), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    flat = last.replace(":", "").replace(" ", "").replace("\n", "").lower()
+    assert recorded in flat
+    assert last.count("Signature:") == 3 and EXTERNAL[1] in last
+    first_page = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Key ceremony: Root CA" in first_page and "COMPLETED" in first_page
+    subprocess.run(["pdftoppm", "-r", "50", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    assert len(list(tmp_path.glob("page-*.png"))) == pages
+    assert "never written over" in cli.error("ceremony", "transcript", ident, "--out", str(pdf))
