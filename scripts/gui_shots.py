@@ -5,7 +5,8 @@
 
 Makes a fresh demo workstation (test values only: fixed passphrase and PINs, a fast KDF) in a
 temporary directory, with keys in several states, then shows VIEW full screen: a page
-(overview, inventory, tokens, audit, audit-verified) or a dialog (destroy, compromise,
+(overview, inventory, tokens, audit, audit-verified; ceremony: the root-CA template waiting for
+a sign-off; ceremony-done: completed) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
 adopt). Not part of the product; never run it against a real workstation.
 """
@@ -84,6 +85,8 @@ def main() -> int:
         ws.roster.add("witness", FIRST_OPERATOR_ROLES, WITNESS_PASS, WITNESS_PASS)
         ws.approvals.source = ScriptedApprovers([Credential("witness", WITNESS_PASS)])
         demo(ws)
+        if view.startswith("ceremony"):
+            CEREMONY.append(ceremony_demo(ws, view))
         ws.approvals.source = None
         if view in ("seal", "overview-alert"):
             ws.tokens.logout(ws.tokens.find("Demo").serial)
@@ -100,6 +103,45 @@ def main() -> int:
     app.exec()
     bridge.shutdown()
     return 0
+
+
+CEREMONY: list[str] = []
+
+
+def ceremony_demo(ws: Workstation, view: str) -> str:
+    """The root-CA template on a Rehearsal token with three participants: stopped after the
+    root key's generation (waiting for the sign-off), or run to the end ("ceremony-done")."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from app.ceremony import script as scripts
+    from app.ceremony.runner import Ceremonies
+    from app.ceremony.templates import template_dir
+
+    ws.tokens.create_soft_token("Rehearsal", SO_PIN, PIN)
+    ws.tokens.login("Rehearsal", PIN)
+    work = Path(tempfile.mkdtemp(prefix="keystead-ceremony-"))
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Demo Issuing CA")]))
+        .sign(ec.generate_private_key(ec.SECP384R1()), hashes.SHA384())
+    )
+    (work / "intermediate.csr").write_bytes(request.public_bytes(serialization.Encoding.PEM))
+    run = Ceremonies(ws).begin(scripts.load(template_dir() / "root-ca.toml"), "rehearsal", work)
+    run.register_operator("witness", "witness", WITNESS_PASS)
+    run.register_external("Eve Example", "Example Audit LLP", "witness")
+    run.start()
+    steps = len(run.script.steps) if view == "ceremony-done" else 2
+    for position in range(steps):
+        run.perform(None)  # type: ignore[arg-type]  (the root-CA steps ask for nothing)
+        if position < steps - 1 or view == "ceremony-done":
+            if position % 2:
+                run.sign_off("Eve Example", "Eve Example", None)
+            else:
+                run.sign_off("witness", "WI", WITNESS_PASS)
+    return run.id
 
 
 def select(window, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -127,6 +169,14 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
             window.audit.verify()
         if view == "tokens":
             window.tokens.tree.setCurrentItem(window.tokens._items()[-1])
+        return
+    if view.startswith("ceremony"):
+        from ui.pages.ceremony_page import _snapshot
+
+        page = window.ceremony
+        window.show_page(page)
+        ident = CEREMONY[0]
+        page.session.run(lambda ws: _snapshot(ws, ident), page._shown)
         return
     window.show_page(window.inventory)
     actions = window.inventory.lifecycle

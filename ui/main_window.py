@@ -29,6 +29,7 @@ from ui.icons import icon
 from ui.idle import IdleWatch
 from ui.menus import build_menu_bar
 from ui.pages.audit_page import AuditPage
+from ui.pages.ceremony_page import CeremonyPage
 from ui.pages.inventory_page import InventoryPage
 from ui.pages.operators_page import OperatorsPage
 from ui.pages.overview_page import OverviewPage
@@ -63,7 +64,7 @@ class MainWindow(QMainWindow):
         self.nav = QListWidget(self)
         self.nav.setObjectName("nav")
         self.nav.setIconSize(QSize(20, 20))
-        self.nav.setFixedWidth(136)
+        self.nav.setFixedWidth(150)
         self.pages = QStackedWidget(self)
         self.overview = OverviewPage(session, self)
         self.inventory = InventoryPage(session, self)
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.audit = AuditPage(session, self)
         self.operators = OperatorsPage(session, self)
         self.policy = PolicyPage(session, self)
+        self.ceremony = CeremonyPage(session, self)
         for name, icon_name, page in (
             ("Overview", "checkpoint", self.overview),
             ("Inventory", "inventory", self.inventory),
@@ -78,6 +80,7 @@ class MainWindow(QMainWindow):
             ("Audit", "audit", self.audit),
             ("Operators", "operators", self.operators),
             ("Policy", "policy", self.policy),
+            ("Ceremony", "verify", self.ceremony),
         ):
             QListWidgetItem(icon(icon_name), name, self.nav)
             self.pages.addWidget(page)
@@ -158,7 +161,7 @@ class MainWindow(QMainWindow):
         self.idle = IdleWatch(self)
         self.idle.timed_out.connect(lambda: self.lock_now("idle"))
         self.policy.idle_lock_changed.connect(self.idle.set_minutes)
-        for page in (self.operators, self.policy):
+        for page in (self.operators, self.policy, self.ceremony):
             page.done.connect(lambda text: bar.showMessage(text, 8000))
         self.approval_source = QtApprovalSource(self)  # the approval dialog, for the core
 

@@ -1,0 +1,108 @@
+"""The Ceremony page renders the core's state machine: the root-CA template run from the GUI
+with three participants (administrator, an operator witness, an external witness) produces the
+root key, its self-signed certificate and the signed intermediate, and a PDF transcript."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from app.ceremony.runner import Phase, State
+from tests.hsm.ceremony_kit import EXTERNAL, write_csr
+from tests.support import WITNESS, WITNESS_PASS, enrol_witness
+from tests.ui.conftest import PIN, SO_PIN
+
+pytestmark = pytest.mark.hsm
+
+
+@pytest.fixture
+def page(qtbot, gui_session, workstation, bridge, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def prepare() -> None:
+        enrol_witness(workstation)
+        workstation.tokens.create_soft_token("Rehearsal", SO_PIN, PIN)
+        workstation.tokens.login("Rehearsal", PIN)
+
+    bridge.executor.call(prepare)
+    from ui.pages.ceremony_page import CeremonyPage
+
+    shown = CeremonyPage(gui_session)
+    qtbot.addWidget(shown)
+    shown.resize(1200, 900)
+    shown.show()
+    return shown
+
+
+def _wait(qtbot, page, condition) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(lambda: page.view is not None and condition(page.view), timeout=60_000)
+
+
+def test_root_ca_from_the_gui(qtbot, page, tmp_path: Path, workstation, bridge) -> None:  # type: ignore[no-untyped-def]
+    work = tmp_path / "work"
+    work.mkdir()
+    write_csr(work)
+    page.template_box.setCurrentIndex(page.template_box.findText("root-ca"))
+    page.profile_box.setCurrentText("rehearsal")
+    page.workdir_edit.setText(str(work))
+    page.begin_button.click()
+    _wait(qtbot, page, lambda v: v.state is State.REGISTERING)
+    assert page.hash_label.text().startswith("SHA-256")
+    assert len(page.words_label.text().split()) == 32
+    assert not page.perform_button.isEnabled()
+    # The administrator cannot witness: refused in the page, nothing registered.
+    page.role_box.setCurrentText("witness")
+    page.kind_box.setCurrentText("operator")
+    page.name_edit.setText("officer")
+    page.person_pass.setText("whatever")
+    page.register_button.click()
+    qtbot.waitUntil(lambda: "ADMINISTRATOR" in page.error_line.text(), timeout=60_000)
+    page.name_edit.setText(WITNESS)
+    page.person_pass.setText(WITNESS_PASS)
+    page.register_button.click()
+    _wait(qtbot, page, lambda v: len(v.participants) == 2)
+    page.kind_box.setCurrentText("external")
+    page.name_edit.setText(EXTERNAL[0])
+    page.org_edit.setText(EXTERNAL[1])
+    page.register_button.click()
+    _wait(qtbot, page, lambda v: len(v.participants) == 3)
+    assert page.people_list.count() == 3
+    page.start_button.click()
+    _wait(qtbot, page, lambda v: v.state is State.RUNNING)
+    steps = len(page.view.steps)
+    for position in range(steps):
+        assert page.perform_button.isEnabled()
+        assert page.step_heading.text().startswith(f"Step {position + 1} of {steps}")
+        page.perform_button.click()
+        _wait(qtbot, page, lambda v: v.phase is Phase.SIGN_OFF or v.state is not State.RUNNING)
+        assert page.view.state is State.RUNNING, page.error_line.text()
+        if page.view.steps[position].outputs:
+            assert page.outputs_label.text()
+        # Alternate the two witnesses: the operator signs with initials and passphrase, the
+        # external witness by typing their name.
+        if position % 2 == 0:
+            page.signer_box.setCurrentText(WITNESS)
+            page.initials_edit.setText("WI")
+            page.signer_pass.setText(WITNESS_PASS)
+        else:
+            page.signer_box.setCurrentText(EXTERNAL[0])
+            page.initials_edit.setText(EXTERNAL[0])
+        page.sign_button.click()
+        _wait(qtbot, page, lambda v, p=position: v.index > p or v.state is State.COMPLETED)
+    assert page.view.state is State.COMPLETED
+    assert "COMPLETED" in page.state_label.text()
+    assert page.view.transcript_sha256
+    root = x509.load_pem_x509_certificate((work / "root-ca.pem").read_bytes())
+    intermediate = x509.load_pem_x509_certificate((work / "intermediate-ca.pem").read_bytes())
+    intermediate.verify_directly_issued_by(root)
+    key = bridge.executor.call(workstation.keys.resolve, "root-ca-2026")
+    assert key.state.value == "ACTIVE" and key.token_label == "Rehearsal"
+    # The PDF transcript, rendered to PNG pages.
+    pdf = tmp_path / "transcript.pdf"
+    page.save_pdf(pdf)
+    qtbot.waitUntil(pdf.exists, timeout=60_000)
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(tmp_path / "p")], check=True)
+        assert list(tmp_path.glob("p-*.png"))
