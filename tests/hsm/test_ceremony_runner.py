@@ -163,3 +163,73 @@ def test_pause_resume_and_abandon(rb: Bench, tmp_path: Path) -> None:
     assert doc["ceremony"]["reason"] == "the room was interrupted"
     assert [s["state"] for s in doc["steps"]][:2] == ["performed", "pending"]
     rb(transcript.verify, rb.ws, rb(again.transcript_bytes))
+
+
+def _consistent(rb: Bench) -> None:
+    """Token and database agree: every live key recorded on the Rehearsal token is there
+    (pkcs11-tool's view), every key object there is recorded, nothing is pending."""
+    from tests.support import peer_objects
+
+    keys = [k for k in rb(rb.ws.keys.repo.all) if k.token_label == "Rehearsal"]
+    live = {k.cka_id for k in keys if not k.state.value.startswith("DESTROYED")}
+    on_token = {o.cka_id for o in peer_objects(rb.home, token="Rehearsal")}
+    assert on_token == live
+    assert rb(rb.ws.tokens.intents.pending) == []
+    assert rb(rb.ws.audit.verify).ok
+
+
+@pytest.mark.parametrize("stop", range(12))
+def test_a_ceremony_stopped_at_any_step_leaves_token_and_database_consistent(
+    rb: Bench, tmp_path: Path, stop: int
+) -> None:
+    """root-ca stopped (abandoned) before or after each of its six steps' actions: the token
+    and the database agree afterwards, and the transcript verifies."""
+    from tests.hsm.ceremony_kit import sign_now
+
+    script = template("root-ca")
+    write_csr(tmp_path)
+    run = begin(rb, script, tmp_path)
+    register_all(rb, run, script)
+    position, after_action = divmod(stop, 2)
+    desk = ScriptedDesk()
+
+    def drive() -> None:
+        run.start()
+        for _ in range(position):
+            run.perform(desk)
+            sign_now(run)
+        if after_action:
+            run.perform(desk)
+
+    rb(drive)
+    if not rb(lambda: run.state.ended):
+        rb(run.abandon, f"stopped at {stop}")
+    assert rb(lambda: run.state) in {State.ABANDONED, State.FAILED}
+    rb(transcript.verify, rb.ws, rb(run.transcript_bytes))
+    _consistent(rb)
+
+
+def test_a_failing_step_leaves_token_and_database_consistent(rb: Bench, tmp_path: Path) -> None:
+    """The intermediate's request is missing when its step comes: the step fails, the
+    ceremony stops with the reason, the root key and certificate made before stay recorded
+    and on the token, nothing else is left."""
+    from tests.hsm.ceremony_kit import sign_now
+
+    script = template("root-ca")
+    run = begin(rb, script, tmp_path)
+    register_all(rb, run, script)
+    desk = ScriptedDesk()
+
+    def drive() -> None:
+        run.start()
+        for _ in range(4):
+            run.perform(desk)
+            sign_now(run)
+        run.perform(desk)
+
+    with pytest.raises(CeremonyError, match=r"intermediate\.csr"):
+        rb(drive)
+    assert rb(lambda: run.state) is State.FAILED
+    assert "intermediate.csr" in rb(lambda: run.row.reason)
+    assert not (tmp_path / "intermediate-ca.pem").exists()
+    _consistent(rb)
