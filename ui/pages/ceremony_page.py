@@ -208,7 +208,9 @@ class CeremonyPage(QWidget):
             step_layout.addWidget(label)
         step_layout.addWidget(self.perform_button, 0, Qt.AlignmentFlag.AlignLeft)
         step_layout.addWidget(self.outputs_label)
-        sign = QFormLayout()
+        self.sign_area = QWidget(step_box)
+        sign = QFormLayout(self.sign_area)
+        sign.setContentsMargins(0, 0, 0, 0)
         self.signer_box = QComboBox(step_box)
         self.signer_box.setObjectName("signerBox")
         self.initials_edit = QLineEdit(step_box)
@@ -221,8 +223,8 @@ class CeremonyPage(QWidget):
         sign.addRow("Witness", self.signer_box)
         sign.addRow("Initials", self.initials_edit)
         sign.addRow("Passphrase", self.signer_pass)
-        step_layout.addLayout(sign)
-        step_layout.addWidget(self.sign_button, 0, Qt.AlignmentFlag.AlignLeft)
+        sign.addRow("", self.sign_button)
+        step_layout.addWidget(self.sign_area)
         self.step_box = step_box
         layout.addWidget(step_box)  # the step first: it is what the room reads
         layout.addWidget(people_box)
@@ -452,6 +454,16 @@ class CeremonyPage(QWidget):
             self.instruction.clear()
             self.details.clear()
             self.outputs_label.clear()
+            if view is not None and view.state.ended:
+                # The record of every step, as the transcript will say it.
+                self.details.setText(
+                    "\n".join(
+                        f"{s.position + 1}. {s.title} [{s.id}]: "
+                        + (f"signed by {', '.join(s.signed_by)}" if s.signed_by else s.state)
+                        + (f" — {s.reason}" if s.reason else "")
+                        for s in view.steps
+                    )
+                )
             return
         self.step_heading.setText(
             f"Step {step.position + 1} of {len(view.steps)}: {step.title}  [{step.id}]"
@@ -499,6 +511,9 @@ class CeremonyPage(QWidget):
         ):
             widget.setEnabled(registering)
         self.perform_button.setEnabled(running and phase is Phase.PERFORM)
+        ended = view is not None and view.state.ended
+        self.perform_button.setVisible(not ended)
+        self.sign_area.setVisible(not ended)
         signing = running and phase is Phase.SIGN_OFF
         for widget in (self.signer_box, self.initials_edit, self.signer_pass, self.sign_button):
             widget.setEnabled(signing)
