@@ -26,6 +26,7 @@ from tests.hsm.ceremony_kit import (
 from tests.support import OPERATOR, PASS, PIN, WITNESS, WITNESS_PASS, Bench
 
 pytestmark = pytest.mark.hsm
+AUDITOR_PASS = "SENTINEL-auditor-pass-7a7a"
 
 
 @pytest.fixture
@@ -80,7 +81,13 @@ def test_a_witness_cannot_be_the_administrator(rb: Bench, tmp_path: Path) -> Non
 def test_refusals_change_nothing(rb: Bench, tmp_path: Path) -> None:
     script = template("generate-kek")
     run = begin(rb, script, tmp_path)
-    # A participant who lacks the role: the officer enrols an auditor-only operator.
+    # A participant who lacks the role: an auditor-only operator cannot be a custodian, and
+    # an outsider cannot be one at all.
+    from app.domain.roles import Role
+
+    rb(rb.ws.roster.add, "auditor", frozenset({Role.AUDITOR}), AUDITOR_PASS, AUDITOR_PASS)
+    with pytest.raises(CeremonyError, match="ROLE"):
+        rb(run.register_operator, "auditor", "custodian", AUDITOR_PASS)
     with pytest.raises(CeremonyError, match="custodian"):
         rb(run.register_external, "Mallory", "Outside Ltd", "custodian")
     with pytest.raises(CeremonyError, match="PASSPHRASE"):
@@ -96,6 +103,9 @@ def test_refusals_change_nothing(rb: Bench, tmp_path: Path) -> None:
         rb(run.sign_off, EXTERNAL[0], "EE", None)
     with pytest.raises(CeremonyError, match="not a participant"):
         rb(run.sign_off, "nobody", "NB", None)
+    denied = [e for e in rb.events() if e.action.startswith("ceremony.") and e.outcome == "denied"]
+    assert len(denied) >= 7  # every refusal above is recorded
+    assert rb(lambda: [p.name for p in run.participants()]) == ["officer", WITNESS, EXTERNAL[0]]
     sign(rb, run)
     assert rb(lambda: run.index) == 1
 

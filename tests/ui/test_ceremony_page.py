@@ -106,3 +106,80 @@ def test_root_ca_from_the_gui(qtbot, page, tmp_path: Path, workstation, bridge) 
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(tmp_path / "p")], check=True)
         assert list(tmp_path.glob("p-*.png"))
+
+
+def test_a_backup_ceremony_hands_out_share_cards_from_the_gui(  # type: ignore[no-untyped-def]
+    qtbot, page, tmp_path: Path, workstation, bridge
+) -> None:
+    """The backup template from the page: PINs from the desk's prompter, each custodian's
+    card in turn (Show, written down), the backup written and verified."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.domain.algorithms import Algorithm, Purpose
+    from app.services.prompter import ScriptedPrompter, SecretKind
+    from ui.dialogs.share_cards import ShareCardDialog
+
+    bridge.executor.call(
+        workstation.keys.generate,
+        "Rehearsal",
+        Algorithm.AES_256,
+        "data-kek",
+        Purpose.KEY_WRAPPING,
+        True,
+    )
+    page.desk.prompter = ScriptedPrompter({SecretKind.SO_PIN: [SO_PIN], SecretKind.USER_PIN: [PIN]})
+    cards: list[str] = []
+
+    def answer_cards() -> None:
+        modal = QApplication.activeModalWidget()
+        if isinstance(modal, ShareCardDialog):
+            cards.append(modal.windowTitle())
+            modal.show_button.click()
+            modal.done_button.click()
+
+    timer = QTimer()
+    timer.timeout.connect(answer_cards)
+    timer.start(50)
+    work = tmp_path / "work"
+    work.mkdir()
+    page.template_box.setCurrentIndex(page.template_box.findText("backup"))
+    page.workdir_edit.setText(str(work))
+    page.begin_button.click()
+    _wait(qtbot, page, lambda v: v.state is State.REGISTERING)
+    page.role_box.setCurrentText("custodian")
+    page.kind_box.setCurrentText("operator")
+    page.name_edit.setText(WITNESS)
+    page.person_pass.setText(WITNESS_PASS)
+    page.register_button.click()
+    _wait(qtbot, page, lambda v: len(v.participants) == 2)
+    page.role_box.setCurrentText("witness")
+    page.kind_box.setCurrentText("external")
+    page.name_edit.setText(EXTERNAL[0])
+    page.org_edit.setText(EXTERNAL[1])
+    page.register_button.click()
+    _wait(qtbot, page, lambda v: len(v.participants) == 3)
+    page.start_button.click()
+    _wait(qtbot, page, lambda v: v.state is State.RUNNING)
+    for position in range(len(page.view.steps)):
+        page.perform_button.click()
+        _wait(qtbot, page, lambda v: v.phase is Phase.SIGN_OFF or v.state is not State.RUNNING)
+        assert page.view.state is State.RUNNING, page.error_line.text()
+        for name in page.view.eligible[: page.view.current.quorum]:
+            page.signer_box.setCurrentText(name)
+            page.initials_edit.setText(name if name == EXTERNAL[0] else "WI")
+            if name == WITNESS:
+                page.signer_pass.setText(WITNESS_PASS)
+            before = len(page.view.steps[position].signed_by)
+            page.sign_button.click()
+            _wait(
+                qtbot,
+                page,
+                lambda v, p=position, b=before: len(v.steps[p].signed_by) > b,
+            )
+    timer.stop()
+    assert page.view.state is State.COMPLETED
+    assert cards == [f"Share {i} of 3: Custodian {c}" for i, c in ((1, "A"), (2, "B"), (3, "C"))]
+    outputs = dict(page.view.steps[1].outputs)
+    assert outputs["keys"] == "data-kek" and outputs["kek_check_value"]
+    assert (work / "backup" / outputs["directory"] / "manifest.json").is_file()

@@ -40,33 +40,24 @@ from ui.widgets.secret_field import SecretField
 
 
 class GuiDesk:
-    """The ceremony desk of the GUI: PINs through the Qt prompter's dialog (asked from the
-    core thread, answered on the GUI thread). Share cards are a terminal affair in this
-    version: backups and drills run from ``keystead ceremony run``."""
+    """The ceremony desk of the GUI: PINs through the Qt prompter's dialog, share cards one
+    custodian at a time and shares typed back through ``ui/dialogs/share_cards.py`` (all asked
+    from the core thread, answered on the GUI thread)."""
 
-    def __init__(self, prompter: Any) -> None:
+    def __init__(self, prompter: Any, shares: Any) -> None:
         self.prompter = prompter
+        self.shares = shares
 
     def secret(self, kind: SecretKind, prompt: str) -> str | None:
         answer: str | None = self.prompter.secret(kind, prompt)
         return answer
 
     def deliver_shares(self, card: Any) -> None:
-        from app.errors import CeremonyError
-
-        raise CeremonyError(
-            "Share cards are shown at the terminal: run backup ceremonies with 'keystead "
-            "ceremony run'. Nothing was written.",
-            "KS-CEREMONY-GUI-SHARES",
-        )
+        self.shares.deliver_shares(card)
 
     def collect_shares(self, needed: int | None) -> tuple[str, ...]:
-        from app.errors import CeremonyError
-
-        raise CeremonyError(
-            "Shares are typed at the terminal: run restore drills with 'keystead ceremony run'.",
-            "KS-CEREMONY-GUI-SHARES",
-        )
+        collected: tuple[str, ...] = self.shares.collect_shares(needed)
+        return collected
 
 
 def _big(size: int, mono: bool = False, bold: bool = False) -> QFont:
@@ -97,9 +88,10 @@ class CeremonyPage(QWidget):
         self.session = session
         self.view: CeremonyView | None = None
         self.script_path: Path | None = None
+        from ui.dialogs.share_cards import QtShareDesk
         from ui.qt_prompter import QtPrompter
 
-        self.desk: Any = GuiDesk(QtPrompter(self))
+        self.desk: Any = GuiDesk(QtPrompter(self), QtShareDesk(self))
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea(self)
