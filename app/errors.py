@@ -92,6 +92,10 @@ class TokenError(KeysteadError):
     """A PKCS#11 module or token failed or refused."""
 
 
+class AmbiguousKey(TokenError):
+    """More than one object on the token could be the key asked for; nothing is acted on."""
+
+
 class ModuleLoadError(TokenError):
     """The PKCS#11 module path is missing or is not a PKCS#11 library."""
 

@@ -167,8 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(run=cmd_keys_show)
     adopt = keys.add_parser("adopt", help="manage a key found on a token")
     adopt.add_argument("--token", required=True)
-    adopt.add_argument("--id", required=True, dest="cka_id", help="CKA_ID in hex")
+    adopt.add_argument("--id", dest="cka_id", help="CKA_ID in hex")
+    adopt.add_argument(
+        "--key", dest="identifier", help="KCV or fingerprint (prefix) when the ID is shared or none"
+    )
     adopt.add_argument("--name")
+    adopt.add_argument("--purpose", type=_purpose, help="confirm or choose the purpose")
+    adopt.add_argument(
+        "--accept-exposed",
+        action="store_true",
+        help="adopt a key whose value may have been outside the token (stays marked exposed)",
+    )
+    adopt.add_argument(
+        "--new-id", action="store_true", help="give the key's objects a fresh CKA_ID (recorded)"
+    )
+    adopt.add_argument(
+        "--dry-run", action="store_true", help="show what adoption would do; change nothing"
+    )
     adopt.set_defaults(run=cmd_keys_adopt)
     for action in Action:
         command = keys.add_parser(action.value, help=f"{action.title.lower()} a key")
@@ -717,6 +732,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             row["identifier"] = row.get("kcv") or (row.get("fingerprint") or "")[:16]
+            row["what"] = _what(row)
         output.print_table(
             rows,
             [
@@ -727,10 +743,26 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 ("token", "TOKEN"),
                 ("identifier", "KCV/FPR"),
                 ("presence", "ON TOKEN"),
+                ("what", "OBJECT"),
+                ("cka_id", "CKA_ID"),
                 ("id", "ID"),
             ],
         )
     return 0
+
+
+def _what(row: dict[str, Any]) -> str:
+    """The OBJECT column: the kind of token object and what is odd about it."""
+    parts = [row.get("object_kind") or ""]
+    if row.get("shared_id"):
+        parts.append("ID SHARED")
+    elif row.get("object_kind") and not row.get("object_cka_id"):
+        parts.append("NO ID")
+    if row.get("exposure"):
+        parts.append("EXPOSED")
+    if row.get("related"):
+        parts.append(f"+{len(row['related'])} related")
+    return ", ".join(p for p in parts if p)
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
@@ -808,14 +840,62 @@ def cmd_keys_adopt(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
         _login_audit_token(ws, required=False)
         _login(ws, args.token)
-        return output.key_dict(ws.keys.adopt(args.token, args.cka_id, args.name))
+        candidate = ws.keys.adoption_candidate(args.token, args.cka_id, args.identifier)
+        shown = output.candidate_dict(candidate)
+        if args.dry_run:
+            return {"candidate": shown}
+        key = ws.keys.adopt(
+            args.token,
+            args.cka_id,
+            args.name,
+            purpose=args.purpose,
+            accept_exposure=args.accept_exposed,
+            new_id=args.new_id,
+            identifier=args.identifier,
+        )
+        return {"candidate": shown, "key": output.key_dict(key)}
 
-    row = _with_workstation(args, body)
+    result = _with_workstation(args, body)
+    candidate = result["candidate"]
     if args.json:
-        output.print_json(row)
-    else:
-        print(f"Adopted {row['algorithm']} key '{row['name']}' ({row['id']}) as {row['state']}.")
+        output.print_json(result.get("key", candidate))
+        return 0
+    if "key" not in result:
+        _print_candidate(candidate)
+        return 0
+    row = result["key"]
+    cleared = candidate["cleared_on_activation"].get(row["purpose"], [])
+    if candidate["exposure_text"]:
+        print(f"Exposed (acknowledged): {'; '.join(candidate['exposure_text'])}.")
+    if cleared:
+        print(f"Activating it for {row['purpose']} will clear: {', '.join(cleared)} (recorded).")
+    if row["cka_id"] != candidate["cka_id"]:
+        print(f"Gave its objects the fresh CKA_ID {row['cka_id']} (recorded).")
+    print(
+        f"Adopted {row['algorithm']} key '{row['name']}' ({row['id']}) for {row['purpose']} "
+        f"as {row['state']}."
+    )
     return 0
+
+
+def _print_candidate(row: dict[str, Any]) -> None:
+    print(f"{row['object_kind']} on token '{row['token']}', CKA_ID {row['cka_id'] or '(none)'}")
+    for line in row["objects"]:
+        print(f"  object: {line}")
+    for line in row["related"]:
+        print(f"  related (kept): {line}")
+    print(f"  identifier: {row['identifier'] or '(none)'}")
+    if row["refusal"]:
+        print(f"  cannot be adopted: {row['refusal']}")
+        return
+    inferred = ", ".join(row["inferred_purposes"]) or "none fits exactly"
+    print(f"  purposes its usage flags fit: {inferred}")
+    for purpose, cleared in row["cleared_on_activation"].items():
+        print(f"  activating for {purpose} clears: {', '.join(cleared) or 'nothing'}")
+    for text in row["exposure_text"]:
+        print(f"  EXPOSED: {text}")
+    if row["needs_new_id"]:
+        print("  needs a fresh CKA_ID (--new-id): its ID is missing or shared with another key")
 
 
 def _login_if_present(ws: Workstation, serial: str) -> None:

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.domain.keys import InventoryItem, KeyRecord
+from app.domain.keys import InventoryItem, KeyRecord, TokenObject
 from app.hsm.capabilities import Capabilities
 from app.hsm.mechanisms import MechanismRow
 from app.hsm.module import TokenInfo
+from app.services.adoption import AdoptionCandidate
 from app.services.keys import KeyDetails
 from app.services.token_admin import InitImpact
 from app.services.token_inspect import TokenView
@@ -48,6 +49,7 @@ def key_dict(key: KeyRecord) -> dict[str, Any]:
         "wrap_trusted_text": key.wrap_trusted.title,
         "tags": list(key.tags),
         "notes": key.notes,
+        "exposure": list(key.exposure),
     }
 
 
@@ -86,13 +88,37 @@ def event_summary(row: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _object_fields(obj: TokenObject | None) -> dict[str, Any]:
+    """What the token says about a listed object: its kind, identifier, whether its CKA_ID is
+    shared, related certificates/data objects, exposure and live usage flags."""
+    if obj is None:
+        return {"object_kind": None, "shared_id": False, "related": [], "token_usage": []}
+    return {
+        "object_kind": obj.kind.value,
+        "object_classes": list(obj.classes),
+        "object_label": obj.label,
+        "object_cka_id": obj.cka_id,
+        "identifier": obj.identifier,
+        "shared_id": obj.shared_id,
+        "needs_new_id": obj.needs_new_id,
+        "related": list(obj.related),
+        "token_exposure": list(obj.exposure),
+        "token_usage": list(obj.usage),
+    }
+
+
 def item_dict(item: InventoryItem) -> dict[str, Any]:
     if item.record is not None:
-        return {**key_dict(item.record), "presence": item.presence.value}
+        return {
+            **key_dict(item.record),
+            "presence": item.presence.value,
+            **_object_fields(item.token_object),
+        }
     obj = item.token_object
     if obj is None:
         raise ValueError("an inventory item has a record or a token object")
     return {
+        **_object_fields(obj),
         "id": None,
         "name": obj.label,
         "algorithm": obj.algorithm.value if obj.algorithm else obj.key_type,
@@ -102,11 +128,34 @@ def item_dict(item: InventoryItem) -> dict[str, Any]:
         "token": obj.token_label,
         "token_serial": obj.token_serial,
         "cka_id": obj.cka_id,
-        "kcv": None,
-        "fingerprint": None,
+        "kcv": obj.identifier if obj.algorithm and obj.algorithm.symmetric else None,
+        "fingerprint": obj.identifier if obj.algorithm and not obj.algorithm.symmetric else None,
         "created_at": None,
         "created_by": None,
         "presence": item.presence.value,
+        "exposure": list(obj.exposure),
+    }
+
+
+def candidate_dict(candidate: AdoptionCandidate) -> dict[str, Any]:
+    """An adoption candidate as the CLI shows it (``keys adopt --dry-run``)."""
+    return {
+        **_object_fields(candidate.key),
+        "token": candidate.token_label,
+        "token_serial": candidate.token_serial,
+        "cka_id": candidate.cka_id,
+        "label": candidate.key.label,
+        "algorithm": candidate.algorithm.value if candidate.algorithm else candidate.key.key_type,
+        "suggested_name": candidate.suggested_name,
+        "inferred_purposes": [p.value for p in candidate.inferred],
+        "purpose": candidate.purpose.value if candidate.purpose else None,
+        "cleared_on_activation": {
+            p.value: list(c) for p, c in candidate.cleared_on_activation.items()
+        },
+        "exposure_text": [e.title for e in candidate.exposure],
+        "refusal": candidate.refusal,
+        "objects": [e.describe for e in candidate.objects],
+        "attributes": candidate.attributes,
     }
 
 

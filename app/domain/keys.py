@@ -117,6 +117,7 @@ class KeyRecord(NamedTuple):
     replaced_by: str | None = None  # successor's id
     token_sync: TokenSync = TokenSync.OK
     wrap_trusted: TrustedWrap = TrustedWrap.NOT_APPLICABLE
+    exposure: tuple[str, ...] = ()  # app.domain.identity.Exposure values found at adoption
 
     @property
     def identifier(self) -> str:
@@ -124,16 +125,46 @@ class KeyRecord(NamedTuple):
         return (self.kcv if self.algorithm.symmetric else self.fingerprint) or ""
 
 
+class ObjectKind(Enum):
+    """What a listed token object is (``app.domain.identity`` decides)."""
+
+    SECRET = "secret key"  # noqa: S105 (a kind of object, not a password)
+    PAIR = "key pair"
+    PRIVATE_ONLY = "private key without its public key"
+    PUBLIC_ONLY = "public key only"
+    CERTIFICATE = "certificate"
+    DATA = "data object"
+    OTHER = "other object"
+
+    @property
+    def is_key(self) -> bool:
+        """A secret key or a private key (with or without its public half)."""
+        return self in (ObjectKind.SECRET, ObjectKind.PAIR, ObjectKind.PRIVATE_ONLY)
+
+
 class TokenObject(NamedTuple):
-    """A key found on a token, grouped by CKA_ID (a key pair is one TokenObject)."""
+    """One listed thing on a token: a secret key, a key pair (private + public whose public
+    values match), a lone half, a certificate or a data object. Text fields are already safe
+    to show (``app.domain.text``)."""
 
     token_serial: str
     token_label: str
-    cka_id: str  # hex
+    cka_id: str  # hex; "" when the object has no CKA_ID
     label: str
     key_type: str  # "AES", "RSA", "EC", "EC_EDWARDS", "GENERIC_SECRET", ...
-    classes: tuple[str, ...]  # "SECRET_KEY" or ("PRIVATE_KEY", "PUBLIC_KEY")
+    classes: tuple[str, ...]  # "SECRET_KEY" or ("PRIVATE_KEY", "PUBLIC_KEY"), "CERTIFICATE"...
     algorithm: Algorithm | None  # None when Keystead cannot manage this type
+    kind: ObjectKind = ObjectKind.SECRET
+    identifier: str = ""  # KCV (secret keys) or SHA-256 of the SPKI; "" when unknown
+    shared_id: bool = False  # another key on this token has the same CKA_ID (or also none)
+    related: tuple[str, ...] = ()  # certificates / data objects under the same CKA_ID
+    exposure: tuple[str, ...] = ()  # app.domain.identity.Exposure values
+    usage: tuple[str, ...] = ()  # "PRIVATE_KEY.SIGN", ... the usage flags that are true
+
+    @property
+    def needs_new_id(self) -> bool:
+        """Adopting it needs a fresh CKA_ID first: it has none, or shares it with another key."""
+        return not self.cka_id or self.shared_id
 
 
 class InventoryItem(NamedTuple):

@@ -10,9 +10,9 @@ import contextlib
 import functools
 import hashlib
 import logging
+import secrets
 import sys
 import traceback
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -20,15 +20,18 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pkcs11
 import pkcs11.exceptions as px
 from asn1crypto.core import OctetString
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.constants import TokenFlag
 
 from app.domain.algorithms import Algorithm, Family, Purpose, Usage
+from app.domain.identity import KeyIdentity, TokenEntry, group_objects, select_key
 from app.domain.keys import TokenObject
 from app.errors import (
+    AmbiguousKey,
     KeysteadError,
     TemplateMismatch,
     TokenError,
@@ -83,15 +86,38 @@ SHOWN_ATTRIBUTES = (
     Attribute.DERIVE,
     Attribute.LOCAL,
 )
-# One batched read per object during enumeration.
+# Boolean attributes read with every object (exposure and usage).
+_FLAG_ATTRIBUTES = (
+    Attribute.SENSITIVE,
+    Attribute.ALWAYS_SENSITIVE,
+    Attribute.EXTRACTABLE,
+    Attribute.NEVER_EXTRACTABLE,
+    Attribute.WRAP_WITH_TRUSTED,
+    Attribute.MODIFIABLE,
+    Attribute.ENCRYPT,
+    Attribute.DECRYPT,
+    Attribute.SIGN,
+    Attribute.VERIFY,
+    Attribute.WRAP,
+    Attribute.UNWRAP,
+    Attribute.DERIVE,
+)
+# One batched read per object during enumeration (attributes an object does not have are left
+# out of the answer; sensitive values are never asked for).
 _ENUMERATION_ATTRIBUTES = [
     Attribute.CLASS,
     Attribute.KEY_TYPE,
     Attribute.ID,
     Attribute.LABEL,
+    Attribute.APPLICATION,
     Attribute.VALUE_LEN,
     Attribute.MODULUS_BITS,
     Attribute.EC_PARAMS,
+    Attribute.CHECK_VALUE,
+    Attribute.MODULUS,
+    Attribute.PUBLIC_EXPONENT,
+    Attribute.EC_POINT,
+    *_FLAG_ATTRIBUTES,
 ]
 # The workstation's audit keys, recognised by fixed CKA_IDs.
 AUDIT_MAC_ID = b"KEYSTEAD-AUDIT-MAC"
@@ -303,8 +329,11 @@ def algorithm_of(attributes: dict[Attribute, Any]) -> Algorithm | None:
             attributes.get(Attribute.VALUE_LEN, 0)
         )
     if key_type == KeyType.RSA:
+        bits = attributes.get(Attribute.MODULUS_BITS) or 8 * len(
+            attributes.get(Attribute.MODULUS) or b""  # private keys give the modulus only
+        )
         return {2048: Algorithm.RSA_2048, 3072: Algorithm.RSA_3072, 4096: Algorithm.RSA_4096}.get(
-            attributes.get(Attribute.MODULUS_BITS, 0)
+            bits
         )
     if key_type in (KeyType.EC, KeyType.EC_EDWARDS):
         curve = PARAMS_CURVE.get(attributes.get(Attribute.EC_PARAMS, b""))
@@ -554,112 +583,273 @@ class TokenSession:
 
     # --- enumeration and reads -------------------------------------------------------------
 
-    @recovering
-    def key_objects(self) -> list[TokenObject]:
-        """Every key on the token, key pairs grouped by CKA_ID; one batched read per object."""
-        grouped: dict[str, list[dict[Attribute, Any]]] = defaultdict(list)
-        anonymous: list[dict[Attribute, Any]] = []
-        with pkcs11_errors(f"listing the keys on token '{self.info.label}'"):
-            for obj in self._session.get_objects():
-                attrs = obj.get_attributes(_ENUMERATION_ATTRIBUTES)
-                if attrs.get(Attribute.CLASS) not in _KEY_CLASSES:
-                    continue
-                raw_id = bytes(attrs.get(Attribute.ID, b""))
-                if raw_id in AUDIT_IDS:
-                    continue  # the workstation's own audit keys are not inventory
-                cka_id = raw_id.hex()
-                (grouped[cka_id] if cka_id else anonymous).append(attrs)
-        self.still_present()  # an absent SoftHSM token answers the search with nothing
-        result = [self._token_object(cka_id, group) for cka_id, group in grouped.items()]
-        result.extend(self._token_object("", [attrs]) for attrs in anonymous)
+    def _entries(
+        self, template: dict[Attribute, Any] | None = None
+    ) -> list[tuple[Any, TokenEntry]]:
+        """Every object (or those matching ``template``) with what identifies it: one batched
+        attribute read per object, a second one for public values. The workstation's own audit
+        keys and checkpoint objects are left out. Text is already safe (untrusted mapper)."""
+        result: list[tuple[Any, TokenEntry]] = []
+        for obj in self._session.get_objects(template or {}):
+            attrs = obj.get_attributes(_ENUMERATION_ATTRIBUTES)
+            raw_id = bytes(attrs.get(Attribute.ID, b"") or b"")
+            if raw_id in AUDIT_IDS:
+                continue  # the workstation's own audit keys are not inventory
+            cls = attrs.get(Attribute.CLASS)
+            if cls == ObjectClass.DATA and str(attrs.get(Attribute.APPLICATION, "")) == (
+                CHECKPOINT_APPLICATION
+            ):
+                continue  # the workstation's own audit checkpoints
+            result.append((obj, self._entry(len(result), obj, attrs, raw_id)))
         return result
 
-    def _token_object(self, cka_id: str, group: list[dict[Attribute, Any]]) -> TokenObject:
-        first = group[0]
-        label = first.get(Attribute.LABEL) or ""
-        key_type = first.get(Attribute.KEY_TYPE)
-        classes = tuple(sorted(ObjectClass(a[Attribute.CLASS]).name for a in group))
-        merged: dict[Attribute, Any] = {}
-        for attrs in group:
-            merged.update({k: v for k, v in attrs.items() if v not in (None, b"")})
-        return TokenObject(
-            token_serial=self.info.serial,
-            token_label=self.info.label,
-            cka_id=cka_id,
-            label=str(label),
-            key_type=getattr(key_type, "name", str(key_type)),
-            classes=classes,
-            algorithm=algorithm_of(merged),
+    def _entry(
+        self, index: int, obj: Any, attrs: dict[Attribute, Any], raw_id: bytes
+    ) -> TokenEntry:
+        cls = attrs.get(Attribute.CLASS)
+        class_name = getattr(cls, "name", None) or f"CLASS_0x{int(cls or 0):x}"
+        key_type = attrs.get(Attribute.KEY_TYPE)
+        is_key = cls in _KEY_CLASSES
+        algorithm = algorithm_of(attrs) if is_key else None
+        kcv = None
+        fingerprint = None
+        if cls == ObjectClass.SECRET_KEY and attrs.get(Attribute.CHECK_VALUE):
+            kcv = bytes(attrs[Attribute.CHECK_VALUE]).hex().upper()
+        elif is_key and algorithm is not None:
+            family = algorithm.family
+            if cls == ObjectClass.PUBLIC_KEY or (
+                cls == ObjectClass.PRIVATE_KEY and family is Family.RSA
+            ):
+                try:
+                    fingerprint = hashlib.sha256(spki_of(attrs, family)).hexdigest()
+                except (KeyError, ValueError, UnsupportedAlgorithm):
+                    fingerprint = None  # a public value Keystead cannot read: no identity
+        return TokenEntry(
+            position=index,
+            object_class=class_name,
+            key_type=(getattr(key_type, "name", None) or str(key_type)) if is_key else "",
+            label=str(attrs.get(Attribute.LABEL) or ""),
+            cka_id=raw_id.hex(),
+            algorithm=algorithm,
+            kcv=kcv,
+            fingerprint=fingerprint,
+            flags=frozenset(a.name for a in _FLAG_ATTRIBUTES if attrs.get(a) is True),
         )
 
-    def _objects_by_id(self, cka_id: str) -> list[Any]:
-        return list(self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}))
+    @recovering
+    def key_objects(self) -> list[TokenObject]:
+        """Every object on the token, listed honestly (``app.domain.identity.group_objects``):
+        secret keys, pairs, lone halves, certificates and data objects."""
+        with pkcs11_errors(f"listing the objects on token '{self.info.label}'"):
+            entries = self._prove_pairs(self._entries())
+        self.still_present()  # an absent SoftHSM token answers the search with nothing
+        return group_objects([e for _o, e in entries], self.info.serial, self.info.label)
+
+    def _prove_pairs(self, found: list[tuple[Any, TokenEntry]]) -> list[tuple[Any, TokenEntry]]:
+        """EC/EdDSA private keys carry no public value. Where one could pair with more than one
+        public key (or several share a CKA_ID and curve), the private key signs a random
+        challenge and the public key that verifies it gives its fingerprint."""
+        out = list(found)
+        publics = [(o, e) for o, e in found if e.object_class == "PUBLIC_KEY" and e.fingerprint]
+        for position, (obj, entry) in enumerate(found):
+            if entry.object_class != "PRIVATE_KEY" or entry.fingerprint or entry.algorithm is None:
+                continue
+            rivals = [
+                e
+                for _o, e in found
+                if e.object_class == "PRIVATE_KEY"
+                and e.cka_id == entry.cka_id
+                and e.algorithm is entry.algorithm
+            ]
+            peers = [
+                (o, e)
+                for o, e in publics
+                if e.cka_id == entry.cka_id and e.algorithm is entry.algorithm
+            ]
+            if len(rivals) == 1 and len(peers) <= 1:
+                continue  # pairs by CKA_ID and curve alone
+            proven = self._proof(obj, entry, [e for _o, e in peers])
+            if proven:
+                out[position] = (obj, entry._replace(fingerprint=proven))
+        return out
+
+    def _proof(self, private: Any, entry: TokenEntry, peers: list[TokenEntry]) -> str | None:
+        """The fingerprint of the public key that verifies a signature by ``private``."""
+        if "SIGN" not in entry.flags or entry.algorithm is None or not peers:
+            return None
+        challenge = secrets.token_bytes(32)
+        family = entry.algorithm.family
+        try:
+            if family is Family.EC:
+                digest = hashlib.sha256(challenge).digest()
+                raw = bytes(private.sign(digest, mechanism=Mechanism.ECDSA))
+                half = len(raw) // 2
+                signature = encode_dss_signature(
+                    int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+                )
+            else:
+                signature = bytes(private.sign(challenge, mechanism=Mechanism.EDDSA))
+        except px.PKCS11Error:
+            return None
+        for peer in peers:
+            public = self._public_by_fingerprint(peer)
+            if public is None:
+                continue
+            try:
+                if isinstance(public, ec.EllipticCurvePublicKey):
+                    public.verify(signature, challenge, ec.ECDSA(hashes.SHA256()))
+                elif isinstance(public, ed25519.Ed25519PublicKey):
+                    public.verify(signature, challenge)
+                else:
+                    continue
+            except InvalidSignature:
+                continue
+            return peer.fingerprint
+        return None
+
+    def _public_by_fingerprint(self, peer: TokenEntry) -> Any:
+        for obj in self._session.get_objects(
+            {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: bytes.fromhex(peer.cka_id)}
+        ):
+            attrs = obj.get_attributes([Attribute.EC_PARAMS, Attribute.EC_POINT])
+            if peer.algorithm is None:
+                return None
+            try:
+                der = spki_of(attrs, peer.algorithm.family)
+            except (KeyError, ValueError, UnsupportedAlgorithm):
+                continue
+            if hashlib.sha256(der).hexdigest() == peer.fingerprint:
+                return serialization.load_der_public_key(der)
+        return None
+
+    def _key(self, identity: KeyIdentity) -> list[tuple[Any, TokenEntry]]:
+        """The objects of exactly this key (key object first), [] if it is not on the token.
+        Raises AmbiguousKey when the token holds more than one object that could be it."""
+        found = self._entries({Attribute.ID: bytes.fromhex(identity.cka_id)})
+        found = self._prove_pairs(found)
+        chosen = select_key([e for _o, e in found], identity)
+        by_index = {e.position: o for o, e in found}
+        return [(by_index[e.position], e) for e in chosen]
 
     @recovering
-    def read_key(self, cka_id: str) -> dict[str, dict[str, Any]]:
-        """Live attributes of each object with this CKA_ID, by object class name."""
+    def entries_with_id(self, cka_id: str) -> list[TokenEntry]:
+        """Every object with this CKA_ID as read (keys, certificates, data objects)."""
+        with pkcs11_errors("finding the key's objects"):
+            found = self._entries({Attribute.ID: bytes.fromhex(cka_id)})
+            return [e for _o, e in self._prove_pairs(found)]
+
+    @recovering
+    def read_key(self, identity: KeyIdentity) -> dict[str, dict[str, Any]]:
+        """Live attributes of this key's objects, by object class name."""
         result: dict[str, dict[str, Any]] = {}
         with pkcs11_errors("reading key attributes"):
-            for obj in self._objects_by_id(cka_id):
-                attrs = obj.get_attributes(list(SHOWN_ATTRIBUTES))
-                if attrs.get(Attribute.CLASS) in _KEY_CLASSES:
-                    result[ObjectClass(attrs[Attribute.CLASS]).name] = _named(attrs)
+            for obj, entry in self._key(identity):
+                result[entry.object_class] = _named(obj.get_attributes(list(SHOWN_ATTRIBUTES)))
         return result
 
     @recovering
-    def identify(
-        self, cka_id: str
-    ) -> tuple[Algorithm | None, str | None, bytes | None, dict[str, dict[str, Any]]]:
-        """For adoption: algorithm, KCV, SPKI and live attributes of the key with this CKA_ID."""
-        kcv: str | None = None
-        spki: bytes | None = None
-        algorithm: Algorithm | None = None
-        with pkcs11_errors("reading the key to adopt"):
-            objects = self._objects_by_id(cka_id)
-            for obj in objects:
-                attrs = obj.get_attributes([*_ENUMERATION_ATTRIBUTES, Attribute.CHECK_VALUE])
-                if attrs.get(Attribute.CLASS) not in _KEY_CLASSES:
-                    continue
-                algorithm = algorithm or algorithm_of(attrs)
-                if attrs[Attribute.CLASS] == ObjectClass.SECRET_KEY and attrs.get(
-                    Attribute.CHECK_VALUE
-                ):
-                    kcv = bytes(attrs[Attribute.CHECK_VALUE]).hex().upper()
-                if attrs[Attribute.CLASS] == ObjectClass.PUBLIC_KEY and algorithm is not None:
-                    spki = self._spki(obj, algorithm.family)
-        if not objects:
-            raise TokenError(f"No key with CKA_ID {cka_id} on token '{self.info.label}'.")
-        return algorithm, kcv, spki, self.read_key(cka_id)
+    def entries(self) -> list[TokenEntry]:
+        """Every object on the token as read (for adoption: which objects make which key)."""
+        with pkcs11_errors(f"listing the objects on token '{self.info.label}'"):
+            found = self._prove_pairs(self._entries())
+        self.still_present()
+        return [e for _o, e in found]
 
     @recovering
-    def usage(self, cka_id: str) -> dict[str, dict[str, bool]]:
-        """Current usage flags of each object with this CKA_ID, by object class name."""
+    def attributes_of(self, indexes: list[int]) -> dict[int, dict[str, Any]]:
+        """Live attributes of the objects at these places of a fresh enumeration."""
+        wanted = set(indexes)
+        with pkcs11_errors("reading object attributes"):
+            return {
+                e.position: _named(o.get_attributes(list(SHOWN_ATTRIBUTES)))
+                for o, e in self._entries()
+                if e.position in wanted
+            }
+
+    @recovering
+    def public_spki(self, entry: TokenEntry) -> bytes | None:
+        """DER SubjectPublicKeyInfo of a listed public (or RSA private) key object."""
+        if entry.algorithm is None:
+            return None
+        with pkcs11_errors("reading a public key"):
+            for obj, found in self._entries({Attribute.ID: bytes.fromhex(entry.cka_id)}):
+                if (found.object_class, found.fingerprint) == (
+                    entry.object_class,
+                    entry.fingerprint,
+                ) and found.fingerprint:
+                    return self._spki(obj, entry.algorithm.family)
+        return None
+
+    @recovering
+    def assign_id(self, entries: list[TokenEntry], new_id: bytes) -> list[TokenEntry]:
+        """Give exactly these objects (matched again by class, ID, key type and identity) a new
+        CKA_ID. Returns them as they are now. Refuses, changing nothing, if any of them cannot
+        be found exactly once or the token will not change the ID."""
+        with pkcs11_errors("giving the key a new CKA_ID"):
+            current = self._prove_pairs(self._entries())
+            targets = []
+            for wanted in entries:
+                same = [
+                    (o, e)
+                    for o, e in current
+                    if (e.object_class, e.cka_id, e.key_type, e.kcv, e.fingerprint, e.label)
+                    == (
+                        wanted.object_class,
+                        wanted.cka_id,
+                        wanted.key_type,
+                        wanted.kcv,
+                        wanted.fingerprint,
+                        wanted.label,
+                    )
+                ]
+                if len(same) != 1:
+                    raise AmbiguousKey(
+                        f"The token holds {len(same)} objects like {wanted.describe}; Keystead "
+                        "cannot tell which one to give the new CKA_ID. Nothing was changed."
+                    )
+                targets.append(same[0])
+            done: list[tuple[Any, bytes]] = []
+            try:
+                for obj, entry in targets:
+                    obj[Attribute.ID] = new_id
+                    done.append((obj, bytes.fromhex(entry.cka_id)))
+            except px.PKCS11Error:
+                for obj, old in reversed(done):
+                    with contextlib.suppress(px.PKCS11Error):
+                        obj[Attribute.ID] = old
+                raise
+        return [e._replace(cka_id=new_id.hex()) for _o, e in targets]
+
+    @recovering
+    def usage(self, identity: KeyIdentity) -> dict[str, dict[str, bool]]:
+        """Current usage flags of this key's objects, by object class name."""
         result: dict[str, dict[str, bool]] = {}
         with pkcs11_errors("reading usage flags"):
-            for obj in self._objects_by_id(cka_id):
-                cls = ObjectClass(obj[Attribute.CLASS])
-                if cls not in _KEY_CLASSES:
-                    continue
+            for obj, entry in self._key(identity):
+                cls = ObjectClass[entry.object_class]
                 attrs = obj.get_attributes([USAGE_ATTR[u] for u in _CLASS_USAGES[cls]])
                 result[cls.name] = {Attribute(a).name: bool(v) for a, v in attrs.items()}
         return result
 
     @writes
     @recovering
-    def set_usage(self, cka_id: str, private: frozenset[Usage], public: frozenset[Usage]) -> bool:
-        """Make the objects' usage flags exactly these (secret keys get both sets).
+    def set_usage(
+        self, identity: KeyIdentity, private: frozenset[Usage], public: frozenset[Usage]
+    ) -> bool:
+        """Make this key's usage flags exactly these (secret keys get both sets); no other
+        object, even one with the same CKA_ID, is touched.
 
         Returns False when the token refuses to change them (object not modifiable, or
         CKR_ACTION_PROHIBITED): the token then does not enforce the state. Raises on any other
-        failure, after putting back the flags it had already changed.
+        failure, after putting back the flags it had already changed; AmbiguousKey when the
+        key's objects cannot be told apart from others.
         """
-        before = self.usage(cka_id)
         changed: list[tuple[Any, Attribute, bool]] = []
+        with pkcs11_errors("finding the key's objects"):
+            objects = self._key(identity)
         try:
-            for obj in self._objects_by_id(cka_id):
-                cls = ObjectClass(obj[Attribute.CLASS])
-                if cls not in _KEY_CLASSES:
-                    continue
+            for obj, entry in objects:
+                cls = ObjectClass[entry.object_class]
                 wanted = {
                     ObjectClass.SECRET_KEY: private | public,
                     ObjectClass.PRIVATE_KEY: private,
@@ -668,7 +858,7 @@ class TokenSession:
                 for usage in _CLASS_USAGES[cls]:
                     attribute = USAGE_ATTR[usage]
                     value = usage in wanted
-                    if before[cls.name].get(attribute.name) == value:
+                    if (attribute.name in entry.flags) == value:
                         continue
                     obj[attribute] = value
                     changed.append((obj, attribute, not value))
@@ -677,7 +867,7 @@ class TokenSession:
             log.warning(
                 "token %s refused usage change on %s: %s",
                 self.info.serial,
-                cka_id,
+                identity.cka_id,
                 type(exc).__name__,
             )
             return False
@@ -903,27 +1093,43 @@ class TokenSession:
 
     @writes
     @recovering
-    def destroy_key(self, cka_id: str) -> int:
-        """Destroy every object with this CKA_ID; returns how many were destroyed. Public
-        halves go first and the key itself last, so a failure half-way leaves the key whole
-        on the token (and the record true) rather than a record of a key that is gone."""
+    def destroy_key(self, identity: KeyIdentity) -> list[TokenEntry]:
+        """Destroy exactly this key's objects (never a certificate, data object or another key
+        under the same CKA_ID); returns what was destroyed. Public halves go first and the key
+        itself last, so a failure half-way leaves the key whole on the token (and the record
+        true) rather than a record of a key that is gone."""
+        with pkcs11_errors("destroying a key"):
+            objects = list(reversed(self._key(identity)))  # the key object last
+            self._check_logged_in()  # else the private key was not in the answer
+            if not objects:
+                self.still_present()
+            for obj, _entry in objects:
+                obj.destroy()
+        return [e for _o, e in objects]
+
+    @recovering
+    def destroy_generated(self, cka_id: str) -> int:
+        """Destroy every object with this CKA_ID: only for the random CKA_ID Keystead chose for
+        one generation of its own (a failed try's leftovers). Returns how many went."""
         with pkcs11_errors("destroying a key"):
             objects = sorted(self._objects_by_id(cka_id), key=_key_part_last)
-            self._check_logged_in()  # else the private key was not in the answer
+            self._check_logged_in()
             if not objects:
                 self.still_present()
             for obj in objects:
                 obj.destroy()
         return len(objects)
 
+    def _objects_by_id(self, cka_id: str) -> list[Any]:
+        return list(self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}))
+
     @recovering
-    def holds_key(self, cka_id: str) -> bool:
-        """True if the secret or private key with this CKA_ID is on the token. Raises
-        TokenRemoved if the token does not answer (an empty answer is only then trusted)."""
+    def holds_key(self, identity: KeyIdentity) -> bool:
+        """True if this key's secret or private object is on the token. Raises TokenRemoved if
+        the token does not answer (an empty answer is only then trusted)."""
         with pkcs11_errors("looking for a key"):
-            classes = {getattr(o, "object_class", None) for o in self._objects_by_id(cka_id)}
-        if classes & set(_KEY_PARTS):
-            return True
+            if self._key(identity):
+                return True
         self._check_logged_in()
         self.still_present()
         return False

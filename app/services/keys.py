@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -21,10 +20,12 @@ from app.domain.algorithms import (
     usage_for,
 )
 from app.domain.fingerprints import pgp_words
+from app.domain.identity import KeyIdentity, TokenEntry, group_objects
 from app.domain.keys import (
     InventoryItem,
     KeyRecord,
     KeyState,
+    ObjectKind,
     Presence,
     TokenObject,
     TrustedWrap,
@@ -43,6 +44,7 @@ from app.errors import (
 from app.hsm.session import TokenSession
 from app.hsm.templates import KeySpec
 from app.hsm.trials import TrialResult, extra_usages, widened
+from app.services.adoption import AdoptionCandidate, candidate_for
 from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
@@ -271,7 +273,7 @@ class KeyService:
             # No record, no key: take the new object off the token again, and say so. If the
             # token does not answer now, the CKA_ID is kept and the object destroyed later.
             try:
-                session.destroy_key(generated.cka_id)
+                session.destroy_generated(generated.cka_id)
                 left = False
             except KeysteadError as cleanup:
                 log.error("could not destroy unrecorded key %s: %s", cka_id, cleanup.message)
@@ -377,7 +379,7 @@ class KeyService:
         session = next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
         if session is None:
             return None
-        count = session.destroy_key(cka_id)
+        count = session.destroy_generated(cka_id)  # the try's own random CKA_ID
 
         def apply() -> None:
             record(
@@ -408,7 +410,7 @@ class KeyService:
             count = 0
             if self.repo.by_token_object(serial, item["cka_id"]) is None:
                 try:
-                    count = session.destroy_key(item["cka_id"])
+                    count = session.destroy_generated(item["cka_id"])
                 except KeysteadError as exc:
                     log.warning("leftover %s not settled yet: %s", item["cka_id"], exc.message)
                     continue
@@ -434,27 +436,54 @@ class KeyService:
     # --- inventory -------------------------------------------------------------------------
 
     def inventory(self) -> list[InventoryItem]:
-        """Every managed record and every unmanaged token object, reconciled per token."""
+        """Every managed record and every object on the logged-in tokens, reconciled per
+        token. A record matches the one listed key with its CKA_ID, algorithm and (where both
+        are known) KCV or public-key fingerprint; everything else on the token is listed as
+        unmanaged: keys, lone public keys, certificates and data objects."""
         assert_core_thread()
         records = self.repo.all()
-        seen: dict[str, dict[str, TokenObject]] = {}
+        seen: dict[str, list[TokenObject]] = {}
         for session in self.tokens.logged_in():
             self.settle(session)  # a failed generation's key is not an unmanaged key
-            seen[session.info.serial] = {o.cka_id: o for o in session.key_objects()}
+            seen[session.info.serial] = session.key_objects()
         present = {info.serial for info in self.tokens.present()}
+        index: dict[tuple[str, str], list[TokenObject]] = {}
+        for serial, objects in seen.items():
+            for obj in objects:
+                if obj.kind.is_key or obj.kind is ObjectKind.PUBLIC_ONLY:
+                    index.setdefault((serial, obj.cka_id), []).append(obj)
+        taken: set[int] = set()
         items: list[InventoryItem] = []
         for key in records:
-            objects = seen.get(key.token_serial)
-            if objects is None:
+            if key.token_serial not in seen:
                 items.append(InventoryItem(_unreconciled(key, present), key))
-            elif key.cka_id in objects and _key_class(key) in objects[key.cka_id].classes:
-                items.append(InventoryItem(Presence.PRESENT, key, objects.pop(key.cka_id)))
-            else:
-                objects.pop(key.cka_id, None)  # a public half left behind is not the key
+                continue
+            candidates = index.get((key.token_serial, key.cka_id), [])
+            match = _matching(key, candidates)
+            if match is None:
+                # A public half left behind is not the key; it is shown in the record's row.
+                left = next(
+                    (
+                        o
+                        for o in candidates
+                        if o.kind is ObjectKind.PUBLIC_ONLY
+                        and o.algorithm is key.algorithm
+                        and o.identifier == (key.fingerprint or o.identifier)
+                        and id(o) not in taken
+                    ),
+                    None,
+                )
+                if left is not None:
+                    taken.add(id(left))
                 gone = Presence.DESTROYED if key.state in DESTROYED_STATES else Presence.MISSING
-                items.append(InventoryItem(gone, key))
+                items.append(InventoryItem(gone, key, left))
+            else:
+                taken.add(id(match))
+                items.append(InventoryItem(Presence.PRESENT, key, match))
         for objects in seen.values():
-            items.extend(InventoryItem(Presence.UNMANAGED, None, o) for o in objects.values())
+            items.extend(
+                InventoryItem(Presence.UNMANAGED, None, o) for o in objects if id(o) not in taken
+            )
         return items
 
     def details(self, key_id: str) -> KeyDetails:
@@ -462,7 +491,7 @@ class KeyService:
         attributes: dict[str, dict[str, Any]] = {}
         live = {s.info.serial: s for s in self.tokens.logged_in()}
         if key.token_serial in live:
-            attributes = live[key.token_serial].read_key(key.cka_id)
+            attributes = live[key.token_serial].read_key(identity_of(key))
             if _key_class(key) in attributes:
                 presence = Presence.PRESENT
             elif key.state in DESTROYED_STATES:
@@ -476,44 +505,144 @@ class KeyService:
 
     # --- adoption --------------------------------------------------------------------------
 
-    def adopt(self, token_ref: str, cka_id: str, name: str | None = None) -> KeyRecord:
-        """Record an unmanaged token object as a managed PRE_ACTIVE key, reading its attributes."""
+    def adoption_candidates(self, token_ref: str) -> list[AdoptionCandidate]:
+        """Every unmanaged key on the token (and lone public keys), as adoption would take
+        them, with live attributes, inferred purposes, exposure and refusals."""
         assert_core_thread()
         self.guard("key.adopt", f"token:{token_ref}")
         session = self.tokens.session(token_ref)
-        info = session.info
-        try:
-            cka_id = bytes.fromhex(cka_id.replace(":", "")).hex()
-        except ValueError as exc:
-            raise ValidationError(f"'{cka_id}' is not a hexadecimal CKA_ID.") from exc
-        if not cka_id:
-            raise ValidationError("Give the CKA_ID of the key to adopt.")
-        existing = self.repo.by_token_object(info.serial, cka_id)
-        if existing is not None:
-            raise ValidationError(f"That object is already managed as key '{existing.name}'.")
-        algorithm, kcv, spki, attributes = session.identify(cka_id)
-        if algorithm is None:
-            raise TokenError(
-                "Keystead cannot manage this key's type or size; it manages "
-                + ", ".join(a.value for a in Algorithm)
-                + "."
+        entries = session.entries()
+        listed = group_objects(entries, session.info.serial, session.info.label)
+        managed = {k.cka_id for k in self.repo.on_token(session.info.serial)}
+        result = []
+        for key in listed:
+            if key.kind in (ObjectKind.CERTIFICATE, ObjectKind.DATA, ObjectKind.OTHER):
+                continue
+            if key.cka_id in managed and not key.shared_id:
+                continue
+            result.append(self._candidate(session, key, entries))
+        return result
+
+    def adoption_candidate(
+        self, token_ref: str, cka_id: str | None, identifier: str | None = None
+    ) -> AdoptionCandidate:
+        """The one unmanaged key with this CKA_ID (hex; "" for none) and/or whose KCV or
+        public-key fingerprint starts with ``identifier``. Raises NotFoundError, or
+        ValidationError when more than one key fits (say which by its identifier)."""
+        assert_core_thread()
+        wanted_id = _parse_id(cka_id) if cka_id is not None else None
+        prefix = (identifier or "").replace(":", "").strip().lower()
+        if wanted_id is None and not prefix:
+            raise ValidationError("Give the CKA_ID (--id) or the identifier (--key) to adopt.")
+        session = self.tokens.session(token_ref)
+        entries = session.entries()
+        listed = group_objects(entries, session.info.serial, session.info.label)
+        fits = [
+            k
+            for k in listed
+            if (wanted_id is None or k.cka_id == wanted_id)
+            and (not prefix or (k.identifier and k.identifier.lower().startswith(prefix)))
+            and k.kind not in (ObjectKind.CERTIFICATE, ObjectKind.DATA, ObjectKind.OTHER)
+        ]
+        where = f"token '{session.info.label}'"
+        if not fits:
+            if wanted_id is not None and any(k.cka_id == wanted_id for k in listed):
+                raise NotFoundError(
+                    f"No key with ID {wanted_id or '(none)'} on {where}: only certificates or "
+                    "data objects carry it."
+                )
+            raise NotFoundError(
+                f"No key with ID {wanted_id if wanted_id is not None else '(any)'}"
+                f"{' and identifier ' + prefix if prefix else ''} on {where}."
             )
-        label = next((a.get("LABEL") for a in attributes.values() if a.get("LABEL")), "")
-        final_name = self.free_name(name or str(label) or f"adopted-{cka_id[:8]}")
-        purpose = _purpose_from_flags(algorithm, attributes)
-        extractable = any(bool(a.get("EXTRACTABLE")) for a in attributes.values())
+        if len(fits) > 1:
+            shown = "; ".join(
+                f"{k.kind.value} '{k.label}' {k.algorithm.value if k.algorithm else k.key_type} "
+                f"identifier {k.identifier or '(none)'}"
+                for k in fits
+            )
+            raise ValidationError(
+                f"{len(fits)} keys on {where} share ID {wanted_id or '(none)'}: {shown}. Choose "
+                "one with --key IDENTIFIER (its KCV or fingerprint); adopting it gives it a "
+                "fresh CKA_ID (--new-id). Nothing was changed."
+            )
+        return self._candidate(session, fits[0], entries)
+
+    def _candidate(
+        self, session: TokenSession, key: TokenObject, entries: list[TokenEntry]
+    ) -> AdoptionCandidate:
+        parts = _parts_of(key, entries)
+        live = session.attributes_of([e.position for e in parts])
+        attributes = {e.object_class: live.get(e.position, {}) for e in parts}
+        return candidate_for(key, parts, attributes)
+
+    def adopt(
+        self,
+        token_ref: str,
+        cka_id: str | None,
+        name: str | None = None,
+        *,
+        purpose: Purpose | None = None,
+        accept_exposure: bool = False,
+        new_id: bool = False,
+        identifier: str | None = None,
+    ) -> KeyRecord:
+        """Record an unmanaged key as a managed PRE_ACTIVE key.
+
+        Refused (ValidationError / TokenError, nothing changed, a denied entry written) when:
+        the candidate cannot be adopted at all (a public key alone...); no purpose was given and
+        the flags do not name exactly one, or the inferred one would clear usage flags at
+        activation; the key is exposed and ``accept_exposure`` is not set; it has no CKA_ID or
+        shares one and ``new_id`` is not set; the label is not plain text and no name is given.
+        With ``new_id`` the key's objects (and only they) get a fresh random CKA_ID on the token,
+        in the transaction that records the adoption (put back if the record fails).
+        """
+        assert_core_thread()
+        candidate = self.adoption_candidate(token_ref, cka_id, identifier)
+        try:
+            chosen, explicit = self._adoption_checks(
+                candidate, name, purpose, accept_exposure, new_id
+            )
+            final_name = self.free_name(name or candidate.suggested_name or "")
+        except (ValidationError, TokenError) as exc:
+            record_alone(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="key.adopt",
+                subject=f"token:{candidate.token_serial}",
+                outcome=Outcome.DENIED,
+                details={
+                    "cka_id": candidate.cka_id,
+                    "identifier": candidate.identifier,
+                    "label": candidate.key.label,
+                    "refusal": exc.message,
+                },
+            )
+            raise
+        algorithm = candidate.algorithm
+        if algorithm is None:  # refused above already; kept for the type checker
+            raise TokenError("Keystead cannot manage this key's type.")
+        session = self.tokens.session(candidate.token_serial)
+        spki = None
+        if not algorithm.symmetric:
+            public = next((e for e in candidate.objects if e.fingerprint), None)
+            spki = session.public_spki(public) if public else None
+        extractable = any(bool(a.get("EXTRACTABLE")) for a in candidate.attributes.values())
         trusted = all(
-            bool(a.get("WRAP_WITH_TRUSTED")) for a in attributes.values() if a.get("EXTRACTABLE")
+            bool(a.get("WRAP_WITH_TRUSTED"))
+            for a in candidate.attributes.values()
+            if a.get("EXTRACTABLE")
         )
         key = KeyRecord(
             id=str(uuid.uuid4()),
             name=final_name,
             algorithm=algorithm,
-            purpose=purpose,
+            purpose=chosen,
             state=KeyState.PRE_ACTIVE,
-            token_serial=info.serial,
-            token_label=info.label,
-            cka_id=cka_id,
+            token_serial=candidate.token_serial,
+            token_label=candidate.token_label,
+            cka_id=candidate.cka_id,
             extractable=extractable,
             wrap_trusted=(
                 TrustedWrap.NOT_APPLICABLE
@@ -522,23 +651,197 @@ class KeyService:
                 if trusted
                 else TrustedWrap.PENDING
             ),
-            kcv=kcv,
-            fingerprint=hashlib.sha256(spki).hexdigest() if spki else None,
+            kcv=candidate.key.identifier if algorithm.symmetric else None,
+            fingerprint=None if algorithm.symmetric else candidate.identifier or None,
             created_at=self.clock(),
             created_by=self.operator,
+            exposure=tuple(e.value for e in candidate.exposure),
         )
-        with self.db.transaction():
-            self.repo.insert(key, spki)
-            record(
+        if key.kcv == "":
+            key = key._replace(kcv=None)
+        details: dict[str, Any] = {
+            "purpose_chosen": "explicit" if explicit else "inferred",
+            "inferred_purposes": [p.value for p in candidate.inferred],
+            "cleared_on_activation": list(candidate.cleared_on_activation.get(chosen, ())),
+            "exposure": list(key.exposure),
+            "exposure_acknowledged": bool(key.exposure),
+            "objects": [e.describe for e in candidate.objects],
+            "related_objects": list(candidate.related),
+            "attributes": candidate.attributes,
+        }
+        renamed: list[TokenEntry] = []
+        try:
+            with self.db.transaction():
+                if candidate.needs_new_id:
+                    fresh = secrets.token_bytes(16)
+                    key = key._replace(cka_id=fresh.hex())
+                    details["cka_id_before"] = candidate.cka_id
+                    details["cka_id_assigned"] = fresh.hex()
+                    self.repo.insert(key, spki)
+                    record(
+                        self.db,
+                        when=key.created_at,
+                        operators=(self.operator,),
+                        action="key.adopt",
+                        subject=f"key:{key.id}",
+                        outcome=Outcome.SUCCESS,
+                        details={**_key_details(key), **details},
+                    )
+                    renamed = session.assign_id(list(candidate.objects), fresh)
+                else:
+                    self.repo.insert(key, spki)
+                    record(
+                        self.db,
+                        when=key.created_at,
+                        operators=(self.operator,),
+                        action="key.adopt",
+                        subject=f"key:{key.id}",
+                        outcome=Outcome.SUCCESS,
+                        details={**_key_details(key), **details},
+                    )
+        except BaseException as exc:
+            if renamed:
+                try:
+                    session.assign_id(renamed, bytes.fromhex(candidate.cka_id))
+                except KeysteadError as back:
+                    log.error("could not put back the CKA_ID of %s: %s", key.cka_id, back.message)
+            record_alone(
                 self.db,
-                when=key.created_at,
+                when=self.clock(),
                 operators=(self.operator,),
                 action="key.adopt",
-                subject=f"key:{key.id}",
-                outcome=Outcome.SUCCESS,
-                details={**_key_details(key), "attributes": attributes},
+                subject=f"token:{candidate.token_serial}",
+                outcome=failure_outcome(exc),
+                details={
+                    "cka_id": candidate.cka_id,
+                    "identifier": candidate.identifier,
+                    "error": getattr(exc, "message", type(exc).__name__),
+                },
             )
+            raise
         return key
+
+    def _adoption_checks(
+        self,
+        candidate: AdoptionCandidate,
+        name: str | None,
+        purpose: Purpose | None,
+        accept_exposure: bool,
+        new_id: bool,
+    ) -> tuple[Purpose, bool]:
+        """The purpose to record and whether the officer chose it; raises what refuses it."""
+        if candidate.refusal:
+            raise TokenError(f"{candidate.refusal} Nothing was changed.")
+        existing = self.repo.by_token_object(candidate.token_serial, candidate.cka_id)
+        if existing is not None and not candidate.needs_new_id:
+            raise ValidationError(f"That object is already managed as key '{existing.name}'.")
+        if candidate.needs_new_id and not new_id:
+            why = (
+                "has no CKA_ID"
+                if not candidate.cka_id
+                else f"shares CKA_ID {candidate.cka_id} with another key on the token"
+            )
+            raise ValidationError(
+                f"This key {why}, so an action by ID could reach another object. Adopt it with "
+                "a fresh CKA_ID (--new-id: Keystead gives its objects a new random ID, "
+                "recorded), or give the objects distinct IDs with the tool that made them. "
+                "Nothing was changed."
+            )
+        if purpose is None:
+            if candidate.purpose is None:
+                fits = ", ".join(p.value for p in candidate.inferred) or "none fits exactly"
+                raise ValidationError(
+                    f"Its usage flags do not name one purpose ({fits}); choose one with "
+                    f"--purpose ({', '.join(p.value for p in candidate.allowed_purposes())}). "
+                    "Nothing was changed."
+                )
+            cleared = candidate.cleared_on_activation.get(candidate.purpose, ())
+            if cleared:
+                raise ValidationError(
+                    f"Its flags say {candidate.purpose.value}, but activating it for that "
+                    f"would clear {', '.join(cleared)}. Confirm with --purpose "
+                    f"{candidate.purpose.value} (recorded) or choose another. Nothing was changed."
+                )
+            chosen, explicit = candidate.purpose, False
+        else:
+            if candidate.algorithm is None:
+                raise TokenError("Keystead cannot manage this key's type.")
+            usage_for(candidate.algorithm, purpose)  # refuses a purpose the type cannot have
+            chosen, explicit = purpose, True
+        if candidate.exposure and not accept_exposure:
+            raise ValidationError(
+                "This key is exposed: "
+                + "; ".join(e.title for e in candidate.exposure)
+                + ". Adopt it only if you accept that (--accept-exposed); it stays marked "
+                "exposed. Nothing was changed."
+            )
+        if not name and candidate.suggested_name is None:
+            raise ValidationError(
+                "The key's label is empty or not plain text "
+                f"('{candidate.key.label}'); give it a name (--name). Nothing was changed."
+            )
+        return chosen, explicit
+
+
+def identity_of(key: KeyRecord) -> KeyIdentity:
+    """How the token objects of a managed key are found."""
+    return KeyIdentity(key.cka_id, key.algorithm, key.kcv, key.fingerprint)
+
+
+def _matching(key: KeyRecord, objects: list[TokenObject]) -> TokenObject | None:
+    """The listed key that is this record's: same algorithm, a key object, and the same KCV or
+    fingerprint where both are known; None when there is none. When several fit, the first
+    is returned: it is marked ``shared_id``, and actions on the key are refused as ambiguous
+    (``app.domain.identity.select_key``)."""
+    fits = [
+        o
+        for o in objects
+        if o.algorithm is key.algorithm
+        and o.kind.is_key
+        and (not key.identifier or not o.identifier or o.identifier == key.identifier)
+    ]
+    return fits[0] if fits else None
+
+
+def _parts_of(key: TokenObject, entries: list[TokenEntry]) -> list[TokenEntry]:
+    """The entries that make the listed ``key`` (key object first)."""
+    same = [
+        e
+        for e in entries
+        if e.is_key
+        and e.cka_id == key.cka_id
+        and e.object_class in key.classes
+        and e.key_type == key.key_type
+        and e.algorithm is key.algorithm
+    ]
+    if key.identifier:
+        same = [
+            e
+            for e in same
+            if (e.kcv or e.fingerprint) in (key.identifier, None)
+            and not (e.object_class == "PUBLIC_KEY" and e.fingerprint != key.identifier)
+        ]
+    if not key.cka_id:
+        same = [e for e in same if e.label == key.label] or same
+    order = {"SECRET_KEY": 0, "PRIVATE_KEY": 0, "PUBLIC_KEY": 1}
+    chosen: dict[str, TokenEntry] = {}
+    for entry in sorted(same, key=lambda e: order.get(e.object_class, 2)):
+        chosen.setdefault(entry.object_class, entry)
+    return list(chosen.values())
+
+
+def _parse_id(text: str) -> str:
+    """A CKA_ID typed as hex (colons allowed). A key without a CKA_ID is chosen by its
+    identifier instead."""
+    try:
+        parsed = bytes.fromhex(text.replace(":", "").strip()).hex()
+    except ValueError as exc:
+        raise ValidationError(f"'{text}' is not a hexadecimal CKA_ID.") from exc
+    if not parsed:
+        raise ValidationError(
+            "Give the CKA_ID of the key to adopt (a key without one: give its identifier)."
+        )
+    return parsed
 
 
 DESTROYED_STATES = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
@@ -604,16 +907,3 @@ def _key_details(key: KeyRecord) -> dict[str, Any]:
         "extractable": key.extractable,
         "identifier": key.identifier,
     }
-
-
-def _purpose_from_flags(algorithm: Algorithm, attributes: dict[str, dict[str, Any]]) -> Purpose:
-    """The purpose whose usage flags the object carries; the algorithm's default otherwise."""
-    flags = {u for a in attributes.values() for u in Usage if a.get(u.value)}
-    for purpose in (Purpose.KEY_WRAPPING, Purpose.ENCRYPTION, Purpose.SIGNING, Purpose.MAC):
-        try:
-            plan = usage_for(algorithm, purpose)
-        except ValidationError:
-            continue
-        if plan.secret & flags == plan.secret or (plan.private | plan.public) <= flags:
-            return purpose
-    return default_purpose(algorithm)

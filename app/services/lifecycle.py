@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any, NamedTuple
 
+from app.domain.algorithms import Purpose, Usage
+from app.domain.identity import parse_exposure, select_key
 from app.domain.keys import KeyRecord, KeyState, TokenSync
 from app.domain.lifecycle import (
     MAX_REASON_LENGTH,
@@ -38,7 +40,7 @@ from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, Resolution
-from app.services.keys import KeyService
+from app.services.keys import KeyService, identity_of
 from app.services.policy import CryptoperiodPolicy
 from app.services.token_inspect import remember_enforcement, usage_enforcement
 from app.services.tokens import TokenService
@@ -50,6 +52,25 @@ from app.storage.repository import KeyRepository
 log = logging.getLogger(__name__)
 
 WORKSTATION_ACTOR = "workstation"
+# Default policy: a key whose value may have been seen in clear is not put to use for
+# key wrapping or signing (what it protects or vouches for would rest on a value known outside
+# the token). Encryption and MAC keys are allowed, marked exposed.
+RULE_EXPOSED = "KS-EXPOSED-KEY-USE"
+_EXPOSED_REFUSED = (Purpose.KEY_WRAPPING, Purpose.SIGNING)
+
+
+def exposure_refusal(key: KeyRecord, action: Action) -> str | None:
+    """Why the default policy refuses putting the exposed ``key`` to use, or None."""
+    if action not in (Action.ACTIVATE, Action.RESUME) or key.purpose not in _EXPOSED_REFUSED:
+        return None
+    clear = [e for e in parse_exposure(key.exposure) if e.clear_value]
+    if not clear:
+        return None
+    return (
+        f"Key '{key.name}' is exposed ({'; '.join(e.title for e in clear)}); the default "
+        f"policy does not activate exposed keys for {key.purpose.value}. Generate a new key "
+        "on the token instead."
+    )
 
 
 # Widening use needs the object: a key whose object is gone cannot become usable. (Destroy
@@ -142,6 +163,9 @@ class LifecycleService:
             )
         if request.compromise_date is not None and request.compromise_date > self.clock():
             raise ValidationError("The compromise date is in the future.")
+        refusal = exposure_refusal(key, request.action)
+        if refusal:
+            raise PolicyError(refusal, RULE_EXPOSED)
 
     def _check_object(self, key: KeyRecord, request: TransitionRequest) -> None:
         """Actions that widen use are refused when the logged-in token answers that the
@@ -225,9 +249,14 @@ class LifecycleService:
         if request.action is Action.DESTROY and session is None:
             raise TokenNotLoggedIn(f"Log in to token '{key.token_label}' to destroy '{key.name}'.")
         applied: list[KeyRecord] = []  # keys whose token flags were changed (to put back)
-        intent = self._begin(key, request, changes, session)
+        intent: int | None = None
         now = self.clock()
+        destroying: dict[str, Any] = {}
         try:
+            if request.action is Action.DESTROY and session is not None:
+                # Read before the intent: an ambiguous key is refused with nothing written.
+                destroying = self._destroy_plan(session, key)
+            intent = self._begin(key, request, changes, session)
             with self.db.transaction():
                 if intent is not None:
                     self.intents.finish(intent)
@@ -244,10 +273,13 @@ class LifecycleService:
                         action=f"key.{action.value}",
                         subject=f"key:{after.id}",
                         outcome=Outcome.SUCCESS,
-                        details=_transition_details(before, after, reason),
+                        details={
+                            **_transition_details(before, after, reason),
+                            **(destroying if after.id == key.id else {}),
+                        },
                     )
                 if request.action is Action.DESTROY and session is not None:
-                    session.destroy_key(key.cka_id)
+                    session.destroy_key(identity_of(key))
         except BaseException as exc:
             for before in applied:
                 self._put_back(session, before)
@@ -274,10 +306,19 @@ class LifecycleService:
         log.info("key %s: %s -> %s", key.id, key.state.value, changes[0].after.state.value)
         return self.keys.resolve(key.id)
 
+    def _destroy_plan(self, session: TokenSession, key: KeyRecord) -> dict[str, Any]:
+        """What destroying ``key`` will take off the token, for its audit entry: exactly the
+        key's objects (refused as ambiguous when they cannot be told apart), and the
+        certificates and data objects under the same CKA_ID, which stay."""
+        found = session.entries_with_id(key.cka_id)
+        objects = select_key(found, identity_of(key))  # AmbiguousKey: nothing is destroyed
+        related = [e.describe for e in found if not e.is_key]
+        return {"token_objects": [e.describe for e in objects], "kept_related": related}
+
     def _key_gone(self, session: TokenSession, key: KeyRecord) -> bool:
         """After a failed destroy: True only if the token answers and the key is not on it."""
         try:
-            return not session.holds_key(key.cka_id)
+            return not session.holds_key(identity_of(key))
         except KeysteadError:
             return False  # the token does not answer: nothing is known
 
@@ -313,7 +354,7 @@ class LifecycleService:
             )
             raise
         try:
-            session.destroy_key(after.cka_id)
+            session.destroy_key(identity_of(after))
         except KeysteadError as exc:
             log.warning("leftovers of destroyed key %s stay: %s", after.id, exc.message)
         log.warning("key %s destroyed although the token answered: %s", after.id, error)
@@ -358,7 +399,7 @@ class LifecycleService:
         """After a failure in this process: resolved as rolled back when the token is known
         to be as before (flags put back, or the key still there); else left to reconcile."""
         try:
-            if session is not None and session.holds_key(key.cka_id):
+            if session is not None and session.holds_key(identity_of(key)):
                 self.intents.abandon(intent, f"key:{key.id}", message)
         except KeysteadError:
             log.warning("intent %s left for reconciliation", intent)
@@ -381,11 +422,11 @@ class LifecycleService:
         target = KeyState(str(changes[0]["to"]))
         if target in (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED):
             if primary.state is target:
-                session.destroy_key(primary.cka_id)  # whatever part is left
+                session.destroy_key(identity_of(primary))  # whatever part is left
                 return Resolution(COMPLETED, {"state": target.value})
-            if not session.holds_key(primary.cka_id):
+            if not session.holds_key(identity_of(primary)):
                 after = primary._replace(state=target, token_sync=TokenSync.OK)
-                removed = session.destroy_key(primary.cka_id)  # a public half left behind
+                removed = [e.describe for e in session.destroy_key(identity_of(primary))]  # a public half left behind
 
                 def complete() -> None:
                     self.repo.update(after)
@@ -410,7 +451,7 @@ class LifecycleService:
             if current is None or current.state not in ON_TOKEN:
                 continue
             private, public = usage_in_state(current.algorithm, current.purpose, current.state)
-            session.set_usage(current.cka_id, private, public)
+            session.set_usage(identity_of(current), private, public)
             states[current.id] = current.state.value
         committed = primary.state is target
         return Resolution(
@@ -432,7 +473,7 @@ class LifecycleService:
         if session is None:
             return TokenSync.PENDING
         private, public = usage_in_state(key.algorithm, key.purpose, key.state)
-        if not session.set_usage(key.cka_id, private, public):
+        if not session.set_usage(identity_of(key), private, public):
             return TokenSync.REFUSED
         return TokenSync.OK if self._enforces(session) else TokenSync.RECORDED
 
@@ -451,21 +492,52 @@ class LifecycleService:
             return
         try:
             private, public = usage_in_state(before.algorithm, before.purpose, before.state)
-            session.set_usage(before.cka_id, private, public)
+            session.set_usage(identity_of(before), private, public)
         except KeysteadError as exc:
             log.error("could not put back the usage flags of %s: %s", before.id, exc.message)
 
     def enforce_pending(self, serial: str) -> int:
-        """At login: apply the flags of keys changed while their token was away."""
+        """After a login: apply the flags of keys changed while their token was away.
+
+        Fail closed: a token is changed only together with its ``key.token-sync`` entry. The
+        entry must be sealed, so while the audit token is not logged in nothing is applied and
+        the keys stay *pending* (applied when it is; ``Workstation._after_login`` calls this
+        again then). A key whose change fails stays pending, its flags put back, and the
+        failure is logged: a login (and any read-only command behind it) never fails here.
+        Returns how many keys were brought in line.
+        """
         session = next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
-        if session is None:
+        pending = self.repo.sync_pending(serial) if session is not None else []
+        if session is None or not pending:
+            return 0
+        if self.db.sealer is None:
+            log.warning(
+                "%d key(s) on token %s wait for their token change: the audit token is not "
+                "logged in, so the change could not be recorded",
+                len(pending),
+                serial,
+            )
             return 0
         done = 0
-        for key in self.repo.sync_pending(serial):
+        for key in pending:
             if key.state not in ON_TOKEN:
                 continue
+            try:
+                self._sync_one(session, key)
+            except KeysteadError as exc:
+                log.error("token change of key %s stays pending: %s", key.id, exc.message)
+                continue
+            done += 1
+        return done
+
+    def _sync_one(self, session: TokenSession, key: KeyRecord) -> None:
+        """One pending key: flags and entry together, or neither."""
+        before = session.usage(identity_of(key))
+        applied = False
+        try:
             with self.db.transaction():
                 synced = key._replace(token_sync=self._reflect(session, key))
+                applied = synced.token_sync is TokenSync.OK
                 self.repo.update(synced)
                 record(
                     self.db,
@@ -480,8 +552,15 @@ class LifecycleService:
                         "token_sync_text": synced.token_sync.title,
                     },
                 )
-            done += 1
-        return done
+        except BaseException:
+            if applied:
+                log.error("the token change of key %s could not be recorded; undoing it", key.id)
+                private = _flags(before, "SECRET_KEY") | _flags(before, "PRIVATE_KEY")
+                try:
+                    session.set_usage(identity_of(key), private, _flags(before, "PUBLIC_KEY"))
+                except KeysteadError as exc:
+                    log.error("could not undo the token change of %s: %s", key.id, exc.message)
+            raise
 
     # --- cryptoperiods ---------------------------------------------------------------------
 
@@ -646,6 +725,10 @@ def _failure_details(key: KeyRecord, request: TransitionRequest, error: str) -> 
     if request.compromise_date is not None:
         details["compromise_date"] = _jsonable(request.compromise_date)
     return details
+
+
+def _flags(usage: dict[str, dict[str, bool]], object_class: str) -> frozenset[Usage]:
+    return frozenset(Usage(name) for name, on in usage.get(object_class, {}).items() if on)
 
 
 def _days(days: int) -> timedelta:

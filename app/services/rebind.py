@@ -10,13 +10,12 @@ officer confirms each re-binding; it is recorded with the old and new binding.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.domain.keys import KeyRecord, KeyState, Presence
+from app.domain.keys import KeyRecord, KeyState, ObjectKind, Presence
 from app.errors import NotFoundError, ValidationError
 from app.services.audit import Outcome, record, record_alone
 from app.services.executor import assert_core_thread
@@ -79,11 +78,13 @@ class RebindService:
             obj = item.token_object
             if item.presence is not Presence.UNMANAGED or obj is None or not obj.cka_id:
                 continue
-            if obj.algorithm is None:
+            # Only a key the token can use (a secret key or a private key with its public
+            # key), under a CKA_ID no other key shares: never a public key alone.
+            if obj.algorithm is None or obj.kind not in (ObjectKind.SECRET, ObjectKind.PAIR):
                 continue
-            session = self.tokens.session(obj.token_serial)
-            _algorithm, kcv, spki, _attributes = session.identify(obj.cka_id)
-            identifier = kcv or (hashlib.sha256(spki).hexdigest() if spki else None)
+            if obj.shared_id:
+                continue
+            identifier = obj.identifier
             if identifier:
                 found.setdefault(
                     identifier.lower(), (obj.token_serial, obj.token_label, obj.cka_id)

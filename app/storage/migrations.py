@@ -352,4 +352,8 @@ CREATE TABLE ceremony_steps (
 
 MIGRATIONS.append((10, CEREMONY_TABLES))
 
+# Schema 11: keys adopted from tokens written by other tools remember why their value may have
+# been outside the token (JSON list of app.domain.identity.Exposure values).
+MIGRATIONS.append((11, "ALTER TABLE keys ADD COLUMN exposure TEXT NOT NULL DEFAULT '[]';"))
+
 LATEST = MIGRATIONS[-1][0]

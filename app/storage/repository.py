@@ -35,6 +35,7 @@ _KEY_FIELDS = (
     "replaced_by",
     "token_sync",
     "wrap_trusted",
+    "exposure",
 )
 _KEY_COLUMNS = ", ".join(_KEY_FIELDS)
 # What an update may change; identity, algorithm and token binding never change.
@@ -96,6 +97,7 @@ def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
             r[19],
             _SYNC[r[20]],
             _TRUSTED_WRAP[r[21]],
+            _NO_TAGS if r[22] == "[]" else tuple(json.loads(r[22])),
         )
     )
 
@@ -124,6 +126,7 @@ def _key_to_row(key: KeyRecord) -> dict[str, Any]:
         "replaced_by": key.replaced_by,
         "token_sync": key.token_sync.value,
         "wrap_trusted": key.wrap_trusted.value,
+        "exposure": json.dumps(list(key.exposure)),
     }
 
 

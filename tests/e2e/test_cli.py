@@ -261,7 +261,18 @@ def test_adopt_a_key_pkcs11_tool_made(cli: Cli, tmp_path: Path) -> None:
         ("peer-key", "unmanaged", "0a0b", "EC-P256")
     ]
     assert rows[0]["id"] is None and rows[0]["state"] is None
-    adopted = cli.json("keys", "adopt", "--token", TOKEN, "--id", "0a0b", "--name", "peer-256")
+    adopted = cli.json(
+        "keys",
+        "adopt",
+        "--token",
+        TOKEN,
+        "--id",
+        "0a0b",
+        "--name",
+        "peer-256",
+        "--purpose",
+        "signing",
+    )
     assert (adopted["name"], adopted["algorithm"], adopted["state"]) == (
         "peer-256",
         "EC-P256",

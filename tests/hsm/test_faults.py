@@ -85,11 +85,31 @@ GENERATE_STEPS = {
         "sign",
     ],
 }
-# Destroy seals its entry inside the transaction, then finds the objects and destroys them
-# (the public half first, the key itself last).
+# Destroy first reads what it will destroy (for its entry; an ambiguous key is refused before
+# anything is written), seals its write-ahead intent, seals the entry inside the transaction, then finds exactly the key's objects again and destroys them (the public half
+# first, the key itself last).
 DESTROY_STEPS = {
-    Algorithm.AES_256: ["sign", "sign", "get_objects", "destroy"],
-    Algorithm.EC_P256: ["sign", "sign", "get_objects", "destroy", "destroy"],
+    Algorithm.AES_256: [
+        "get_objects",
+        "get_attributes",
+        "sign",
+        "sign",
+        "get_objects",
+        "get_attributes",
+        "destroy",
+    ],
+    Algorithm.EC_P256: [
+        "get_objects",
+        "get_attributes",
+        "get_attributes",
+        "sign",
+        "sign",
+        "get_objects",
+        "get_attributes",
+        "get_attributes",
+        "destroy",
+        "destroy",
+    ],
 }
 CHANGE_PIN_STEPS = ["sign", "sign", "set_pin"]
 

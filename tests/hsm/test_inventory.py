@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import KeyState, Presence
-from app.errors import TokenError, ValidationError
+from app.errors import NotFoundError, TokenError, ValidationError
 from tests.hsm.kit import (
     OPERATOR,
     TOKEN,
@@ -83,7 +83,9 @@ def test_keys_made_by_pkcs11_tool_are_unmanaged_then_adopted(
         assert item.token_object.classes == classes
         assert item.token_label == TOKEN
 
-    ec_key = station(station.ws.keys.adopt, TOKEN, "0a0b")
+    # pkcs11-tool's EC pair can also derive: activating it for signing clears that, so the
+    # purpose is confirmed explicitly.
+    ec_key = station(station.ws.keys.adopt, TOKEN, "0a0b", purpose=Purpose.SIGNING)
     assert (ec_key.name, ec_key.algorithm, ec_key.purpose) == (
         "peer-key",
         Algorithm.EC_P256,
@@ -102,11 +104,21 @@ def test_keys_made_by_pkcs11_tool_are_unmanaged_then_adopted(
     assert ec_key.fingerprint == hashlib.sha256(spki(from_export)).hexdigest()
     assert ec_key.extractable is ("extractable" in peer[("Private", "0a0b")].access)
 
-    aes = station(station.ws.keys.adopt, TOKEN, "0c0d", "renamed-aes")
+    # pkcs11-tool makes AES keys without CKA_SENSITIVE: exposed, adopted only when accepted.
+    aes = station(
+        station.ws.keys.adopt,
+        TOKEN,
+        "0c0d",
+        "renamed-aes",
+        purpose=Purpose.ENCRYPTION,
+        accept_exposure=True,
+    )
     assert (aes.name, aes.algorithm, aes.fingerprint) == ("renamed-aes", Algorithm.AES_256, None)
     assert aes.kcv == peer_kcv(station, "0c0d", tmp_path)
 
-    known_aes = station(station.ws.keys.adopt, TOKEN, "0E:0F")  # colons and case are fine
+    known_aes = station(  # colons and case are fine
+        station.ws.keys.adopt, TOKEN, "0E:0F", purpose=Purpose.ENCRYPTION, accept_exposure=True
+    )
     encryptor = Cipher(algorithms.AES(known), modes.ECB()).encryptor()  # noqa: S305 (KCV)
     expected = (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex().upper()
     assert known_aes.cka_id == "0e0f" and known_aes.kcv == expected
@@ -142,13 +154,14 @@ def test_adoption_refusals(station: Station) -> None:
         station(station.ws.keys.adopt, TOKEN, "0b0b")
     with pytest.raises(ValidationError, match="already managed as key 'mine'"):
         station(station.ws.keys.adopt, TOKEN, key.cka_id, "again")
-    with pytest.raises(TokenError, match="No key with CKA_ID"):
+    with pytest.raises(NotFoundError, match="No key with ID abcdef"):
         station(station.ws.keys.adopt, TOKEN, "abcdef")
     for bad in ("xyz", "abc", ""):
         with pytest.raises(ValidationError):
             station(station.ws.keys.adopt, TOKEN, bad)
     assert station.key_count() == 1
-    assert station.events("key.adopt") == []
+    # Refusals of a key that is there are recorded as denied; nothing was adopted.
+    assert {e.outcome for e in station.events("key.adopt")} == {"denied"}
 
 
 def test_a_record_whose_key_was_destroyed_elsewhere_is_missing_and_kept(station: Station) -> None:

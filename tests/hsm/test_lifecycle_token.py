@@ -170,11 +170,11 @@ def test_failed_swap_rolls_back_both_keys(bench: Bench, monkeypatch: pytest.Monk
     real = session.set_usage
     calls = {"n": 0}
 
-    def pulled_on_second(cka_id: str, private: Any, public: Any) -> bool:
+    def pulled_on_second(identity: Any, private: Any, public: Any) -> bool:
         calls["n"] += 1
-        if cka_id == old.cka_id:  # the predecessor's deactivation: the token goes away
+        if identity.cka_id == old.cka_id:  # the predecessor's deactivation: the token goes away
             raise TokenRemoved("The token was removed while changing usage flags.")
-        return real(cka_id, private, public)
+        return real(identity, private, public)
 
     monkeypatch.setattr(session, "set_usage", pulled_on_second)
     with pytest.raises(TokenRemoved):

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from app.domain.algorithms import Purpose
 from app.domain.keys import Presence
 from app.errors import NotFoundError
 from tests.hsm.kit import Station, pkcs11_tool
@@ -67,8 +68,13 @@ def test_a_replacement_token_is_matched_by_identity_and_rebound_on_request(
     load(station, OLD, OLD_PIN, files, "aa")
     load(station, NEW, NEW_PIN, files, "bb")  # other CKA_IDs: identity is not the ID
     station(ws.tokens.login, OLD, OLD_PIN)
-    signer = station(ws.keys.adopt, OLD, "aa01", "root-signer")
-    kek = station(ws.keys.adopt, OLD, "aa02", "vault-kek")
+    # Imported keys were not always sensitive: adopted with the exposure acknowledged.
+    signer = station(
+        ws.keys.adopt, OLD, "aa01", "root-signer", purpose=Purpose.SIGNING, accept_exposure=True
+    )
+    kek = station(
+        ws.keys.adopt, OLD, "aa02", "vault-kek", purpose=Purpose.KEY_WRAPPING, accept_exposure=True
+    )
     assert signer.fingerprint and signer.token_serial == old.serial
 
     # The old HSM fails and is taken away; its replacement holds the restored keys.
@@ -112,7 +118,9 @@ def test_no_twin_no_rebinding(station: Station, tmp_path: Path) -> None:
     load(station, OLD, OLD_PIN, key_files(tmp_path / "a"), "aa")
     load(station, NEW, NEW_PIN, key_files(tmp_path / "b"), "aa")  # same IDs and labels, other keys
     station(ws.tokens.login, OLD, OLD_PIN)
-    station(ws.keys.adopt, OLD, "aa01", "root-signer")
+    station(
+        ws.keys.adopt, OLD, "aa01", "root-signer", purpose=Purpose.SIGNING, accept_exposure=True
+    )
     station(ws.tokens.login, NEW, NEW_PIN)
     assert station(ws.rebind.candidates) == []  # same label and CKA_ID prove nothing
     with pytest.raises(NotFoundError, match="holds no unmanaged key"):

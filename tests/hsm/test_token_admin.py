@@ -41,8 +41,17 @@ def so_pin_works(station: Station, label: str, so_pin: str) -> bool:
     """pkcs11-tool logs in as SO (read-write: SoftHSM refuses SO beside a read-only session)
     and sets the user PIN to a throwaway value; only the right SO PIN can."""
     result = peer(
-        station, "--token-label", label, "--login", "--login-type", "so", "--so-pin", so_pin,
-        "--init-pin", "--new-pin", "SENTINEL-peerpin-0101",
+        station,
+        "--token-label",
+        label,
+        "--login",
+        "--login-type",
+        "so",
+        "--so-pin",
+        so_pin,
+        "--init-pin",
+        "--new-pin",
+        "SENTINEL-peerpin-0101",
     )
     return result.returncode == 0
 
@@ -62,8 +71,17 @@ def test_initialise_erases_the_token_after_the_typed_label(station: Station, oth
     admin = station.ws.admin
     # An object another tool put there: Keystead does not manage it, initialising loses it.
     pkcs11_tool(
-        station.home, "--token-label", OTHER, "--keygen", "--key-type", "AES:16",
-        "--label", "foreign", "--id", "0a0b", pin=OTHER_PIN,
+        station.home,
+        "--token-label",
+        OTHER,
+        "--keygen",
+        "--key-type",
+        "AES:16",
+        "--label",
+        "foreign",
+        "--id",
+        "0a0b",
+        pin=OTHER_PIN,
     )
     station(station.ws.tokens.login, OTHER, OTHER_PIN)
     impact = station(admin.init_impact, OTHER)
