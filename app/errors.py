@@ -139,6 +139,14 @@ class WorkstationExists(StorageError):
     """Initialisation refused: a workstation already exists here."""
 
 
+class WorkstationInUse(StorageError):
+    """Another process has this workstation open (``holder``: its process id and program)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class DatabaseDamaged(StorageError):
     """The database file fails SQLCipher's page authentication or SQLite's checks."""
 

@@ -58,6 +58,11 @@ class Home:
     def softhsm_lock(self) -> Path:
         return self.softhsm_dir / "store.lock"
 
+    @property
+    def lock_file(self) -> Path:
+        """The advisory lock one process holds while it has the workstation open."""
+        return self.root / "keystead.lock"
+
     def exists(self) -> bool:
         """True when a workstation has been initialised here."""
         return self.keyslots.exists() or self.database.exists()

@@ -26,6 +26,11 @@ from ui.workers import CoreBridge
 
 log = logging.getLogger(__name__)
 
+# Seconds the GUI waits for a CLI command that has the workstation open (one process changes a
+# workstation at a time); the unlock runs on the core thread, so the window stays responsive.
+LOCK_WAIT = 10.0
+PROGRAM = "keystead-gui"  # how another process names this one when it finds the home locked
+
 
 class AppController(QObject):
     """Runs the start-up flow: initialise or unlock, then the main window."""
@@ -73,6 +78,8 @@ class AppController(QObject):
                     request.passphrase,
                     request.soft_token,
                     audit_token=request.audit_token,
+                    wait=LOCK_WAIT,
+                    program=PROGRAM,
                 ),
                 created,
                 lambda error: dialog.failed(message(error)),
@@ -113,7 +120,9 @@ class AppController(QObject):
 
         def submitted(operator: str, passphrase: str) -> None:
             self.bridge.run(
-                lambda: Workstation.unlock(home, operator, passphrase),
+                lambda: Workstation.unlock(
+                    home, operator, passphrase, wait=LOCK_WAIT, program=PROGRAM
+                ),
                 unlocked,
                 lambda error: dialog.failed(message(error), failures_note(home)),
             )
@@ -130,7 +139,7 @@ class AppController(QObject):
         pin = os.environ.get(ENV_PIN)
 
         def job() -> Workstation:
-            ws = Workstation.unlock(home, operator, passphrase)
+            ws = Workstation.unlock(home, operator, passphrase, wait=LOCK_WAIT, program=PROGRAM)
             serial = ws.audit.token_serial
             present = {info.serial for info in ws.tokens.present()}
             if pin and serial in present:  # as the CLI: the audit token's PIN, that token only

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,6 +18,7 @@ from app.cli.approvers import CliApprovers, refusal_hint
 from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
+from app.domain.dates import parse_moment
 from app.domain.keys import InventoryItem, TokenSync
 from app.domain.lifecycle import Action
 from app.domain.names import validate_token_label
@@ -27,6 +28,7 @@ from app.errors import (
     TokenNotLoggedIn,
     TokenNotPresent,
     ValidationError,
+    WorkstationExists,
 )
 from app.paths import Home, resolve_home
 from app.services.audit_log import AuditFilter
@@ -56,6 +58,21 @@ class _Parser(argparse.ArgumentParser):
         super().error(output.one_line(message))
 
 
+# One process changes a workstation at a time; a command waits this long (seconds) for
+# another one (or the GUI) to finish before it says which process has the workstation.
+DEFAULT_LOCK_WAIT = 10.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError("wait between 0 and 3600 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="keystead", description="Keystead key management workstation"
@@ -66,10 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--version", action="version", version=f"keystead {_version()}")
     parser.add_argument("--operator", help="operator name (default: KEYSTEAD_OPERATOR or a prompt)")
+    parser.add_argument(
+        "--wait",
+        type=_seconds,
+        default=DEFAULT_LOCK_WAIT,
+        metavar="SECONDS",
+        help="wait this long for another process that has the workstation open (default 10)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     init = sub.add_parser("init", help="create the workstation and its first security officer")
-    init.add_argument("--operator", dest="init_operator", required=True)
+    init.add_argument(
+        "--operator", dest="init_operator", help="first security officer (or KEYSTEAD_OPERATOR)"
+    )
     init.add_argument("--soft-token", metavar="LABEL", help="also create an embedded SoftHSM token")
     init.add_argument(
         "--audit-token",
@@ -222,8 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     listing = audit.add_parser("list", help="entries, filtered")
-    listing.add_argument("--since", type=_date)
-    listing.add_argument("--until", type=_date)
+    listing.add_argument(
+        "--since", type=_date, help="ISO 8601, UTC unless a zone is given; a date alone: 00:00"
+    )
+    listing.add_argument(
+        "--until",
+        type=_end_date,
+        help="ISO 8601, UTC unless a zone is given; a date alone: the end of that day",
+    )
     listing.add_argument("--operator")
     listing.add_argument("--action", dest="audit_action")
     listing.add_argument("--key", help="entries about this key (uuid or name)")
@@ -250,21 +282,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _date(text: str) -> datetime:
-    """An ISO 8601 date between the years 1900 and 9000, as UTC."""
+def _moment(text: str, end_of_day: bool) -> datetime:
+    """An ISO 8601 date between the years 1900 and 9000, as UTC (``app.domain.dates``)."""
+    out_of_range = f"'{text}' is out of range (years 1900 to 9000)"
     try:
-        moment = datetime.fromisoformat(text)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        moment = moment.astimezone(UTC)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO 8601 date (e.g. 2026-11-23 or 2026-11-23T10:00Z)"
-        ) from exc
+        moment = parse_moment(text, end_of_day=end_of_day)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
     except OverflowError as exc:
-        raise argparse.ArgumentTypeError(f"'{text}' is out of range (years 1900 to 9000)") from exc
+        raise argparse.ArgumentTypeError(out_of_range) from exc
     if not 1900 <= moment.year <= 9000:
-        raise argparse.ArgumentTypeError(f"'{text}' is out of range (years 1900 to 9000)")
+        raise argparse.ArgumentTypeError(out_of_range)
     return moment
+
+
+def _date(text: str) -> datetime:
+    """A moment, or the start of a range: a date alone is 00:00 UTC of that day."""
+    return _moment(text, end_of_day=False)
+
+
+def _end_date(text: str) -> datetime:
+    """The end of a range: a date alone is the end of that UTC day."""
+    return _moment(text, end_of_day=True)
 
 
 def _days(text: str) -> int:
@@ -299,7 +338,7 @@ def _unlock(args: argparse.Namespace) -> Workstation:
     home: Home = args.home_dir
     operator = ask_operator(args.operator)
     passphrase = require_secret(SecretKind.PASSPHRASE, f"Passphrase for {operator}")
-    ws = Workstation.unlock(home, operator, passphrase)
+    ws = Workstation.unlock(home, operator, passphrase, wait=args.wait, program="keystead")
     ws.approvals.source = CliApprovers()  # prompts, or KEYSTEAD_APPROVER(_PASSPHRASE)
     return ws
 
@@ -373,7 +412,12 @@ def _with_workstation(args: argparse.Namespace, body: Callable[[Workstation], An
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    operator = args.init_operator
+    operator = ask_operator(args.init_operator or args.operator)
+    if args.home_dir.exists():
+        raise WorkstationExists(
+            f"A workstation already exists in {args.home_dir.root}; unlock it instead. "
+            "Nothing was changed."
+        )
     passphrase = require_secret(
         SecretKind.PASSPHRASE, f"New passphrase for {operator}", confirm=True
     )
@@ -399,14 +443,24 @@ def cmd_init(args: argparse.Namespace) -> int:
     elif args.module:
         raise ValidationError("--module is for the --audit-token's library; add others later.")
     ws = Workstation.initialize(
-        args.home_dir, operator, passphrase, passphrase, soft, audit_token=audit
+        args.home_dir,
+        operator,
+        passphrase,
+        passphrase,
+        soft,
+        audit_token=audit,
+        wait=args.wait,
+        program="keystead",
     )
     try:
         result: dict[str, Any] = {
             "home": str(ws.home.root),
             "operator": ws.operator,
             "tokens": [output.token_dict(s) for s in ws.tokens.statuses()],
+            "audit_token": ws.audit.token_serial,
         }
+        if result["audit_token"] is None:
+            result["next_step"] = NEXT_STEP_WITHOUT_AUDIT
     finally:
         ws.lock()
     if args.json:
@@ -415,7 +469,17 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"Workstation created in {result['home']} for security officer {operator}.")
         for token in result["tokens"]:
             print(f"Token '{token['label']}' (serial {token['serial']}) is ready.")
+        if result["audit_token"] is None:
+            print(NEXT_STEP_WITHOUT_AUDIT)
     return 0
+
+
+# A workstation without an audit token records nothing: every change waits for one.
+NEXT_STEP_WITHOUT_AUDIT = (
+    "No audit token yet: nothing can be recorded until one is added. Run "
+    "'keystead tokens create-soft --label LABEL' (or 'keystead modules add PATH' for a hardware "
+    "token) and log in to it; the first token logged in becomes the audit token."
+)
 
 
 def cmd_tokens_list(args: argparse.Namespace) -> int:
@@ -1004,6 +1068,10 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(rows)
     else:
+        if args.since or args.until:
+            since = args.since.isoformat() if args.since else "the first entry"
+            until = args.until.isoformat() if args.until else "the last entry"
+            print(f"Entries from {since} to {until} (UTC)")
         output.print_events(rows)
     return 0
 

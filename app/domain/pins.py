@@ -17,8 +17,13 @@ DEFAULT_LIMITS = (4, 255)
 def pin_problem(pin: str, what: str, limits: tuple[int, int] = DEFAULT_LIMITS) -> str | None:
     """Why ``pin`` is not acceptable as a new ``what`` ("user PIN", "SO PIN"), or None."""
     low, high = limits
-    if not low <= len(pin.encode("utf-8")) <= high:
-        return f"The {what} must have {low} to {high} characters (this token's limits)."
+    length = len(pin.encode("utf-8"))
+    if not low <= length <= high:
+        # PKCS#11 counts PIN lengths in bytes: say so, and how long this one is.
+        return (
+            f"The {what} must have {low} to {high} bytes in UTF-8 (this token's limits); "
+            f"this one has {length} bytes ({len(pin)} characters)."
+        )
     return None
 
 

@@ -135,8 +135,8 @@ class TokenAdmin:
         length = len(pin.encode("utf-8"))
         if not low <= length <= high:
             raise ValidationError(
-                f"Token '{info.label}' takes a {what} of {low} to {high} characters; "
-                f"this one has {length}."
+                f"Token '{info.label}' takes a {what} of {low} to {high} bytes (UTF-8); "
+                f"this one has {length} bytes ({len(pin)} characters)."
             )
 
     def init_impact(self, ref: str) -> InitImpact:

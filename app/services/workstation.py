@@ -59,6 +59,7 @@ from app.services.tokens import TokenService
 from app.services.trusted_wrap import protect_pending
 from app.storage import rotation
 from app.storage.database import Database
+from app.storage.home_lock import HomeLock
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.operators import OperatorRepository
 from app.storage.repository import SettingsRepository
@@ -170,6 +171,7 @@ class Workstation:
         database_key: bytes,
     ) -> None:
         self.home = home
+        self._home_lock: HomeLock | None = None  # set by initialize / unlock
         self._database_key = database_key
         self.db = db
         self.operator = operator
@@ -258,10 +260,13 @@ class Workstation:
         cost: KdfCost | None = None,
         clock: Callable[[], datetime] = utc_now,
         audit_token: AuditTokenChoice | None = None,
+        wait: float = 0.0,
+        program: str | None = None,
     ) -> Workstation:
         """Create the database and the first security officer; optionally an embedded token,
         or a present token chosen to hold the audit keys (``audit_token``; its modules are
-        added). Every refusal comes before anything exists."""
+        added). Every refusal comes before anything exists. Holds the home's process lock
+        (``HomeLock``, waiting up to ``wait`` s) until ``lock``."""
         assert_core_thread()
         operator = validate_name(operator, "Operator name")
         validate_new_passphrase(passphrase, confirmation, operator)
@@ -284,6 +289,32 @@ class Workstation:
                 "Nothing was changed."
             )
         home.ensure()
+        home_lock = HomeLock.acquire(home.root, program, wait)
+        try:
+            return cls._initialize_locked(
+                home, operator, passphrase, soft_token, cost, clock, home_lock, audit_token
+            )
+        except BaseException:
+            home_lock.release()
+            raise
+
+    @classmethod
+    def _initialize_locked(
+        cls,
+        home: Home,
+        operator: str,
+        passphrase: str,
+        soft_token: SoftTokenRequest | None,
+        cost: KdfCost | None,
+        clock: Callable[[], datetime],
+        home_lock: HomeLock,
+        audit_token: AuditTokenChoice | None,
+    ) -> Workstation:
+        if home.exists():  # another process initialised it while this one waited
+            raise WorkstationExists(
+                f"A workstation already exists in {home.root}; unlock it instead. "
+                "Nothing was changed."
+            )
         slots = KeySlotFile.create(home.keyslots)
         database_key = new_database_key()
         slots.add(operator, passphrase, database_key, cost or KdfCost())
@@ -322,6 +353,7 @@ class Workstation:
             raise
         ensure_config(home)
         workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
+        workstation._home_lock = home_lock
         try:
             workstation.tokens.load_modules()
             if soft_token is not None:
@@ -356,9 +388,20 @@ class Workstation:
 
     @classmethod
     def unlock(
-        cls, home: Home, operator: str, passphrase: str, clock: Callable[[], datetime] = utc_now
+        cls,
+        home: Home,
+        operator: str,
+        passphrase: str,
+        clock: Callable[[], datetime] = utc_now,
+        wait: float = 0.0,
+        program: str | None = None,
     ) -> Workstation:
         """Open the workstation with the operator's own keyslot.
+
+        Takes the home's process lock first (waiting up to ``wait`` s; WorkstationInUse names
+        the process that has it, by ``program`` or the running program's name) and holds it
+        until ``lock``: one process changes a workstation at a time. A home on a read-only
+        mount takes no lock (nothing there can be changed, and the lock file cannot be made).
 
         Nothing is written until the database has been matched against the evidence kept
         outside it: the keyslot file's workstation id must be the database's, and when the
@@ -372,6 +415,27 @@ class Workstation:
         the database opens nothing.
         """
         assert_core_thread()
+        if not home.exists():
+            KeySlotFile.load(home.keyslots)  # raises WorkstationMissing, in its words
+        home_lock = None if home.read_only() else HomeLock.acquire(home.root, program, wait)
+        try:
+            return cls._unlock_locked(home, operator, passphrase, clock, home_lock)
+        except BaseException:
+            if home_lock is not None:
+                home_lock.release()
+            raise
+
+    @classmethod
+    def _unlock_locked(
+        cls,
+        home: Home,
+        operator: str,
+        passphrase: str,
+        clock: Callable[[], datetime],
+        home_lock: HomeLock | None,
+    ) -> Workstation:
+        """``unlock`` once the process lock is held (None: a read-only home). Recovering a
+        cut-short rotation and counting wrong passphrases write files: they come after it."""
         recovered = rotation.recover(home) if home.exists() else None  # a rotation cut short
         checker = PassphraseChecker(home, clock)
         if home.read_only():  # an auditor's read-only copy: nothing can be counted or written
@@ -391,6 +455,7 @@ class Workstation:
                     "Restore both from the same backup; nothing was changed."
                 )
             workstation = cls(home, db, operator, slots.workstation_id, clock, database_key)
+            workstation._home_lock = home_lock
             workstation.tokens.load_modules(hold_records=True)
             workstation.audit.precheck_rollback()
             record = workstation.approvals.operators.get(operator)
@@ -690,6 +755,10 @@ class Workstation:
                     details={"reason": reason} if reason else None,
                 )
         finally:
-            self.tokens.close()
-            self.db.close()
-            self._database_key = b""  # the key goes with the lock (no cached secret stays)
+            try:
+                self.tokens.close()
+                self.db.close()
+                self._database_key = b""  # the key goes with the lock (no cached secret stays)
+            finally:
+                if self._home_lock is not None:
+                    self._home_lock.release()

@@ -72,6 +72,13 @@ def append_event(
             # unsealed, as it would be with the token logged out (verification lists it).
             mac = None
     elif needs_seal(action, outcome):
+        if db.scalar("SELECT value FROM meta WHERE key = 'audit_token_serial'") is None:
+            raise AuditTokenNotLoggedIn(
+                f"'{action}' must be sealed by the workstation's audit token, and this "
+                "workstation has none yet. Add one (keystead tokens create-soft --label LABEL, "
+                "or keystead modules add PATH for a hardware token) and log in to it; nothing "
+                "was changed."
+            )
         raise AuditTokenNotLoggedIn(
             f"'{action}' must be sealed by the workstation's audit token, which is not logged "
             "in. Log in to it first; nothing was changed."

@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import secrets
+import unicodedata
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -63,6 +64,10 @@ class KeySlot:
     public: str = ""  # base64, raw X25519 public key ("" for slots made before key pairs)
     wrapped_private: str = ""  # base64, RFC 5649 of the raw X25519 private key
     sealed_key: str = ""  # base64, ephemeral public (32) ‖ nonce (12) ‖ AES-GCM of the key
+    # "NFC": the passphrase is Unicode-normalised (NFC) before Argon2id, so the same
+    # passphrase typed in composed or decomposed form opens the slot. "" (keyslots written
+    # before): the passphrase as typed then; opening also tries its NFC and NFD forms.
+    normalization: str = ""
 
 
 def _b64(data: bytes) -> str:
@@ -137,7 +142,7 @@ def _key_pair(kek: bytes) -> tuple[str, str]:
 def make_slot(operator: str, passphrase: str, database_key: bytes, cost: KdfCost) -> KeySlot:
     """Wrap ``database_key`` for ``operator`` (with the key pair rotation seals to)."""
     salt = secrets.token_bytes(16)
-    kek = _derive(passphrase, operator, salt, cost)
+    kek = _derive(unicodedata.normalize("NFC", passphrase), operator, salt, cost)
     public, wrapped_private = _key_pair(kek)
     return KeySlot(
         operator=operator,
@@ -148,7 +153,20 @@ def make_slot(operator: str, passphrase: str, database_key: bytes, cost: KdfCost
         wrapped_key=_b64(aes_key_wrap_with_padding(kek, database_key)),
         public=public,
         wrapped_private=wrapped_private,
+        normalization="NFC",
     )
+
+
+def _forms(passphrase: str, normalization: str) -> list[str]:
+    """The passphrase forms a slot may have been made from, most likely first."""
+    if normalization == "NFC":
+        return [unicodedata.normalize("NFC", passphrase)]
+    forms = [passphrase]
+    for form in ("NFC", "NFD"):
+        variant = unicodedata.normalize(form, passphrase)
+        if variant not in forms:
+            forms.append(variant)
+    return forms
 
 
 @dataclass
@@ -212,8 +230,28 @@ class KeySlotFile:
         return len(self.slots) != before
 
     def _kek(self, slot: KeySlot, passphrase: str) -> bytes:
+        """The key-encryption key this passphrase gives the slot, derived from the form the
+        slot was made from: NFC, or for older slots (no ``normalization``) the passphrase as
+        typed or its NFC or NFD form, whichever unwraps. Raises WrongPassphrase; ValueError
+        and the like for damaged fields."""
+        if slot.normalization not in ("", "NFC"):
+            raise ValueError("unknown normalization")
         cost = KdfCost(slot.memory_kib, slot.iterations, slot.lanes)
-        return _derive(passphrase, slot.operator, _unb64(slot.salt), cost)
+        salt = _unb64(slot.salt)
+        forms = _forms(passphrase, slot.normalization)
+        if slot.normalization == "NFC":
+            return _derive(forms[0], slot.operator, salt, cost)
+        wrapped = _unb64(slot.wrapped_key or slot.wrapped_private)
+        for form in forms:
+            kek = _derive(form, slot.operator, salt, cost)
+            try:
+                aes_key_unwrap_with_padding(kek, wrapped)
+            except InvalidUnwrap:
+                continue
+            return kek
+        raise WrongPassphrase(
+            f"The passphrase for operator '{slot.operator}' is wrong. Nothing was opened."
+        )
 
     def open(self, operator: str, passphrase: str) -> bytes:
         """Return the database key, or raise UnknownOperator / WrongPassphrase."""

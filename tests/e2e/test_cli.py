@@ -12,7 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -564,7 +564,7 @@ def test_token_administration_commands(cli: Cli) -> None:
         KEYSTEAD_NEW_PIN="123",
         KEYSTEAD_AUDIT_PIN=PIN,
     )
-    assert "4 to 255 characters" in short
+    assert "4 to 255 bytes" in short and "this one has 3 bytes (3 characters)" in short
     refused = cli.error("tokens", "init", TOKEN, "--label", "X", "--confirm", TOKEN)
     assert "audit keys" in refused and "KS-TOKEN-INIT-AUDIT" in refused
     actions = [
@@ -606,3 +606,142 @@ def test_rebind_commands_refuse_without_a_twin(cli: Cli) -> None:
     assert "holds no unmanaged key" in none
     denied = cli.json("audit", "list", "--action", "key.rebind")
     assert [e["outcome"] for e in denied] == ["denied"]
+
+
+# --- several processes at once -----------------------------------------------------------------
+
+
+def test_parallel_commands_on_one_home_take_turns(cli: Cli) -> None:
+    """The issue's reproduction: eight ``keys generate`` at once on one home. Each waits for
+    the workstation in turn; none fails with a false token error; the chain stays intact."""
+    procs = [
+        subprocess.Popen(
+            [
+                str(KEYSTEAD),
+                "--home",
+                str(cli.home),
+                "--wait",
+                "600",
+                "keys",
+                "generate",
+                "--token",
+                TOKEN,
+                "--algorithm",
+                "AES-256",
+                "--name",
+                f"parallel-{n}",
+            ],
+            env=cli.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(8)
+    ]
+    results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+    for code, out, err in results:
+        cli.outputs += [out, err]
+        assert (code, err) == (0, ""), err
+    names = sorted(r["name"] for r in cli.json("keys", "list"))
+    assert names == [f"parallel-{n}" for n in range(8)]
+    cli.run("audit", "verify")
+
+
+def test_a_second_command_is_told_which_process_has_the_workstation(cli: Cli) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from app.storage.home_lock import HomeLock\n"
+            "HomeLock.acquire(Path(sys.argv[1]), 'keystead-gui')\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+            str(cli.home),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = cli.files()
+        error = cli.error("--wait", "0", "keys", "list")
+        assert f"is in use by process {holder.pid} (keystead-gui)" in error
+        assert cli.files() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    cli.run("keys", "list")
+
+
+# --- issue 9, smaller items ---------------------------------------------------------------------
+
+
+def test_init_takes_the_operator_from_the_environment_and_says_when_no_token_exists(
+    bare_cli: Cli,
+) -> None:
+    """KEYSTEAD_OPERATOR names the first officer (no --operator needed). Without a token the
+    workstation is created and the officer is told that an audit token is needed and how to
+    add one; the later refusal names the same way out."""
+    text = bare_cli.run("init").stdout
+    assert "for security officer officer" in text
+    assert "No audit token yet" in text and "tokens create-soft --label LABEL" in text
+    refused = bare_cli.error("tokens", "create-soft", "--label", "Later", KEYSTEAD_PIN="")
+    assert refused  # one line; the token needs its PINs
+    added = bare_cli.json(
+        "tokens",
+        "create-soft",
+        "--label",
+        "Later",
+        KEYSTEAD_NEW_SO_PIN=SO_PIN,
+        KEYSTEAD_NEW_PIN=PIN,
+    )
+    assert added["label"] == "Later"
+
+
+def test_audit_list_until_a_date_means_the_end_of_that_day_utc(cli: Cli) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    rows = cli.json("audit", "list", "--since", today, "--until", today)
+    assert rows and {r["action"] for r in rows} >= {"workstation.initialize"}
+    text = cli.run("audit", "list", "--since", today, "--until", today).stdout
+    assert text.splitlines()[0] == (
+        f"Entries from {today}T00:00:00+00:00 to {today}T23:59:59.999999+00:00 (UTC)"
+    )
+    assert cli.json("audit", "list", "--until", "2000-01-01") == []
+
+
+def test_keys_list_shows_the_cka_id_of_unmanaged_objects(cli: Cli) -> None:
+    peer(cli, "--keygen", "--key-type", "AES:32", "--label", "foreign", "--id", "c0ffee")
+    peer(cli, "--keypairgen", "--key-type", "rsa:2048", "--label", "dup", "--id", "788908")
+    peer(cli, "--keypairgen", "--key-type", "rsa:2048", "--label", "dup", "--id", "788908")
+    text = cli.run("keys", "list").stdout
+    header = text.splitlines()[0].split()
+    assert "CKA_ID" in header and "OBJECT" in header
+    foreign = next(line for line in text.splitlines() if line.startswith("foreign"))
+    assert "c0ffee" in foreign and "EXPOSED" in foreign  # pkcs11-tool AES: not sensitive
+    dups = [line for line in text.splitlines() if line.startswith("dup")]
+    assert len(dups) == 2 and all("ID SHARED" in line and "788908" in line for line in dups)
+    error = cli.error("keys", "adopt", "--token", TOKEN, "--id", "788908", "--purpose", "signing")
+    assert "2 keys" in error and "--key" in error
+    rows = [r for r in cli.json("keys", "list") if r["name"] == "dup"]
+    chosen = rows[0]["fingerprint"]
+    adopted = cli.json(
+        "keys",
+        "adopt",
+        "--token",
+        TOKEN,
+        "--id",
+        "788908",
+        "--key",
+        chosen[:16],
+        "--purpose",
+        "signing",
+        "--new-id",
+        "--name",
+        "dup-1",
+    )
+    assert adopted["fingerprint"] == chosen and adopted["cka_id"] != "788908"
+    shown = cli.run("keys", "adopt", "--token", TOKEN, "--id", "c0ffee", "--dry-run").stdout
+    assert "EXPOSED: not sensitive" in shown and "purposes its usage flags fit" in shown

@@ -19,6 +19,7 @@ from app.domain.lifecycle import Action, allowed, next_state
 from app.errors import PolicyError, TokenRemoved, ValidationError
 from app.paths import Home
 from app.services.executor import CoreExecutor
+from app.services.keys import identity_of
 from app.services.lifecycle import WORKSTATION_ACTOR
 from app.services.workstation import Workstation
 from tests.support import PASS, PIN, Bench, Clock, peer_objects
@@ -256,6 +257,46 @@ def test_change_while_the_keys_token_is_away_is_applied_at_its_login(bench: Benc
     seen = {o.cka_id: o.usage for o in peer_objects(bench.home, "Other", pin="2468")}
     assert seen[key.cka_id] == set()
     assert [e.action for e in bench.events(key.id)[-2:]] == ["key.suspend", "key.token-sync"]
+
+
+def test_a_pending_change_is_applied_only_with_its_audit_entry(bench: Bench) -> None:
+    """Issue 9, item 5: a key on a second token is suspended while that token is away. A later
+    process logs in to that token only (as ``tokens show`` does) without the audit token: the
+    login works, the token is not changed and nothing needs sealing. Logging in to the audit
+    token then applies the change together with its entry."""
+    other = bench(bench.ws.tokens.create_soft_token, "Other", "87654321", "2468")
+    bench(bench.ws.tokens.login, other.serial, "2468")
+    key = bench(bench.ws.keys.generate, other.serial, Algorithm.AES_128, "elsewhere")
+    bench(bench.ws.lifecycle.transition, key.id, Action.ACTIVATE)
+    bench(bench.ws.tokens.logout, other.serial)
+    suspended = bench(bench.ws.lifecycle.transition, key.id, Action.SUSPEND, "token in a safe")
+    assert suspended.token_sync is TokenSync.PENDING
+
+    bench.reopen(login=False)  # a new process: the audit token is not logged in
+    events = bench.events()
+    bench(bench.ws.tokens.login, other.serial, "2468")  # no error: nothing needs sealing
+    session = bench(bench.ws.tokens.session, other.serial)
+    assert bench(session.usage, identity_of(key)) == {
+        "SECRET_KEY": {
+            "ENCRYPT": True,
+            "DECRYPT": True,
+            "SIGN": False,
+            "VERIFY": False,
+            "WRAP": False,
+            "UNWRAP": False,
+            "DERIVE": False,
+        }
+    }  # the token still has the active key's flags: unchanged without its entry
+    assert bench(bench.ws.keys.resolve, key.id).token_sync is TokenSync.PENDING
+    assert [e.action for e in bench.events()[len(events) :]] == ["token.login"]
+    bench(bench.ws.inspect.view, other.serial)  # a read-only look at the token works too
+
+    bench(bench.ws.tokens.login, "Life", PIN)  # the audit token: now it can be recorded
+    assert bench(bench.ws.keys.resolve, key.id).token_sync is TokenSync.OK
+    seen = {o.cka_id: o.usage for o in peer_objects(bench.home, "Other", pin="2468")}
+    assert seen[key.cka_id] == set()
+    [synced] = [e for e in bench.events(key.id) if e.action == "key.token-sync"]
+    assert synced.mac is not None and synced.details["token_sync"] == "ok"
 
 
 def test_activation_sets_cryptoperiod_from_policy(bench: Bench) -> None:

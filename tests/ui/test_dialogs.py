@@ -56,7 +56,7 @@ def test_initialize_refuses_mismatched_passphrase(qtbot):  # type: ignore[no-unt
         ({"operator": "bad\x07name"}, "control"),
         ({"so_pin": "123456", "so_pin_confirm": "123456"}, "differ from the user PIN"),
         ({"user_pin_confirm": "654321"}, "user PIN and its confirmation differ"),
-        ({"user_pin": "12", "user_pin_confirm": "12"}, "4 to 255 characters"),
+        ({"user_pin": "12", "user_pin_confirm": "12"}, "4 to 255 bytes in UTF-8"),
     ],
 )
 def test_initialize_explains_each_refusal(qtbot, overrides, expected):  # type: ignore[no-untyped-def]

@@ -96,9 +96,7 @@ def test_dialogs_name_the_key_with_identifier_and_token(qtbot, bridge, workstati
 
 def test_destroyed_keys_are_destroyed_not_missing(qtbot, bridge, workstation, gui_session):  # type: ignore[no-untyped-def]
     key = bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "old")
-    bridge.executor.call(
-        workstation.lifecycle.transition, key.id, Action.DESTROY, "", None, "old"
-    )
+    bridge.executor.call(workstation.lifecycle.transition, key.id, Action.DESTROY, "", None, "old")
     page = loaded_page(qtbot, gui_session)
     row = row_of(page, "old")
     presence = page.model.index(row, Column.PRESENCE)

@@ -77,9 +77,7 @@ def test_a_wrong_so_pin_says_how_many_in_a_row(bridge, workstation):  # type: ig
     messages = []
     for _ in range(2):
         with pytest.raises(WrongPin) as caught:
-            bridge.executor.call(
-                workstation.admin.change_so_pin, "UiToken", "00000000", "87654321"
-            )
+            bridge.executor.call(workstation.admin.change_so_pin, "UiToken", "00000000", "87654321")
         messages.append(caught.value.message)
     assert "(1 wrong SO PIN in a row on this token)" in messages[0]
     assert "(2 wrong SO PINs in a row on this token)" in messages[1]

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
+from cryptography.hazmat.primitives.keywrap import (
+    aes_key_unwrap_with_padding,
+    aes_key_wrap_with_padding,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -199,3 +202,72 @@ def test_any_passphrase_round_trips(passphrase: str) -> None:
         assert loaded.open("op", passphrase) == key
         with pytest.raises(WrongPassphrase):
             loaded.open("op", passphrase + "x")
+
+
+# --- Unicode normalisation (issue 9): NFC before Argon2id; older slots keep opening -----------
+
+COMPOSED = "caf\u00e9 na\u00efve \u00c5ngstr\u00f6m"  # NFC
+DECOMPOSED = "cafe\u0301 nai\u0308ve A\u030angstro\u0308m"  # the same text, NFD
+
+
+@pytest.mark.parametrize(
+    ("enrolled", "typed"),
+    [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED), ("\ufb01le", "\ufb01le")],
+)
+def test_the_same_passphrase_in_either_normal_form_opens_the_slot(
+    tmp_path: Path, enrolled: str, typed: str
+) -> None:
+    slots = KeySlotFile.create(tmp_path / "k.json")
+    key = new_database_key()
+    slots.add("op", enrolled, key, FAST)
+    slots.save()
+    loaded = KeySlotFile.load(slots.path)
+    assert loaded.slots[0].normalization == "NFC"
+    assert loaded.open("op", typed) == key
+    with pytest.raises(WrongPassphrase):
+        loaded.open("op", typed + " ")
+    # The slot is Argon2id of the NFC form, as keyslots.py documents.
+    slot = json.loads(slots.path.read_text())["slots"][0]
+    kek = Argon2id(
+        salt=base64.b64decode(slot["salt"]),
+        length=32,
+        iterations=1,
+        lanes=1,
+        memory_cost=1024,
+        ad=b"op",
+    ).derive(COMPOSED.encode() if enrolled in (COMPOSED, DECOMPOSED) else enrolled.encode())
+    assert aes_key_unwrap_with_padding(kek, base64.b64decode(slot["wrapped_key"])) == key
+
+
+@pytest.mark.parametrize("enrolled", [COMPOSED, DECOMPOSED])
+@pytest.mark.parametrize("typed", [COMPOSED, DECOMPOSED])
+def test_a_slot_written_before_normalisation_keeps_opening(
+    tmp_path: Path, enrolled: str, typed: str
+) -> None:
+    """A keyslot made by an earlier version (passphrase bytes as typed, no "normalization"
+    field) opens with the passphrase in the form it was typed then, and in the other form."""
+    key = new_database_key()
+    salt = b"0123456789abcdef"
+    kek = Argon2id(salt=salt, length=32, iterations=1, lanes=1, memory_cost=1024, ad=b"op").derive(
+        enrolled.encode()
+    )
+    doc = {
+        "format": "keystead-keyslots",
+        "version": 1,
+        "workstation_id": "d29ya3N0YXRpb24=",
+        "slots": [
+            {
+                "operator": "op",
+                "salt": base64.b64encode(salt).decode(),
+                "memory_kib": 1024,
+                "iterations": 1,
+                "lanes": 1,
+                "wrapped_key": base64.b64encode(aes_key_wrap_with_padding(kek, key)).decode(),
+            }
+        ],
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    assert KeySlotFile.load(path).open("op", typed) == key
+    with pytest.raises(WrongPassphrase):
+        KeySlotFile.load(path).open("op", "cafe")

@@ -134,3 +134,25 @@ def test_new_passphrases_are_refused(passphrase: str, confirmation: str, error: 
 )
 def test_new_passphrases_are_accepted(passphrase: str) -> None:
     validate_new_passphrase(passphrase, passphrase)
+
+
+@pytest.mark.parametrize(
+    ("pin", "ok"),
+    [
+        ("\u00e9\u00e9", True),  # two characters, four bytes: PKCS#11 counts bytes
+        ("\u00e9", False),  # one character, two bytes
+        ("abc", False),
+        ("\U0001f511" * 63, True),  # 252 bytes
+        ("\U0001f511" * 64, False),  # 64 characters but 256 bytes
+    ],
+)
+def test_soft_token_pin_length_is_counted_in_bytes(pin: str, ok: bool) -> None:
+    from app.domain.pins import pin_problem
+
+    problem = pin_problem(pin, "user PIN")
+    if ok:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert "4 to 255 bytes in UTF-8" in problem
+        assert f"this one has {len(pin.encode())} bytes ({len(pin)} characters)" in problem

@@ -127,6 +127,7 @@ class OverviewPage(QWidget):
 
     def refresh(self) -> None:
         """Ask the core for the audit facts (the rest arrives through signals)."""
+
         def facts(ws: Any) -> AuditFacts:
             backups = ws.backup.backups()
             newest = max(backups, key=lambda b: b.created_at) if backups else None
