@@ -15,7 +15,14 @@ from typing import Any, NoReturn
 
 from app.cli import airgap, backup, ceremony, certs, operators, output, selftest, use
 from app.cli.approvers import CliApprovers, refusal_hint
-from app.cli.secrets import ENV_PIN, ask_operator, ask_secret, interactive, require_secret
+from app.cli.secrets import (
+    ENV_AUDIT_PIN,
+    ENV_PIN,
+    ask_operator,
+    ask_secret,
+    interactive,
+    require_secret,
+)
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.audit import Checkpoint, Report
 from app.domain.dates import parse_moment
@@ -646,14 +653,21 @@ def cmd_tokens_create_soft(args: argparse.Namespace) -> int:
     validate_token_label(args.label)  # before any PIN is asked for
 
     def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)  # so the change is sealed
         ws.approvals.check_initiator("token.create-soft", f"token:{args.label}")
+        # One rule for PINs (README): KEYSTEAD_PIN / KEYSTEAD_SO_PIN are the PINs of the token
+        # a command names or creates (here the new token, as at ``init --soft-token``); the
+        # audit token's PIN then comes from KEYSTEAD_AUDIT_PIN only, so the new token's PIN
+        # is never tried on it.
         so_pin = require_secret(
-            SecretKind.NEW_SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
+            SecretKind.SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
         )
         pin = require_secret(
-            SecretKind.NEW_USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
+            SecretKind.USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
         )
+        if os.environ.get(ENV_AUDIT_PIN) is not None or (
+            interactive() and os.environ.get(ENV_PIN) is None
+        ):
+            _login_audit_token(ws, required=False)  # so the change is sealed
         return ws.tokens.create_soft_token(args.label, so_pin, pin)
 
     created = _with_workstation(args, body)
@@ -1045,6 +1059,8 @@ def cmd_keys_due(args: argparse.Namespace) -> int:
 
 def _login_audit_token(ws: Workstation, required: bool) -> None:
     serial = ws.audit.token_serial
+    if serial is None and required:
+        raise TokenNotPresent(NEXT_STEP_WITHOUT_AUDIT)
     if serial and any(t.serial == serial for t in ws.tokens.present()):
         _login(ws, serial, optional=not required, kind=SecretKind.AUDIT_PIN)
     elif required and serial is None:

@@ -384,7 +384,12 @@ def test_a_damaged_database_is_reported_and_left_as_it_is(cli: Cli) -> None:
     assert "damaged" in message and "backup" in message
     assert "damaged" in cli.error("tokens", "list")
     assert db.read_bytes() == bytes(data)
-    assert sorted(p.name for p in cli.home.iterdir()) == ["keyslots.json", "keystead.db", "softhsm"]
+    assert sorted(p.name for p in cli.home.iterdir()) == [
+        "keyslots.json",
+        "keystead.db",
+        "keystead.lock",
+        "softhsm",
+    ]
 
 
 def test_a_refused_soft_token_creates_nothing(bare_cli: Cli) -> None:
@@ -506,8 +511,11 @@ def test_token_administration_commands(cli: Cli) -> None:
         "create-soft",
         "--label",
         "Spare",
-        KEYSTEAD_NEW_SO_PIN=OTHER_SO,
-        KEYSTEAD_NEW_PIN=OTHER_PIN,
+        # One rule: KEYSTEAD_PIN / KEYSTEAD_SO_PIN are the PINs of the token a command names or
+        # creates (as for init --soft-token); the audit token's PIN is then its own variable.
+        KEYSTEAD_SO_PIN=OTHER_SO,
+        KEYSTEAD_PIN=OTHER_PIN,
+        KEYSTEAD_AUDIT_PIN=PIN,
     )
     assert peer_login(cli, "Spare", OTHER_PIN)
     # Initialising needs the current label typed again, and the right SO PIN.
@@ -688,17 +696,12 @@ def test_init_takes_the_operator_from_the_environment_and_says_when_no_token_exi
     text = bare_cli.run("init").stdout
     assert "for security officer officer" in text
     assert "No audit token yet" in text and "tokens create-soft --label LABEL" in text
-    refused = bare_cli.error("tokens", "create-soft", "--label", "Later", KEYSTEAD_PIN="")
-    assert refused  # one line; the token needs its PINs
-    added = bare_cli.json(
-        "tokens",
-        "create-soft",
-        "--label",
-        "Later",
-        KEYSTEAD_NEW_SO_PIN=SO_PIN,
-        KEYSTEAD_NEW_PIN=PIN,
-    )
+    for command in (("audit", "verify"), ("audit", "checkpoint")):
+        refused = bare_cli.error(*command)
+        assert "yet" in refused and "tokens create-soft --label LABEL" in refused
+    added = bare_cli.json("tokens", "create-soft", "--label", "Later")  # KEYSTEAD_PIN/SO_PIN
     assert added["label"] == "Later"
+    assert peer_login(bare_cli, "Later", PIN)
 
 
 def test_audit_list_until_a_date_means_the_end_of_that_day_utc(cli: Cli) -> None:

@@ -17,8 +17,8 @@ from pkcs11 import Attribute, KeyType
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import KeyState, ObjectKind, Presence, TokenObject
 from app.domain.lifecycle import Action
-from app.errors import PolicyError, TokenError, ValidationError
-from tests.hsm.kit import TOKEN, Station, peer_keys, pkcs11_tool
+from app.errors import NotFoundError, PolicyError, TokenError, ValidationError
+from tests.hsm.kit import TOKEN, Station, peer_keys, peer_public_key, pkcs11_tool, spki
 
 pytestmark = pytest.mark.hsm
 
@@ -493,3 +493,34 @@ def test_exposed_keys_for_encryption_are_marked_and_may_be_activated(
     assert set(key.exposure) == exposure
     done = station(station.ws.lifecycle.transition, key.id, Action.ACTIVATE)
     assert (done.state is KeyState.ACTIVE) is activates
+
+
+def test_a_missing_key_is_not_rebound_to_a_lone_public_key(
+    station: Station, tmp_path: Path
+) -> None:
+    """Item 2, ``keys rebind``: the only twin on the token is the public half (same SPKI, the
+    private key is gone): it is not offered, and rebinding is refused."""
+    key = station(station.ws.keys.generate, TOKEN, Algorithm.EC_P256, "signer")
+    exported = tmp_path / "pub.der"
+    exported.write_bytes(spki(peer_public_key(station.home, key.cka_id, tmp_path / "x.der")))
+    p11(station, "--delete-object", "--type", "privkey", "--id", key.cka_id)
+    p11(station, "--delete-object", "--type", "pubkey", "--id", key.cka_id)
+    p11(
+        station,
+        "--write-object",
+        str(exported),
+        "--type",
+        "pubkey",
+        "--id",
+        "77",
+        "--label",
+        "twin",
+    )
+    items = {i.name: i for i in station(station.ws.keys.inventory)}
+    assert items["signer"].presence is Presence.MISSING
+    twin = items["twin"].token_object
+    assert twin is not None and twin.kind is ObjectKind.PUBLIC_ONLY
+    assert twin.identifier == key.fingerprint  # same public key: only the half is there
+    assert station(station.ws.rebind.candidates) == []
+    with pytest.raises(NotFoundError, match="holds no unmanaged key"):
+        station(station.ws.rebind.rebind, key.id, TOKEN)

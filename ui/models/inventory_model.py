@@ -83,6 +83,24 @@ def is_due(item: InventoryItem, due_before: datetime | None) -> bool:
     )
 
 
+def _presence_text(item: InventoryItem) -> str:
+    """ "unmanaged", with what is odd about the object: a shared or missing CKA_ID, exposure,
+    a public key alone, a certificate or data object."""
+    obj = item.token_object
+    if obj is None:
+        return item.presence.value
+    marks = []
+    if obj.kind.value not in ("secret key", "key pair"):
+        marks.append(obj.kind.value)
+    if obj.shared_id:
+        marks.append("ID shared")
+    elif not obj.cka_id:
+        marks.append("no ID")
+    if obj.exposure:
+        marks.append("exposed")
+    return item.presence.value + (f" ({', '.join(marks)})" if marks else "")
+
+
 def row_texts(item: InventoryItem, due_before: datetime | None = None) -> tuple[str, ...]:
     """The display text of each column for one item."""
     record = item.record
@@ -106,13 +124,13 @@ def row_texts(item: InventoryItem, due_before: datetime | None = None) -> tuple[
         raise ValueError("an inventory item has a record or a token object")
     return (
         obj.label or f"(no label, CKA_ID {obj.cka_id or 'none'})",
-        obj.algorithm.value if obj.algorithm else obj.key_type,
+        obj.algorithm.value if obj.algorithm else (obj.key_type or obj.kind.value),
         obj.algorithm.spec.size_label if obj.algorithm else "",
         "",
         "—",
-        item.presence.value,
+        _presence_text(item),
         obj.token_label,
-        "",
+        obj.identifier,
         "",
         "",
     )

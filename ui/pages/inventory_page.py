@@ -384,7 +384,9 @@ class InventoryPage(QWidget):
         if not ok:
             return
         self.session.run(
-            lambda ws: ws.keys.adopt(obj.token_serial, obj.cka_id, name or None),
+            lambda ws: ws.keys.adopt(
+                obj.token_serial, obj.cka_id or None, name or None, identifier=obj.identifier
+            ),
             self._key_changed,  # the panel then shows the managed key
             lambda error: show_error(self, error),
         )

@@ -259,11 +259,20 @@ class KeyDetailPanel(QFrame):
                     ("Token", obj.token_label),
                     ("Token serial", obj.token_serial),
                     ("Key type", obj.algorithm.value if obj.algorithm else obj.key_type),
+                    ("What", obj.kind.value),
                     ("Objects", ", ".join(obj.classes)),
-                    ("CKA_ID", obj.cka_id or "none (cannot be adopted)"),
+                    (
+                        "CKA_ID",
+                        (obj.cka_id or "none")
+                        + (" — shared with another key" if obj.shared_id else "")
+                        + (" (adopting gives it a fresh ID)" if obj.needs_new_id else ""),
+                    ),
+                    ("KCV / SHA-256", obj.identifier or "—"),
+                    ("Exposure", ", ".join(obj.exposure) or "none"),
+                    ("Related", "; ".join(obj.related) or "none"),
                 ]
             )
-            self.adopt_button.setEnabled(bool(obj.cka_id and obj.algorithm))
+            self.adopt_button.setEnabled(obj.kind.is_key and obj.algorithm is not None)
             return
         if record is not None:
             self.title.setText(record.name)
