@@ -29,6 +29,7 @@ from app.domain.lifecycle import (
 )
 from app.domain.names import validate_name
 from app.errors import (
+    AmbiguousKey,
     KeysteadError,
     PolicyError,
     TokenError,
@@ -56,6 +57,8 @@ WORKSTATION_ACTOR = "workstation"
 # key wrapping or signing (what it protects or vouches for would rest on a value known outside
 # the token). Encryption and MAC keys are allowed, marked exposed.
 RULE_EXPOSED = "KS-EXPOSED-KEY-USE"
+# A key whose objects cannot be told apart from another object on its token is not acted on.
+RULE_AMBIGUOUS = "KS-KEY-AMBIGUOUS"
 _EXPOSED_REFUSED = (Purpose.KEY_WRAPPING, Purpose.SIGNING)
 
 
@@ -174,8 +177,11 @@ class LifecycleService:
         if request.action not in NEEDS_OBJECT:
             return
         session = self._session(key)
-        if session is None or session.holds_key(key.cka_id):
-            return
+        try:
+            if session is None or session.holds_key(identity_of(key)):
+                return
+        except AmbiguousKey as exc:  # another object could be it: act on none (recorded)
+            raise PolicyError(exc.message, RULE_AMBIGUOUS) from exc
         raise PolicyError(
             f"The object of key '{key.name}' is missing on token '{key.token_label}' "
             f"(serial {key.token_serial}): {request.action.value} refused; nothing was changed. "
