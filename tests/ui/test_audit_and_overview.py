@@ -97,7 +97,9 @@ def test_overview_figures_link_to_filtered_views(qtbot, bridge, workstation, gui
 
     gone = bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "gone")
     bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "kept")
-    bridge.executor.call(lambda: workstation.tokens.session("UiToken").destroy_key(gone.cka_id))
+    bridge.executor.call(
+        lambda: workstation.tokens.session("UiToken").destroy_generated(gone.cka_id)
+    )
     window = MainWindow(gui_session)
     qtbot.addWidget(window)
     window.presence_timer.stop()

@@ -118,7 +118,9 @@ def test_actions_needing_the_object_are_refused_when_it_is_gone(  # type: ignore
     )
     bridge.executor.call(workstation.lifecycle.transition, key.id, Action.ACTIVATE)
     bridge.executor.call(workstation.lifecycle.transition, key.id, Action.SUSPEND, "audit")
-    bridge.executor.call(lambda: workstation.tokens.session("UiToken").destroy_key(key.cka_id))
+    bridge.executor.call(
+        lambda: workstation.tokens.session("UiToken").destroy_generated(key.cka_id)
+    )
     page = loaded_page(qtbot, gui_session)
     page.table.selectRow(row_of(page, "gone"))
     assert page.model.item_at(row_of(page, "gone")).presence is Presence.MISSING
