@@ -33,6 +33,10 @@ def protect_pending(
     ``failed``/``aborted``) and is tried again at the next login."""
     repo = KeyRepository(db)
     settled = 0
+    if db.sealer is None:
+        # No token change without its sealed entry (issue 9): while the audit token is not
+        # logged in the keys stay pending; a login to this token alone changes nothing.
+        return 0
     for key in repo.trusted_wrap_pending(session.info.serial):
         subject = f"key:{key.id}"
         if key.state in _GONE:

@@ -377,14 +377,15 @@ class Workstation:
         changes, then due cryptoperiods."""
         self.keys.settle(self.tokens.session(serial))
         self.tokens.intents.reconcile(KEY_INTENTS, serial)
-        protect_pending(self.db, self.tokens.session(serial), self.operator, self.clock)
         if serial == self.audit.token_serial:
             # Now changes can be recorded: every logged-in token's pending changes.
             for session in self.tokens.logged_in():
                 self.lifecycle.enforce_pending(session.info.serial)
+                protect_pending(self.db, session, self.operator, self.clock)
             self.lifecycle.apply_due()
         else:
             self.lifecycle.enforce_pending(serial)
+            protect_pending(self.db, self.tokens.session(serial), self.operator, self.clock)
 
     @classmethod
     def unlock(
