@@ -22,7 +22,7 @@ from collections import defaultdict
 from enum import Enum
 from typing import NamedTuple
 
-from app.domain.algorithms import Algorithm
+from app.domain.algorithms import Algorithm, Family
 from app.domain.keys import ObjectKind, TokenObject
 from app.errors import AmbiguousKey
 
@@ -213,6 +213,22 @@ def _row(
 _USAGE_NAMES = frozenset({"ENCRYPT", "DECRYPT", "SIGN", "VERIFY", "WRAP", "UNWRAP", "DERIVE"})
 
 
+_KEY_TYPE_NAMES = {
+    Family.AES: "AES",
+    Family.RSA: "RSA",
+    Family.EC: "EC",
+    Family.EDDSA: "EC_EDWARDS",
+}
+
+
+def is_of(found: Algorithm | None, key_type: str, wanted: Algorithm) -> bool:
+    """Whether an object read as ``found`` (None when its size could not be read: SoftHSM
+    leaves CKA_VALUE_LEN 0 on unwrapped AES keys) and ``key_type`` can be a key of ``wanted``."""
+    if found is not None:
+        return found is wanted
+    return key_type == _KEY_TYPE_NAMES[wanted.family]
+
+
 class KeyIdentity(NamedTuple):
     """What a managed key's record knows to find its objects: CKA_ID, algorithm (class and key
     type follow from it), and its KCV or public-key fingerprint."""
@@ -234,7 +250,9 @@ def select_key(entries: list[TokenEntry], identity: KeyIdentity) -> list[TokenEn
     same = [
         e
         for e in entries
-        if e.cka_id == identity.cka_id and e.is_key and e.algorithm is identity.algorithm
+        if e.cka_id == identity.cka_id
+        and e.is_key
+        and is_of(e.algorithm, e.key_type, identity.algorithm)
     ]
     keys = [e for e in same if e.object_class == identity.key_class]
     if identity.key_class == SECRET and identity.kcv:

@@ -20,7 +20,7 @@ from app.domain.algorithms import (
     usage_for,
 )
 from app.domain.fingerprints import pgp_words
-from app.domain.identity import KeyIdentity, TokenEntry, group_objects
+from app.domain.identity import KeyIdentity, TokenEntry, group_objects, is_of
 from app.domain.keys import (
     InventoryItem,
     KeyRecord,
@@ -796,7 +796,7 @@ def _matching(key: KeyRecord, objects: list[TokenObject]) -> TokenObject | None:
     fits = [
         o
         for o in objects
-        if o.algorithm is key.algorithm
+        if is_of(o.algorithm, o.key_type, key.algorithm)
         and o.kind.is_key
         and (not key.identifier or not o.identifier or o.identifier == key.identifier)
     ]

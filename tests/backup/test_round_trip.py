@@ -18,6 +18,7 @@ from app.errors import PolicyError
 from app.paths import Home
 from app.services.backup import KekSecret
 from app.services.executor import CoreExecutor
+from app.services.keys import identity_of
 from tests.hsm.kit import MODULE, PIN, SO_PIN, TOKEN, Clock, Station
 
 pytestmark = pytest.mark.hsm
@@ -100,7 +101,8 @@ def test_round_trip_onto_a_fresh_token_and_workstation(
     assert restored["mac-key"].state is KeyState.PRE_ACTIVE
     assert restored["data-key"].token_serial == second.serial
     assert restored["data-key"].wrap_trusted is TrustedWrap.OK
-    attrs = second(lambda: second.ws.tokens.session(TOKEN).read_key(a.cka_id))["SECRET_KEY"]
+    session = second(second.ws.tokens.session, TOKEN)
+    attrs = second(session.read_key, identity_of(restored["data-key"]))["SECRET_KEY"]
     assert attrs["TOKEN"] and attrs["PRIVATE"] and attrs["SENSITIVE"]
     assert attrs["EXTRACTABLE"] and attrs["WRAP_WITH_TRUSTED"]
 
