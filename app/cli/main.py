@@ -483,7 +483,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # A workstation without an audit token records nothing: every change waits for one.
 NEXT_STEP_WITHOUT_AUDIT = (
-    "No audit token yet: nothing can be recorded until one is added. Run "
+    "This workstation has no audit token yet: nothing can be recorded until one is added. Run "
     "'keystead tokens create-soft --label LABEL' (or 'keystead modules add PATH' for a hardware "
     "token) and log in to it; the first token logged in becomes the audit token."
 )

@@ -695,7 +695,7 @@ def test_init_takes_the_operator_from_the_environment_and_says_when_no_token_exi
     add one; the later refusal names the same way out."""
     text = bare_cli.run("init").stdout
     assert "for security officer officer" in text
-    assert "No audit token yet" in text and "tokens create-soft --label LABEL" in text
+    assert "no audit token yet" in text and "tokens create-soft --label LABEL" in text
     for command in (("audit", "verify"), ("audit", "checkpoint")):
         refused = bare_cli.error(*command)
         assert "yet" in refused and "tokens create-soft --label LABEL" in refused

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import KeyState, TokenSync
 from app.domain.lifecycle import Action
+from app.services.keys import identity_of
 from tests.hsm.kit import Station
 from tests.tpm.conftest import TPM_LABEL, TPM_PIN
 from tests.tpm.swtpm import SwTpm, tpm_tool
@@ -72,7 +73,7 @@ def test_states_are_recorded_not_claimed_enforced_and_the_tpm_still_signs(
     entry = json.loads(station.events("key.suspend")[-1].details_json)
     assert entry["token_sync"] == "recorded" and entry["token_sync_text"] == RECORDED
     # The token reports the flag cleared ...
-    flags = station(lambda: ws.tokens.session(TPM_LABEL).usage(key.cka_id))
+    flags = station(lambda: ws.tokens.session(TPM_LABEL).usage(identity_of(key)))
     assert flags["PRIVATE_KEY"]["SIGN"] is False
     # ... and signs anyway: the claim Keystead makes is the true one.
     message = b"suspended, yet signed"
