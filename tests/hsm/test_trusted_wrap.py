@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.algorithms import Algorithm
+from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import TrustedWrap
+from app.services.keys import identity_of
 from tests.hsm.kit import MODULE, PIN, TOKEN, Station, pkcs11_tool
 
 pytestmark = pytest.mark.hsm
@@ -84,7 +85,7 @@ def test_user_pin_alone_cannot_wrap_a_backup_able_private_key(
 ) -> None:
     key = station(station.ws.keys.generate, TOKEN, algorithm, "backed", backup_able=True)
     assert key.wrap_trusted is TrustedWrap.OK
-    attrs = station(lambda: station.ws.tokens.session(TOKEN).read_key(key.cka_id))
+    attrs = station(lambda: station.ws.tokens.session(TOKEN).read_key(identity_of(key)))
     assert attrs["PRIVATE_KEY"]["EXTRACTABLE"] is True
     assert attrs["PRIVATE_KEY"]["WRAP_WITH_TRUSTED"] is True
     refused = _raw_wrap_private(station, key.cka_id)
@@ -111,7 +112,7 @@ def test_user_pin_alone_cannot_wrap_a_backup_able_key(
 ) -> None:
     key = station(station.ws.keys.generate, TOKEN, algorithm, "backed", backup_able=True)
     assert key.wrap_trusted is TrustedWrap.OK
-    attrs = station(lambda: station.ws.tokens.session(TOKEN).read_key(key.cka_id))
+    attrs = station(lambda: station.ws.tokens.session(TOKEN).read_key(identity_of(key)))
     assert attrs["SECRET_KEY"]["EXTRACTABLE"] is True
     assert attrs["SECRET_KEY"]["WRAP_WITH_TRUSTED"] is True
     _user_kek(station)
@@ -143,7 +144,7 @@ def test_the_same_wrap_succeeds_on_a_key_without_the_attribute(
 def test_a_key_that_is_not_backup_able_is_never_extractable(station: Station) -> None:
     key = station(station.ws.keys.generate, TOKEN, Algorithm.AES_256, "kept")
     assert key.wrap_trusted is TrustedWrap.NOT_APPLICABLE
-    attrs = station(lambda: station.ws.tokens.session(TOKEN).read_key(key.cka_id))
+    attrs = station(lambda: station.ws.tokens.session(TOKEN).read_key(identity_of(key)))
     assert attrs["SECRET_KEY"]["EXTRACTABLE"] is False
     assert attrs["SECRET_KEY"]["WRAP_WITH_TRUSTED"] is False
 
@@ -159,7 +160,11 @@ def test_an_adopted_open_key_is_tried_at_the_next_login_and_the_refusal_recorded
         *["--token-label", TOKEN, "--keygen", "--key-type", "AES:32"],
         *["--id", "0202", "--label", "open-aes", "--extractable"],
     )
-    key = station(station.ws.keys.adopt, TOKEN, "0202")
+    # pkcs11-tool's AES key is not sensitive and extractable: adopted with the purpose chosen
+    # and the exposure acknowledged (issue 9).
+    key = station(
+        station.ws.keys.adopt, TOKEN, "0202", purpose=Purpose.ENCRYPTION, accept_exposure=True
+    )
     assert key.extractable and key.wrap_trusted is TrustedWrap.PENDING
 
     station.unlock()
