@@ -780,6 +780,7 @@ class TokenSession:
                     return self._spki(obj, entry.algorithm.family)
         return None
 
+    @writes
     @recovering
     def assign_id(self, entries: list[TokenEntry], new_id: bytes) -> list[TokenEntry]:
         """Give exactly these objects (matched again by class, ID, key type and identity) a new
@@ -1107,6 +1108,31 @@ class TokenSession:
                 obj.destroy()
         return [e for _o, e in objects]
 
+    @writes
+    @recovering
+    def destroy_left_half(self, identity: KeyIdentity) -> list[TokenEntry]:
+        """After an interrupted destroy whose key object is gone: destroy the public half it
+        left, only when it is provably this key's (same CKA_ID and key type, and the SPKI
+        fingerprint the record holds). Returns what was destroyed ([] when nothing is left,
+        when the key object is still there, or when the record has no fingerprint)."""
+        if not identity.fingerprint:
+            return []
+        with pkcs11_errors("destroying a key"):
+            found = self._prove_pairs(self._entries({Attribute.ID: bytes.fromhex(identity.cka_id)}))
+            if select_key([e for _o, e in found], identity):
+                return []  # the key is whole: not a leftover
+            halves = [
+                (o, e)
+                for o, e in found
+                if e.object_class == ObjectClass.PUBLIC_KEY.name
+                and e.fingerprint == identity.fingerprint
+            ]
+            self._check_logged_in()
+            for obj, _entry in halves:
+                obj.destroy()
+        return [e for _o, e in halves]
+
+    @writes
     @recovering
     def destroy_generated(self, cka_id: str) -> int:
         """Destroy every object with this CKA_ID: only for the random CKA_ID Keystead chose for

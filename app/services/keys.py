@@ -92,6 +92,7 @@ class KeyService:
         self.repo = KeyRepository(db)
         self.intents = intents or tokens.intents
         self.intents.handlers["key.generate"] = self._reconcile_generation
+        self.intents.handlers["key.adopt-id"] = self._reconcile_adopt_id
         self.settings = SettingsRepository(db)
         # The air-gap policy is always consulted (it lives in the database, off by default).
         self.airgap = airgap or AirGapGuard(db, operator, clock)
@@ -398,6 +399,27 @@ class KeyService:
 
         return Resolution(ROLLED_BACK, {"cka_id": cka_id, "objects_destroyed": count}, apply)
 
+    def _reconcile_adopt_id(self, intent: IntentRow) -> Resolution | None:
+        """An adoption with a fresh CKA_ID that never resolved: the key is recorded
+        (completed), or the objects that already carry the fresh ID get their old one back
+        (rolled back), so the token is as the officer left it."""
+        key_id = str(intent.details["key"])
+        before = str(intent.details["cka_id_before"])
+        assigned = str(intent.details["cka_id_assigned"])
+        if self.repo.get(key_id) is not None:
+            return Resolution(COMPLETED, {"cka_id": assigned})
+        serial = intent.token_serial
+        session = next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
+        if session is None:
+            return None
+        renamed = [e for e in session.entries_with_id(assigned) if e.is_key]
+        if renamed:
+            session.assign_id(renamed, bytes.fromhex(before))
+        return Resolution(
+            ROLLED_BACK,
+            {"cka_id_restored": before, "objects": [e.describe for e in renamed]},
+        )
+
     def settle(self, session: TokenSession) -> int:
         """Reconcile this token's pending generations, now that it answers: a key made but
         never recorded (a kill, or a token that stopped answering) is destroyed by the CKA_ID
@@ -670,41 +692,53 @@ class KeyService:
             "attributes": candidate.attributes,
         }
         renamed: list[TokenEntry] = []
+        intent: int | None = None
+        fresh = b""
+        if candidate.needs_new_id:
+            # The fresh CKA_ID is a token write: its write-ahead intent goes first.
+            fresh = secrets.token_bytes(16)
+            key = key._replace(cka_id=fresh.hex())
+            details["cka_id_before"] = candidate.cka_id
+            details["cka_id_assigned"] = fresh.hex()
+            intent = self.intents.begin(
+                "key.adopt-id",
+                candidate.token_serial,
+                f"key:{key.id}",
+                {
+                    "subject": f"key:{key.id}",
+                    "key": key.id,
+                    "cka_id_before": candidate.cka_id,
+                    "cka_id_assigned": fresh.hex(),
+                    "objects": [e.describe for e in candidate.objects],
+                },
+                recorded_as="key.adopt",
+            )
         try:
             with self.db.transaction():
-                if candidate.needs_new_id:
-                    fresh = secrets.token_bytes(16)
-                    key = key._replace(cka_id=fresh.hex())
-                    details["cka_id_before"] = candidate.cka_id
-                    details["cka_id_assigned"] = fresh.hex()
-                    self.repo.insert(key, spki)
-                    record(
-                        self.db,
-                        when=key.created_at,
-                        operators=(self.operator,),
-                        action="key.adopt",
-                        subject=f"key:{key.id}",
-                        outcome=Outcome.SUCCESS,
-                        details={**_key_details(key), **details},
-                    )
+                self.repo.insert(key, spki)
+                record(
+                    self.db,
+                    when=key.created_at,
+                    operators=(self.operator,),
+                    action="key.adopt",
+                    subject=f"key:{key.id}",
+                    outcome=Outcome.SUCCESS,
+                    details={**_key_details(key), **details},
+                )
+                if intent is not None:
+                    self.intents.finish(intent)
                     renamed = session.assign_id(list(candidate.objects), fresh)
-                else:
-                    self.repo.insert(key, spki)
-                    record(
-                        self.db,
-                        when=key.created_at,
-                        operators=(self.operator,),
-                        action="key.adopt",
-                        subject=f"key:{key.id}",
-                        outcome=Outcome.SUCCESS,
-                        details={**_key_details(key), **details},
-                    )
         except BaseException as exc:
+            message = getattr(exc, "message", type(exc).__name__)
+            put_back = True
             if renamed:
                 try:
                     session.assign_id(renamed, bytes.fromhex(candidate.cka_id))
                 except KeysteadError as back:
+                    put_back = False  # left to the intent's reconciliation
                     log.error("could not put back the CKA_ID of %s: %s", key.cka_id, back.message)
+            if intent is not None and put_back:
+                self.intents.abandon(intent, f"key:{key.id}", message)
             record_alone(
                 self.db,
                 when=self.clock(),
@@ -715,7 +749,7 @@ class KeyService:
                 details={
                     "cka_id": candidate.cka_id,
                     "identifier": candidate.identifier,
-                    "error": getattr(exc, "message", type(exc).__name__),
+                    "error": message,
                 },
             )
             raise

@@ -432,7 +432,8 @@ class LifecycleService:
                 return Resolution(COMPLETED, {"state": target.value})
             if not session.holds_key(identity_of(primary)):
                 after = primary._replace(state=target, token_sync=TokenSync.OK)
-                removed = [e.describe for e in session.destroy_key(identity_of(primary))]  # a public half left behind
+                # the public half a kill between the two destroys left behind
+                removed = [e.describe for e in session.destroy_left_half(identity_of(primary))]
 
                 def complete() -> None:
                     self.repo.update(after)

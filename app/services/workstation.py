@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 ROLE_SECURITY_OFFICER = "security-officer"
 # Intents reconciled at the login to their token, and those reconciled at unlock.
-KEY_INTENTS = frozenset({"key.generate", "key.transition"})
+KEY_INTENTS = frozenset({"key.generate", "key.transition", "key.adopt-id"})
 TOKEN_INTENTS = frozenset(
     {"token.create-soft", "token.init", "token.init-pin", "token.change-pin",
      "token.change-so-pin"}

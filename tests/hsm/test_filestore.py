@@ -134,7 +134,7 @@ def test_a_destroyed_key_is_never_brought_back_from_its_shadow(station: Station)
     key = station(ws.keys.generate, TOKEN, Algorithm.AES_128, "to-destroy")
     shadow = station.home.softhsm_shadow / _token_dir(station).name
     before = {p.name for p in shadow.glob("*.object")}
-    station(lambda: ws.tokens.session(TOKEN).destroy_key(key.cka_id))
+    station(lambda: ws.tokens.session(TOKEN).destroy_generated(key.cka_id))
     after = {p.name for p in shadow.glob("*.object")}
     assert len(before - after) == 1 and not after - before  # its shadow went with it
     station.lock()

@@ -524,3 +524,54 @@ def test_a_missing_key_is_not_rebound_to_a_lone_public_key(
     assert station(station.ws.rebind.candidates) == []
     with pytest.raises(NotFoundError, match="holds no unmanaged key"):
         station(station.ws.rebind.rebind, key.id, TOKEN)
+
+
+# --- a fresh CKA_ID is a token write: it goes through its write-ahead intent ----------------
+
+
+def test_a_fresh_id_is_written_through_its_intent(station: Station) -> None:
+    p11(station, "--keygen", "--key-type", "AES:32", "--label", "no-id")
+    (row,) = unmanaged(station)
+    key = station(
+        station.ws.keys.adopt,
+        TOKEN,
+        None,
+        purpose=Purpose.ENCRYPTION,
+        accept_exposure=True,
+        identifier=row.identifier,
+        new_id=True,
+    )
+    (begun,) = [e for e in station.events("intent.begin") if e.details["action"] == "key.adopt-id"]
+    assert begun.details["cka_id_assigned"] == key.cka_id and begun.details["cka_id_before"] == ""
+    assert station(station.ws.tokens.intents.pending) == []  # resolved with the adoption
+
+
+def test_an_adoption_killed_after_the_fresh_id_is_rolled_back_at_the_next_login(
+    station: Station,
+) -> None:
+    p11(station, "--keygen", "--key-type", "AES:32", "--label", "no-id")
+    ws = station.ws
+    (row,) = unmanaged(station)
+    candidate = station(ws.keys.adoption_candidate, TOKEN, None, row.identifier)
+    fresh = bytes(range(16))
+    station(
+        ws.tokens.intents.begin,
+        "key.adopt-id",
+        station.serial,
+        "key:never-recorded",
+        {
+            "subject": "key:never-recorded",
+            "key": "never-recorded",
+            "cka_id_before": "",
+            "cka_id_assigned": fresh.hex(),
+            "objects": [e.describe for e in candidate.objects],
+        },
+    )
+    # killed after the token took the new ID, before the adoption was committed
+    station(lambda: ws.tokens.session(TOKEN).assign_id(list(candidate.objects), fresh))
+    assert [r.cka_id for r in unmanaged(station)] == [fresh.hex()]
+    station.unlock()  # the next login reconciles
+    assert [r.cka_id for r in unmanaged(station)] == [""]  # as the officer left it
+    assert station(station.ws.tokens.intents.pending) == []
+    (resolved,) = [dict(e.details) for e in station.events("intent.resolve")]
+    assert resolved["resolution"] == "rolled-back" and resolved["cka_id_restored"] == ""

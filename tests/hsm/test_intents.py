@@ -16,6 +16,7 @@ from app.domain.keys import KeyState
 from app.domain.lifecycle import Action
 from app.hsm.templates import KeySpec
 from app.services import intents as intents_module
+from app.services.keys import identity_of
 from tests.hsm.kit import PIN, SO_PIN, TOKEN, Station, peer_keys
 
 pytestmark = pytest.mark.hsm
@@ -78,7 +79,7 @@ def test_a_flag_change_killed_before_the_commit_is_rolled_back_to_the_recorded_s
             "changes": [{"key": key.id, "cka_id": key.cka_id, "from": "ACTIVE", "to": "SUSPENDED"}],
         },
     )
-    station(lambda: ws.tokens.session(TOKEN).set_usage(key.cka_id, frozenset(), frozenset()))
+    station(lambda: ws.tokens.session(TOKEN).set_usage(identity_of(key), frozenset(), frozenset()))
     (obj,) = [p for p in peer_keys(station.home) if p.cka_id == key.cka_id]
     assert obj.usage == frozenset()  # the token says suspended, the database says active
     station.unlock()
