@@ -356,4 +356,5 @@ MIGRATIONS.append((10, CEREMONY_TABLES))
 # been outside the token (JSON list of app.domain.identity.Exposure values).
 MIGRATIONS.append((11, "ALTER TABLE keys ADD COLUMN exposure TEXT NOT NULL DEFAULT '[]';"))
 
+
 LATEST = MIGRATIONS[-1][0]

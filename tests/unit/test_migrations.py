@@ -40,3 +40,13 @@ def test_schema_1_file_is_upgraded_and_keeps_its_records(tmp_path: Path) -> None
     expected = TrustedWrap.PENDING if key.extractable else TrustedWrap.NOT_APPLICABLE  # type: ignore[attr-defined]
     assert key.wrap_trusted is expected  # type: ignore[attr-defined]
     assert (V1_HOME / "keystead.db").read_bytes() != home.database.read_bytes()
+
+
+def test_migration_numbers_run_one_to_latest_without_gaps_or_repeats() -> None:
+    """Two branches once both appended a step numbered 9: a database already at 9 would have
+    skipped the second step forever (the exposure column). Numbers must be 1, 2, … LATEST."""
+    from app.storage.migrations import MIGRATIONS
+
+    numbers = [version for version, _ in MIGRATIONS]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert numbers[-1] == LATEST
