@@ -2,8 +2,10 @@
 
 ``KeyInUse`` holds the token object of one managed key for the length of one operation (a
 file, a batch of messages): finding an object is a linear scan of the token, so it is found
-once, by CKA_ID and class, and never outlives the session that found it. No python-pkcs11 object
-leaves this module; inputs and outputs are bytes.
+once, by the key's full identity (object class, CKA_ID, key type and its KCV or public-key
+fingerprint; ``TokenSession.key_for_use``), and never outlives the session that found it.
+Another object under the same CKA_ID (another tool's key, a replaced key) is never used. No
+python-pkcs11 object leaves this module; inputs and outputs are bytes.
 
 Signatures over files are computed over a digest made on the host (hashlib, streamed) and
 signed on the token with the raw mechanism — CKM_RSA_PKCS over a DER DigestInfo (RFC 8017
@@ -16,15 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pkcs11
 import pkcs11.exceptions as px
 from asn1crypto.algos import DigestAlgorithm, DigestInfo
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from pkcs11 import Attribute, Mechanism, ObjectClass
+from pkcs11 import Mechanism
 from pkcs11.mechanisms import MGF, GCMParams
 
+from app.domain.identity import KeyIdentity
 from app.domain.usage import SignatureMechanism
-from app.errors import TokenError
 from app.hsm.errors import pkcs11_errors, translate
 from app.hsm.session import TokenSession
 
@@ -45,28 +46,14 @@ class AuthenticationFailed(Exception):
 class KeyInUse:
     """One key's object on a logged-in token, found once for one operation."""
 
-    def __init__(self, session: TokenSession, cka_id: str, object_class: str) -> None:
+    def __init__(self, session: TokenSession, identity: KeyIdentity) -> None:
+        """Find the key's object by its full identity (``TokenSession.key_for_use``).
+
+        Raises AmbiguousKey when several objects could be the key and TokenError when it is
+        not on the token or cannot be proven to be the record's key."""
         self.session = session
-        self.cka_id = cka_id
-        cls = ObjectClass[object_class]
-        # A friend of TokenSession: same package, same thread, one operation.
-        raw: pkcs11.Session = session._session
-        with pkcs11_errors("finding the key on the token"):
-            found = list(
-                raw.get_objects({Attribute.CLASS: cls, Attribute.ID: bytes.fromhex(cka_id)})
-            )
-        if not found:
-            session.still_present()
-            raise TokenError(
-                f"The key (CKA_ID {cka_id}) is not on token '{session.info.label}'; "
-                "it may have been deleted by another tool. Nothing was done."
-            )
-        if len(found) > 1:
-            raise TokenError(
-                f"Token '{session.info.label}' holds {len(found)} objects with the key's "
-                f"CKA_ID {cka_id}; Keystead will not guess which one to use."
-            )
-        self._object: Any = found[0]
+        self.cka_id = identity.cka_id
+        self._object: Any = session.key_for_use(identity)
 
     # --- signatures ------------------------------------------------------------------------
 

@@ -732,6 +732,46 @@ class TokenSession:
         return [(by_index[e.position], e) for e in chosen]
 
     @recovering
+    def key_for_use(self, identity: KeyIdentity) -> Any:
+        """The python-pkcs11 key object of exactly this key, for one signature or encryption
+        (``app.hsm.operations.KeyInUse``; never leaves ``app/hsm``).
+
+        The object must be *proven* to be the record's key, not only share its CKA_ID: a secret
+        key's KCV must equal the record's, an RSA private key's public values must give the
+        record's SPKI fingerprint, and an EC/EdDSA private key (which carries no public value)
+        must sign a random challenge that the record's public half on the token verifies.
+        Raises AmbiguousKey when more than one object could be the key, TokenError when the
+        key is not on the token or its object cannot be proven to be it; nothing is used then.
+        """
+        with pkcs11_errors("finding the key on the token"):
+            chosen = self._key(identity)
+        if not chosen:
+            self._check_logged_in()
+            self.still_present()
+            raise TokenError(
+                f"The key (CKA_ID {identity.cka_id}) is not on token '{self.info.label}'; it "
+                "may have been deleted or replaced by another tool. Nothing was done."
+            )
+        obj, entry = chosen[0]
+        proven = (
+            entry.kcv == identity.kcv
+            if entry.object_class == ObjectClass.SECRET_KEY.name
+            else entry.fingerprint == identity.fingerprint
+        )
+        if not proven and entry.fingerprint is None and identity.fingerprint:
+            halves = [e for _o, e in chosen[1:] if e.fingerprint == identity.fingerprint]
+            with pkcs11_errors("checking the key on the token"):
+                proven = bool(halves) and self._proof(obj, entry, halves) == identity.fingerprint
+        if not proven or (identity.kcv is None and identity.fingerprint is None):
+            raise TokenError(
+                f"The object with the key's CKA_ID {identity.cka_id} on token "
+                f"'{self.info.label}' cannot be proven to be this key (its check value or public "
+                "key does not match the record, or its public half is missing); Keystead will "
+                "not use it. Nothing was done."
+            )
+        return obj
+
+    @recovering
     def entries_with_id(self, cka_id: str) -> list[TokenEntry]:
         """Every object with this CKA_ID as read (keys, certificates, data objects)."""
         with pkcs11_errors("finding the key's objects"):

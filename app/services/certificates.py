@@ -32,7 +32,7 @@ from app.pki.profiles import PROFILE_FILE, Profile, profile_named
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.key_use import KeyUseService, _check_target
-from app.services.keys import KeyService
+from app.services.keys import KeyService, identity_of
 from app.services.tokens import TokenService
 from app.storage.certificates import CertificateRepository, StoredCertificate, StoredCrl
 from app.storage.database import Database
@@ -106,7 +106,7 @@ class CertificateService:
         self.use.authorize(key, Operation.SIGN)
         choice = build.signature_for(key.algorithm)
         session = self.tokens.session(key.token_serial)
-        signer = KeyInUse(session, key.cka_id, "PRIVATE_KEY")
+        signer = KeyInUse(session, identity_of(key))
 
         def sign(data: bytes) -> bytes:
             name = choice.mechanism.hash_name

@@ -68,7 +68,7 @@ from app.hsm.operations import GCM_TAG_BYTES, AuthenticationFailed, KeyInUse
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.guard import Guard, unguarded
-from app.services.keys import KeyService
+from app.services.keys import KeyService, identity_of
 from app.services.tokens import TokenService
 from app.storage.database import Database
 
@@ -196,7 +196,7 @@ class KeyUseService:
         session = self.tokens.session(key.token_serial)
         action = Operation.SIGN
         try:
-            signer = KeyInUse(session, key.cka_id, "PRIVATE_KEY")
+            signer = KeyInUse(session, identity_of(key))
             if chosen.hash_name is None:
                 if size > ED25519_MAX_BYTES:
                     raise ValidationError(
@@ -273,7 +273,7 @@ class KeyUseService:
         chosen = signature_for(key.algorithm).mechanism
         session = self.tokens.session(key.token_serial)
         try:
-            signer = KeyInUse(session, key.cka_id, "PRIVATE_KEY")
+            signer = KeyInUse(session, identity_of(key))
             message_hash = hashlib.new(digest_name)
             audit_hash = hashlib.sha256()
             for block in _chunks(source, size, progress, cancel):
@@ -329,7 +329,7 @@ class KeyUseService:
         signatures: list[bytes] = []
         hash_name = chosen.hash_name
         try:
-            signer = KeyInUse(session, key.cka_id, "PRIVATE_KEY")
+            signer = KeyInUse(session, identity_of(key))
             for message in messages:
                 if cancel is not None and cancel.is_set():
                     raise OperationCancelled("Cancelled; no signature was handed out.")
@@ -473,7 +473,7 @@ class KeyUseService:
         def write(out: IO[bytes]) -> None:
             head = header.encode()
             out.write(head)
-            cipher = KeyInUse(session, key.cka_id, "SECRET_KEY")
+            cipher = KeyInUse(session, identity_of(key))
             chunks = _chunks(source, size, progress, cancel, at_least_one=True)
             for index, block in enumerate(chunks):
                 audit_hash.update(block)
@@ -532,7 +532,7 @@ class KeyUseService:
         count = chunk_count(header.plaintext_bytes)
 
         def write(out: IO[bytes]) -> None:
-            cipher = KeyInUse(session, key.cka_id, "SECRET_KEY")
+            cipher = KeyInUse(session, identity_of(key))
             done = 0
             with source.open("rb") as handle:
                 handle.seek(EncryptedHeader.SIZE)

@@ -17,7 +17,7 @@ from pkcs11 import Attribute, KeyType
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import KeyState, ObjectKind, Presence, TokenObject
 from app.domain.lifecycle import Action
-from app.errors import NotFoundError, PolicyError, TokenError, ValidationError
+from app.errors import AmbiguousKey, NotFoundError, PolicyError, TokenError, ValidationError
 from tests.hsm.kit import TOKEN, Station, peer_keys, peer_public_key, pkcs11_tool, spki
 
 pytestmark = pytest.mark.hsm
@@ -575,3 +575,114 @@ def test_an_adoption_killed_after_the_fresh_id_is_rolled_back_at_the_next_login(
     assert station(station.ws.tokens.intents.pending) == []
     (resolved,) = [dict(e.details) for e in station.events("intent.resolve")]
     assert resolved["resolution"] == "rolled-back" and resolved["cka_id_restored"] == ""
+
+
+# --- key use finds the key by its full identity ---------------------------------------------
+
+
+def signed_by(station: Station, key_id: str, data: bytes, signature: bytes) -> bool:
+    """True if the record's own public key (the SPKI Keystead stored) verifies ``signature``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    der = station(station.ws.keys.repo.spki, key_id)
+    public = serialization.load_der_public_key(der)
+    try:
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def adopted_signer(station: Station, key_type: str, cka_id: str, label: str) -> str:
+    """A pair made by pkcs11-tool, adopted for signing and activated; returns the key id."""
+    p11(station, "--keypairgen", "--key-type", key_type, "--usage-sign", "--label", label,
+        "--id", cka_id)  # fmt: skip
+    key = station(station.ws.keys.adopt, TOKEN, cka_id, label, purpose=Purpose.SIGNING)
+    station(station.ws.lifecycle.transition, key.id, Action.ACTIVATE)
+    return str(key.id)
+
+
+@pytest.mark.parametrize(
+    ("key_type", "mechanism"), [("rsa:2048", "RSA-PKCS1-SHA256"), ("EC:prime256v1", "ECDSA-SHA256")]
+)
+def test_two_pairs_under_one_id_sign_with_the_adopted_one_only(
+    station: Station, tmp_path: Path, key_type: str, mechanism: str
+) -> None:
+    """Issue 9 rule applied to key use: pkcs11-tool writes a second pair with the adopted key's
+    label and CKA_ID. Signing uses exactly the adopted key (told apart by its public values,
+    an EC key by signing a challenge), proven by the record's own public key; the old lookup by
+    CKA_ID and class refused a key it could tell apart, or could pick the other pair."""
+    key_id = adopted_signer(station, key_type, "7788", "pair")
+    p11(station, "--keypairgen", "--key-type", key_type, "--usage-sign", "--label", "pair",
+        "--id", "7788")  # fmt: skip
+    assert len([k for k in peer_keys(station.home) if k.cka_id == "7788"]) == 4
+    source = tmp_path / "message.txt"
+    source.write_bytes(b"sign me with the adopted key only\n" * 100)
+    for attempt in range(3):  # the same object every time, whatever order the token lists
+        target = tmp_path / f"message.{attempt}.sig"
+        station(station.ws.use.sign_file, key_id, source, target, mechanism)
+        assert signed_by(station, key_id, source.read_bytes(), target.read_bytes())
+
+
+def test_a_replaced_private_key_under_a_managed_id_is_never_used(
+    station: Station, tmp_path: Path
+) -> None:
+    """Another tool deleted the managed RSA private key and made a new pair under its CKA_ID:
+    one private key with that ID and class is still there, and the old lookup signed with it
+    (a signature the key's public key does not verify, recorded as a success). Now refused,
+    recorded as failed, and no signature file is written."""
+    key = station(station.ws.keys.generate, TOKEN, Algorithm.RSA_2048, "ca-key", Purpose.SIGNING)
+    station(station.ws.lifecycle.transition, key.id, Action.ACTIVATE)
+    p11(station, "--delete-object", "--type", "privkey", "--id", key.cka_id)
+    p11(station, "--keypairgen", "--key-type", "rsa:2048", "--usage-sign", "--label", "swap",
+        "--id", key.cka_id)  # fmt: skip
+    source = tmp_path / "tbs.bin"
+    source.write_bytes(b"to be signed")
+    target = tmp_path / "tbs.sig"
+    with pytest.raises(TokenError, match="not on token"):
+        station(station.ws.use.sign_file, key.id, source, target, "RSA-PKCS1-SHA256")
+    assert not target.exists()
+    (failed,) = [e for e in station.events("key.sign") if e.subject == f"key:{key.id}"]
+    assert failed.outcome == "failed"
+
+
+def test_a_replaced_aes_key_under_a_managed_id_never_encrypts(
+    station: Station, tmp_path: Path
+) -> None:
+    """Sibling for secret keys: the managed AES key is gone and pkcs11-tool made another one
+    under its CKA_ID; encrypting with it would hand the data to a key the record is not (told
+    apart by the KCV). Refused; no output."""
+    key = station(station.ws.keys.generate, TOKEN, Algorithm.AES_256, "files", Purpose.ENCRYPTION)
+    station(station.ws.lifecycle.transition, key.id, Action.ACTIVATE)
+    p11(station, "--delete-object", "--type", "secrkey", "--id", key.cka_id)
+    p11(station, "--keygen", "--key-type", "AES:32", "--label", "swap", "--id", key.cka_id)
+    source = tmp_path / "plain.txt"
+    source.write_bytes(b"secret")
+    target = tmp_path / "plain.enc"
+    with pytest.raises(TokenError, match="not on token"):
+        station(station.ws.use.encrypt_file, key.id, source, target)
+    assert not target.exists()
+
+
+def test_a_second_ec_private_key_under_a_managed_id_is_ambiguous_and_nothing_is_signed(
+    station: Station, tmp_path: Path
+) -> None:
+    """A foreign EC private key without its public half under the managed key's CKA_ID cannot
+    be told apart from the managed one (an EC private key carries no public value, and it has
+    no public key to prove itself against): signing is refused with the way out, not guessed."""
+    key = station(station.ws.keys.generate, TOKEN, Algorithm.EC_P256, "ec-key", Purpose.SIGNING)
+    station(station.ws.lifecycle.transition, key.id, Action.ACTIVATE)
+    p11(station, "--keypairgen", "--key-type", "EC:prime256v1", "--usage-sign", "--label",
+        "stray", "--id", key.cka_id)  # fmt: skip
+    p11(station, "--delete-object", "--type", "pubkey", "--label", "stray", "--id", key.cka_id)
+    source = tmp_path / "data"
+    source.write_bytes(b"data")
+    target = tmp_path / "data.sig"
+    with pytest.raises(AmbiguousKey, match="will not guess"):
+        station(station.ws.use.sign_file, key.id, source, target, "ECDSA-SHA256")
+    assert not target.exists()
