@@ -103,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--operator", dest="init_operator", help="first security officer (or KEYSTEAD_OPERATOR)"
     )
-    init.add_argument("--soft-token", metavar="LABEL", help="also create an embedded SoftHSM token")
+    init.add_argument(
+        "--soft-token",
+        metavar="LABEL",
+        help="create an embedded SoftHSM token to hold the audit keys (this or --audit-token)",
+    )
     init.add_argument(
         "--audit-token",
         metavar="TOKEN",
@@ -425,6 +429,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"A workstation already exists in {args.home_dir.root}; unlock it instead. "
             "Nothing was changed."
         )
+    if not args.soft_token and not args.audit_token:
+        # As the GUI's first-start dialog: a workstation without an audit token could record
+        # nothing (every sealed entry would be refused), so it is not created at all.
+        raise ValidationError(NO_AUDIT_TOKEN_AT_INIT)
     passphrase = require_secret(
         SecretKind.PASSPHRASE, f"New passphrase for {operator}", confirm=True
     )
@@ -481,7 +489,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-# A workstation without an audit token records nothing: every change waits for one.
+NO_AUDIT_TOKEN_AT_INIT = (
+    "A workstation needs an audit token to seal its audit log: give --soft-token LABEL (an "  # noqa: S105
+    "embedded SoftHSM token, PINs from the terminal or KEYSTEAD_PIN/KEYSTEAD_SO_PIN) or "
+    "--audit-token TOKEN --module PATH (a present hardware token). Nothing was created."
+)
+
+# A workstation without an audit token (made before init required one) records nothing: every
+# change waits for one.
 NEXT_STEP_WITHOUT_AUDIT = (
     "This workstation has no audit token yet: nothing can be recorded until one is added. Run "
     "'keystead tokens create-soft --label LABEL' (or 'keystead modules add PATH' for a hardware "

@@ -123,9 +123,9 @@ def test_generate_with_the_decision_and_state_changes_said_truthfully(tpm_cli: T
     assert "recorded by Keystead, not enforced by this token" in json.dumps(history)
 
 
-def test_a_home_without_an_audit_token_says_so(tpm_cli: TpmCli) -> None:
-    tpm_cli.run("init", "--operator", "officer")
-    tpm_cli.run("modules", "add", MODULE)
-    tpm_cli.run("tokens", "show", TPM_LABEL)
-    error = tpm_cli.run("audit", "checkpoint", expect=1)
-    assert "no audit token yet" in error and "not present" not in error
+def test_init_with_only_the_tpm_and_no_audit_token_is_refused(tpm_cli: TpmCli) -> None:
+    """A home with no audit token could record nothing: init refuses before it exists and says
+    how to give it one (the TPM itself cannot hold the audit keys: its own refusal above)."""
+    error = tpm_cli.run("init", "--operator", "officer", expect=1)
+    assert "needs an audit token" in error and "--soft-token LABEL" in error
+    assert not (tpm_cli.home / "keystead.db").exists()
