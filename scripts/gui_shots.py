@@ -50,7 +50,7 @@ def demo(ws: Workstation) -> None:
     life.transition(old.id, Action.DESTROY, "", None, "legacy-data-key")
     gone = keys.generate("Demo", Algorithm.AES_128, "vanished-key", Purpose.ENCRYPTION)
     life.transition(gone.id, Action.ACTIVATE)
-    ws.tokens.session("Demo").destroy_key(gone.cka_id)
+    ws.tokens.session("Demo").destroy_generated(gone.cka_id)  # as another tool would
     sus = keys.generate("Demo", Algorithm.RSA_2048, "partner-tls", Purpose.SIGNING)
     life.transition(sus.id, Action.ACTIVATE)
     life.transition(sus.id, Action.SUSPEND, "partner asked to pause the integration")
