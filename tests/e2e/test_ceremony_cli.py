@@ -36,8 +36,8 @@ def make_rehearsal_token(cli: Cli) -> None:
         "create-soft",
         "--label",
         REHEARSAL,
-        KEYSTEAD_NEW_SO_PIN=SO_PIN,
-        KEYSTEAD_NEW_PIN=PIN,
+        KEYSTEAD_SO_PIN=SO_PIN,  # the PINs of the token a command creates (README's one rule)
+        KEYSTEAD_PIN=PIN,
     )
 
 
