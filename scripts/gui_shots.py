@@ -6,7 +6,7 @@
 Makes a fresh demo workstation (test values only: fixed passphrase and PINs, a fast KDF) in a
 temporary directory, with keys in several states, then shows VIEW full screen: a page
 (overview, inventory, tokens, audit, audit-verified; ceremony: the root-CA template waiting for
-a sign-off; ceremony-done: completed) or a dialog (destroy, compromise,
+a sign-off; ceremony-register: registering; ceremony-done: completed) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
 adopt). Not part of the product; never run it against a real workstation.
 """
@@ -131,6 +131,8 @@ def ceremony_demo(ws: Workstation, view: str) -> str:
     (work / "intermediate.csr").write_bytes(request.public_bytes(serialization.Encoding.PEM))
     run = Ceremonies(ws).begin(scripts.load(template_dir() / "root-ca.toml"), "rehearsal", work)
     run.register_operator("witness", "witness", WITNESS_PASS)
+    if view == "ceremony-register":
+        return run.id
     run.register_external("Eve Example", "Example Audit LLP", "witness")
     run.start()
     steps = len(run.script.steps) if view == "ceremony-done" else 2

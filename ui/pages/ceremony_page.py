@@ -152,6 +152,8 @@ class CeremonyPage(QWidget):
         self.people_list.setObjectName("participants")
         self.people_list.setMaximumHeight(72)
         people_layout.addWidget(self.people_list)
+        self.needs_label = _label(people_box, None, "participantsNeeded")
+        people_layout.addWidget(self.needs_label)
         self.people_form = QWidget(people_box)
         form = QHBoxLayout(self.people_form)
         form.setContentsMargins(0, 0, 0, 0)
@@ -235,6 +237,7 @@ class CeremonyPage(QWidget):
         layout.addWidget(self.error_line)
         layout.addStretch(1)
 
+        self.kind_box.currentTextChanged.connect(self._kind_changed)
         self.open_button.clicked.connect(self._open)
         self.begin_button.clicked.connect(self._begin)
         self.register_button.clicked.connect(self._register)
@@ -329,6 +332,16 @@ class CeremonyPage(QWidget):
             passphrase = self.person_pass.take()
             self._act(lambda run: run.register_operator(name, role, passphrase), self._clear_person)
 
+    def _kind_changed(self, kind: str) -> None:
+        """An external participant has an organisation and no passphrase; an operator the
+        reverse."""
+        self.org_edit.setEnabled(kind == "external")
+        self.person_pass.setEnabled(kind != "external")
+        if kind == "external":
+            self.person_pass.clear()
+        else:
+            self.org_edit.clear()
+
     def _clear_person(self) -> None:
         self.name_edit.clear()
         self.org_edit.clear()
@@ -418,6 +431,17 @@ class CeremonyPage(QWidget):
             f"Ceremony {view.id}: {state}{extra}\nToken {view.token}; administrator "
             f"{view.administrator}"
         )
+        needs = [f"at least {view.witnesses_needed} witness(es)"]
+        if view.custodians_needed:
+            needs.append(
+                f"{view.custodians_needed} custodian(s) (operators holding the key-custodian role)"
+            )
+        if view.auditor_needed:
+            needs.append("an auditor")
+        self.needs_label.setText(
+            "The script needs " + ", ".join(needs) + ". Operators prove who they are with their "
+            "passphrase; external witnesses are recorded by name and organisation."
+        )
         self.people_list.clear()
         for p in view.participants:
             org = f", {p.organisation}" if p.organisation else ""
@@ -488,6 +512,7 @@ class CeremonyPage(QWidget):
         self.selector.setVisible(view is None or view.state.ended)
         self.compare_hint.setVisible(view is None or registering)
         self.people_form.setVisible(registering)
+        self.needs_label.setVisible(registering)
         self.start_button.setVisible(registering)
         self.people_box.setVisible(view is not None)
         self.step_box.setVisible(view is not None and not registering)
@@ -502,6 +527,9 @@ class CeremonyPage(QWidget):
             self.start_button,
         ):
             widget.setEnabled(registering)
+        external = self.kind_box.currentText() == "external"
+        self.org_edit.setEnabled(registering and external)
+        self.person_pass.setEnabled(registering and not external)
         self.perform_button.setEnabled(running and phase is Phase.PERFORM)
         ended = view is not None and view.state.ended
         self.perform_button.setVisible(not ended)
