@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
-from app.services.airgap import POLICY_KEY, look
-from app.services.workstation import Workstation, utc_now
+
+if TYPE_CHECKING:
+    from app.services.workstation import Workstation
 
 
 def register(sub: Any) -> None:
@@ -28,6 +29,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from app.services.airgap import look
+    from app.services.workstation import utc_now
+
     report = look(utc_now)
     if args.json:
         output.print_json(
@@ -57,6 +61,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
             _login_audit_token(ws, required=True)  # the change is a sealed audit entry
             ws.airgap.set_blocking(args.setting == "on")
         return ws.airgap.blocking()
+
+    from app.services.airgap import POLICY_KEY
 
     blocking = _with_workstation(args, body)
     if args.json:

@@ -13,13 +13,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.secrets import ask_secret, interactive, require_secret
 from app.errors import OperationCancelled, ValidationError
 from app.services.prompter import SecretKind
-from app.services.workstation import Workstation
+
+if TYPE_CHECKING:
+    from app.services.workstation import Workstation
 
 CLEAR = "\033[2J\033[H"
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.domain.public_formats import PublicFormat, parse_format
-from app.services.certificates import REASONS
-from app.services.workstation import Workstation
-from app.storage.certificates import StoredCertificate
+from app.pki.reasons import REASONS
+
+if TYPE_CHECKING:
+    from app.services.workstation import Workstation
+    from app.storage.certificates import StoredCertificate
 
 
 def _shown(text: str) -> str:

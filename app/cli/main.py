@@ -1,17 +1,21 @@
-"""``keystead`` entry point: parse, run on the core thread, and turn errors into one line."""
+"""``keystead`` entry point: parse, run on the core thread, and turn errors into one line.
+
+Start-up cost is what an officer feels on every command: the parser is built from light modules
+only (domain enums, the secret prompts, the output helpers), and the service layer (the
+workstation, pkcs11, SQLCipher, cryptography, the capability probe) is imported where a command
+uses it. ``tests/cli/test_startup.py`` holds the import boundary."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import logging
 import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from app.cli import airgap, backup, ceremony, certs, operators, output, selftest, use
 from app.cli.approvers import CliApprovers, refusal_hint
@@ -24,9 +28,8 @@ from app.cli.secrets import (
     require_secret,
 )
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
-from app.domain.audit import Checkpoint, Report
 from app.domain.dates import parse_moment
-from app.domain.keys import InventoryItem, TokenSync
+from app.domain.keys import TokenSync
 from app.domain.lifecycle import Action
 from app.domain.names import validate_token_label
 from app.errors import (
@@ -38,24 +41,36 @@ from app.errors import (
     WorkstationExists,
 )
 from app.paths import Home, resolve_home
-from app.services.audit_log import AuditFilter
+from app.process import harden_process
 from app.services.executor import CoreExecutor
 from app.services.prompter import SecretKind
-from app.services.workstation import (
-    AuditTokenChoice,
-    SoftTokenRequest,
-    Workstation,
-    harden_process,
-)
+
+if TYPE_CHECKING:  # imported where used, so the parser (and --help) stays light
+    from app.domain.audit import Checkpoint, Report
+    from app.domain.keys import InventoryItem
+    from app.services.workstation import AuditTokenChoice, SoftTokenRequest, Workstation
 
 log = logging.getLogger("keystead")
 
 
 def _version() -> str:
+    import importlib.metadata  # ~0.1 s (email, zipfile): only for --version
+
     try:
         return importlib.metadata.version("keystead")
     except importlib.metadata.PackageNotFoundError:  # run from a tree that was never installed
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> NoReturn:
+        print(f"keystead {_version()}")  # on stdout, as argparse's own version action does
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--home", help="workstation directory (default: KEYSTEAD_HOME or the user data dir)"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--version", action="version", version=f"keystead {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     parser.add_argument("--operator", help="operator name (default: KEYSTEAD_OPERATOR or a prompt)")
     parser.add_argument(
         "--wait",
@@ -349,6 +364,8 @@ def _unlock(args: argparse.Namespace) -> Workstation:
     home: Home = args.home_dir
     operator = ask_operator(args.operator)
     passphrase = require_secret(SecretKind.PASSPHRASE, f"Passphrase for {operator}")
+    from app.services.workstation import Workstation
+
     ws = Workstation.unlock(home, operator, passphrase, wait=args.wait, program="keystead")
     ws.approvals.source = CliApprovers()  # prompts, or KEYSTEAD_APPROVER(_PASSPHRASE)
     return ws
@@ -436,6 +453,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     passphrase = require_secret(
         SecretKind.PASSPHRASE, f"New passphrase for {operator}", confirm=True
     )
+    from app.services.workstation import AuditTokenChoice, SoftTokenRequest, Workstation
+
     soft: SoftTokenRequest | None = None
     if args.soft_token is not None:
         validate_token_label(args.soft_token)
@@ -1090,6 +1109,8 @@ def _login_audit_token(ws: Workstation, required: bool) -> None:
 def cmd_audit_list(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> list[dict[str, Any]]:
         subject = f"key:{ws.keys.resolve(args.key).id}" if args.key else None
+        from app.services.audit_log import AuditFilter
+
         flt = AuditFilter(
             args.since, args.until, args.operator, args.audit_action, subject, args.outcome
         )

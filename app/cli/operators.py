@@ -10,7 +10,7 @@ import argparse
 import getpass
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.approvers import terminal_text
@@ -21,9 +21,10 @@ from app.domain.roles import Role, describe, parse_roles, roles_text
 from app.errors import NotFoundError, OperationCancelled, ValidationError
 from app.paths import Home
 from app.services.prompter import SecretKind
-from app.services.workstation import Workstation
-from app.storage.operators import OperatorRecord
-from app.storage.unlock_failures import UnlockFailures
+
+if TYPE_CHECKING:
+    from app.services.workstation import Workstation
+    from app.storage.operators import OperatorRecord
 
 
 def add_parsers(sub: Any) -> None:
@@ -266,6 +267,8 @@ def roles_list(roles: frozenset[Role]) -> str:
 def cmd_lock_status(args: argparse.Namespace) -> int:
     """Read the side record only: works while the workstation is locked."""
     home: Home = args.home_dir
+    from app.storage.unlock_failures import UnlockFailures
+
     failures = UnlockFailures(home.unlock_failures)
     rows: list[dict[str, Any]] = []
     for name, state in sorted(failures.states().items()):

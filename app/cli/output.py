@@ -8,18 +8,19 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.domain.keys import InventoryItem, KeyRecord, TokenObject
-from app.hsm.capabilities import Capabilities
-from app.hsm.mechanisms import MechanismRow
-from app.hsm.module import TokenInfo
-from app.services.adoption import AdoptionCandidate
-from app.services.keys import KeyDetails
-from app.services.token_admin import InitImpact
-from app.services.token_inspect import TokenView
-from app.services.tokens import TokenStatus
-from app.storage.events import StoredEvent
+if TYPE_CHECKING:  # shapes only: `keystead --help` must not import the layers below
+    from app.domain.keys import InventoryItem, KeyRecord, TokenObject
+    from app.hsm.capabilities import Capabilities
+    from app.hsm.mechanisms import MechanismRow
+    from app.hsm.module import TokenInfo
+    from app.services.adoption import AdoptionCandidate
+    from app.services.keys import KeyDetails
+    from app.services.token_admin import InitImpact
+    from app.services.token_inspect import TokenView
+    from app.services.tokens import TokenStatus
+    from app.storage.events import StoredEvent
 
 
 def key_dict(key: KeyRecord) -> dict[str, Any]:

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
-from app.services.selftest import StepResult, run_selftest
+
+if TYPE_CHECKING:
+    from app.services.selftest import StepResult
 
 
 def register(sub: Any) -> None:
@@ -22,6 +24,8 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     def progress(result: StepResult) -> None:
         if not args.json:
             print(f"ok  {result.step}: {result.detail}", flush=True)
+
+    from app.services.selftest import run_selftest
 
     results = run_selftest(progress)
     if args.json:

@@ -7,13 +7,15 @@ import argparse
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.secrets import interactive
 from app.errors import ValidationError
-from app.services.key_use import UseResult
-from app.services.workstation import Workstation
+
+if TYPE_CHECKING:
+    from app.services.key_use import UseResult
+    from app.services.workstation import Workstation
 
 
 def register(keys: Any) -> None:

@@ -8,9 +8,6 @@ import hashlib
 import json
 from enum import Enum
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
 from app.errors import ValidationError
 
 
@@ -43,6 +40,9 @@ def _int_bytes(value: int, length: int | None = None) -> bytes:
 
 def jwk_of(spki: bytes) -> dict[str, str]:
     """The JWK of a public key, with ``kid`` = SHA-256 of the SPKI (hex)."""
+    from cryptography.hazmat.primitives import serialization  # on use: keeps start-up light
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
     public = serialization.load_der_public_key(spki)
     kid = hashlib.sha256(spki).hexdigest()
     if isinstance(public, rsa.RSAPublicKey):
@@ -74,6 +74,8 @@ def encode_public(spki: bytes, fmt: PublicFormat, comment: str = "") -> bytes:
     """The public key ``spki`` (DER SubjectPublicKeyInfo) in ``fmt``."""
     if fmt is PublicFormat.DER:
         return spki
+    from cryptography.hazmat.primitives import serialization
+
     public = serialization.load_der_public_key(spki)
     if fmt is PublicFormat.PEM:
         return public.public_bytes(

@@ -1,15 +1,15 @@
 """RFC 5280 linting of certificates and CRLs with pkilint (DigiCert's pkilint, the PKIX
 validator sets its ``lint_pkix_cert`` and ``lint_crl`` commands run). A finding of severity
-ERROR or FATAL refuses the document; WARNING and below are returned for display."""
+ERROR or FATAL refuses the document; WARNING and below are returned for display.
+
+pkilint (and the pyasn1 modules it loads, ~0.3 s) is imported when a document is linted, not
+when this module is imported: every CLI command and the window import the certificate service,
+few of them lint."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from pkilint import loader, pkix
-from pkilint.pkix import certificate, crl, extension, name
-from pkilint.validation import ValidationFindingSeverity
 
 from app.errors import ValidationError
 
@@ -33,6 +33,8 @@ class Finding:
 
 
 def _certificate_validator() -> Any:
+    from pkilint.pkix import certificate, extension, name
+
     return certificate.create_pkix_certificate_validator_container(
         certificate.create_decoding_validators(
             name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS
@@ -48,6 +50,9 @@ def _certificate_validator() -> Any:
 
 
 def _crl_validator() -> Any:
+    from pkilint import pkix
+    from pkilint.pkix import crl, extension, name
+
     return crl.create_pkix_crl_validator_container(
         [
             pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
@@ -62,6 +67,8 @@ def _crl_validator() -> Any:
 
 
 def _findings(results: Any) -> list[Finding]:
+    from pkilint.validation import ValidationFindingSeverity
+
     found = []
     for result in results:
         for description in result.finding_descriptions:
@@ -78,6 +85,8 @@ def _findings(results: Any) -> list[Finding]:
 
 def lint_certificate(der: bytes) -> list[Finding]:
     """Every pkilint finding on a DER certificate."""
+    from pkilint import loader
+
     try:
         document = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "certificate")
     except ValueError as exc:
@@ -87,6 +96,8 @@ def lint_certificate(der: bytes) -> list[Finding]:
 
 def lint_crl(der: bytes) -> list[Finding]:
     """Every pkilint finding on a DER CRL."""
+    from pkilint import loader
+
     try:
         document = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
     except ValueError as exc:

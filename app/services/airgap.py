@@ -22,8 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import psutil
-
 from app.domain.airgap import AirGapReport, LiveInterface, LiveRadio
 from app.errors import PolicyError
 from app.services.audit import Outcome, record, record_alone
@@ -58,6 +56,8 @@ def live_interfaces(
     pass their own). An interface only in one of the two is skipped. Raises ``OSError`` or
     ``psutil.Error`` when the system cannot be asked.
     """
+    import psutil  # on first look, not at import: most commands never look
+
     stats = psutil.net_if_stats() if stats is None else stats
     addrs = psutil.net_if_addrs() if addrs is None else addrs
     found = []
@@ -119,6 +119,8 @@ def look(
     radios: Callable[[], tuple[LiveRadio, ...]] = live_radios,
 ) -> AirGapReport:
     """One look at the machine; a failure to look is a report with ``problem`` set."""
+    import psutil
+
     now = clock()
     try:
         return AirGapReport(now, interfaces(), radios())

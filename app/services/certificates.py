@@ -29,6 +29,7 @@ from app.hsm.operations import KeyInUse
 from app.pki import build
 from app.pki.lint import Finding, lint_certificate, lint_crl, refuse_on_errors
 from app.pki.profiles import PROFILE_FILE, Profile, profile_named
+from app.pki.reasons import REASONS
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.key_use import KeyUseService, _check_target
@@ -42,15 +43,6 @@ log = logging.getLogger(__name__)
 
 RULE_NOT_CA = "KS-PKI-ISSUER-NOT-CA"
 RULE_PATH = "KS-PKI-PATH-LENGTH"
-REASONS = (
-    "unspecified",
-    "key_compromise",
-    "ca_compromise",
-    "affiliation_changed",
-    "superseded",
-    "cessation_of_operation",
-    "privilege_withdrawn",
-)
 MAX_CSR_BYTES = 64 * 1024
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from app.domain.algorithms import Purpose
 from app.domain.approval import Authorisation
@@ -38,15 +38,13 @@ from app.hsm.module import Pkcs11Module, TokenInfo
 from app.hsm.session import audit_keys_refusal
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
+from app.process import harden_process as harden_process  # (was defined here)
 from app.services.airgap import AirGapGuard
 from app.services.approvals import ApprovalService
 from app.services.audit import Outcome, record_alone
 from app.services.audit import record as _record
 from app.services.audit_log import AuditLog
-from app.services.backup import BackupService
-from app.services.certificates import CertificateService
 from app.services.executor import assert_core_thread
-from app.services.key_use import KeyUseService
 from app.services.keys import KeyService
 from app.services.lifecycle import LifecycleService, TransitionRequest
 from app.services.operators import OperatorService
@@ -63,6 +61,11 @@ from app.storage.home_lock import HomeLock
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.operators import OperatorRepository
 from app.storage.repository import SettingsRepository
+
+if TYPE_CHECKING:  # built on first use: see Workstation.use / .backup / .certs
+    from app.services.backup import BackupService
+    from app.services.certificates import CertificateService
+    from app.services.key_use import KeyUseService
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +85,6 @@ RULE_ROTATE_OLD_SLOTS = "KS-ROTATE-OLD-KEYSLOTS"
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def harden_process() -> None:
-    """No core dumps (a crash must not write secrets to disk); new files private to the user."""
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.umask(0o077)
 
 
 @dataclass(frozen=True)
@@ -190,11 +186,6 @@ class Workstation:
         self.admin = TokenAdmin(db, self.tokens, operator, clock, lambda: self.audit.token_serial)
         self.inspect = TokenInspector(db, self.tokens, clock)
         self.rebind = RebindService(db, self.tokens, self.keys, operator, clock)
-        self.backup = BackupService(
-            db, self.tokens, self.audit, self.airgap, operator, workstation_id, clock
-        )
-        self.use = KeyUseService(db, self.tokens, self.keys, operator, clock)
-        self.certs = CertificateService(db, self.tokens, self.keys, self.use, operator, clock)
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
         # Roles and dual control: one approval service behind every service's hooks.
@@ -206,13 +197,47 @@ class Workstation:
             db, home, self.approvals, self.checker, operator, clock, lambda: self._database_key
         )
         guard = self.approvals.check_initiator
-        for service in (self.tokens, self.keys, self.lifecycle, self.rebind, self.use):
+        for service in (self.tokens, self.keys, self.lifecycle, self.rebind):
             service.guard = guard
         self.lifecycle.approve = self._approve_transition
         self.admin.approve = self._approve_admin
-        self.backup.approve = self.approvals.obtain
         # Fixed at unlock for a window to read on its own thread; ``roles`` reads them now.
         self.unlocked_roles = self.approvals.roles_of(operator)
+
+    # --- services built on first use --------------------------------------------------------
+    # Key use, backups and certificates bring cryptography's x509/serialisation, SLIP-39 and
+    # pkilint with them (a third of a CLI command's start-up); most commands use none of them,
+    # so each is imported and built the first time it is asked for, wired like the others.
+
+    @cached_property
+    def use(self) -> KeyUseService:
+        """Signing, verifying, encrypting and decrypting with managed keys."""
+        from app.services.key_use import KeyUseService
+
+        service = KeyUseService(self.db, self.tokens, self.keys, self.operator, self.clock)
+        service.guard = self.approvals.check_initiator
+        return service
+
+    @cached_property
+    def backup(self) -> BackupService:
+        """Backup creation, verification and restore."""
+        from app.services.backup import BackupService
+
+        service = BackupService(
+            self.db, self.tokens, self.audit, self.airgap, self.operator, self.workstation_id,
+            self.clock,
+        )
+        service.approve = self.approvals.obtain
+        return service
+
+    @cached_property
+    def certs(self) -> CertificateService:
+        """CSRs, certificates and CRLs of managed keys."""
+        from app.services.certificates import CertificateService
+
+        return CertificateService(
+            self.db, self.tokens, self.keys, self.use, self.operator, self.clock
+        )
 
     # --- dual control hooks ----------------------------------------------------------------
 

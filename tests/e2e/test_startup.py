@@ -1,0 +1,109 @@
+"""What a ``keystead`` process imports: the parser and ``--help`` only light modules; an
+ordinary command not the parts it does not use (key use, backups, certificates, pkilint).
+
+Start-up time is what an officer feels on every command (issue 17). Timings belong in
+``benchmarks/cli.py``; these tests hold the import boundary that makes them, by the module
+names a real process loaded, so a heavy import slipping back in fails here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.e2e.test_cli import KEYSTEAD, TOKEN, Cli, generate
+
+# Never needed to parse arguments or print help.
+HEAVY = (
+    "pkcs11",
+    "sqlcipher3",
+    "cryptography",
+    "pkilint",
+    "psutil",
+    "asn1crypto",
+    "argon2",
+    "importlib.metadata",
+    "app.services.workstation",
+    "app.hsm",
+    "app.storage",
+)
+# Never needed by `keys list` / `keys generate`.
+UNUSED_BY_KEYS = (
+    "pkilint",
+    "app.pki.lint",
+    "app.services.certificates",
+    "app.services.backup",
+    "app.services.key_use",
+    "shamir_mnemonic",
+    "psutil",
+)
+
+_PROBE = """
+import json, sys
+from app.cli.main import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def _loaded(*argv: str, env: dict[str, str] | None = None) -> tuple[int, set[str], str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    *messages, last = done.stderr.strip().splitlines()
+    report = json.loads(last)
+    return report["code"], set(report["modules"]), done.stdout + "".join(messages)
+
+
+def _hits(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_help_imports_no_service_layer_token_or_database_library() -> None:
+    code, modules, out = _loaded("--help")
+    assert code == 0
+    assert "keys" in out and "audit" in out  # the real parser, every command group
+    assert _hits(modules, HEAVY) == []
+
+
+def test_subcommand_help_imports_nothing_heavy_either() -> None:
+    code, modules, out = _loaded("keys", "generate", "--help")
+    assert code == 0
+    assert "--algorithm" in out
+    assert _hits(modules, HEAVY) == []
+
+
+def test_version_still_reports_the_installed_version() -> None:
+    done = subprocess.run(
+        [str(KEYSTEAD), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("keystead ")
+    assert done.stdout.split()[1] not in ("", "unknown")
+
+
+def test_keys_commands_load_the_core_but_not_what_they_do_not_use(cli: Cli) -> None:
+    generate(cli, "AES-256", "probe-key")
+    env = cli.env
+    home = ("--home", str(cli.home))
+    code, modules, out = _loaded(*home, "--json", "keys", "list", env=env)
+    assert code == 0, out
+    assert [row["name"] for row in json.loads(out)] == ["probe-key"]
+    assert "pkcs11" in modules and "sqlcipher3" in modules  # it did the real work
+    assert _hits(modules, UNUSED_BY_KEYS) == []
+    code, modules, out = _loaded(
+        *home, "--json", "keys", "generate", "--token", TOKEN, "--algorithm", "AES-128",
+        "--name", "second", env=env,
+    )
+    assert code == 0, out
+    assert json.loads(out)["name"] == "second"
+    assert _hits(modules, UNUSED_BY_KEYS) == []
+
