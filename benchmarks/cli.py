@@ -25,9 +25,10 @@ process) before anything is timed, to show whether a command's cost grows with t
 Every Python contender (``python -c pass`` included) runs with byte-code caching on, in a
 cache under the run's temporary directory (``PYTHONPYCACHEPREFIX``), filled by the warm-up:
 as after ``pip install``, which compiles every module; without it each start-up would include
-compiling Keystead's sources. Every contender is a new process (``subprocess.run``, output to /dev/null, secrets in the
-environment as the README lists for automation) and the rounds are interleaved: one sample of
-every contender per round, after one warm-up round, so a background burst hits them all.
+compiling Keystead's sources. Every contender is a new process (``subprocess.run``, output to
+/dev/null, secrets in the environment as the README lists for automation) and the rounds are
+interleaved: one sample of every contender per round, after one warm-up round, so a background
+burst hits them all.
 Printed per contender: min / median / max and every sample; ratios are of medians, and of
 each round's pair (min / median / max of the per-round ratio).
 
