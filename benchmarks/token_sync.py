@@ -66,6 +66,7 @@ from app.storage.repository import KeyRepository
 from benchmarks.common import (
     SOFTHSM_MODULE,
     machine_line,
+    median,
     ms,
     ratio,
     row,
@@ -303,6 +304,13 @@ def report_login(samples: dict[str, list[float]], records: int) -> None:
     row("  login hook lifecycle.enforce_pending alone", samples["enforce_pending"])
     row("  of which KeyRepository.on_token alone", samples["on_token"])
     print(f"  {'Keystead login / raw login':<44} {ratio(login, raw)}")
+    paired = sorted(a / b for a, b in zip(samples["login"], samples["raw_login"], strict=True))
+    print(
+        f"  {'  per round (min / median / max)':<44} {paired[0]:.2f} / "
+        f"{median(paired):.2f} / {paired[-1]:.2f}x   login min / max "
+        f"{min(samples['login']) * 1000:.1f} / {max(samples['login']) * 1000:.1f} ms, raw "
+        f"{min(samples['raw_login']) * 1000:.2f} / {max(samples['raw_login']) * 1000:.2f} ms"
+    )
 
 
 def report(samples: dict[str, list[float]], n: int, repeats: int) -> None:
@@ -335,6 +343,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="token objects (default 10000)")
     parser.add_argument("--repeats", type=int, default=3, help="measured runs (default 3)")
+    parser.add_argument(
+        "--login-only", action="store_true", help="skip the sync rounds; time only the login"
+    )
     args = parser.parse_args()
     if args.n < 4:
         parser.error("--n must be at least 4")
@@ -367,8 +378,9 @@ def main() -> None:
                 f"every contender sees {args.n + others:,} objects ({args.n:,} benchmark objects "
                 f"+ {others} of Keystead's own: audit keys, checkpoints)"
             )
-            samples = measure(ws, ts, conf, args.repeats, core)
-            report(samples, args.n, args.repeats)
+            if not args.login_only:
+                samples = measure(ws, ts, conf, args.repeats, core)
+                report(samples, args.n, args.repeats)
             logins = login_rounds(ws, ts.info.serial, args.repeats, core)
             report_login(logins, expected["present"] + expected["missing on token"])
         finally:

@@ -7,12 +7,21 @@ DESIGN.md). Here the model holds the inventory items and a list of visible row n
 - the filter index (one lower-case haystack per row) is built on the core thread right after the
   table is painted (``build_filter_index``) and handed in with ``set_filter_index``.
 Filter and sort then only reorder integers.
+
+No per-row work on the GUI thread at load, filter or sort (issue 17: 100,000 keys must paint
+within 1 s and sort and filter within 0.1 s): the inventory job prepares, on the core thread,
+the per-row facts the page shows (presence and due flags, their totals, the order of the
+current sort column) with ``prepare_inventory``; the filter index job adds every column's
+order, so a sort afterwards copies or filters a precomputed permutation. A sort on a column
+whose order is not there yet (in the moment between paint and the index) computes it once.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from enum import IntEnum
+from itertools import compress
 from typing import Any, NamedTuple
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
@@ -146,17 +155,90 @@ def _haystack(item: InventoryItem, texts: tuple[str, ...]) -> str:
 
 
 class FilterIndex(NamedTuple):
-    """Texts and haystacks for every item, in item order. Pure Python: built on the core thread."""
+    """Texts, haystacks and every column's ascending order (item numbers), in item order.
+    Pure Python: built on the core thread."""
 
     texts: list[tuple[str, ...]]
     haystacks: list[str]
+    orders: dict[Column, list[int]]
 
 
 def build_filter_index(
-    items: list[InventoryItem], due_before: datetime | None = None
+    items: list[InventoryItem], due_before: datetime | None = None, orders: bool = True
 ) -> FilterIndex:
+    """The index of ``items``; with ``orders`` also every column's sort order (the core
+    thread's job after paint; the GUI thread's fallback leaves them to the first sort)."""
     texts = [row_texts(item, due_before) for item in items]
-    return FilterIndex(texts, [_haystack(i, t) for i, t in zip(items, texts, strict=True)])
+    by_column = {
+        column: column_order(items, column, lambda i: texts[i])
+        for column in (Column if orders else ())
+    }
+    return FilterIndex(
+        texts, [_haystack(i, t) for i, t in zip(items, texts, strict=True)], by_column
+    )
+
+
+def _sort_keys(
+    items: list[InventoryItem], column: Column, text: Any
+) -> list[Any]:
+    """One sort key per item: typed for name, size, identifier and date; the shown text
+    (``text(item_number)``, case-folded) for the other columns."""
+    if column is Column.NAME:
+        return [_name_key(item) for item in items]
+    if column is Column.SIZE:
+        return [_bits(item) for item in items]
+    if column is Column.IDENTIFIER:
+        return [(i.record.kcv or i.record.fingerprint or "") if i.record else "" for i in items]
+    if column is Column.CREATED:
+        return [i.record.created_at.timestamp() if i.record else 0.0 for i in items]
+    return [text(i)[column].casefold() for i in range(len(items))]
+
+
+def column_order(items: list[InventoryItem], column: Column, text: Any) -> list[int]:
+    """Item numbers in ascending order of ``column`` (stable: ties keep item order)."""
+    keys = _sort_keys(items, column, text)
+    return sorted(range(len(items)), key=keys.__getitem__)
+
+
+class Prepared(NamedTuple):
+    """What the page shows about a whole inventory, computed off the GUI thread
+    (``prepare_inventory``): per-item presence and due flags, their totals, and the order of
+    the column the table is sorted by."""
+
+    items: list[InventoryItem]
+    due_before: datetime | None
+    presence: list[Presence]
+    due: bytes  # 1 where the item is due (``is_due``)
+    presence_totals: dict[Presence, int]
+    due_count: int
+    orders: dict[Column, list[int]]
+
+
+def prepare_inventory(
+    items: list[InventoryItem],
+    due_before: datetime | None,
+    sort_column: Column = Column.NAME,
+) -> Prepared:
+    """The per-row facts of ``items`` (run on the core thread)."""
+    presence = [item.presence for item in items]
+    due = bytes(is_due(item, due_before) for item in items)
+    texts: dict[int, tuple[str, ...]] = {}
+
+    def text(i: int) -> tuple[str, ...]:
+        found = texts.get(i)
+        if found is None:
+            found = texts[i] = row_texts(items[i], due_before)
+        return found
+
+    return Prepared(
+        items,
+        due_before,
+        presence,
+        due,
+        dict(Counter(presence)),
+        sum(due),
+        {sort_column: column_order(items, sort_column, text)},
+    )
 
 
 def _bits(item: InventoryItem) -> int:
@@ -182,7 +264,12 @@ class InventoryModel(QAbstractTableModel):
         self._items: list[InventoryItem] = []
         self._texts: list[tuple[str, ...] | None] = []
         self._haystacks: list[str] | None = None
-        self._keys: dict[Column, list[Any]] = {}  # per column, computed at its first sort
+        self._orders: dict[Column, list[int]] = {}  # ascending item numbers per column
+        self._presence: list[Presence] = []
+        self._due: bytes = b""
+        self._presence_totals: dict[Presence, int] = {}
+        self._due_count = 0
+        self._visible_counts: dict[Presence, int] | None = None
         self._visible: list[int] = []
         self._filter = ""
         self._due_only = False
@@ -192,13 +279,26 @@ class InventoryModel(QAbstractTableModel):
 
     # --- data in ---------------------------------------------------------------------------
 
-    def set_items(self, items: list[InventoryItem]) -> None:
-        """New inventory; texts and filter index follow (``set_filter_index``) or are made here."""
+    @property
+    def sort_column(self) -> Column:
+        return self._sort_column
+
+    def set_items(self, items: list[InventoryItem], prepared: Prepared | None = None) -> None:
+        """New inventory; texts and filter index follow (``set_filter_index``) or are made here.
+        ``prepared`` (``prepare_inventory`` of the same items, made on the core thread) spares
+        the GUI thread every per-row pass; without it they are made here."""
+        if prepared is None or prepared.items is not items:
+            prepared = prepare_inventory(items, self.due_before, self._sort_column)
         self.beginResetModel()
         self._items = items
         self._texts = [None] * len(items)
         self._haystacks = None
-        self._keys = {}
+        self._orders = dict(prepared.orders)
+        self._presence = prepared.presence
+        self._due = prepared.due
+        self._presence_totals = prepared.presence_totals
+        self._due_count = prepared.due_count
+        self._visible_counts = None
         self._visible = self._compute_visible()
         self.endResetModel()
 
@@ -212,6 +312,7 @@ class InventoryModel(QAbstractTableModel):
             return
         self._texts = list(index.texts)
         self._haystacks = index.haystacks
+        self._orders = {**index.orders, **self._orders}
         if self._filter:
             self._relayout(self._compute_visible)
 
@@ -229,15 +330,17 @@ class InventoryModel(QAbstractTableModel):
 
     @property
     def due_count(self) -> int:
-        return sum(1 for item in self._items if is_due(item, self.due_before))
+        return self._due_count
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self._sort_column = Column(column)
         self._sort_order = order
-        self._relayout(lambda: self._sorted(self._visible))
+        self._relayout(lambda: self._sorted(self._visible), same_rows=True)
 
-    def _relayout(self, compute: Any) -> None:
+    def _relayout(self, compute: Any, same_rows: bool = False) -> None:
         """Recompute the visible rows, keeping selections on the items they were on."""
+        if not same_rows:
+            self._visible_counts = None
         self.layoutAboutToBeChanged.emit()
         old = self.persistentIndexList()
         old_items = [self._visible[i.row()] if i.row() < len(self._visible) else -1 for i in old]
@@ -254,37 +357,35 @@ class InventoryModel(QAbstractTableModel):
         needle = self._filter
         chosen: range | list[int] = range(len(self._items))
         if self._due_only:
-            due_before = self.due_before
-            chosen = [i for i, item in enumerate(self._items) if is_due(item, due_before)]
+            chosen = list(compress(range(len(self._items)), self._due))
         if not needle:
             return self._sorted(list(chosen))
         if self._haystacks is None:  # index not here yet: build it now, once
-            index = build_filter_index(self._items, self.due_before)
+            index = build_filter_index(self._items, self.due_before, orders=False)
             self._texts, self._haystacks = list(index.texts), index.haystacks
         haystacks = self._haystacks
         return self._sorted([i for i in chosen if needle in haystacks[i]])
 
-    def _sort_keys(self, column: Column) -> list[Any]:
-        items = self._items
-        if column is Column.NAME:
-            return [_name_key(item) for item in items]
-        if column is Column.SIZE:
-            return [_bits(item) for item in items]
-        if column is Column.IDENTIFIER:
-            return [(i.record.kcv or i.record.fingerprint or "") if i.record else "" for i in items]
-        if column is Column.CREATED:
-            return [i.record.created_at.timestamp() if i.record else 0.0 for i in items]
-        return [self._text(i)[column].casefold() for i in range(len(items))]
-
     def _sorted(self, indexes: list[int]) -> list[int]:
-        keys = self._keys.get(self._sort_column)
-        if keys is None:
-            keys = self._keys[self._sort_column] = self._sort_keys(self._sort_column)
-        return sorted(
-            indexes,
-            key=keys.__getitem__,
-            reverse=self._sort_order == Qt.SortOrder.DescendingOrder,
-        )
+        """``indexes`` in the current order, from the column's precomputed permutation: a copy
+        when every item is shown, else the permutation filtered by a membership mask."""
+        if not indexes:
+            return []
+        order = self._orders.get(self._sort_column)
+        if order is None:  # sorted before the index arrived: computed once, here
+            order = self._orders[self._sort_column] = column_order(
+                self._items, self._sort_column, self._text
+            )
+        if len(indexes) == len(order):
+            chosen = order
+        else:
+            mask = bytearray(len(order))
+            for i in indexes:
+                mask[i] = 1
+            chosen = list(compress(order, map(mask.__getitem__, order)))
+        if self._sort_order == Qt.SortOrder.DescendingOrder:
+            return chosen[::-1]
+        return list(chosen)
 
     def _text(self, item_index: int) -> tuple[str, ...]:
         texts = self._texts[item_index]
@@ -299,26 +400,26 @@ class InventoryModel(QAbstractTableModel):
         return len(self._items)
 
     def totals(self, now: datetime) -> tuple[int, int, dict[Presence, int]]:
-        """Over all items (not only the visible ones): (due, overdue, count per presence)."""
-        due = overdue = 0
-        presence: dict[Presence, int] = {}
-        for item in self._items:
-            presence[item.presence] = presence.get(item.presence, 0) + 1
-            if is_due(item, self.due_before):
-                due += 1
-                record = item.record
-                if record and record.deactivation_date and record.deactivation_date <= now:
-                    overdue += 1
-        return due, overdue, presence
+        """Over all items (not only the visible ones): (due, overdue, count per presence).
+        Overdue counts the due items whose date is before ``now``; it is counted over the due
+        items only (a few), the rest was prepared with the inventory."""
+        overdue = 0
+        for item in compress(self._items, self._due):
+            record = item.record
+            if record and record.deactivation_date and record.deactivation_date <= now:
+                overdue += 1
+        return self._due_count, overdue, dict(self._presence_totals)
 
     def presence_counts(self) -> dict[Presence, int]:
-        """How many visible rows have each presence."""
-        counts: dict[Presence, int] = {}
-        items = self._items
-        for index in self._visible:
-            presence = items[index].presence
-            counts[presence] = counts.get(presence, 0) + 1
-        return counts
+        """How many visible rows have each presence (kept until the visible rows change)."""
+        if self._visible_counts is None:
+            if len(self._visible) == len(self._items):
+                self._visible_counts = dict(self._presence_totals)
+            else:
+                self._visible_counts = dict(
+                    Counter(map(self._presence.__getitem__, self._visible))
+                )
+        return dict(self._visible_counts)
 
     def item_at(self, row: int) -> InventoryItem | None:
         if 0 <= row < len(self._visible):

@@ -29,7 +29,13 @@ from ui.errors import message, show_error
 from ui.icons import icon
 from ui.lifecycle_actions import LifecycleActions
 from ui.login import login_to_token
-from ui.models.inventory_model import Column, InventoryModel, build_filter_index
+from ui.models.inventory_model import (
+    Column,
+    InventoryModel,
+    Prepared,
+    build_filter_index,
+    prepare_inventory,
+)
 from ui.session import GuiSession
 from ui.use_actions import UseActions
 from ui.widgets.key_detail import KeyDetailPanel, KeyView
@@ -180,18 +186,26 @@ class InventoryPage(QWidget):
 
     def refresh(self) -> None:
         self.progress.show()
-        self.session.run(lambda ws: ws.keys.inventory(), self._items_loaded, self._load_failed)
+        due_before = datetime.now(UTC) + self.session.due_warning
+        column = self.model.sort_column
+        # The inventory and every per-row fact the page shows, on the core thread.
+        self.session.run(
+            lambda ws: prepare_inventory(ws.keys.inventory(), due_before, column),
+            self._items_loaded,
+            self._load_failed,
+        )
 
-    def _items_loaded(self, items: list[InventoryItem]) -> None:
+    def _items_loaded(self, prepared: Prepared) -> None:
+        items = prepared.items
         self.progress.hide()
         selected = self.selected_item()
         selected_id = self._pending_select or (
             selected.record.id if selected and selected.record else None
         )
         self._pending_select = None
-        due_before = datetime.now(UTC) + self.session.due_warning
+        due_before = prepared.due_before
         self.model.due_before = due_before
-        self.model.set_items(items)
+        self.model.set_items(items, prepared)
         if selected_id:
             self.select_key(selected_id)
         self.loaded.emit(len(items))
