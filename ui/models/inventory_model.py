@@ -256,6 +256,18 @@ def _name_key(item: InventoryItem) -> str:
     return (item.token_object.label if item.token_object else "").casefold()
 
 
+_ROLES = frozenset(
+    {
+        Qt.ItemDataRole.DisplayRole,
+        ObjectRole,
+        Qt.ItemDataRole.ForegroundRole,
+        Qt.ItemDataRole.FontRole,
+        Qt.ItemDataRole.ToolTipRole,
+        Qt.ItemDataRole.AccessibleTextRole,
+    }
+)
+
+
 class InventoryModel(QAbstractTableModel):
     """All items, the visible subset (filter) in the current order (sort)."""
 
@@ -450,8 +462,8 @@ class InventoryModel(QAbstractTableModel):
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self._visible):
-            return None
+        if role not in _ROLES or not index.isValid() or index.row() >= len(self._visible):
+            return None  # (asked ~10 times per cell and paint: the roles not served end here)
         item_index = self._visible[index.row()]
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
