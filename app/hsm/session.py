@@ -1144,11 +1144,16 @@ class TokenSession:
                     Attribute.VALUE: document,
                 }
             )
-            objects.append((f"keystead-checkpoint-{seq:012d}", created))
-            objects.sort(key=lambda o: o[0])
-            for _label, obj in objects[:-keep]:
-                obj.destroy()
-            del objects[:-keep]
+            try:
+                objects.append((f"keystead-checkpoint-{seq:012d}", created))
+                objects.sort(key=lambda o: o[0])
+                for _label, obj in objects[:-keep]:
+                    with contextlib.suppress(px.ObjectHandleInvalid):  # already gone
+                        obj.destroy()
+                del objects[:-keep]
+            except BaseException:
+                self._checkpoints = None  # unsure what is left: the next use searches again
+                raise
 
     def _checkpoint_objects(self) -> list[tuple[str, Any]]:
         """The checkpoint objects of this token, searched once per login and kept up to date
