@@ -18,6 +18,7 @@ whose order is not there yet (in the moment between paint and the index) compute
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from datetime import datetime
 from enum import IntEnum
@@ -357,7 +358,16 @@ class InventoryModel(QAbstractTableModel):
         old = self.persistentIndexList()
         old_items = [self._visible[i.row()] if i.row() < len(self._visible) else -1 for i in old]
         self._visible = compute()
-        position = {item: row for row, item in enumerate(self._visible)}
+        wanted = set(old_items)
+        wanted.discard(-1)
+        position: dict[int, int]
+        if len(wanted) <= 16:  # the current and selected rows: a C-level search each
+            position = {}
+            for item in wanted:
+                with contextlib.suppress(ValueError):
+                    position[item] = self._visible.index(item)
+        else:
+            position = {item: row for row, item in enumerate(self._visible)}
         new = [
             self.index(position[item], i.column()) if item in position else QModelIndex()
             for item, i in zip(old_items, old, strict=True)
