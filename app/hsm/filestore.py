@@ -208,7 +208,7 @@ class FileStore:
         self.quarantine = quarantine
         self.lock_path = lock
         self._lock_fd: int | None = None
-        self._seen: dict[Path, tuple[int, int, int]] = {}  # live file -> (ino, size, mtime_ns)
+        self._seen: dict[str, tuple[int, int, int]] = {}  # live file -> (ino, size, mtime_ns)
         self.read_only = False
 
     # --- open / close --------------------------------------------------------------------
@@ -348,25 +348,32 @@ class FileStore:
             log.error("token store shadow copies not updated: %s", exc)
 
     def _sync(self) -> None:
-        seen_now: dict[Path, tuple[int, int, int]] = {}
+        # Runs after every token write, over every object file: plain strings and scandir
+        # (no Path per file), so a login on a token of 10,000 objects stays a stat per file.
+        seen_now: dict[str, tuple[int, int, int]] = {}
+        seen = self._seen
         for directory in self._token_dirs():
             live_names: set[str] = set()
-            for entry in os.scandir(directory):
-                if not entry.name.endswith(".object") or not entry.is_file():
-                    continue
-                live_names.add(entry.name)
-                path = Path(entry.path)
-                stat = entry.stat()
-                key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-                seen_now[path] = key
-                if self._seen.get(path) == key:
-                    continue
-                self._copy(path)
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if not entry.name.endswith(".object") or not entry.is_file():
+                        continue
+                    live_names.add(entry.name)
+                    stat = entry.stat()
+                    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                    seen_now[entry.path] = key
+                    if seen.get(entry.path) != key:
+                        self._copy(Path(entry.path))
             shadow_dir = self.shadow / directory.name
             if shadow_dir.is_dir() and (directory / TOKEN_OBJECT).exists():
-                for stale in shadow_dir.glob("*.object"):
-                    if stale.name not in live_names:
-                        stale.unlink(missing_ok=True)
+                with os.scandir(shadow_dir) as shadows:
+                    stale = [
+                        e.path
+                        for e in shadows
+                        if e.name.endswith(".object") and e.name not in live_names
+                    ]
+                for path in stale:
+                    Path(path).unlink(missing_ok=True)
         self._seen = seen_now
 
     def _copy(self, live: Path) -> None:
