@@ -17,13 +17,15 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.secrets import ask_secret, interactive
 from app.errors import KeysteadError, OperationCancelled, ValidationError
 from app.services.prompter import SecretKind
-from app.services.workstation import Workstation
+
+if TYPE_CHECKING:  # keystead --help must not import the service layer (issue 17)
+    from app.services.workstation import Workstation
 
 RULE = "=" * 72
 
