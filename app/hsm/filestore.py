@@ -347,6 +347,26 @@ class FileStore:
             # The live store is untouched; the next sync tries again. Logged, never silent.
             log.error("token store shadow copies not updated: %s", exc)
 
+    def sync_token_objects(self) -> None:
+        """``sync`` for each token's ``token.object`` alone: after C_Login, which rewrites that
+        file (the PIN flags) and no other. The other files keep their known state; the next
+        full ``sync`` looks at them again."""
+        if self.read_only or self._lock_fd is None:
+            return
+        try:
+            for directory in self._token_dirs():
+                path = directory / TOKEN_OBJECT
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                if self._seen.get(str(path)) != key:
+                    self._copy(path)
+                    self._seen[str(path)] = key
+        except (OSError, KeysteadError) as exc:
+            log.error("token store shadow copies not updated: %s", exc)
+
     def _sync(self) -> None:
         # Runs after every token write, over every object file: plain strings and scandir
         # (no Path per file), so a login on a token of 10,000 objects stays a stat per file.

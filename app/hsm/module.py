@@ -165,10 +165,15 @@ class Pkcs11Module:
         """The python-pkcs11 library object; for app.hsm only."""
         return self._lib
 
-    def wrote(self) -> None:
-        """A call that may have changed token files returned (or failed): refresh shadows."""
+    def wrote(self, token_object_only: bool = False) -> None:
+        """A call that may have changed token files returned (or failed): refresh shadows.
+        ``token_object_only``: the call can only have rewritten ``token.object`` (C_Login's
+        PIN flags), so the other object files are not looked at (a stat each: O(objects))."""
         if self.store is not None:
-            self.store.sync()
+            if token_object_only:
+                self.store.sync_token_objects()
+            else:
+                self.store.sync()
 
     def info(self) -> ModuleInfo:
         lib = self._lib

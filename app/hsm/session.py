@@ -379,7 +379,8 @@ class TokenSession:
                     module.close_all_sessions(int(token.slot.slot_id))
                     session = token.open(rw=True, user_pin=pin, attribute_mapper=untrusted_mapper())
         finally:
-            module.wrote()  # C_Login rewrites token.object (its PIN flags), right or wrong
+            # C_Login rewrites token.object (its PIN flags), right or wrong, and nothing else.
+            module.wrote(token_object_only=True)
         return cls(module, info, session)
 
     def reopen(self) -> None:

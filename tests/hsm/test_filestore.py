@@ -13,6 +13,7 @@ import pytest
 
 from app.domain.algorithms import Algorithm
 from app.domain.keys import Presence
+from app.errors import WrongPin
 from app.hsm.filestore import (
     TOKEN_OBJECT,
     Damaged,
@@ -219,3 +220,20 @@ def test_any_cut_of_any_real_file_is_refused(station: Station) -> None:
             with pytest.raises(Damaged):
                 verify_object_file(data[:cut], path.name, types)
 
+
+
+def test_a_wrong_pin_s_rewrite_of_token_object_reaches_its_shadow(station: Station) -> None:
+    """C_Login rewrites token.object (its PIN flags) and nothing else, so after a login only
+    that file is looked at (issue 17: a stat of every object file made a login O(objects));
+    its shadow still follows, so a kill right after a wrong PIN loses nothing."""
+    _with_keys(station)
+    directory = _token_dir(station)
+    shadow = station.home.softhsm_shadow / directory.name / TOKEN_OBJECT
+    before = shadow.read_bytes()
+    serial = station(station.ws.tokens.find, TOKEN).serial
+    station(station.ws.tokens.logout, serial)
+    with pytest.raises(WrongPin):
+        station(station.ws.tokens.login, TOKEN, "00000000")  # the token counts it in its flags
+    live = (directory / TOKEN_OBJECT).read_bytes()
+    assert live != before  # SoftHSM rewrote the file (the user PIN count-low flag)
+    assert shadow.read_bytes() == live
