@@ -228,7 +228,9 @@ def main() -> None:
         s = samples
         to_table = s["unlock after the KDF to painted inventory"]
         sort_names = [k for k in s if k.startswith("sort ")]
-        filter_names = [k for k in s if k.startswith(("filter ", "due only"))]
+        filter_names = [
+            k for k in s if k.startswith(("filter '", "filter cleared", "due only"))
+        ]
         worst_sort = [max(s[k][i] for k in sort_names) for i in range(args.repeats)]
         worst_filter = [max(s[k][i] for k in filter_names) for i in range(args.repeats)]
         print("\ngoals:")
