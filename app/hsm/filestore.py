@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 # SoftHSM's ObjectFile attribute kinds (src/lib/object_store/ObjectFile.h).
 _BOOLEAN, _ULONG, _BYTESTR, _ATTRMAP, _MECHSET = 1, 2, 3, 4, 5
 _CKA_CLASS = 0x0
+_CKA_LABEL = 0x3
+_CKA_KEY_TYPE = 0x100
+_CKA_ID = 0x102
 _CKA_DESTROYABLE = 0x172
 _CKA_ALLOWED_MECHANISMS = 0x40000600
 _KEY_CLASSES = frozenset({2, 3, 4})  # CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_SECRET_KEY
@@ -333,6 +336,55 @@ class FileStore:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.replace(live, target)
         return Repair(directory, live.name, "quarantined", fault)
+
+    # --- what a token directory holds ------------------------------------------------------
+
+    def directory_of(self, serial: str) -> Path | None:
+        """The token directory whose ``token.object`` names this serial, or None."""
+        for directory in self._token_dirs():
+            if token_identity(_read(directory / TOKEN_OBJECT))[0] == serial:
+                return directory
+        return None
+
+    def object_files(self, serial: str) -> frozenset[str] | None:
+        """Names of the object files (not ``token.object``) of the token with this serial;
+        None when the store holds no such token."""
+        directory = self.directory_of(serial)
+        if directory is None:
+            return None
+        return frozenset(
+            p.name for p in directory.glob("*.object") if p.name != TOKEN_OBJECT
+        )
+
+    def blank_key_files(self, serial: str, key_type: int) -> frozenset[str] | None:
+        """Object files of this token holding a key object of ``key_type`` (CKK number) whose
+        CKA_ID and CKA_LABEL are empty: the state SoftHSM leaves when ``C_GenerateKey`` /
+        ``C_GenerateKeyPair`` stops after creating the object with its defaults (class and key
+        type come first) and before the template (ID, label, value) is committed. None when
+        the store holds no such token."""
+        directory = self.directory_of(serial)
+        if directory is None:
+            return None
+        blank: set[str] = set()
+        for path in directory.glob("*.object"):
+            if path.name == TOKEN_OBJECT:
+                continue
+            try:
+                attrs = parse_object_file(_read(path) or b"").attributes
+            except Damaged:
+                continue
+            raw_class = attrs.get(_CKA_CLASS, b"")
+            raw_type = attrs.get(_CKA_KEY_TYPE, b"")
+            if (
+                len(raw_class) == 8
+                and int.from_bytes(raw_class, "big") in _KEY_CLASSES
+                and len(raw_type) == 8
+                and int.from_bytes(raw_type, "big") == key_type
+                and not attrs.get(_CKA_ID)
+                and not attrs.get(_CKA_LABEL)
+            ):
+                blank.add(path.name)
+        return frozenset(blank)
 
     # --- shadows ---------------------------------------------------------------------------
 

@@ -264,6 +264,14 @@ class PinState:
 
 
 @dataclass(frozen=True)
+class BlankKeys:
+    """What ``clear_blank_keys`` did: objects destroyed, and objects left for the officer."""
+
+    destroyed: int
+    left: int
+
+
+@dataclass(frozen=True)
 class GeneratedKey:
     """What generation produced, read back from the token."""
 
@@ -1246,6 +1254,60 @@ class TokenSession:
 
     def _objects_by_id(self, cka_id: str) -> list[Any]:
         return list(self._session.get_objects({Attribute.ID: bytes.fromhex(cka_id)}))
+
+    def object_files(self) -> frozenset[str] | None:
+        """The object files of this token now, when it is the embedded SoftHSM store (the
+        evidence a generation's intent keeps); None for any other token."""
+        store = self.module.store
+        return None if store is None else store.object_files(self.info.serial)
+
+    @writes
+    @recovering
+    def clear_blank_keys(self, algorithm: Algorithm, before: frozenset[str] | None) -> BlankKeys:
+        """Destroy the key objects a generation cut short inside the token left behind.
+
+        A kill inside SoftHSM's ``C_GenerateKey``/``C_GenerateKeyPair`` can leave an object
+        with its class and key type but SoftHSM's defaults for everything else: no CKA_ID, no
+        label, no value. They are destroyed only when every such file of this key type in the
+        token's directory appeared after ``before`` (the object files the generation's intent
+        recorded before the token was asked) and the token shows exactly that many objects
+        of this key type with an empty CKA_ID and label. Anything else (another token, an
+        object that was there before, a count that does not match) is left and counted for
+        the officer: never destroy what is not provably the generation's own."""
+        key_type = KEY_TYPE[algorithm.family]
+        with pkcs11_errors("looking for objects of an interrupted generation"):
+            found = [
+                obj
+                for obj in self._session.get_objects(
+                    {Attribute.KEY_TYPE: key_type, Attribute.ID: b"", Attribute.LABEL: ""}
+                )
+                if getattr(obj, "object_class", None) in _KEY_CLASSES
+            ]
+            self._check_logged_in()  # else private objects were not in the answer
+            if not found:
+                return BlankKeys(0, 0)
+            store = self.module.store
+            files = (
+                None
+                if store is None or before is None
+                else store.blank_key_files(self.info.serial, int(key_type))
+            )
+            if files is None or before is None or files & before or len(files) != len(found):
+                log.warning(
+                    "%d key object(s) without ID or label on %s are not provably from an "
+                    "interrupted generation; left for the officer",
+                    len(found),
+                    self.info.serial,
+                )
+                return BlankKeys(0, len(found))
+            for obj in sorted(found, key=_key_part_last):
+                obj.destroy()
+        log.warning(
+            "destroyed %d key object(s) an interrupted generation left on %s",
+            len(found),
+            self.info.serial,
+        )
+        return BlankKeys(len(found), 0)
 
     @recovering
     def holds_key(self, identity: KeyIdentity) -> bool:

@@ -52,7 +52,7 @@ def _start_time(pid: int) -> str:
 OWNER = f"{os.getpid()}:{_start_time(os.getpid())}"
 
 
-def _running_elsewhere(owner: str) -> bool:
+def running_elsewhere(owner: str) -> bool:
     """True if the process that wrote the intent is another process still running."""
     if owner == OWNER:
         return False
@@ -92,13 +92,16 @@ class IntentLog:
         subject: str,
         details: dict[str, Any],
         recorded_as: str | None = None,
+        evidence: dict[str, Any] | None = None,
     ) -> int:
         """Commit the intent and its ``intent.begin`` entry before the token is asked. If it
         cannot be committed the operation does not start, and its try is recorded as failed
-        under ``recorded_as`` (the operation's own audit action; default ``action``)."""
+        under ``recorded_as`` (the operation's own audit action; default ``action``).
+        ``evidence`` (e.g. the token's object files before the call) is kept in the intent
+        row for its reconciliation, not copied into the audit entry."""
         now = self.clock()
         try:
-            return self._begin(action, token_serial, subject, details, now)
+            return self._begin(action, token_serial, subject, details, now, evidence or {})
         except KeysteadError as exc:
             record_alone(
                 self.db,
@@ -118,10 +121,11 @@ class IntentLog:
         subject: str,
         details: dict[str, Any],
         now: datetime,
+        evidence: dict[str, Any],
     ) -> int:
         with self.db.transaction():
             intent_id = self.repo.insert(
-                now, self.operator, action, token_serial, details, OWNER
+                now, self.operator, action, token_serial, {**details, **evidence}, OWNER
             )
             record(
                 self.db,
@@ -161,12 +165,17 @@ class IntentLog:
     def pending(self, token_serial: str | None = None) -> list[IntentRow]:
         return self.repo.pending(token_serial)
 
+    def writer_running(self, token_serial: str) -> bool:
+        """True if another process that is still running has a pending intent on this token
+        (it may be inside a token call right now)."""
+        return any(running_elsewhere(i.owner) for i in self.repo.pending(token_serial))
+
     def reconcile(self, actions: frozenset[str], token_serial: str | None = None) -> int:
         """Reconcile pending intents of these kinds (on this token, if given). Returns how
         many were resolved; one that cannot be resolved now stays pending."""
         resolved = 0
         for intent in self.repo.pending(token_serial):
-            if intent.action not in actions or _running_elsewhere(intent.owner):
+            if intent.action not in actions or running_elsewhere(intent.owner):
                 continue
             handler = self.handlers.get(intent.action)
             if handler is None:

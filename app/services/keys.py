@@ -17,6 +17,7 @@ from app.domain.algorithms import (
     Usage,
     UsagePlan,
     default_purpose,
+    parse_algorithm,
     usage_for,
 )
 from app.domain.fingerprints import pgp_words
@@ -41,7 +42,7 @@ from app.errors import (
     UnsupportedAlgorithm,
     ValidationError,
 )
-from app.hsm.session import TokenSession
+from app.hsm.session import BlankKeys, TokenSession
 from app.hsm.templates import KeySpec
 from app.hsm.trials import TrialResult, extra_usages, widened
 from app.services.adoption import AdoptionCandidate, candidate_for
@@ -168,6 +169,9 @@ class KeyService:
         cka_id = spec.cka_id.hex()
         # Write-ahead: committed before the token is asked; resolved with the record, or
         # rolled back; a kill leaves it pending for ``settle`` at the next login.
+        # The token's object files before the call (embedded store): the evidence that
+        # tells an object this generation left without its template from anyone else's.
+        before = session.object_files()
         intent = self.intents.begin(
             "key.generate",
             info.serial,
@@ -175,10 +179,12 @@ class KeyService:
             {
                 "subject": subject,
                 "name": name,
+                "label": spec.label,
                 "cka_id": cka_id,
                 "algorithm": algorithm.value,
                 "replaces": replaces.id if replaces else None,
             },
+            evidence={"token_files": None if before is None else sorted(before)},
         )
         try:
             try:
@@ -220,6 +226,7 @@ class KeyService:
             )
             session.unsettled.discard(cka_id)
             if not left:
+                self._clear_after_refusal(session, algorithm, before, info.serial)
                 self.intents.abandon(intent, subject, exc.message)
             raise
         key = KeyRecord(
@@ -294,6 +301,23 @@ class KeyService:
             raise
         log.info("generated key %s (%s) on token %s", key.id, algorithm.value, info.serial)
         return key
+
+    def _clear_after_refusal(
+        self,
+        session: TokenSession,
+        algorithm: Algorithm,
+        before: frozenset[str] | None,
+        serial: str,
+    ) -> None:
+        """SoftHSM 2.6.1 keeps the object it created when it then refuses the template
+        (``CreateObject`` does not delete it): the refused generation's own leftovers go too.
+        Never raises (the refusal is on its way)."""
+        if before is None or self.intents.writer_running(serial):
+            return
+        try:
+            self._clear_blank_keys(session, algorithm.value, before, "this refused generation")
+        except KeysteadError as exc:
+            log.error("could not look for a refused generation's leftovers: %s", exc.message)
 
     def _refuse_in_advance(
         self, subject: str, algorithm: Algorithm, serial: str, trial: TrialResult, purpose: Purpose
@@ -378,9 +402,27 @@ class KeyService:
         if self.repo.by_token_object(serial, cka_id) is not None:
             return Resolution(COMPLETED, {"cka_id": cka_id})
         session = next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
-        if session is None:
-            return None
+        if session is None or self.intents.writer_running(serial):
+            return None  # not now: the token is not open, or another live writer is at it
         count = session.destroy_generated(cka_id)  # the try's own random CKA_ID
+        files = intent.details.get("token_files")
+        blank = self._clear_blank_keys(
+            session,
+            str(intent.details.get("algorithm", "")),
+            None if files is None else frozenset(str(f) for f in files),
+            f"interrupted generation {intent.id}",
+        )
+        outcome_on_token = (
+            "destroyed"
+            if count
+            else "destroyed (created without its template)" if blank.destroyed else "absent"
+        )
+        found = {
+            "cka_id": cka_id,
+            "objects_destroyed": count,
+            "blank_objects_destroyed": blank.destroyed,
+            "blank_objects_left_for_officer": blank.left,
+        }
 
         def apply() -> None:
             record(
@@ -390,14 +432,31 @@ class KeyService:
                 action="key.generate",
                 subject=f"key:{name}",
                 outcome=Outcome.ABORTED,
-                details={
-                    "token": serial,
-                    "cka_id": cka_id,
-                    "token_object": "destroyed" if count else "absent",
-                },
+                details={"token": serial, "token_object": outcome_on_token, **found},
             )
 
-        return Resolution(ROLLED_BACK, {"cka_id": cka_id, "objects_destroyed": count}, apply)
+        return Resolution(ROLLED_BACK, found, apply)
+
+    def _clear_blank_keys(
+        self, session: TokenSession, algorithm_name: str, before: frozenset[str] | None, what: str
+    ) -> BlankKeys:
+        """Objects a generation left without its template (no CKA_ID, no label:
+        ``TokenSession.clear_blank_keys``), judged against the token's object files recorded
+        before the call."""
+        try:
+            algorithm = parse_algorithm(algorithm_name)
+        except KeysteadError:
+            return BlankKeys(0, 0)
+        blank = session.clear_blank_keys(algorithm, before)
+        if blank.left:
+            log.warning(
+                "%d key object(s) without ID or label on token %s: not provably from %s, "
+                "left for the officer (they are listed as unmanaged objects)",
+                blank.left,
+                session.info.serial,
+                what,
+            )
+        return blank
 
     def _reconcile_adopt_id(self, intent: IntentRow) -> Resolution | None:
         """An adoption with a fresh CKA_ID that never resolved: the key is recorded

@@ -93,7 +93,8 @@ class Inotify:
 
 @dataclass
 class Tally:
-    """What the runs found; every counter but the first three must stay 0."""
+    """What the runs found; every counter but the first three must stay 0 (orphans too: a
+    generation's object left without its template is destroyed at the next login)."""
 
     kills_at_change: int = 0
     kills_random: int = 0
@@ -114,6 +115,7 @@ class Tally:
             or self.disagreements
             or self.pending_left
             or self.login_failures
+            or self.orphans
         )
 
     def summary(self) -> dict[str, Any]:

@@ -205,7 +205,7 @@ def peer_keys(home: Home | Path, token: str = TOKEN, pin: str = PIN) -> list[Pee
         key_type = "GENERIC" if rest.startswith("Generic secret") else rest.split()[0]
 
         def field(name: str, text: str = block) -> str:
-            match = re.search(rf"^\s+{name}:\s+(.*)$", text, re.MULTILINE)
+            match = re.search(rf"^[ \t]+{name}:[ \t]*(.*)$", text, re.MULTILINE)
             return match.group(1).strip() if match else ""
 
         found.append(

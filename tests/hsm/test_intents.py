@@ -174,3 +174,118 @@ def test_an_intent_of_a_process_still_running_is_left_alone(
     station.unlock()  # its writer is gone now
     assert station(station.ws.tokens.intents.pending) == []
     assert cka_id not in {p.cka_id for p in peer_keys(station.home)}
+
+
+# --- objects a generation left without its template (no CKA_ID, no label) -----------------
+#
+# SoftHSM 2.6.1 creates the object file with the class and key type first and commits the
+# template (ID, label, value) last; a kill in between leaves a key object with neither ID nor
+# label. SoftHSM itself leaves the same object when it refuses a template attribute after
+# creating the object (CreateObject does not delete it), which makes the state reproducible
+# here: the "killed" generation is a refused one.
+
+
+def _blank_generation(station: Station, name: str, algorithm: Algorithm) -> None:
+    """A generation's intent (with the token's files before the call), then the object a kill
+    inside C_GenerateKey(Pair) leaves: no CKA_ID, no label."""
+    ws = station.ws
+    session = station(ws.tokens.session, TOKEN)
+    before = station(session.object_files)
+    assert before is not None
+    station(
+        ws.tokens.intents.begin,
+        "key.generate",
+        station.serial,
+        f"key:{name}",
+        {
+            "subject": f"key:{name}",
+            "name": name,
+            "label": name,
+            "cka_id": secrets.token_hex(16),
+            "algorithm": algorithm.value,
+        },
+        evidence={"token_files": sorted(before)},
+    )
+    _leave_blank(station, algorithm)
+
+
+def _leave_blank(station: Station, algorithm: Algorithm) -> None:
+    from pkcs11 import Attribute, KeyType
+    from pkcs11.exceptions import AttributeTypeInvalid
+
+    raw = station(lambda: station.ws.tokens.session(TOKEN)._session)
+    with pytest.raises(AttributeTypeInvalid):
+        if algorithm is Algorithm.AES_128:
+            station(
+                raw.generate_key, KeyType.AES, 128, store=True, template={Attribute.MODULUS: b"x"}
+            )
+        else:
+            station(
+                raw.generate_keypair,
+                KeyType.EC,
+                store=True,
+                public_template={
+                    Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107"),
+                    Attribute.MODULUS: b"x",
+                },
+            )
+
+
+def _blank_objects(station: Station) -> list[object]:
+    return [p for p in peer_keys(station.home) if not p.cka_id and not p.label]
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.AES_128, Algorithm.EC_P256])
+def test_an_object_left_without_id_or_label_by_a_killed_generation_is_destroyed_and_recorded(
+    station: Station, algorithm: Algorithm
+) -> None:
+    _blank_generation(station, "blank", algorithm)
+    assert len(_blank_objects(station)) == 1
+    station.unlock()  # the next login reconciles
+    assert _blank_objects(station) == []
+    assert station(station.ws.tokens.intents.pending) == []
+    (resolved,) = _resolutions(station)
+    assert resolved["resolution"] == "rolled-back"
+    assert resolved["blank_objects_destroyed"] == 1
+    assert resolved["blank_objects_left_for_officer"] == 0
+    aborted = station.events("key.generate")[-1]
+    assert aborted.outcome == "aborted"
+    assert aborted.details["token_object"] == "destroyed (created without its template)"
+
+
+def test_a_blank_object_that_was_there_before_the_generation_is_left_for_the_officer(
+    station: Station,
+) -> None:
+    _leave_blank(station, Algorithm.AES_128)  # a foreign tool's, before Keystead's try
+    _blank_generation(station, "blank", Algorithm.AES_128)
+    assert len(_blank_objects(station)) == 2
+    station.unlock()
+    assert len(_blank_objects(station)) == 2  # not provably ours: nothing destroyed
+    (resolved,) = _resolutions(station)
+    assert resolved["blank_objects_destroyed"] == 0
+    assert resolved["blank_objects_left_for_officer"] == 2
+    assert station(station.ws.tokens.intents.pending) == []
+    listed = station(station.ws.keys.inventory)
+    unmanaged = [i.token_object for i in listed if i.record is None and i.token_object]
+    assert sum(1 for obj in unmanaged if not obj.cka_id and not obj.label) == 2
+
+
+def test_a_blank_object_of_another_key_type_or_without_evidence_is_left_alone(
+    station: Station,
+) -> None:
+    _leave_blank(station, Algorithm.EC_P256)  # an EC public key object without ID or label
+    ws = station.ws
+    station(
+        ws.tokens.intents.begin,
+        "key.generate",
+        station.serial,
+        "key:old",
+        {"subject": "key:old", "name": "old", "cka_id": secrets.token_hex(16),
+         "algorithm": Algorithm.AES_128.value},
+    )  # an intent of a version before the evidence: no token_files
+    _leave_blank(station, Algorithm.AES_128)
+    station.unlock()
+    (resolved,) = _resolutions(station)
+    assert resolved["blank_objects_destroyed"] == 0
+    assert resolved["blank_objects_left_for_officer"] == 1
+    assert len(_blank_objects(station)) == 2
