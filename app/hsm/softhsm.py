@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.errors import StorageError
 from app.hsm.filestore import FileStore
 from app.paths import Home
 from app.storage.files import write_atomic
+
+log = logging.getLogger(__name__)
 
 # Where Debian, Ubuntu, Fedora and Homebrew put the SoftHSM2 module.
 CANDIDATES = (
@@ -34,19 +38,65 @@ def is_softhsm(path: str) -> bool:
     return "softhsm" in Path(path).name.lower()
 
 
+def config_text(home: Home) -> str:
+    """The ``softhsm2.conf`` of this home: its own token directory, the file object store."""
+    return (
+        "# Keystead's embedded SoftHSM2 token store, written by Keystead from its home at\n"
+        "# every start (a moved or copied home keeps using its own store). Other PKCS#11\n"
+        f"# tools reach it with SOFTHSM2_CONF={home.softhsm_conf}\n"
+        f"directories.tokendir = {home.softhsm_tokens}\n"
+        "objectstore.backend = file\n"
+        "log.level = ERROR\n"
+        "slots.removable = false\n"
+    )
+
+
+def configured_tokendir(text: str) -> str | None:
+    """The ``directories.tokendir`` a softhsm2.conf names, or None."""
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == "directories.tokendir":
+            return value.strip()
+    return None
+
+
 def ensure_config(home: Home) -> Path:
-    """Write ``<home>/softhsm/softhsm2.conf`` (file object store) if it is not there yet."""
+    """Write ``<home>/softhsm/softhsm2.conf`` from the home, at every start.
+
+    The file is derived from the home, never configuration of its own: a home copied with
+    ``cp -a`` or moved keeps a conf naming the *original's* token directory, and SoftHSM would
+    then write the original's token (its checkpoints, its PIN flags) from the copy. A conf
+    that names another store is rewritten and the change logged. Raises ``StorageError`` when
+    it cannot be (a read-only home whose conf names another home's store): using it would
+    reach that other store."""
     home.softhsm_tokens.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not home.softhsm_conf.exists():
-        text = (
-            "# Keystead's embedded SoftHSM2 token store. Other PKCS#11 tools reach it with\n"
-            f"# SOFTHSM2_CONF={home.softhsm_conf}\n"
-            f"directories.tokendir = {home.softhsm_tokens}\n"
-            "objectstore.backend = file\n"
-            "log.level = ERROR\n"
-            "slots.removable = false\n"
-        )
+    text = config_text(home)
+    try:
+        current: str | None = home.softhsm_conf.read_text("utf-8")
+    except FileNotFoundError:
+        current = None
+    except (OSError, UnicodeDecodeError):
+        current = ""
+    if current == text:
+        return home.softhsm_conf
+    named = configured_tokendir(current or "")
+    try:
         write_atomic(home.softhsm_conf, text.encode("utf-8"))
+    except StorageError as exc:
+        if named is not None and Path(named) == home.softhsm_tokens:
+            return home.softhsm_conf  # an older wording naming this very store: usable as is
+        raise StorageError(
+            f"{home.softhsm_conf} names the token store {named or '(none)'}, not this home's "
+            f"{home.softhsm_tokens}, and cannot be rewritten ({exc.message}); the embedded "
+            "token is not opened. Make the home writable, or use the home that store belongs to."
+        ) from exc
+    if current is not None and named is not None and Path(named) != home.softhsm_tokens:
+        log.warning(
+            "softhsm2.conf named the token store %s (a moved or copied home); it now names "
+            "this home's own store %s",
+            named,
+            home.softhsm_tokens,
+        )
     return home.softhsm_conf
 
 

@@ -77,3 +77,29 @@ def test_home_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "from-env"))
     assert resolve_home(None).root == tmp_path / "from-env"
     assert resolve_home(str(tmp_path / "explicit")).root == tmp_path / "explicit"
+
+
+def test_softhsm_conf_is_written_from_the_home_and_a_foreign_store_is_never_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.errors import StorageError
+    from app.hsm import softhsm
+
+    home = Home(tmp_path / "ks")
+    home.ensure()
+    softhsm.ensure_config(home)
+    assert softhsm.configured_tokendir(home.softhsm_conf.read_text()) == str(home.softhsm_tokens)
+    foreign = softhsm.config_text(Home(tmp_path / "other")).encode()
+    home.softhsm_conf.write_bytes(foreign)
+    softhsm.ensure_config(home)  # rewritten from the home
+    assert softhsm.configured_tokendir(home.softhsm_conf.read_text()) == str(home.softhsm_tokens)
+    home.softhsm_conf.write_bytes(foreign)
+
+    def read_only(path: Path, data: bytes, mode: int = 0o600) -> None:
+        raise StorageError(f"Could not write {path}: Read-only file system.")
+
+    monkeypatch.setattr(softhsm, "write_atomic", read_only)
+    with pytest.raises(StorageError, match="names the token store .*other.* not this home's"):
+        softhsm.ensure_config(home)
+    home.softhsm_conf.write_bytes(b"directories.tokendir = " + str(home.softhsm_tokens).encode())
+    assert softhsm.ensure_config(home) == home.softhsm_conf  # its own store: usable as is
