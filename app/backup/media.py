@@ -2,9 +2,9 @@
 
 ``removable_volumes`` joins psutil's mount table with sysfs (``removable`` = 1, or a device on
 the USB bus). ``write_new`` writes a file that must not exist yet: temporary name, fsync,
-rename, fsync of the directory. ``read_uncached`` drops the file from the page cache first
-(``posix_fadvise(DONTNEED)``) so the read-back sees what the medium holds, as far as the
-kernel lets a program tell.
+rename, fsync of the directory. The read-back (``app.storage.files.read_regular`` with
+``uncached``) drops the file from the page cache first (``posix_fadvise(DONTNEED)``) so it sees
+what the medium holds, as far as the kernel lets a program tell.
 """
 
 from __future__ import annotations
@@ -114,21 +114,6 @@ def write_new(path: Path, data: bytes) -> None:
         with _quiet():
             tmp.unlink(missing_ok=True)
         raise media_error(exc, path) from exc
-
-
-def read_uncached(path: Path) -> bytes:
-    """The file's bytes, after asking the kernel to drop its cached pages."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # dirty pages cannot be dropped; they are clean after this
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def media_error(exc: OSError, path: Path) -> StorageError:

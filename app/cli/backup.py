@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.secrets import ask_secret, interactive, require_secret
+from app.domain.names import validate_name
 from app.errors import OperationCancelled, ValidationError
 from app.services.prompter import SecretKind
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from app.services.workstation import Workstation
 
 CLEAR = "\033[2J\033[H"
+MAX_SHARES_FILE = 1 << 20  # a SLIP-39 share set is a few KiB; more is not a shares file
 
 
 def register(sub: Any) -> None:
@@ -134,7 +136,7 @@ def cmd_media_list(args: argparse.Namespace) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     from app.cli.main import _login, _login_audit_token, _with_workstation
 
-    custodians = _split_list(args.custodians)
+    custodians = [validate_name(c, "Custodian name") for c in _split_list(args.custodians)]
     threshold = _threshold(args.shares, custodians)
     if args.shares_out is not None and args.shares_out.exists():
         raise ValidationError(f"{args.shares_out} exists; shares are never written over a file.")
@@ -284,7 +286,9 @@ def _show_shares(card: Any) -> None:
 def _read_shares(path: Path | None, needed: int | None) -> tuple[str, ...]:
     if path is not None:
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            from app.storage.files import read_regular
+
+            doc = json.loads(read_regular(path, "shares file", MAX_SHARES_FILE).decode("utf-8"))
             if isinstance(doc, dict):
                 return tuple(str(s["words"]) for s in doc["shares"])
             return tuple(str(s) for s in doc)
@@ -310,7 +314,11 @@ def _kek_secret(args: argparse.Namespace, directory: Path) -> Any:
     from app.services.backup import KekSecret
 
     try:
-        manifest = fmt.Manifest.parse((directory / fmt.MANIFEST).read_bytes())
+        from app.storage.files import read_regular
+
+        manifest = fmt.Manifest.parse(
+            read_regular(directory / fmt.MANIFEST, "backup manifest", fmt.MAX_MANIFEST)
+        )
     except OSError as exc:
         raise ValidationError(f"{directory} holds no readable manifest.json.") from exc
     if args.passphrase:

@@ -114,6 +114,9 @@ def _report(args: argparse.Namespace, issued: Any, what: str) -> int:
 
 
 def cmd_csr(args: argparse.Namespace) -> int:
+    from app.pki.build import parse_name
+
+    parse_name(args.subject)  # a bad subject is refused before any PIN is asked
     issued = _signing(
         args,
         args.key,
@@ -123,6 +126,9 @@ def cmd_csr(args: argparse.Namespace) -> int:
 
 
 def cmd_self_sign(args: argparse.Namespace) -> int:
+    from app.pki.build import parse_name
+
+    parse_name(args.subject)  # a bad subject is refused before any PIN is asked
     issued = _signing(
         args,
         args.key,

@@ -90,10 +90,18 @@ def _common() -> Any:
     return main
 
 
+MAX_PASSPHRASE_LINE = 4096  # characters: far above any passphrase, far below /dev/zero
+
+
 def new_passphrase(name: str) -> tuple[str, str]:
     """The new passphrase typed by ``name``: twice at a terminal, else one line of stdin."""
     if not interactive():
-        line = sys.stdin.readline()
+        line = sys.stdin.readline(MAX_PASSPHRASE_LINE + 2)
+        if len(line.rstrip("\r\n")) > MAX_PASSPHRASE_LINE:
+            raise ValidationError(
+                f"The new passphrase for '{name}' on standard input is longer than "
+                f"{MAX_PASSPHRASE_LINE} characters; nothing was changed."
+            )
         if not line:
             raise ValidationError(
                 f"A new passphrase for '{name}' is needed: one line on standard input."

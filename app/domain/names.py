@@ -12,7 +12,10 @@ MIN_PASSPHRASE_LENGTH = 12
 MAX_PASSPHRASE_LENGTH = 1024
 
 
-def _has_control(text: str) -> bool:
+def has_control(text: str) -> bool:
+    """True if ``text`` holds a control, format (bidi, zero-width), line or paragraph
+    separator character: the one rule for every name people give (keys, operators, token
+    labels, certificate subjects, backup custodians)."""
     return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in text)
 
 
@@ -26,7 +29,7 @@ def validate_name(name: str, what: str = "Key name") -> str:
         raise ValidationError(
             f"{what} is {len(cleaned)} characters long; the limit is {MAX_NAME_LENGTH}."
         )
-    if _has_control(cleaned):
+    if has_control(cleaned):
         raise ValidationError(f"{what} contains control or invisible characters; remove them.")
     return cleaned
 
@@ -49,7 +52,7 @@ def validate_token_label(label: str) -> str:
     in listings and typed again to confirm an erase). Returned unchanged."""
     if not label.strip() or len(label.encode("utf-8")) > 32:
         raise ValidationError("A token label has 1 to 32 bytes.")
-    if _has_control(label):
+    if has_control(label):
         raise ValidationError("A token label cannot contain control or invisible characters.")
     return label
 

@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from app.domain.algorithms import Algorithm, Family
+from app.domain.names import has_control
 from app.domain.usage import SignatureMechanism
 from app.errors import ValidationError
 
@@ -101,6 +102,10 @@ def check_name(name: x509.Name) -> None:
             raise ValidationError(f"C={value} is not a two-letter ISO 3166 country code.")
         if not value.strip():
             raise ValidationError(f"{attribute.oid._name} is empty.")
+        if has_control(value):
+            raise ValidationError(
+                f"{attribute.oid._name} contains control or invisible characters; remove them."
+            )
 
 
 def key_identifier(spki: bytes) -> bytes:

@@ -38,6 +38,7 @@ from app.domain.algorithms import Family
 from app.domain.audit import AuditEntry, Checkpoint, verify_chain
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.lifecycle import usage_in_state
+from app.domain.names import validate_name
 from app.errors import (
     BackupIntegrityError,
     DiskFull,
@@ -55,6 +56,7 @@ from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService
 from app.storage.backups import BackupRecord, BackupRepository, stamp
 from app.storage.database import Database
+from app.storage.files import read_regular
 from app.storage.repository import KeyRepository, key_document, key_from_document
 
 log = logging.getLogger(__name__)
@@ -234,14 +236,23 @@ def recover_kek(manifest: fmt.Manifest, secret: KekSecret) -> bytes:
 
 
 def verify_directory(
-    directory: Path, known_signer: bytes | None = None, read: Callable[[Path], bytes] | None = None
+    directory: Path, known_signer: bytes | None = None, uncached: bool = False
 ) -> tuple[fmt.Manifest, dict[str, bytes]]:
     """Structure, signature, sizes and SHA-256 of a backup directory (no KEK needed).
 
     Returns the manifest and each data file's bytes. ``known_signer``: the SPKI this
-    workstation signs with; a manifest signed by another key is then refused.
+    workstation signs with; a manifest signed by another key is then refused. Every file must
+    be a regular file no larger than its format allows (a data file: the size the manifest
+    names), so a device or FIFO in its place is refused, never read without end. With
+    ``uncached`` the kernel's cached pages are dropped first (reading back removable media).
     """
-    read = read or (lambda p: p.read_bytes())
+
+    def read(path: Path, limit: int = fmt.MAX_MANIFEST) -> bytes:
+        return read_regular(
+            path, "backup file", limit, error=BackupIntegrityError,
+            uncached=uncached,
+        )  # fmt: skip
+
     if not directory.is_dir():
         raise BackupIntegrityError(f"{directory} is not a backup directory.")
     present = sorted(p.name for p in directory.iterdir())
@@ -281,8 +292,8 @@ def verify_directory(
         )
     data: dict[str, bytes] = {}
     for name in fmt.DATA_FILES:
-        content = read(directory / name)
         facts = manifest.files[name]
+        content = read(directory / name, int(facts["size"]) + (1 << 20))
         if len(content) != facts["size"]:
             raise BackupIntegrityError(
                 f"{name} has {len(content)} bytes; the manifest says {facts['size']} "
@@ -362,6 +373,7 @@ class BackupService:
         cancelled, nothing is written, and a backup never exists whose shares were not handed
         out. Shares are required to have a ``deliver``."""
         assert_core_thread()
+        custodians = [validate_name(c, "Custodian name") for c in custodians]
         session = self.tokens.session(token_ref)
         info = session.info
         subject = f"token:{info.serial}"
@@ -608,7 +620,7 @@ class BackupService:
             media.write_new(directory / fmt.MANIFEST, manifest_bytes)  # last: marks it complete
             try:
                 read_back, data_back = verify_directory(
-                    directory, known_signer=signer, read=media.read_uncached
+                    directory, known_signer=signer, uncached=True
                 )
             except OSError as exc:
                 raise media.media_error(exc, directory / fmt.MANIFEST) from exc

@@ -37,6 +37,7 @@ from app.services.keys import KeyService, identity_of
 from app.services.tokens import TokenService
 from app.storage.certificates import CertificateRepository, StoredCertificate, StoredCrl
 from app.storage.database import Database
+from app.storage.files import read_regular
 from app.storage.repository import utc_text
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class CertificateService:
             raise ValidationError(
                 f"The certificate would outlive its issuer ({ca.not_after}); ask for fewer days."
             )
-        _check_target(target, overwrite)
+        _check_target(target, overwrite, (csr_path,))
         spki = request.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -506,13 +507,7 @@ def _parse_utc(text: str) -> datetime:
 
 
 def _load_csr(path: Path) -> x509.CertificateSigningRequest:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ValidationError(f"'{path}' cannot be read: {exc.strerror}.") from exc
-    if size > MAX_CSR_BYTES:
-        raise ValidationError(f"'{path.name}' is {size} bytes; a request is at most 64 KiB.")
-    data = path.read_bytes()
+    data = read_regular(path, "certificate request", MAX_CSR_BYTES)
     try:
         request = (
             x509.load_pem_x509_csr(data) if b"-----BEGIN" in data else x509.load_der_x509_csr(data)

@@ -71,6 +71,7 @@ from app.services.guard import Guard, unguarded
 from app.services.keys import KeyService, identity_of
 from app.services.tokens import TokenService
 from app.storage.database import Database
+from app.storage.files import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class KeyUseService:
         key = self.keys.resolve(key_ref)
         self.authorize(key, Operation.SIGN)
         chosen = _mechanism(key, mechanism)
-        _check_target(target, overwrite)
+        _check_target(target, overwrite, (source,))
         size = _input_size(source)
         session = self.tokens.session(key.token_serial)
         action = Operation.SIGN
@@ -266,7 +267,7 @@ class KeyUseService:
                 f"A CMS signature carries the signer's certificate, and key '{key.name}' has "
                 "none made here; issue one (certs self-sign or certs sign-csr) first."
             )
-        _check_target(target, overwrite)
+        _check_target(target, overwrite, (source,))
         size = _input_size(source)
         digest_name = cms.digest_name(key.algorithm)
         mechanism = f"CMS/{digest_name.upper()}"
@@ -463,7 +464,7 @@ class KeyUseService:
         self.authorize(key, Operation.ENCRYPT)
         if key.algorithm.family is not Family.AES:
             raise ValidationError(f"Key '{key.name}' is not an AES key; files need AES-GCM.")
-        _check_target(target, overwrite)
+        _check_target(target, overwrite, (source,))
         size = _input_size(source)
         _check_space(target, EncryptedHeader.sealed_size(size))
         header = EncryptedHeader.new(uuid.UUID(key.id), size)
@@ -525,7 +526,7 @@ class KeyUseService:
         expected = EncryptedHeader.sealed_size(header.plaintext_bytes)
         if size != expected:
             raise _not_authentic(source, "its length does not match its header")
-        _check_target(target, overwrite)
+        _check_target(target, overwrite, (source,))
         _check_space(target, header.plaintext_bytes)
         session = self.tokens.session(key.token_serial)
         input_hash = hashlib.sha256(head)
@@ -801,10 +802,7 @@ def _input_size(source: Path) -> int:
 
 
 def _read_small(path: Path, what: str, limit: int = 1 << 16) -> bytes:
-    size = _input_size(path)
-    if size > limit:
-        raise ValidationError(f"'{path.name}' is too large to be a {what} ({size} bytes).")
-    return path.read_bytes()
+    return read_regular(path, what, limit)
 
 
 def _chunks(
@@ -835,7 +833,17 @@ def _chunks(
         raise ValidationError(f"'{source.name}' changed while it was read; nothing was written.")
 
 
-def _check_target(target: Path, overwrite: bool) -> None:
+def _check_target(target: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an output that exists (unless ``overwrite``), is not a regular file, has no
+    folder, or is one of the ``inputs`` under any name (same device and inode: the same path,
+    a symlink or a hard link), which ``--overwrite`` would replace with the output."""
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(source, target):
+                raise ValidationError(
+                    f"'{target}' is the input file '{source}' itself; write the output to "
+                    "another file."
+                )
     if target.exists() and not overwrite:
         raise ValidationError(
             f"'{target}' already exists; choose another name or pass --overwrite."

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
-from app.errors import DiskFull, StorageError
+from app.errors import DiskFull, KeysteadError, StorageError, ValidationError
 
 
 def fsync_directory(directory: Path) -> None:
@@ -40,3 +41,53 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
                 f"The disk holding {path.parent} is full; {path.name} was not changed."
             ) from exc
         raise StorageError(f"Could not write {path}: {exc.strerror}.") from exc
+
+
+def read_regular(
+    path: Path,
+    what: str,
+    limit: int,
+    *,
+    error: type[KeysteadError] = ValidationError,
+    uncached: bool = False,
+) -> bytes:
+    """The bytes of ``path``, which must be a regular file (symlinks followed) of at most
+    ``limit`` bytes: an input given on the command line or found on removable media.
+
+    Opened first and checked on the open descriptor (``fstat``), so what is read is what was
+    checked; opened non-blocking, so a FIFO does not hang the open. ``/dev/zero``, a FIFO, a
+    socket, a directory, a file over ``limit`` (or one that grows past it while being read)
+    raise ``error`` with one line naming ``what``. With ``uncached`` the kernel is asked to
+    drop its cached pages first (reading back what was just written to removable media)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise error(f"The {what} {path} does not exist.") from None
+    except OSError as exc:
+        raise error(f"The {what} {path} cannot be read: {exc.strerror}.") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"The {what} {path} is not a regular file; give a file.")
+        too_large = error(
+            f"The {what} {path} is larger than {limit} bytes, more than any {what}; "
+            "nothing was done."
+        )
+        if info.st_size > limit:
+            raise too_large
+        if uncached:
+            os.fsync(fd)  # dirty pages cannot be dropped; they are clean after this
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+        return b"".join(chunks)
+    except OSError as exc:
+        raise error(f"The {what} {path} cannot be read: {exc.strerror}.") from None
+    finally:
+        os.close(fd)

@@ -35,7 +35,7 @@ def test_a_copied_home_writes_its_own_token_and_the_original_keeps_working(
 ) -> None:
     generate(cli, "AES-128", "before-copy")
     copy = tmp_path / "copy"
-    subprocess.run(["cp", "-a", str(cli.home), str(copy)], check=True)  # noqa: S603, S607
+    subprocess.run(["cp", "-a", str(cli.home), str(copy)], check=True)
     original_token = _token_files(cli.home)
     copied = Cli(copy)
     first = subprocess.run(

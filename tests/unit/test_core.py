@@ -99,7 +99,7 @@ def test_softhsm_conf_is_written_from_the_home_and_a_foreign_store_is_never_used
         raise StorageError(f"Could not write {path}: Read-only file system.")
 
     monkeypatch.setattr(softhsm, "write_atomic", read_only)
-    with pytest.raises(StorageError, match="names the token store .*other.* not this home's"):
+    with pytest.raises(StorageError, match=r"names the token store .*other.* not this home's"):
         softhsm.ensure_config(home)
     home.softhsm_conf.write_bytes(b"directories.tokendir = " + str(home.softhsm_tokens).encode())
     assert softhsm.ensure_config(home) == home.softhsm_conf  # its own store: usable as is
