@@ -637,6 +637,7 @@ def cmd_tokens_blank(args: argparse.Namespace) -> int:
 
 def cmd_tokens_init_blank(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> Any:
+        ws.admin.blank_slot(args.module, args.slot, args.label)  # before any prompt
         _login_audit_token(ws, required=False)  # so the change is sealed
         confirm = args.confirm
         if confirm is None:

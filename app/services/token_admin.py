@@ -48,7 +48,17 @@ def so_counter(serial: str) -> str:
 
 RULE_AUDIT_TOKEN = "KS-TOKEN-INIT-AUDIT"  # noqa: S105 (a rule id, not a secret)
 _DEAD = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
-_ADMIN_ACTIONS = ("token.init", "token.init-pin", "token.change-pin", "token.change-so-pin")
+_ADMIN_ACTIONS = (
+    "token.init",
+    "token.init-blank",
+    "token.init-pin",
+    "token.change-pin",
+    "token.change-so-pin",
+)
+
+
+def _slot_subject(module_path: str, slot_id: int) -> str:
+    return f"{module_path}#slot{slot_id}"
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,33 @@ class TokenAdmin:
         self.tokens.remember_store()
         return self.tokens.find(info.serial) if self._present(info.serial) else info
 
+    def blank_slot(self, module_path: str, slot_id: int, new_label: str) -> TokenInfo:
+        """The blank slot ``slot_id`` of the configured module ``module_path``, checked for
+        initialising as ``new_label`` (one token-label rule, and no present token has it);
+        the CLI and GUI call it before asking for any PIN. Raises TokenNotPresent or
+        ValidationError."""
+        assert_core_thread()
+        validate_token_label(new_label)
+        slot = next(
+            (
+                t
+                for t in self.tokens.blank_slots()
+                if t.module_path == module_path and t.slot_id == slot_id
+            ),
+            None,
+        )
+        if slot is None:
+            raise TokenNotPresent(
+                f"Slot {slot_id} of {module_path} holds no blank token (list them with "
+                "`keystead tokens blank`); nothing was initialised."
+            )
+        if any(t.label == new_label for t in self.tokens.present()):
+            raise ValidationError(
+                f"A present token is already labelled '{new_label}'; choose another label so "
+                "the two can be told apart."
+            )
+        return slot
+
     def init_blank(
         self,
         module_path: str,
@@ -212,32 +249,13 @@ class TokenAdmin:
         label twice; dual control through ``approve``; recorded like ``init_token``. The slot
         is looked at again just before: only a slot that is still blank is initialised."""
         assert_core_thread()
-        slot = next(
-            (
-                t
-                for t in self.tokens.blank_slots()
-                if t.module_path == module_path and t.slot_id == slot_id
-            ),
-            None,
-        )
-        subject = f"{module_path}#slot{slot_id}"
-        request = AdminRequest("token.init-blank", subject, new_label)
-        if slot is None:
-            raise TokenNotPresent(
-                f"Slot {slot_id} of {module_path} holds no blank token (list them with "
-                "`keystead tokens blank`); nothing was initialised."
-            )
+        slot = self.blank_slot(module_path, slot_id, new_label)
+        request = AdminRequest("token.init-blank", _slot_subject(module_path, slot_id), new_label)
         if confirm_label != new_label:
             self._denied(request, "confirmation label does not match")
             raise ValidationError(
                 f"Type the new label '{new_label}' again exactly to confirm; nothing was "
                 "initialised."
-            )
-        validate_token_label(new_label)
-        if any(t.label == new_label for t in self.tokens.present()):
-            raise ValidationError(
-                f"A present token is already labelled '{new_label}'; choose another label so "
-                "the two can be told apart."
             )
         self.check_pin(slot, so_pin, "SO PIN")
         if user_pin is not None:
@@ -416,6 +434,8 @@ class TokenAdmin:
         """An administration step that never resolved. Initialisation is judged by the label
         the token has now; whether a PIN changed cannot be read from a token, so that is
         recorded as unknown, with what to try."""
+        if intent.action == "token.init-blank":
+            return self._reconcile_init_blank(intent)
         present = {t.serial: t for t in self.tokens.present()}
         info = present.get(intent.token_serial)
         if intent.action == "token.init":
@@ -432,6 +452,43 @@ class TokenAdmin:
                 "present": info is not None,
             },
         )
+
+    def _reconcile_init_blank(self, intent: IntentRow) -> Resolution | None:
+        """A blank slot's initialisation that never resolved, judged by what the module
+        shows now: the slot still blank → rolled back; a token with the new label in that
+        module → completed (and remembered), with the user PIN's state when one was to be
+        set (C_InitToken cannot be undone: a token without its user PIN is said so, with
+        what to do); neither (the module is not loaded) → judged later."""
+        module_path = str(intent.details.get("module", ""))
+        slot_id = intent.details.get("slot")
+        label = str(intent.details.get("new_label", ""))
+        if module_path not in self.tokens.modules:
+            return None
+        if any(
+            t.module_path == module_path and t.slot_id == slot_id
+            for t in self.tokens.blank_slots()
+        ):
+            return Resolution(ROLLED_BACK, {"slot_now": "blank"})
+        made = [
+            t for t in self.tokens.present() if t.module_path == module_path and t.label == label
+        ]
+        if len(made) != 1:
+            return None  # not decidable now (the slot is gone or holds something else)
+        created = made[0]
+        found: dict[str, object] = {"serial": created.serial, "label": created.label}
+        if intent.details.get("user_pin_set"):
+            pin_set = "user PIN initialised" in created.flag_words
+            found["user_pin_set"] = pin_set
+            if not pin_set:
+                found["note"] = (
+                    "initialised without its user PIN; set it with "
+                    f"`keystead tokens init-pin {created.serial}`"
+                )
+
+        def apply() -> None:
+            self.tokens.tokens.seen(created.serial, created.label, created.model, self.clock())
+
+        return Resolution(COMPLETED, found, apply)
 
     def _so_failures(self, serial: str) -> int:
         """Consecutive wrong SO PINs recorded for this token (newest first, up to a success)."""

@@ -73,8 +73,8 @@ ROLE_SECURITY_OFFICER = "security-officer"
 # Intents reconciled at the login to their token, and those reconciled at unlock.
 KEY_INTENTS = frozenset({"key.generate", "key.transition", "key.adopt-id"})
 TOKEN_INTENTS = frozenset(
-    {"token.create-soft", "token.init", "token.init-pin", "token.change-pin",
-     "token.change-so-pin"}
+    {"token.create-soft", "token.init", "token.init-blank", "token.init-pin",
+     "token.change-pin", "token.change-so-pin"}
 )
 # Activation of these needs the policy's "key.activate" approvals; other purposes use
 # "key.activate-other".

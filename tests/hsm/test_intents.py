@@ -289,3 +289,56 @@ def test_a_blank_object_of_another_key_type_or_without_evidence_is_left_alone(
     assert resolved["blank_objects_destroyed"] == 0
     assert resolved["blank_objects_left_for_officer"] == 1
     assert len(_blank_objects(station)) == 2
+
+
+# --- a blank slot's initialisation (tokens init-blank) ---------------------------------------
+
+
+def _init_blank_intent(station: Station, slot_id: int, label: str) -> None:
+    from tests.hsm.kit import MODULE
+
+    station(
+        station.ws.tokens.intents.begin,
+        "token.init-blank",
+        f"{MODULE}#slot{slot_id}",
+        f"{MODULE}#slot{slot_id}",
+        {
+            "subject": f"{MODULE}#slot{slot_id}",
+            "module": MODULE,
+            "slot": slot_id,
+            "new_label": label,
+            "user_pin_set": True,
+        },
+    )
+
+
+def _blank_slot(station: Station) -> int:
+    (slot,) = station(station.ws.tokens.blank_slots)
+    return int(slot.slot_id)
+
+
+def test_a_blank_slot_initialisation_killed_after_c_inittoken_is_completed_and_recorded(
+    station: Station,
+) -> None:
+    from tests.hsm.kit import MODULE
+
+    slot_id = _blank_slot(station)
+    _init_blank_intent(station, slot_id, "fresh")
+    station(lambda: station.ws.tokens.modules[MODULE].init_token(slot_id, SO_PIN, "fresh"))
+    station.unlock()  # killed before C_InitPIN and the commit; the next unlock reconciles
+    assert station(station.ws.tokens.intents.pending) == []
+    (resolved,) = _resolutions(station)
+    assert resolved["resolution"] == "completed" and resolved["label"] == "fresh"
+    assert resolved["user_pin_set"] is False and "tokens init-pin" in str(resolved["note"])
+    assert "fresh" in [t.label for t in station(station.ws.tokens.present)]
+
+
+def test_a_blank_slot_initialisation_killed_before_the_token_acted_is_rolled_back(
+    station: Station,
+) -> None:
+    slot_id = _blank_slot(station)
+    _init_blank_intent(station, slot_id, "never")
+    station.unlock()
+    assert station(station.ws.tokens.intents.pending) == []
+    (resolved,) = _resolutions(station)
+    assert resolved["resolution"] == "rolled-back" and resolved["slot_now"] == "blank"
