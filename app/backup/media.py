@@ -2,9 +2,9 @@
 
 ``removable_volumes`` joins psutil's mount table with sysfs (``removable`` = 1, or a device on
 the USB bus). ``write_new`` writes a file that must not exist yet: temporary name, fsync,
-rename, fsync of the directory. The read-back (``app.storage.files.read_regular`` with
-``uncached``) drops the file from the page cache first (``posix_fadvise(DONTNEED)``) so it sees
-what the medium holds, as far as the kernel lets a program tell.
+rename, fsync of the directory. ``read_uncached`` drops the file from the page cache first
+(``posix_fadvise(DONTNEED)``) so the read-back sees what the medium holds, as far as the
+kernel lets a program tell.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from app.errors import DiskFull, StorageError
-from app.storage.files import fsync_directory
+from app.errors import BackupIntegrityError, DiskFull, StorageError
+from app.storage.files import fsync_directory, read_regular
 
 TEMP_SUFFIX = ".partial"
 
@@ -114,6 +115,21 @@ def write_new(path: Path, data: bytes) -> None:
         with _quiet():
             tmp.unlink(missing_ok=True)
         raise media_error(exc, path) from exc
+
+
+def read_uncached(path: Path, limit: int) -> bytes:
+    """The file's bytes, after asking the kernel to drop its cached pages; it must be a regular
+    file of at most ``limit`` bytes (``app.storage.files.read_regular``, which raises
+    BackupIntegrityError otherwise). An I/O error of the medium raises OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fsync(fd)  # dirty pages cannot be dropped; they are clean after this
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return read_regular(path, "backup file", limit, error=BackupIntegrityError)
 
 
 def media_error(exc: OSError, path: Path) -> StorageError:

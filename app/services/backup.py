@@ -235,24 +235,28 @@ def recover_kek(manifest: fmt.Manifest, secret: KekSecret) -> bytes:
     return kek
 
 
+MAX_SIGNATURE_FILE = 4096  # an ECDSA signature is under 150 bytes
+
+
+def _read_backup_file(path: Path, limit: int) -> bytes:
+    return read_regular(path, "backup file", limit, error=BackupIntegrityError)
+
+
 def verify_directory(
-    directory: Path, known_signer: bytes | None = None, uncached: bool = False
+    directory: Path,
+    known_signer: bytes | None = None,
+    read: Callable[[Path, int], bytes] | None = None,
 ) -> tuple[fmt.Manifest, dict[str, bytes]]:
     """Structure, signature, sizes and SHA-256 of a backup directory (no KEK needed).
 
     Returns the manifest and each data file's bytes. ``known_signer``: the SPKI this
-    workstation signs with; a manifest signed by another key is then refused. Every file must
-    be a regular file no larger than its format allows (a data file: the size the manifest
-    names), so a device or FIFO in its place is refused, never read without end. With
-    ``uncached`` the kernel's cached pages are dropped first (reading back removable media).
+    workstation signs with; a manifest signed by another key is then refused. ``read(path,
+    limit)`` reads one file (default: ``read_regular``; the read-back of a new backup passes
+    ``media.read_uncached``): every file must be a regular file no larger than its format
+    allows (a data file: the size the manifest names, plus 1 MiB), so a device or FIFO in its
+    place is refused, never read without end.
     """
-
-    def read(path: Path, limit: int = fmt.MAX_MANIFEST) -> bytes:
-        return read_regular(
-            path, "backup file", limit, error=BackupIntegrityError,
-            uncached=uncached,
-        )  # fmt: skip
-
+    read = read or _read_backup_file
     if not directory.is_dir():
         raise BackupIntegrityError(f"{directory} is not a backup directory.")
     present = sorted(p.name for p in directory.iterdir())
@@ -269,9 +273,9 @@ def verify_directory(
         raise BackupIntegrityError(
             f"{directory.name} holds files that are not part of the backup: {', '.join(extra)}."
         )
-    manifest_bytes = read(directory / fmt.MANIFEST)
+    manifest_bytes = read(directory / fmt.MANIFEST, fmt.MAX_MANIFEST)
     manifest = fmt.Manifest.parse(manifest_bytes)
-    signature = read(directory / fmt.SIGNATURE)
+    signature = read(directory / fmt.SIGNATURE, MAX_SIGNATURE_FILE)
     try:
         spki = base64.b64decode(manifest.signer_spki)
         public = serialization.load_der_public_key(spki)
@@ -620,7 +624,7 @@ class BackupService:
             media.write_new(directory / fmt.MANIFEST, manifest_bytes)  # last: marks it complete
             try:
                 read_back, data_back = verify_directory(
-                    directory, known_signer=signer, uncached=True
+                    directory, known_signer=signer, read=media.read_uncached
                 )
             except OSError as exc:
                 raise media.media_error(exc, directory / fmt.MANIFEST) from exc

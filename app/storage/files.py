@@ -49,7 +49,6 @@ def read_regular(
     limit: int,
     *,
     error: type[KeysteadError] = ValidationError,
-    uncached: bool = False,
 ) -> bytes:
     """The bytes of ``path``, which must be a regular file (symlinks followed) of at most
     ``limit`` bytes: an input given on the command line or found on removable media.
@@ -57,8 +56,7 @@ def read_regular(
     Opened first and checked on the open descriptor (``fstat``), so what is read is what was
     checked; opened non-blocking, so a FIFO does not hang the open. ``/dev/zero``, a FIFO, a
     socket, a directory, a file over ``limit`` (or one that grows past it while being read)
-    raise ``error`` with one line naming ``what``. With ``uncached`` the kernel is asked to
-    drop its cached pages first (reading back what was just written to removable media)."""
+    raise ``error`` with one line naming ``what`` (so does an I/O error)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -75,10 +73,6 @@ def read_regular(
         )
         if info.st_size > limit:
             raise too_large
-        if uncached:
-            os.fsync(fd)  # dirty pages cannot be dropped; they are clean after this
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         chunks: list[bytes] = []
         total = 0
         while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):

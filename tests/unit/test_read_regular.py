@@ -51,4 +51,4 @@ def test_missing_too_large_and_the_chosen_error_class(tmp_path: Path) -> None:
         read_regular(big, "shares file", 10)
     with pytest.raises(BackupIntegrityError, match="not a regular file"):
         read_regular(Path("/dev/zero"), "backup file", 10, error=BackupIntegrityError)
-    assert read_regular(big, "backup file", 11, uncached=True) == b"y" * 11
+    assert read_regular(big, "backup file", 11) == b"y" * 11
