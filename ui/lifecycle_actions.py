@@ -20,6 +20,7 @@ from app.domain.keys import KeyRecord, Presence
 from app.domain.lifecycle import Action, allowed, refusal, rotation_refusal
 from app.errors import AuditTokenNotLoggedIn
 from app.services.workstation import Workstation
+from ui.dialogs.adopt import AdoptDialog
 from ui.dialogs.lifecycle import (
     ConfirmKeyDialog,
     DestroyDialog,
@@ -139,7 +140,7 @@ class LifecycleActions(QObject):
         self,
         job: Callable[[Workstation], Any],
         said: Callable[[Any], str],
-        dialog: KeyActionDialog | None = None,
+        dialog: KeyActionDialog | AdoptDialog | None = None,
     ) -> None:
         """Run ``job``; on success close the dialog and say ``said(result)``. When the audit
         token must seal the change and is not logged in, ask for its PIN and try again."""
@@ -169,6 +170,24 @@ class LifecycleActions(QObject):
                 show_error(self.parent_widget, error)
 
         attempt()
+
+    def run_adopt(self, dialog: AdoptDialog) -> None:
+        """Adopt what ``dialog`` shows, with the same in-place sealing as every key change."""
+        candidate = dialog.candidate
+        serial, cka_id = candidate.token_serial, candidate.cka_id or None
+
+        def submit() -> None:
+            kwargs = dialog.request()
+            self._submit(
+                lambda ws: ws.keys.adopt(serial, cka_id, **kwargs),
+                lambda key: f"Adopted '{key.name}' ({key.state.title.lower()}, "
+                f"{key.purpose.title.lower()}).",
+                dialog,
+            )
+
+        dialog.confirmed.connect(submit)
+        dialog.finished.connect(lambda _r: dialog.deleteLater())
+        dialog.open()
 
     def _open(
         self,

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QMenu,
@@ -24,6 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.keys import InventoryItem, KeyRecord, Presence
+from app.services.adoption import AdoptionCandidate
+from ui.dialogs.adopt import AdoptDialog
 from ui.dialogs.generate import GenerateKeyDialog, GenerateRequest
 from ui.errors import message, show_error
 from ui.icons import icon
@@ -383,24 +384,18 @@ class InventoryPage(QWidget):
         )
 
     def adopt(self, item: InventoryItem | None) -> None:
+        """Show what adopting the selected unmanaged key means (live attributes, purpose,
+        exposure), then adopt it; the panel then shows the managed key."""
         if item is None or item.token_object is None:
             return
         obj = item.token_object
-        name, ok = QInputDialog.getText(
-            self,
-            "Adopt key",
-            f"Record the {obj.algorithm.value if obj.algorithm else obj.key_type} key with "
-            f"CKA_ID {obj.cka_id} on token '{obj.token_label}' as a managed key.\n"
-            "It starts PRE-ACTIVE. Name:",
-            QLineEdit.EchoMode.Normal,
-            obj.label,
-        )
-        if not ok:
-            return
+        serial, cka_id, identifier = obj.token_serial, obj.cka_id, obj.identifier or None
         self.session.run(
-            lambda ws: ws.keys.adopt(
-                obj.token_serial, obj.cka_id or None, name or None, identifier=obj.identifier
-            ),
-            self._key_changed,  # the panel then shows the managed key
+            lambda ws: ws.keys.adoption_candidate(serial, cka_id, identifier=identifier),
+            self._ask_adopt,
             lambda error: show_error(self, error),
         )
+
+    def _ask_adopt(self, candidate: AdoptionCandidate) -> None:
+        self.adopt_dialog = AdoptDialog(candidate, self)
+        self.lifecycle.run_adopt(self.adopt_dialog)
