@@ -69,3 +69,10 @@ def test_adopt_dialog_shows_attributes_purpose_and_exposure(  # type: ignore[no-
     item = page.detail.item
     assert item is not None and item.record is not None and item.record.name == "foreign-aes"
     assert not page.adopt_action.isEnabled()  # no longer "Unmanaged" with Adopt enabled
+    # The panel never calls a key the token reports as not sensitive "never extractable" or
+    # "extractable for wrapped backup": it says what the token allows, and the exposure in red.
+    backup = page.detail.value_text("Backup")
+    assert "never extractable" not in backup and "wrapped backup" not in backup
+    assert "not sensitive" in backup
+    exposure = page.detail.values["Exposure"]
+    assert exposure.objectName() == "errorLine" and "EXPOSED" in page.detail.value_text("Exposure")

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.fingerprints import hex_groups
+from app.domain.identity import Exposure, parse_exposure
 from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenSync
 from app.services.keys import KeyDetails
 from app.storage.events import StoredEvent
@@ -218,6 +219,8 @@ class KeyDetailPanel(QFrame):
                 )
             else:
                 text = QLabel(value, self)
+                if label in ALARMING:
+                    text.setObjectName("errorLine")  # red: the key's value may be known
                 text.setWordWrap(True)
                 text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
                 widget = text
@@ -292,14 +295,8 @@ class KeyDetailPanel(QFrame):
             ("Algorithm", f"{record.algorithm.value} ({record.algorithm.spec.size_label})"),
             ("Purpose", record.purpose.title),
             identifier,
-            (
-                "Backup",
-                (
-                    f"extractable for wrapped backup; {record.wrap_trusted.title}"
-                    if record.extractable
-                    else "never extractable"
-                ),
-            ),
+            ("Backup", _backup_text(record)),
+            *([("Exposure", _exposure_text(record))] if record.exposure else []),
             ("Token", record.token_label),
             ("Token serial", record.token_serial),
             ("CKA_ID", record.cka_id),
@@ -399,3 +396,25 @@ class KeyDetailPanel(QFrame):
                 self.attributes.setItem(row, column, cell)
         self.attributes_caption.show()
         self.attributes.show()
+
+
+# Rows shown in red when present: the officer must not miss them.
+ALARMING = frozenset({"Exposure"})
+
+
+def _exposure_text(record: KeyRecord) -> str:
+    """An adopted key whose value may have been outside the token, in words."""
+    return "EXPOSED — " + "; ".join(e.title for e in parse_exposure(record.exposure))
+
+
+def _backup_text(record: KeyRecord) -> str:
+    """What the token allows for getting the key off it, without promising more: a key the
+    token reports as not sensitive is readable in clear, whatever Keystead's backup says."""
+    exposure = set(parse_exposure(record.exposure))
+    if Exposure.NOT_SENSITIVE in exposure:
+        return "not sensitive: the token gives its value in clear (not a protected backup)"
+    if record.extractable and Exposure.EXTRACTABLE in exposure:
+        return "extractable under any wrapping key (not WRAP_WITH_TRUSTED)"
+    if record.extractable:
+        return f"extractable for wrapped backup; {record.wrap_trusted.title}"
+    return "never extractable"
