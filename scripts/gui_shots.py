@@ -8,11 +8,12 @@ temporary directory, with keys in several states, then shows VIEW full screen: a
 (overview, inventory, tokens, audit, audit-verified; ceremony: the root-CA template waiting for
 a sign-off; ceremony-register: registering; ceremony-done: completed) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
-adopt). Not part of the product; never run it against a real workstation.
+adopt, adopted). Not part of the product; never run it against a real workstation.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ from app.domain.algorithms import Algorithm, Purpose  # noqa: E402
 from app.domain.approval import Credential  # noqa: E402
 from app.domain.lifecycle import Action  # noqa: E402
 from app.domain.roles import FIRST_OPERATOR_ROLES  # noqa: E402
+from app.hsm.softhsm import find_softhsm_module  # noqa: E402
 from app.paths import Home  # noqa: E402
 from app.services.approvals import ScriptedApprovers  # noqa: E402
 from app.services.workstation import SoftTokenRequest, Workstation  # noqa: E402
@@ -58,6 +60,34 @@ def demo(ws: Workstation) -> None:
         keys.generate("Demo", Algorithm.AES_128, f"tenant-{n:02d}-dek", Purpose.ENCRYPTION)
 
 
+def foreign_key(home: Home) -> None:
+    """A key another tool made, as pkcs11-tool makes it: AES, not sensitive (its value
+    readable in clear), decrypt only; Keystead lists it as unmanaged, to be adopted."""
+    subprocess.run(
+        [
+            "pkcs11-tool",
+            "--module",
+            find_softhsm_module() or "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "Demo",
+            "--login",
+            "--pin",
+            PIN,  # the demo token's test value
+            "--keygen",
+            "--key-type",
+            "AES:32",
+            "--label",
+            "partner-import-key",
+            "--id",
+            "5a5a",
+            "--usage-decrypt",
+        ],
+        env={"SOFTHSM2_CONF": str(home.softhsm_conf), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+    )
+
+
 def main() -> int:
     view = sys.argv[1] if len(sys.argv) > 1 else "inventory"
     app = QApplication(sys.argv[:1])
@@ -85,6 +115,8 @@ def main() -> int:
         ws.roster.add("witness", FIRST_OPERATOR_ROLES, WITNESS_PASS, WITNESS_PASS)
         ws.approvals.source = ScriptedApprovers([Credential("witness", WITNESS_PASS)])
         demo(ws)
+        if view in ("adopt", "adopted"):
+            foreign_key(home)
         if view.startswith("ceremony"):
             CEREMONY.append(ceremony_demo(ws, view))
         ws.approvals.source = None
@@ -191,7 +223,8 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
         "successor": ("release-signing-v2", lambda: actions.transitions[Action.ACTIVATE].trigger()),
         "edit": ("payments-kek-2026", lambda: actions.edit.trigger()),
         "history": ("partner-tls", lambda: window.inventory.detail.tabs.setCurrentIndex(1)),
-        "adopt": ("", lambda: window.inventory.adopt_action.trigger()),
+        "adopt": ("partner-import-key", lambda: window.inventory.adopt_action.trigger()),
+        "adopted": ("partner-import-key", lambda: adopt_it(window)),
         "init-token": ("", lambda: init_token(window)),
         "remove-module": ("", lambda: remove_module(window)),
         "login": ("", lambda: window.banner.log_in()),
@@ -200,6 +233,23 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
     if target[0]:
         select(window, target[0])
     QTimer.singleShot(800, target[1])
+
+
+def adopt_it(window) -> None:  # type: ignore[no-untyped-def]
+    """Open Adopt, tick the acknowledgement and adopt: the panel then shows the managed key."""
+    page = window.inventory
+    page.adopt_action.trigger()
+
+    def confirm() -> None:
+        dialog = getattr(page, "adopt_dialog", None)
+        if dialog is None:
+            QTimer.singleShot(300, confirm)
+            return
+        if dialog.exposure_box is not None:
+            dialog.exposure_box.setChecked(True)
+        dialog.ok_button.click()
+
+    QTimer.singleShot(1500, confirm)
 
 
 def seal(window) -> None:  # type: ignore[no-untyped-def]

@@ -55,6 +55,10 @@ def test_adopt_dialog_shows_attributes_purpose_and_exposure(  # type: ignore[no-
         dialog.attributes.verticalHeaderItem(r).text() for r in range(dialog.attributes.rowCount())
     ]
     assert "SENSITIVE" in names and "EXTRACTABLE" in names  # the live attributes
+    # what decides exposure is listed first, and the value that exposes the key is red
+    assert names[:4] == ["SENSITIVE", "ALWAYS_SENSITIVE", "EXTRACTABLE", "NEVER_EXTRACTABLE"]
+    sensitive = dialog.attributes.item(0, 0)
+    assert sensitive.text() == "no" and sensitive.foreground().color().name() == "#b3261e"
     assert dialog.purpose.count() >= 1 and dialog.chosen_purpose() is not None  # inferred
     assert dialog.name.text() == "foreign-aes"
     assert dialog.candidate.exposure  # pkcs11-tool made it without CKA_SENSITIVE

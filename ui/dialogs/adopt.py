@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -19,9 +20,11 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -44,6 +47,30 @@ def _value_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# Attributes listed first, and the values that mean the key may have left the token in clear
+# or under a key Keystead does not control (PKCS#11 v2.40 §4.9 key objects).
+FIRST = (
+    "SENSITIVE",
+    "ALWAYS_SENSITIVE",
+    "EXTRACTABLE",
+    "NEVER_EXTRACTABLE",
+    "WRAP_WITH_TRUSTED",
+    "ENCRYPT",
+    "DECRYPT",
+    "SIGN",
+    "VERIFY",
+    "WRAP",
+    "UNWRAP",
+    "DERIVE",
+)
+DANGEROUS = {
+    "SENSITIVE": False,
+    "ALWAYS_SENSITIVE": False,
+    "EXTRACTABLE": True,
+    "NEVER_EXTRACTABLE": False,
+}
+
+
 class AdoptDialog(QDialog):
     """Emits ``confirmed``; stays open until the caller closes it after the adoption."""
 
@@ -55,7 +82,10 @@ class AdoptDialog(QDialog):
         key = candidate.key
         self.setWindowTitle(f"Adopt key — {key.label or key.cka_id or 'no label'}")
         self.setMinimumWidth(600)
-        layout = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        body = QWidget(self)
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(
             heading(
                 f"Adopt a key from token '{candidate.token_label}' "
@@ -105,7 +135,7 @@ class AdoptDialog(QDialog):
         caption = QLabel("Live token attributes", self)
         caption.setObjectName("caption")
         layout.addWidget(caption)
-        layout.addWidget(self.attributes)
+        layout.addWidget(self.attributes, 1)  # grows with the dialog
 
         choose = QFormLayout()
         self.purpose = QComboBox(self)
@@ -123,7 +153,12 @@ class AdoptDialog(QDialog):
         self.name = QLineEdit(candidate.suggested_name or "", self)
         self.name.setPlaceholderText("a name for the managed key")
         choose.addRow("Name:", self.name)
-        layout.addLayout(choose)
+        scroll = QScrollArea(self)  # never squeezed: at 1024x700 it scrolls
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
+        outer.addLayout(choose)  # the choices and the warning stay in view
 
         self.exposure_box: QCheckBox | None = None
         if candidate.exposure:
@@ -136,41 +171,49 @@ class AdoptDialog(QDialog):
             )
             warning.setObjectName("errorLine")
             warning.setWordWrap(True)
-            layout.addWidget(warning)
+            outer.addWidget(warning)
             self.exposure_box = QCheckBox(
                 "I understand the key's value may be known outside the token", self
             )
-            layout.addWidget(self.exposure_box)
+            outer.addWidget(self.exposure_box)
         self.new_id_box: QCheckBox | None = None
         if candidate.needs_new_id:
             self.new_id_box = QCheckBox(
                 "Give it a fresh CKA_ID (it has none, or shares one with another key)", self
             )
-            layout.addWidget(self.new_id_box)
+            outer.addWidget(self.new_id_box)
         self.refusal = ErrorLine(self)
         if candidate.refusal:
             self.refusal.show_error(candidate.refusal)
-        layout.addWidget(self.refusal)
+        outer.addWidget(self.refusal)
         self.error = ErrorLine(self)
-        layout.addWidget(self.error)
+        outer.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
         self.ok_button = QPushButton("Adopt", self)
         buttons.addButton(self.ok_button, QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
+        outer.addWidget(buttons)
         for box in (self.exposure_box, self.new_id_box):
             if box is not None:
                 box.toggled.connect(lambda _on: self._update())
         self.purpose.currentIndexChanged.connect(lambda _i: self._update())
         self.name.textChanged.connect(lambda _t: self._update())
         self._update()
+        screen = QGuiApplication.primaryScreen()
+        if screen is not None:  # as tall as it needs, never taller than the screen
+            room = screen.availableGeometry()
+            self.resize(
+                min(760, room.width() - 40), min(self.sizeHint().height() + 200, room.height() - 40)
+            )
 
     def _attribute_table(self, by_class: dict[str, dict[str, Any]]) -> QTableWidget:
         classes = list(by_class)
         names: list[str] = []
         for attrs in by_class.values():
             names.extend(n for n in attrs if n not in names and n != "CLASS")
+        # What decides whether the value was ever outside the token comes first.
+        names.sort(key=lambda n: FIRST.index(n) if n in FIRST else len(FIRST))
         table = QTableWidget(len(names), len(classes), self)
         table.setHorizontalHeaderLabels([c.replace("_", " ").title() for c in classes])
         table.setVerticalHeaderLabels(names)
@@ -179,8 +222,15 @@ class AdoptDialog(QDialog):
         table.setTabKeyNavigation(False)
         for column, cls in enumerate(classes):
             for row, name in enumerate(names):
-                cell = QTableWidgetItem(_value_text(by_class[cls].get(name)))
+                value = by_class[cls].get(name)
+                cell = QTableWidgetItem(_value_text(value))
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if name in DANGEROUS and value is DANGEROUS[name]:
+                    cell.setForeground(QBrush(QColor("#b3261e")))
+                    font = cell.font()
+                    font.setBold(True)
+                    cell.setFont(font)
+                    cell.setToolTip("The key's value may be, or may have been, outside the token")
                 table.setItem(row, column, cell)
         table.horizontalHeader().setStretchLastSection(True)
         table.setMinimumHeight(160)
