@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QTreeWidgetItem
+from PySide6.QtWidgets import QApplication, QToolBar, QTreeWidgetItem
 
 from app.services.token_admin import InitImpact
 from app.storage.repository import SettingsRepository
@@ -214,3 +214,22 @@ def test_rebind_dialog_needs_a_choice_and_the_typed_name(qtbot, workstation, bri
     dialog.confirm.setText("kek-")
     assert not dialog.ok.isEnabled()
     assert dialog.table.item(0, 3).text() == f"KCV {key.kcv}"
+
+
+def test_every_toolbar_entry_is_visible_at_1024_px(qtbot, workstation, gui_session):  # type: ignore[no-untyped-def]
+    """At 1024x700 "Initialise token…" and "PINs" went behind the toolbar's » button: module
+    and PIN actions are drop-downs now, and every entry is shown."""
+    window = MainWindow(gui_session)
+    qtbot.addWidget(window)
+    window.presence_timer.stop()
+    window.resize(1024, 700)
+    window.show()
+    window.show_page(window.tokens)
+    qtbot.waitUntil(lambda: window.tokens.isVisible(), timeout=5000)
+    toolbar = window.tokens.findChild(QToolBar)
+    qtbot.waitUntil(lambda: toolbar.width() > 0, timeout=5000)
+    entries = [a for a in toolbar.actions() if not a.isSeparator()]
+    hidden = [a.text() or "widget" for a in entries if not toolbar.widgetForAction(a).isVisible()]
+    assert hidden == []
+    assert window.tokens.init_action in entries and len(entries) >= 7
+    assert window.tokens.add_module_action in window.tokens.module_menu.actions()

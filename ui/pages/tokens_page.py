@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QPoint, Qt
-from PySide6.QtGui import QAction, QBrush, QColor, QKeyEvent
+from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -108,8 +108,13 @@ class TokensPage(QWidget):
         for action in (self.login_action, self.logout_action, self.refresh_action):
             toolbar.addAction(action)
         toolbar.addSeparator()
+        # Module and PIN actions are drop-downs, so every toolbar entry stays visible at
+        # 1024 px (a flat row overflowed: Initialise and PINs went behind the » button).
+        self.module_menu = QMenu(self)
         for action in (self.add_module_action, self.remove_module_action, self.create_action):
-            toolbar.addAction(action)
+            self.module_menu.addAction(action)
+        self.module_button = self._menu_button("Modules", icon("add"), self.module_menu)
+        toolbar.addWidget(self.module_button)
         toolbar.addSeparator()
         toolbar.addAction(self.rebind_action)
         toolbar.addSeparator()
@@ -117,13 +122,9 @@ class TokensPage(QWidget):
         self.pin_menu = QMenu(self)
         for action in (self.init_pin_action, self.change_pin_action, self.change_so_pin_action):
             self.pin_menu.addAction(action)
-        self.pin_button = QToolButton(self)
-        self.pin_button.setText("PINs")
-        self.pin_button.setIcon(icon("pin"))
-        self.pin_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.pin_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.pin_button.setMenu(self.pin_menu)
+        self.pin_button = self._menu_button("PINs", icon("pin"), self.pin_menu)
         toolbar.addWidget(self.pin_button)
+        self.toolbar = toolbar
         layout.addWidget(toolbar)
         self.summary = hint("", self)
         layout.addWidget(self.summary)
@@ -183,6 +184,15 @@ class TokensPage(QWidget):
         self.tree.customContextMenuRequested.connect(self._context_menu)
         session.tokens_changed.connect(lambda _statuses: self.reload())
         self._update_actions()
+
+    def _menu_button(self, text: str, glyph: QIcon, menu: QMenu) -> QToolButton:
+        button = QToolButton(self)
+        button.setText(text)
+        button.setIcon(glyph)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        button.setMenu(menu)
+        return button
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if (
