@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from app.cli import airgap, backup, ceremony, certs, operators, output, selftest, use
+from app.cli import airgap, backup, ceremony, certs, distribution, operators, output, selftest, use
 from app.cli.approvers import CliApprovers, refusal_hint
 from app.cli.secrets import (
     ENV_AUDIT_PIN,
@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("key")
     history.set_defaults(run=cmd_keys_history)
     use.register(keys)
+    distribution.register(keys)
     certs.register(sub, keys)
     due = keys.add_parser("due", help="keys whose deactivation date is near or past")
     due.add_argument("--days", type=_days, help="window in days (default: the policy's)")
@@ -913,7 +914,10 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         except KeysteadError as exc:
             if not isinstance(exc, TokenNotLoggedIn):
                 log.debug("no live attributes: %s", exc)
-        return output.details_dict(ws.keys.details(key.id))
+        row = output.details_dict(ws.keys.details(key.id))
+        row["usage_count"] = ws.use.usage_count(key.id)
+        row["distribution"] = distribution.distribution_rows(ws.distribution.records(key.id))
+        return row
 
     row = _with_workstation(args, body)
     if args.json:
@@ -936,12 +940,14 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         "created_at",
         "created_by",
         "presence",
+        "usage_count",
     ):
         if row.get(field) is not None:
             label = field.removesuffix("_text").replace("_", " ")
             print(f"{label:>14}: {row[field]}")
     if row["identifier_words"]:
         print(f"{'read aloud':>14}: {' '.join(row['identifier_words'])}")
+    distribution.print_distribution(row["distribution"])
     for cls, attrs in row["token_attributes"].items():
         print(f"{cls}:")
         for name, value in attrs.items():

@@ -116,10 +116,12 @@ DEFAULT_POLICY: dict[str, PolicyRule] = {
     )
 }
 
-# Never below one approver (two people): irreversible, or key material leaves the token.
+# Never below one approver (two people): irreversible, key material leaves the token, or a
+# key (or a public key to trust) comes in from outside.
 FLOORS: dict[str, int] = {
     "key.destroy": 1,
     "key.export": 1,
+    "key.import": 1,
     "backup.create": 1,
     "key.distribute": 1,
     "backup.restore": 1,

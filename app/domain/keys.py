@@ -85,6 +85,7 @@ class Presence(Enum):
     UNCHECKED = "not checked"  # token present but not logged in, so not reconciled
     ABSENT = "token not present"  # the key's token is not attached (removed, or never seen)
     DESTROYED = "destroyed"  # a destroyed key: its object is meant to be gone
+    PUBLIC_ONLY = "public key only"  # an imported verify-only key: kept in the database only
 
     @property
     def alarm(self) -> bool:

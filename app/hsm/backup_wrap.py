@@ -241,29 +241,50 @@ def trusted_kek(
     destroyed and the user logged in again before this returns or raises; if that last login
     fails, TokenNotLoggedIn is raised.
     """
+    with trusted_session_object(
+        module, info, _kek_template(kek, trusted=True), so_pin, user_pin, "the trusted backup KEK"
+    ) as (session, kek_object):
+        yield KekSession(session, kek_object, info.label)
+
+
+@contextlib.contextmanager
+def trusted_session_object(
+    module: Pkcs11Module,
+    info: TokenInfo,
+    template: dict[Attribute, Any],
+    so_pin: str,
+    user_pin: str,
+    what: str,
+) -> Iterator[tuple[pkcs11.Session, Any]]:
+    """A session object made from ``template`` (which sets CKA_TRUSTED) in an SO login, then
+    usable in the same session after the user logs in again: (session, object).
+
+    Only a CKA_TRUSTED key may wrap a key with CKA_WRAP_WITH_TRUSTED, and only the SO may set
+    CKA_TRUSTED. The object is a session object (never in the token's store) and is destroyed,
+    the session closed and the user logged in again before this returns or raises."""
     token = module.token(info.serial)
-    with pkcs11_errors(f"opening a backup session on token '{info.label}'"):
+    with pkcs11_errors(f"opening a session on token '{info.label}'"):
         session = token.open(rw=True)
     handle = int(getattr(session, "handle"))  # noqa: B009
-    kek_object: Any = None
+    made: Any = None
     try:
         module.logout_handle(handle)  # the user's login (or none)
         try:
             _check_login(module.login_handle(handle, True, so_pin), "SO", info.label)
             try:
-                with pkcs11_errors(f"creating the trusted backup KEK on token '{info.label}'"):
-                    kek_object = session.create_object(_kek_template(kek, trusted=True))
+                with pkcs11_errors(f"creating {what} on token '{info.label}'"):
+                    made = session.create_object(template)
             finally:
                 module.logout_handle(handle)
         finally:
             _check_login(module.login_handle(handle, False, user_pin), "user", info.label)
-        yield KekSession(session, kek_object, info.label)
+        yield session, made
     finally:
-        if kek_object is not None:
+        if made is not None:
             try:
-                kek_object.destroy()
+                made.destroy()
             except px.PKCS11Error:
-                log.error("could not destroy the backup KEK object on %s", info.serial)
+                log.error("could not destroy %s on %s", what, info.serial)
         with contextlib.suppress(px.PKCS11Error):
             session.close()  # opened without a PIN: python-pkcs11 does not log out here
         module.wrote()  # logins rewrote token.object: the store's shadow copies follow

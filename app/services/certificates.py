@@ -32,7 +32,7 @@ from app.pki.profiles import PROFILE_FILE, Profile, profile_named
 from app.pki.reasons import REASONS
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
-from app.services.key_use import KeyUseService, _check_target
+from app.services.key_use import KeyUseService, check_target
 from app.services.keys import KeyService, identity_of
 from app.services.tokens import TokenService
 from app.storage.certificates import CertificateRepository, StoredCertificate, StoredCrl
@@ -122,7 +122,7 @@ class CertificateService:
         assert_core_thread()
         key = self.keys.resolve(key_ref)
         name = build.parse_name(subject)
-        _check_target(target, overwrite)
+        check_target(target, overwrite)
         choice, sign = self._signer(key)
         info = build.csr_info(name, self._spki(key))
         der = self._attempt(
@@ -134,7 +134,7 @@ class CertificateService:
                 "The token's signature on the request does not verify; not written."
             )
         details = {"subject": request.subject.rfc4514_string(), "sha256": _sha(der)}
-        self.use._write_recorded(
+        self.use.write_recorded(
             key,
             "cert.csr",
             details,
@@ -167,7 +167,7 @@ class CertificateService:
         name = build.parse_name(subject)
         now = self.clock()
         not_after = now + timedelta(days=_days(days, profile))
-        _check_target(target, overwrite)
+        check_target(target, overwrite)
         spki = self._spki(key)
         choice, sign = self._signer(key)
         spec = build.CertificateSpec(
@@ -237,7 +237,7 @@ class CertificateService:
             raise ValidationError(
                 f"The certificate would outlive its issuer ({ca.not_after}); ask for fewer days."
             )
-        _check_target(target, overwrite, (csr_path,))
+        check_target(target, overwrite, (csr_path,))
         spki = request.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -316,7 +316,7 @@ class CertificateService:
             "subject_key": subject_key_id,
             "lint_warnings": [str(f) for f in findings],
         }
-        self.use._write_recorded(
+        self.use.write_recorded(
             issuer,
             "cert.issue",
             details,
@@ -379,7 +379,7 @@ class CertificateService:
             )
         if not 1 <= days <= 366:
             raise ValidationError("A CRL's nextUpdate must be 1 to 366 days ahead.")
-        _check_target(target, overwrite)
+        check_target(target, overwrite)
         ca_cert = x509.load_der_x509_certificate(ca.der)
         from asn1crypto import x509 as asn1_x509
 
@@ -427,7 +427,7 @@ class CertificateService:
             "next_update": stored.next_update,
             "lint_warnings": [str(f) for f in findings],
         }
-        self.use._write_recorded(
+        self.use.write_recorded(
             issuer,
             "cert.crl",
             details,

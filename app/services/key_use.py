@@ -192,7 +192,7 @@ class KeyUseService:
         key = self.keys.resolve(key_ref)
         self.authorize(key, Operation.SIGN)
         chosen = _mechanism(key, mechanism)
-        _check_target(target, overwrite, (source,))
+        check_target(target, overwrite, (source,))
         size = _input_size(source)
         session = self.tokens.session(key.token_serial)
         action = Operation.SIGN
@@ -267,7 +267,7 @@ class KeyUseService:
                 f"A CMS signature carries the signer's certificate, and key '{key.name}' has "
                 "none made here; issue one (certs self-sign or certs sign-csr) first."
             )
-        _check_target(target, overwrite, (source,))
+        check_target(target, overwrite, (source,))
         size = _input_size(source)
         digest_name = cms.digest_name(key.algorithm)
         mechanism = f"CMS/{digest_name.upper()}"
@@ -464,7 +464,7 @@ class KeyUseService:
         self.authorize(key, Operation.ENCRYPT)
         if key.algorithm.family is not Family.AES:
             raise ValidationError(f"Key '{key.name}' is not an AES key; files need AES-GCM.")
-        _check_target(target, overwrite, (source,))
+        check_target(target, overwrite, (source,))
         size = _input_size(source)
         _check_space(target, EncryptedHeader.sealed_size(size))
         header = EncryptedHeader.new(uuid.UUID(key.id), size)
@@ -526,7 +526,7 @@ class KeyUseService:
         expected = EncryptedHeader.sealed_size(header.plaintext_bytes)
         if size != expected:
             raise _not_authentic(source, "its length does not match its header")
-        _check_target(target, overwrite, (source,))
+        check_target(target, overwrite, (source,))
         _check_space(target, header.plaintext_bytes)
         session = self.tokens.session(key.token_serial)
         input_hash = hashlib.sha256(head)
@@ -584,14 +584,14 @@ class KeyUseService:
         write: Callable[[IO[bytes]], Any],
         input_hash: Any = None,
     ) -> UseResult:
-        """Write the output and record the use (``_write_recorded``); ``input_sha256`` may be
+        """Write the output and record the use (``write_recorded``); ``input_sha256`` may be
         left None when ``write`` feeds ``input_hash`` as it reads."""
         details: dict[str, Any] = {"mechanism": mechanism, "input_bytes": input_bytes}
 
         def finish(details: dict[str, Any]) -> None:
             details["input_sha256"] = input_sha256 or input_hash.hexdigest()
 
-        seq, output_sha256, output_bytes = self._write_recorded(
+        seq, output_sha256, output_bytes = self.write_recorded(
             key, f"key.{operation.value}", details, target, overwrite, write, finish
         )
         log.info(
@@ -610,7 +610,7 @@ class KeyUseService:
             seq,
         )
 
-    def _write_recorded(
+    def write_recorded(
         self,
         key: KeyRecord,
         action: str,
@@ -620,12 +620,16 @@ class KeyUseService:
         write: Callable[[IO[bytes]], Any],
         finish: Callable[[dict[str, Any]], None] | None = None,
         within: Callable[[], None] | None = None,
+        *,
+        operators: tuple[str, ...] | None = None,
+        within_seq: Callable[[int], None] | None = None,
     ) -> tuple[int, str, int]:
         """Write the output to a temporary file beside ``target`` and make it visible in the
         transaction of its audit entry: if the entry cannot be written the output goes too.
         ``details`` gets the output's SHA-256, size and name. Returns (entry seq, output
         SHA-256, output size). ``within`` runs inside the same transaction (e.g. storing the
-        artefact's record)."""
+        artefact's record); ``within_seq`` too, given the entry's seq. ``operators``: who
+        stands behind it (an ``Authorisation``), default the operator alone."""
         directory = target.parent
         fd, temp_name = tempfile.mkstemp(prefix=".keystead-", suffix=".part", dir=directory)
         temp = Path(temp_name)
@@ -648,7 +652,7 @@ class KeyUseService:
                 seq = record(
                     self.db,
                     when=self.clock(),
-                    operators=(self.operator,),
+                    operators=operators if operators is not None else (self.operator,),
                     action=action,
                     subject=f"key:{key.id}",
                     outcome=Outcome.SUCCESS,
@@ -656,6 +660,8 @@ class KeyUseService:
                 )
                 if within is not None:
                     within()
+                if within_seq is not None:
+                    within_seq(seq)
                 _place(temp, target, overwrite)
                 placed = True
             _fsync_dir(directory)
@@ -699,8 +705,8 @@ class KeyUseService:
         fingerprint = hashlib.sha256(spki).hexdigest()
         details: dict[str, Any] = {"format": fmt.value, "fingerprint": fingerprint}
         if target is not None:
-            _check_target(target, overwrite)
-            seq, _sha, _count = self._write_recorded(
+            check_target(target, overwrite)
+            seq, _sha, _count = self.write_recorded(
                 key, "key.export-public", details, target, overwrite, lambda out: out.write(data)
             )
         else:
@@ -833,7 +839,7 @@ def _chunks(
         raise ValidationError(f"'{source.name}' changed while it was read; nothing was written.")
 
 
-def _check_target(target: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+def check_target(target: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Refuse an output that exists (unless ``overwrite``), is not a regular file, has no
     folder, or is one of the ``inputs`` under any name (same device and inode: the same path,
     a symlink or a hard link), which ``--overwrite`` would replace with the output."""

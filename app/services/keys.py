@@ -944,6 +944,8 @@ def _unreconciled(key: KeyRecord, present: set[str]) -> Presence:
     """A record whose token is not logged in: destroyed, token absent, or not checked."""
     if key.state in DESTROYED_STATES:
         return Presence.DESTROYED
+    if not key.token_serial:
+        return Presence.PUBLIC_ONLY
     return Presence.UNCHECKED if key.token_serial in present else Presence.ABSENT
 
 

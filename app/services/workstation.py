@@ -65,6 +65,7 @@ from app.storage.repository import SettingsRepository
 if TYPE_CHECKING:  # built on first use: see Workstation.use / .backup / .certs
     from app.services.backup import BackupService
     from app.services.certificates import CertificateService
+    from app.services.distribution import DistributionService
     from app.services.key_use import KeyUseService
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,23 @@ class Workstation:
 
         return CertificateService(
             self.db, self.tokens, self.keys, self.use, self.operator, self.clock
+        )
+
+    @cached_property
+    def distribution(self) -> DistributionService:
+        """Wrapped key transfer and imported public keys (docs/key-transfer.md)."""
+        from app.services.distribution import DistributionService
+
+        return DistributionService(
+            self.db,
+            self.tokens,
+            self.keys,
+            self.use,
+            self.approvals,
+            self.tokens.intents,
+            self.operator,
+            self.workstation_id,
+            self.clock,
         )
 
     # --- dual control hooks ----------------------------------------------------------------

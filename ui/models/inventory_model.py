@@ -511,6 +511,8 @@ class InventoryModel(QAbstractTableModel):
                 "here). Insert it to check or use the key.",
                 Presence.DESTROYED: "The key was destroyed; its object is meant to be gone. "
                 "The record keeps its history.",
+                Presence.PUBLIC_ONLY: "An imported public key: it verifies signatures and is "
+                "kept in Keystead's database, not on a token.",
             }[presence]
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return self._text(item_index)[column]
