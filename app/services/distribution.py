@@ -27,7 +27,7 @@ from app.domain.fingerprints import pgp_words
 from app.domain.keys import KeyRecord, KeyState, TrustedWrap
 from app.domain.public_import import PublicKeyInput, read_public
 from app.domain.transfer import TransferFile, WrapMechanism
-from app.errors import KeysteadError, PolicyError, ValidationError
+from app.errors import KeysteadError, PolicyError, TokenError, ValidationError
 from app.hsm import transfer_wrap
 from app.services.approvals import ApprovalService
 from app.services.audit import Outcome, failure_outcome, record, record_alone
@@ -189,7 +189,17 @@ class DistributionService:
                 )
             else:
                 assert kek is not None  # noqa: S101
-                wrapped = transfer_wrap.wrap_aes_kwp(session, key.cka_id, kek.cka_id)
+                try:
+                    wrapped = transfer_wrap.wrap_aes_kwp(session, key.cka_id, kek.cka_id)
+                except TokenError as exc:
+                    if key.wrap_trusted is not TrustedWrap.OK:
+                        raise
+                    raise TokenError(
+                        f"{exc.message} '{key.name}' carries CKA_WRAP_WITH_TRUSTED: only a KEK "
+                        "the security officer marked CKA_TRUSTED may wrap it, and this token "
+                        f"does not hold '{kek.name}' so. Use --recipient (RSA-OAEP) instead; "
+                        "nothing was written."
+                    ) from exc
             kcv = wrapped.kcv or key.kcv or ""
             if key.kcv and wrapped.kcv and wrapped.kcv != key.kcv.upper():
                 raise ValidationError(

@@ -423,3 +423,86 @@ def test_import_public_key_or_certificate_as_verify_only(station: Station, tmp_p
     sig.write_bytes(signer.sign(b"signed elsewhere", ec.ECDSA(hashes.SHA256())))
     result = station(station.ws.use.verify_file, key.id, message, sig)
     assert result.operation.value == "verify"
+
+
+# A KEK with a known value, written by an independent client (raw python-pkcs11), as another
+# ceremony would load it: private, sensitive, wrap/unwrap only.
+LOAD_KEK = """
+import sys, pkcs11
+from pkcs11 import Attribute as A, KeyType, ObjectClass
+module, label, value = sys.argv[1:4]
+token = pkcs11.lib(module).get_token(token_label=label)
+with token.open(rw=True, user_pin=sys.stdin.readline().strip()) as s:
+    s.create_object({A.CLASS: ObjectClass.SECRET_KEY, A.KEY_TYPE: KeyType.AES,
+        A.VALUE: bytes.fromhex(value), A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True,
+        A.EXTRACTABLE: False, A.LABEL: "shared-kek", A.ID: bytes.fromhex("5ead"),
+        A.WRAP: True, A.UNWRAP: True, A.ENCRYPT: False, A.DECRYPT: False, A.SIGN: False,
+        A.VERIFY: False, A.DERIVE: False})
+"""
+
+
+def test_aes_kwp_file_from_an_independent_peer_imports_under_the_shared_kek(
+    station: Station, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+    from tests.hsm.kit import MODULE
+
+    kek_value, key_value = os.urandom(32), os.urandom(16)
+
+    def kcv(value: bytes) -> str:
+        enc = Cipher(algorithms.AES(value), modes.ECB()).encryptor()  # noqa: S305 (KCV)
+        return (enc.update(bytes(16)) + enc.finalize())[:3].hex().upper()
+
+    station.lock()
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_KEK, MODULE, TOKEN, kek_value.hex()],
+        input=PIN + "\n",
+        env={"SOFTHSM2_CONF": str(station.home.softhsm_conf), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    station.unlock()
+    kek = station(station.ws.keys.adopt, TOKEN, "5ead", "shared-kek")
+    assert kek.purpose is Purpose.KEY_WRAPPING and kek.kcv == kcv(kek_value)
+    kek = station(station.ws.lifecycle.transition, kek.id, Action.ACTIVATE)
+    made = transfer.TransferFile(
+        key_id="peer-key",
+        key_name="peer-key",
+        algorithm=Algorithm.AES_128,
+        purpose=Purpose.ENCRYPTION,
+        value_len=16,
+        kcv=kcv(key_value),
+        mechanism=transfer.WrapMechanism.AES_KWP,
+        recipient=kcv(kek_value),
+        wrapped=aes_key_wrap_with_padding(kek_value, key_value),
+        workstation="peer",
+        operators=("peer",),
+        created_at="2026-11-30T12:00:00+00:00",
+    )
+    path = tmp_path / "kwp.transfer"
+    path.write_bytes(made.encode())
+    done = station(station.ws.distribution.import_wrapped, TOKEN, path, "from-peer")
+    assert done.key.kcv == kcv(key_value) and done.key.state is KeyState.PRE_ACTIVE
+    enc = Cipher(algorithms.AES(key_value), modes.CBC(bytes(16))).encryptor()
+    padded = b"attack at dawn" + bytes([2]) * 2
+    ciphertext = (enc.update(padded) + enc.finalize()).hex()
+    assert cipher(station.home, "dec", done.key.cka_id, ciphertext) == "attack at dawn"
+
+    # Wrapping a Keystead key under this (untrusted) KEK: SoftHSM refuses a key that only a
+    # CKA_TRUSTED KEK may wrap; the refusal says what to do and nothing is written.
+    key = _active(station, Algorithm.AES_256, "local", Purpose.ENCRYPTION, backup_able=True)
+    out = tmp_path / "local.transfer"
+    with pytest.raises(Exception) as caught:
+        station(station.ws.distribution.wrap_for, key.id, out, kek_ref="shared-kek")
+    assert "CKA_TRUSTED" in str(caught.value) and not out.exists()
+    assert station(station.ws.distribution.records, key.id) == []
+    assert station.events("key.distribute", f"key:{key.id}")[-1].outcome == "failed"
