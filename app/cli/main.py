@@ -1080,8 +1080,21 @@ def cmd_keys_history(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_due(args: argparse.Namespace) -> int:
-    keys = _with_workstation(args, lambda ws: ws.lifecycle.due(args.days))
-    rows = [output.key_dict(k) for k in keys]
+    def body(ws: Workstation) -> list[dict[str, Any]]:
+        by_period = ws.lifecycle.due(args.days)
+        rows = [{**output.key_dict(k), "reason": "end of cryptoperiod"} for k in by_period]
+        listed = {k.id for k in by_period}
+        keys = ws.keys.repo.all()
+        by_usage = ws.use.usage_due(keys)
+        for key in keys:
+            if key.id in by_usage and key.id not in listed:
+                rows.append({**output.key_dict(key), "reason": by_usage[key.id]})
+            elif key.id in by_usage:
+                row = next(r for r in rows if r["id"] == key.id)
+                row["reason"] += "; " + by_usage[key.id]
+        return rows
+
+    rows = _with_workstation(args, body)
     if args.json:
         output.print_json(rows)
     else:
@@ -1091,6 +1104,7 @@ def cmd_keys_due(args: argparse.Namespace) -> int:
                 ("name", "NAME"),
                 ("state", "STATE"),
                 ("deactivation_date", "DEACTIVATION (UTC)"),
+                ("reason", "WHY"),
                 ("token", "TOKEN"),
                 ("id", "ID"),
             ],

@@ -174,6 +174,8 @@ class InventoryItem(NamedTuple):
     presence: Presence
     record: KeyRecord | None = None
     token_object: TokenObject | None = None
+    uses: int = 0  # protect uses counted in the audit chain (``KeyUseService.tallies``)
+    usage_due: str = ""  # why a usage limit makes the key due, or ""
 
     @property
     def name(self) -> str:

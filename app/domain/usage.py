@@ -10,6 +10,7 @@ for nothing; PRE_ACTIVE and destroyed keys neither.
 from __future__ import annotations
 
 from enum import Enum
+from typing import NamedTuple
 
 from app.domain.algorithms import Algorithm, Family, Purpose
 from app.domain.keys import KeyState
@@ -145,3 +146,38 @@ def parse_signature(text: str, algorithm: Algorithm) -> SignatureMechanism:
             f"choose one of: {usable or 'none (not a signing algorithm)'}."
         )
     return mechanism
+
+
+# --- usage counters and limits (resources/usage-limits.toml) ----------------------------------
+
+COUNTERS = ("uses", "invocations", "files")
+
+
+class UsageTally(NamedTuple):
+    """What the audit chain counts for one key: protect ``uses`` (a batch counts each
+    message), AES-GCM ``invocations`` (chunks) and ``files`` encrypted."""
+
+    uses: int = 0
+    invocations: int = 0
+    files: int = 0
+
+
+def usage_warning(
+    purpose: Purpose, tally: UsageTally, limits: dict[Purpose, dict[str, int]], fraction: float
+) -> str | None:
+    """Why the key is due for replacement by its usage, or None: the first counter at or past
+    ``fraction`` of its purpose's limit, e.g. "AES-GCM invocations 3,900,000,000 of
+    4,294,967,296 (SP 800-38D limit)"."""
+    for counter, limit in sorted(limits.get(purpose, {}).items()):
+        value = int(getattr(tally, counter))
+        if value >= limit * fraction:
+            word = "reached" if value >= limit else "near"
+            return f"usage limit {word}: {_COUNTER_TITLES[counter]} {value:,} of {limit:,}"
+    return None
+
+
+_COUNTER_TITLES = {
+    "uses": "uses",
+    "invocations": "AES-GCM invocations",
+    "files": "files encrypted",
+}

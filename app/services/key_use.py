@@ -43,14 +43,14 @@ from app.domain.file_format import (
     parse_header,
 )
 from app.domain.fingerprints import pgp_words
-from app.domain.keys import KeyRecord
+from app.domain.keys import KeyRecord, KeyState
 from app.domain.public_formats import PublicFormat, encode_public
 from app.domain.usage import (
     RULE_PURPOSE,
     RULE_STATE,
-    Direction,
     Operation,
     SignatureMechanism,
+    UsageTally,
     default_signature,
     parse_signature,
     state_refusal,
@@ -65,15 +65,19 @@ from app.errors import (
     ValidationError,
 )
 from app.hsm.operations import GCM_TAG_BYTES, AuthenticationFailed, KeyInUse
+from app.services import usage_counts
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.guard import Guard, unguarded
 from app.services.keys import KeyService, identity_of
+from app.services.policy import UsageLimits, load_usage_limits
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.files import read_regular
 
 log = logging.getLogger(__name__)
+
+_LIVE = (KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.SUSPENDED)
 
 # Ed25519 is PureEdDSA: the token needs the whole message at once.
 ED25519_MAX_BYTES = 64 * 1024 * 1024
@@ -130,6 +134,7 @@ class KeyUseService:
         self.operator = operator
         self.clock = clock
         self.guard: Guard = unguarded  # the role check (wired by the workstation)
+        self.limits: UsageLimits = load_usage_limits()
 
     # --- the one check ---------------------------------------------------------------------
 
@@ -163,16 +168,16 @@ class KeyUseService:
     def usage_count(self, key_id: str) -> int:
         """Successful protect operations recorded for this key: files signed or encrypted,
         messages signed (a batch counts each), requests, certificates and CRLs signed."""
-        actions = [f"key.{op.value}" for op in Operation if op.direction is Direction.PROTECT]
-        actions += ["cert.csr", "cert.issue", "cert.crl"]
-        marks = ", ".join("?" for _ in actions)
-        value = self.db.scalar(
-            "SELECT coalesce(sum(coalesce(json_extract(details, '$.batch'), 1)), 0) "  # noqa: S608
-            "FROM events WHERE subject = ? AND outcome = 'success' "
-            f"AND action IN ({marks})",
-            (f"key:{key_id}", *actions),
-        )
-        return int(value or 0)
+        return self.tallies(key_id).get(key_id, UsageTally()).uses
+
+    def tallies(self, key_id: str | None = None) -> dict[str, UsageTally]:
+        """Usage counters of every key (or one) from the audit chain (``usage_counts``)."""
+        return usage_counts.tallies(self.db, key_id)
+
+    def usage_due(self, keys: Sequence[KeyRecord]) -> dict[str, str]:
+        """Live keys at or near a usage limit of their purpose (resources/usage-limits.toml):
+        key id → why (e.g. "usage limit near: AES-GCM invocations …")."""
+        return usage_counts.usage_due(self.db, keys, self.limits)
 
     # --- signatures ------------------------------------------------------------------------
 
@@ -495,6 +500,7 @@ class KeyUseService:
                 overwrite,
                 write,
                 input_hash=audit_hash,
+                extra={"invocations": chunk_count(size)},  # GCM invocations (usage limit)
             )
         except KeysteadError as exc:
             self._failed(key, Operation.ENCRYPT, "AES-GCM", exc)
@@ -583,10 +589,15 @@ class KeyUseService:
         overwrite: bool,
         write: Callable[[IO[bytes]], Any],
         input_hash: Any = None,
+        extra: dict[str, Any] | None = None,
     ) -> UseResult:
         """Write the output and record the use (``write_recorded``); ``input_sha256`` may be
         left None when ``write`` feeds ``input_hash`` as it reads."""
-        details: dict[str, Any] = {"mechanism": mechanism, "input_bytes": input_bytes}
+        details: dict[str, Any] = {
+            "mechanism": mechanism,
+            "input_bytes": input_bytes,
+            **(extra or {}),
+        }
 
         def finish(details: dict[str, Any]) -> None:
             details["input_sha256"] = input_sha256 or input_hash.hexdigest()

@@ -94,6 +94,11 @@ class KeyService:
         self.intents = intents or tokens.intents
         self.intents.handlers["key.generate"] = self._reconcile_generation
         self.intents.handlers["key.adopt-id"] = self._reconcile_adopt_id
+        # Usage counters and usage-limit warnings per key id (wired by the workstation to
+        # ``KeyUseService``, which depends on this service): (uses, why due).
+        self.usage_of: (
+            Callable[[list[KeyRecord]], tuple[dict[str, int], dict[str, str]]] | None
+        ) = None
         self.settings = SettingsRepository(db)
         # The air-gap policy is always consulted (it lives in the database, off by default).
         self.airgap = airgap or AirGapGuard(db, operator, clock)
@@ -565,6 +570,14 @@ class KeyService:
             items.extend(
                 InventoryItem(Presence.UNMANAGED, None, o) for o in objects if id(o) not in taken
             )
+        if self.usage_of is not None:
+            uses, due = self.usage_of(records)
+            items = [
+                item._replace(uses=uses.get(rid, 0), usage_due=due.get(rid, ""))
+                if item.record is not None and (rid := item.record.id) in uses
+                else item
+                for item in items
+            ]
         return items
 
     def details(self, key_id: str) -> KeyDetails:

@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # built on first use: see Workstation.use / .backup / .certs
     from app.services.certificates import CertificateService
     from app.services.distribution import DistributionService
     from app.services.key_use import KeyUseService
+    from app.services.policy import UsageLimits
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ class Workstation:
         self.admin = TokenAdmin(db, self.tokens, operator, clock, lambda: self.audit.token_serial)
         self.inspect = TokenInspector(db, self.tokens, clock)
         self.rebind = RebindService(db, self.tokens, self.keys, operator, clock)
+        self.keys.usage_of = self._usage_of  # counters read the audit chain only
+        self._usage_limits: UsageLimits | None = None
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
         # Roles and dual control: one approval service behind every service's hooks.
@@ -255,6 +258,19 @@ class Workstation:
             self.operator,
             self.workstation_id,
             self.clock,
+        )
+
+    def _usage_of(self, keys: list[KeyRecord]) -> tuple[dict[str, int], dict[str, str]]:
+        """Per key id: protect uses, and why a usage limit makes it due (inventory)."""
+        from app.services import usage_counts
+        from app.services.policy import load_usage_limits
+
+        if self._usage_limits is None:
+            self._usage_limits = load_usage_limits()
+        counted = usage_counts.tallies(self.db)
+        return (
+            {k: t.uses for k, t in counted.items()},
+            usage_counts.usage_due(self.db, keys, self._usage_limits),
         )
 
     # --- dual control hooks ----------------------------------------------------------------

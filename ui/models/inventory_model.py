@@ -44,6 +44,7 @@ class Column(IntEnum):
     IDENTIFIER = 7
     CREATED = 8
     CREATED_BY = 9
+    USES = 10
 
 
 HEADERS = {
@@ -57,6 +58,7 @@ HEADERS = {
     Column.IDENTIFIER: "KCV / SHA-256 fingerprint",
     Column.CREATED: "Created (UTC)",
     Column.CREATED_BY: "Created by",
+    Column.USES: "Uses",
 }
 
 ObjectRole = Qt.ItemDataRole.UserRole + 1
@@ -84,6 +86,8 @@ DUE_MARK = " · due"
 def is_due(item: InventoryItem, due_before: datetime | None) -> bool:
     """Live key whose deactivation (protect-stop) date is before ``due_before``."""
     record = item.record
+    if record is not None and item.usage_due and record.state in LIVE_STATES:
+        return True  # at or near a usage limit of its purpose (resources/usage-limits.toml)
     return bool(
         due_before
         and record
@@ -128,6 +132,7 @@ def row_texts(item: InventoryItem, due_before: datetime | None = None) -> tuple[
             _identifier(record),
             record.created_at.isoformat(" ", "minutes")[:16],
             record.created_by,
+            f"{item.uses:,}",
         )
     obj = item.token_object
     if obj is None:
@@ -141,6 +146,7 @@ def row_texts(item: InventoryItem, due_before: datetime | None = None) -> tuple[
         _presence_text(item),
         obj.token_label,
         obj.identifier,
+        "",
         "",
         "",
     )
@@ -192,6 +198,8 @@ def _sort_keys(
         return [(i.record.kcv or i.record.fingerprint or "") if i.record else "" for i in items]
     if column is Column.CREATED:
         return [i.record.created_at.timestamp() if i.record else 0.0 for i in items]
+    if column is Column.USES:
+        return [i.uses for i in items]
     return [text(i)[column].casefold() for i in range(len(items))]
 
 
@@ -265,6 +273,7 @@ _ROLES = frozenset(
         Qt.ItemDataRole.FontRole,
         Qt.ItemDataRole.ToolTipRole,
         Qt.ItemDataRole.AccessibleTextRole,
+        Qt.ItemDataRole.TextAlignmentRole,  # the Uses column, right-aligned
     }
 )
 
@@ -499,6 +508,15 @@ class InventoryModel(QAbstractTableModel):
                 return _BOLD
             if presence is Presence.UNMANAGED:
                 return _ITALIC
+        if role == Qt.ItemDataRole.TextAlignmentRole and column == Column.USES:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and column == Column.STATE:
+            return self._items[item_index].usage_due or None
+        if role == Qt.ItemDataRole.ToolTipRole and column == Column.USES:
+            return (
+                "Protect uses recorded in the audit log: files and messages signed, files "
+                "encrypted, requests, certificates and CRLs."
+            )
         if role == Qt.ItemDataRole.ToolTipRole and column == Column.PRESENCE:
             return {
                 Presence.PRESENT: "The token holds this key.",

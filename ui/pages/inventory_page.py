@@ -52,9 +52,11 @@ COLUMN_WIDTHS = {
     Column.IDENTIFIER: 200,
     Column.CREATED: 128,
     Column.CREATED_BY: 90,
+    Column.USES: 70,
 }
 # Hidden first when the table is narrow; Name, State and On token always stay.
 HIDE_FIRST = (
+    Column.USES,
     Column.CREATED_BY,
     Column.CREATED,
     Column.SIZE,
@@ -308,6 +310,7 @@ class InventoryPage(QWidget):
                     ws.keys.details(key_id),
                     ws.lifecycle.lineage(key_id),
                     ws.lifecycle.history(key_id),
+                    ws.distribution.records(key_id),
                 ),
                 self._view_loaded,
                 lambda error: self.detail.presence.setText(message(error)),

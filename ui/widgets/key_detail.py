@@ -29,6 +29,7 @@ from app.domain.fingerprints import hex_groups
 from app.domain.identity import Exposure, parse_exposure
 from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenSync
 from app.services.keys import KeyDetails
+from app.storage.distributions import Distribution
 from app.storage.events import StoredEvent
 from ui.widgets.copyable import CopyableValue, wrappable
 from ui.widgets.key_identity import breakable
@@ -69,6 +70,7 @@ class KeyView(NamedTuple):
     details: KeyDetails
     lineage: list[KeyRecord]
     history: list[StoredEvent]
+    distribution: list[Distribution] = []  # noqa: RUF012 (a NamedTuple default, never mutated)
 
 
 def _value_text(value: Any) -> str:
@@ -134,6 +136,11 @@ class KeyDetailPanel(QFrame):
         self.lineage.setTextFormat(Qt.TextFormat.RichText)
         self.lineage.linkActivated.connect(lambda link: self.key_link_activated.emit(link[4:]))
         layout.addWidget(self.lineage)
+        self.distribution = QLabel(self)
+        self.distribution.setObjectName("distribution")
+        self.distribution.setWordWrap(True)
+        self.distribution.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.distribution)
         self.words_caption = QLabel("Read aloud (PGP words):", self)
         self.words_caption.setObjectName("caption")
         self.words = QLabel(self)
@@ -193,6 +200,8 @@ class KeyDetailPanel(QFrame):
         self._set_fields([])
         self.lineage.clear()
         self.lineage.hide()
+        self.distribution.clear()
+        self.distribution.hide()
         self._hide_live()
         self.adopt_button.hide()
         self.action_bar.hide()
@@ -250,6 +259,7 @@ class KeyDetailPanel(QFrame):
         self.adopt_button.setVisible(item.presence is Presence.UNMANAGED)
         self._hide_live()
         self.lineage.hide()
+        self.distribution.hide()
         self.history.setRowCount(0)
         record, obj = item.record, item.token_object
         self.action_bar.setVisible(record is not None)
@@ -279,7 +289,10 @@ class KeyDetailPanel(QFrame):
             return
         if record is not None:
             self.title.setText(record.name)
-            self._set_fields(self._record_fields(record))
+            uses = f"{item.uses:,} protect operations recorded"
+            if item.usage_due:
+                uses += f" — {item.usage_due}"
+            self._set_fields([*self._record_fields(record), ("Uses", uses)])
             sync = record.token_sync.title
             self.sync.setText(sync[:1].upper() + sync[1:] + ".")
             self.sync.setVisible(record.token_sync is not TokenSync.OK)
@@ -329,7 +342,24 @@ class KeyDetailPanel(QFrame):
         if details.token_attributes:
             self._fill_attributes(details.token_attributes)
         self._fill_lineage(view.lineage, details.record.id)
+        self._fill_distribution(view.distribution)
         self._fill_history(view.history)
+
+    def _fill_distribution(self, items: list[Distribution]) -> None:
+        """The distribution record: who received this key (or where it came from), when,
+        under which recipient fingerprint, approved by whom."""
+        if not items:
+            self.distribution.hide()
+            return
+        lines = ["Distribution record:"]
+        for d in items:
+            verb = "Sent to" if d.direction == "sent" else "Received via"
+            lines.append(
+                f"• {d.created_at[:16].replace('T', ' ')} UTC — {verb} {d.recipient_name} "
+                f"[{d.recipient[:16]}…], {d.mechanism}, KCV {d.kcv}; by {', '.join(d.operators)}"
+            )
+        self.distribution.setText("\n".join(lines))
+        self.distribution.show()
 
     def _fill_lineage(self, line: list[KeyRecord], current_id: str) -> None:
         if len(line) < 2:
