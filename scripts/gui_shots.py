@@ -8,7 +8,8 @@ temporary directory, with keys in several states, then shows VIEW full screen: a
 (overview, inventory, tokens, audit, audit-verified; ceremony: the root-CA template waiting for
 a sign-off; ceremony-register: registering; ceremony-done: completed) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
-adopt, adopted). Not part of the product; never run it against a real workstation.
+adopt, adopted, wrap-for, import-wrapped, import-public, distribution, use-menu,
+use-menu-auditor). Not part of the product; never run it against a real workstation.
 """
 
 from __future__ import annotations
@@ -58,6 +59,26 @@ def demo(ws: Workstation) -> None:
     life.transition(sus.id, Action.SUSPEND, "partner asked to pause the integration")
     for n in range(12):
         keys.generate("Demo", Algorithm.AES_128, f"tenant-{n:02d}-dek", Purpose.ENCRYPTION)
+    # Distribution: a backup-able key used a few times and wrapped for a partner's HSM.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    zmk = keys.generate("Demo", Algorithm.AES_256, "payments-zmk", Purpose.ENCRYPTION, True)
+    life.transition(zmk.id, Action.ACTIVATE)
+    work = ws.home.root.parent
+    plain = work / "settlement.csv"
+    plain.write_bytes(b"id,amount\n" * 40_000)
+    for n in range(3):
+        ws.use.encrypt_file(zmk.id, plain, work / f"settlement-{n}.ksenc")
+    partner = work / "partner-hsm.pem"
+    partner.write_bytes(
+        rsa.generate_private_key(65537, 2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    ws.distribution.wrap_for(
+        zmk.id, work / "payments-zmk.transfer", so_pin=SO_PIN, user_pin=PIN, recipient=partner
+    )
 
 
 def foreign_key(home: Home) -> None:
@@ -229,6 +250,12 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
         "remove-module": ("", lambda: remove_module(window)),
         "login": ("", lambda: window.banner.log_in()),
         "backoff": ("", lambda: backoff(window)),
+        "wrap-for": ("payments-zmk", lambda: window.inventory.use.open("wrap-for")),
+        "import-wrapped": ("", lambda: window.inventory.use.open("import-wrapped")),
+        "import-public": ("", lambda: window.inventory.use.open("import-public")),
+        "distribution": ("payments-zmk", lambda: None),
+        "use-menu": ("payments-zmk", lambda: use_menu(window)),
+        "use-menu-auditor": ("payments-zmk", lambda: use_menu(window, auditor=True)),
     }[view]
     if target[0]:
         select(window, target[0])
@@ -250,6 +277,17 @@ def adopt_it(window) -> None:  # type: ignore[no-untyped-def]
         dialog.ok_button.click()
 
     QTimer.singleShot(1500, confirm)
+
+
+def use_menu(window, auditor: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """The Use menu opened under its button (as an auditor: the role gate's tooltips)."""
+    if auditor:
+        from app.domain.roles import Role
+
+        window.session.gate.set_roles(frozenset({Role.AUDITOR}))
+        window.inventory.use.set_key(window.inventory.use.key)
+    button = window.inventory.use.button
+    window.inventory.use.menu.popup(button.mapToGlobal(button.rect().bottomLeft()))
 
 
 def seal(window) -> None:  # type: ignore[no-untyped-def]

@@ -215,7 +215,16 @@ class LifecycleActions(QObject):
 
             def reason_job() -> Callable[[Workstation], Any]:
                 reason, when = reason_dialog.values()
-                return lambda ws: ws.lifecycle.transition(key_id, action, reason, when)
+                box = reason_dialog.revoke_certificates
+                revoke = box is not None and box.isChecked()
+
+                def job(ws: Workstation) -> KeyRecord:
+                    after = ws.lifecycle.transition(key_id, action, reason, when)
+                    if revoke:  # recorded, one cert.revoke entry per certificate
+                        ws.certs.revoke_key_certificates(key_id)
+                    return after
+
+                return job
 
             self._open(reason_dialog, reason_job, said)
         elif action is Action.DESTROY:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli import output
+from app.cli.args import add_output, on_key
 from app.domain.public_formats import PublicFormat, parse_format
 from app.pki.reasons import REASONS
 
@@ -34,8 +35,7 @@ def register(sub: Any, keys: Any) -> None:
     )
     export.add_argument("key")
     export.add_argument("--format", default="pem", type=parse_format, help="pem|der|ssh|jwk")
-    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
-    export.add_argument("--overwrite", action="store_true")
+    add_output(export, required=False, help_text="file to write (default: standard output)")
     export.set_defaults(run=cmd_export_public)
 
     certs = sub.add_parser("certs", help="certificates and CRLs from token keys").add_subparsers(
@@ -44,8 +44,7 @@ def register(sub: Any, keys: Any) -> None:
     csr = certs.add_parser("csr", help="a PKCS#10 request signed by the key on the token")
     csr.add_argument("key")
     csr.add_argument("--subject", required=True, help="RFC 4514 DN, e.g. 'CN=Root,O=Org,C=DE'")
-    csr.add_argument("--out", required=True, type=Path)
-    csr.add_argument("--overwrite", action="store_true")
+    add_output(csr)
     csr.set_defaults(run=cmd_csr)
 
     self_sign = certs.add_parser("self-sign", help="a self-signed (root CA) certificate")
@@ -53,8 +52,7 @@ def register(sub: Any, keys: Any) -> None:
     self_sign.add_argument("--profile", default="root-ca")
     self_sign.add_argument("--subject", required=True)
     self_sign.add_argument("--days", type=int, required=True)
-    self_sign.add_argument("--out", required=True, type=Path)
-    self_sign.add_argument("--overwrite", action="store_true")
+    add_output(self_sign)
     self_sign.set_defaults(run=cmd_self_sign)
 
     sign_csr = certs.add_parser("sign-csr", help="issue a certificate for a request (CA key)")
@@ -62,8 +60,7 @@ def register(sub: Any, keys: Any) -> None:
     sign_csr.add_argument("--csr", required=True, type=Path)
     sign_csr.add_argument("--profile", required=True)
     sign_csr.add_argument("--days", type=int, required=True)
-    sign_csr.add_argument("--out", required=True, type=Path)
-    sign_csr.add_argument("--overwrite", action="store_true")
+    add_output(sign_csr)
     sign_csr.set_defaults(run=cmd_sign_csr)
 
     listing = certs.add_parser("list", help="certificates issued here")
@@ -78,21 +75,12 @@ def register(sub: Any, keys: Any) -> None:
     crl = certs.add_parser("crl", help="issue the next CRL of a CA key")
     crl.add_argument("issuer_key")
     crl.add_argument("--days", type=int, default=30, help="nextUpdate, days ahead (default 30)")
-    crl.add_argument("--out", required=True, type=Path)
-    crl.add_argument("--overwrite", action="store_true")
+    add_output(crl)
     crl.set_defaults(run=cmd_crl)
 
 
 def _signing(args: argparse.Namespace, key_ref: str, action: Any) -> Any:
-    from app.cli.main import _login, _login_audit_token, _with_workstation
-
-    def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)
-        key = ws.keys.resolve(key_ref)
-        _login(ws, key.token_serial)
-        return action(ws, key.id)
-
-    return _with_workstation(args, body)
+    return on_key(args, key_ref, lambda ws, key: action(ws, key.id))
 
 
 def _report(args: argparse.Namespace, issued: Any, what: str) -> int:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import output
+from app.cli.args import add_input, add_output, on_key
 from app.cli.secrets import require_secret
+from app.domain.keys import KeyRecord
 from app.errors import ValidationError
 from app.services.prompter import SecretKind
 from app.services.workstation import Workstation
@@ -34,8 +36,7 @@ def register(keys: Any) -> None:
         help="a managed AES key-wrapping key both HSMs hold (AES key wrap, RFC 5649); compare "
         "its KCV with the recipient first",
     )
-    wrap.add_argument("--out", required=True, type=Path)
-    wrap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_output(wrap, help_text="the transfer file to write")
     wrap.set_defaults(run=cmd_wrap_for)
 
     unwrap = keys.add_parser(
@@ -43,7 +44,7 @@ def register(keys: Any) -> None:
         help="import a key from a transfer file made for this token (dual control, PRE_ACTIVE)",
     )
     unwrap.add_argument("--token", required=True)
-    unwrap.add_argument("--in", dest="source", required=True, type=Path)
+    add_input(unwrap, "the transfer file")
     unwrap.add_argument("--name", required=True)
     unwrap.add_argument(
         "--unwrapping-key",
@@ -63,7 +64,7 @@ def register(keys: Any) -> None:
         "import-public",
         help="import a public key or certificate as a verify-only key (dual control, PRE_ACTIVE)",
     )
-    public.add_argument("--in", dest="source", required=True, type=Path)
+    add_input(public, "a PEM or DER public key or certificate")
     public.add_argument("--name", required=True)
     public.set_defaults(run=cmd_import_public)
 
@@ -100,12 +101,7 @@ def print_distribution(rows: list[dict[str, Any]]) -> None:
 
 
 def cmd_wrap_for(args: argparse.Namespace) -> int:
-    from app.cli.main import _login, _login_audit_token, _with_workstation
-
-    def body(ws: Workstation) -> dict[str, Any]:
-        _login_audit_token(ws, required=False)
-        key = ws.keys.resolve(args.key)
-        _login(ws, key.token_serial)
+    def body(ws: Workstation, key: KeyRecord) -> dict[str, Any]:
         so_pin = user_pin = ""
         if args.recipient is not None:
             ws.approvals.check_initiator("key.distribute", f"key:{key.id}")
@@ -135,7 +131,7 @@ def cmd_wrap_for(args: argparse.Namespace) -> int:
             "audit_seq": made.event_seq,
         }
 
-    row = _with_workstation(args, body)
+    row = on_key(args, args.key, body)
     if args.json:
         output.print_json(row)
         return 0

@@ -244,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--reason", required=True)
         if action is Action.COMPROMISE:
             command.add_argument("--date", type=_date, help="compromise date (ISO 8601)")
+            command.add_argument(
+                "--revoke-certificates",
+                action="store_true",
+                help="also revoke every certificate issued here for this key (key_compromise)",
+            )
         if action is Action.DESTROY:
             command.add_argument(
                 "--confirm", required=True, metavar="NAME", help="the key's name, typed again"
@@ -1040,7 +1045,15 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
             compromise_date=getattr(args, "date", None),
             confirm_name=getattr(args, "confirm", None),
         )
-        return output.key_dict(changed)
+        row = output.key_dict(changed)
+        if action is Action.COMPROMISE:
+            if args.revoke_certificates:
+                revoked = ws.certs.revoke_key_certificates(changed.id)
+                row["revoked_certificates"] = [c.serial for c in revoked]
+                row["crl_issuers"] = sorted({c.issuer_key_id for c in revoked})
+            else:
+                row["unrevoked_certificates"] = [c.serial for c in ws.certs.revocable_for(key.id)]
+        return row
 
     row = _with_workstation(args, body)
     if args.json:
@@ -1048,6 +1061,18 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
     else:
         note = "" if row["token_sync"] == TokenSync.OK.value else f" ({row['token_sync_text']})"
         print(f"Key '{row['name']}' is now {row['state']}{note}.")
+        if row.get("revoked_certificates"):
+            print(
+                f"Revoked {len(row['revoked_certificates'])} certificate(s) of this key "
+                f"(key_compromise): {', '.join(row['revoked_certificates'])}. Issue a new CRL "
+                "from each issuer ('certs crl') to publish it."
+            )
+        elif row.get("unrevoked_certificates"):
+            print(
+                f"This key still has {len(row['unrevoked_certificates'])} unrevoked "
+                f"certificate(s) issued here ({', '.join(row['unrevoked_certificates'])}); "
+                "revoke each with 'keystead certs revoke SERIAL --reason key_compromise'."
+            )
     return 0
 
 

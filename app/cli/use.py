@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli import output
+from app.cli.args import add_input, add_output, on_key
 from app.cli.secrets import interactive
+from app.domain.keys import KeyRecord
 from app.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -22,14 +24,13 @@ def register(keys: Any) -> None:
     """Add the use commands to the ``keys`` subparsers."""
     sign = keys.add_parser("sign", help="detached signature of a file, made on the token")
     sign.add_argument("key")
-    sign.add_argument("--in", dest="source", required=True, type=Path)
-    sign.add_argument("--out", required=True, type=Path)
+    add_input(sign)
+    add_output(sign)
     sign.add_argument(
         "--mechanism",
         help="RSA-PSS-SHA256|384|512, RSA-PKCS1-SHA256|384|512, ECDSA-SHA256|384|512, ED25519 "
         "(default: RSA-PSS-SHA256, ECDSA with the curve's hash, ED25519)",
     )
-    sign.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     sign.add_argument(
         "--cms",
         action="store_true",
@@ -40,7 +41,7 @@ def register(keys: Any) -> None:
 
     verify = keys.add_parser("verify", help="check a detached signature (exit 1 if it fails)")
     verify.add_argument("key")
-    verify.add_argument("--in", dest="source", required=True, type=Path)
+    add_input(verify)
     verify.add_argument("--sig", required=True, type=Path)
     verify.add_argument("--mechanism")
     verify.set_defaults(run=cmd_verify)
@@ -51,26 +52,19 @@ def register(keys: Any) -> None:
     ):
         command = keys.add_parser(name, help=helptext)
         command.add_argument("key")
-        command.add_argument("--in", dest="source", required=True, type=Path)
-        command.add_argument("--out", required=True, type=Path)
-        command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+        add_input(command)
+        add_output(command)
         command.set_defaults(run=cmd_encrypt if name == "encrypt" else cmd_decrypt)
 
 
 def _run(args: argparse.Namespace, operation: str) -> int:
-    from app.cli.main import _login, _login_audit_token, _with_workstation
-
     cancel = threading.Event()
 
     def progress(done: int, total: int) -> None:
         if interactive() and total >= 16 * 1024 * 1024:
             print(f"\r{done * 100 // max(total, 1):3d} %", end="", file=sys.stderr, flush=True)
 
-    def body(ws: Workstation) -> UseResult:
-        _login_audit_token(ws, required=False)
-        key = ws.keys.resolve(args.key)
-        if operation != "verify":
-            _login(ws, key.token_serial)
+    def body(ws: Workstation, key: KeyRecord) -> UseResult:
         if operation == "sign" and args.cms:
             if args.mechanism:
                 raise ValidationError("--cms chooses the mechanism from the key's certificate.")
@@ -114,7 +108,7 @@ def _run(args: argparse.Namespace, operation: str) -> int:
             cancel=cancel,
         )
 
-    result: UseResult = _with_workstation(args, body)
+    result: UseResult = on_key(args, args.key, body, token=operation != "verify")
     row = _result_dict(result)
     if args.json:
         output.print_json(row)

@@ -362,6 +362,51 @@ class CertificateService:
             )
         return replace(cert, revoked_at=utc_text(moment), revocation_reason=reason)
 
+    def revocable_for(self, key_id: str) -> list[StoredCertificate]:
+        """Unrevoked certificates issued here whose subject key is ``key_id``."""
+        return [
+            c for c in self.repo.listing(key_id) if c.key_id == key_id and c.revoked_at is None
+        ]
+
+    def revoke_key_certificates(
+        self, key_id: str, operators: tuple[str, ...] | None = None
+    ) -> list[StoredCertificate]:
+        """After a key was marked compromised: revoke every unrevoked certificate issued here
+        for it (reason key_compromise), all in one transaction, one ``cert.revoke`` entry each
+        (``trigger``: key compromised). Only a COMPROMISED key's certificates are revoked so;
+        the CRLs of their issuers must then be issued again (the result says which)."""
+        assert_core_thread()
+        key = self.keys.resolve(key_id)
+        if key.state.value not in ("COMPROMISED", "DESTROYED_COMPROMISED"):
+            raise ValidationError(
+                f"Key '{key.name}' is {key.state.value}; its certificates are revoked here only "
+                "once it is marked compromised (or revoke each with 'certs revoke')."
+            )
+        moment = self.clock()
+        found = self.revocable_for(key.id)
+        with self.db.transaction():
+            for cert in found:
+                self.repo.revoke(cert.serial, moment, "key_compromise")
+                record(
+                    self.db,
+                    when=moment,
+                    operators=operators or (self.operator,),
+                    action="cert.revoke",
+                    subject=f"key:{cert.issuer_key_id}",
+                    outcome=Outcome.SUCCESS,
+                    details={
+                        "serial": cert.serial,
+                        "reason": "key_compromise",
+                        "date": utc_text(moment),
+                        "subject": cert.subject,
+                        "trigger": f"key {key.id} marked compromised",
+                    },
+                )
+        return [
+            replace(c, revoked_at=utc_text(moment), revocation_reason="key_compromise")
+            for c in found
+        ]
+
     def issue_crl(
         self, issuer_ref: str, target: Path, *, days: int = 30, overwrite: bool = False
     ) -> Issued:

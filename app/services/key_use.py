@@ -203,28 +203,18 @@ class KeyUseService:
         action = Operation.SIGN
         try:
             signer = KeyInUse(session, identity_of(key))
+            if chosen.hash_name is None and size > ED25519_MAX_BYTES:
+                raise ValidationError(
+                    f"Ed25519 signs the whole file inside the token; files above "
+                    f"{ED25519_MAX_BYTES // (1024 * 1024)} MiB are refused. Sign a digest "
+                    "manifest of it instead."
+                )
+            read = _read_input(source, size, progress, cancel, chosen.hash_name)
             if chosen.hash_name is None:
-                if size > ED25519_MAX_BYTES:
-                    raise ValidationError(
-                        f"Ed25519 signs the whole file inside the token; files above "
-                        f"{ED25519_MAX_BYTES // (1024 * 1024)} MiB are refused. Sign a digest "
-                        "manifest of it instead."
-                    )
-                data = bytearray()
-                digest = hashlib.sha256()
-                for block in _chunks(source, size, progress, cancel):
-                    data += block
-                    digest.update(block)
-                signature = signer.sign_message(bytes(data))
-                input_sha256 = digest.hexdigest()
+                signature = signer.sign_message(read.payload)
             else:
-                message_hash = hashlib.new(chosen.hash_name)
-                audit_hash = hashlib.sha256()
-                for block in _chunks(source, size, progress, cancel):
-                    message_hash.update(block)
-                    audit_hash.update(block)
-                signature = signer.sign_digest(chosen, message_hash.digest())
-                input_sha256 = audit_hash.hexdigest()
+                signature = signer.sign_digest(chosen, read.payload)
+            input_sha256 = read.sha256
         except KeysteadError as exc:
             self._failed(key, action, chosen.value, exc)
             raise
@@ -280,11 +270,7 @@ class KeyUseService:
         session = self.tokens.session(key.token_serial)
         try:
             signer = KeyInUse(session, identity_of(key))
-            message_hash = hashlib.new(digest_name)
-            audit_hash = hashlib.sha256()
-            for block in _chunks(source, size, progress, cancel):
-                message_hash.update(block)
-                audit_hash.update(block)
+            read = _read_input(source, size, progress, cancel, digest_name)
 
             def sign(data: bytes) -> bytes:
                 if chosen.hash_name is None:
@@ -294,7 +280,7 @@ class KeyUseService:
             if key.algorithm.family is Family.EC and chosen.hash_name != digest_name:
                 raise ValidationError("CMS digest and ECDSA hash disagree.")  # never: one table
             der = cms.detached_signed_data(
-                key.algorithm, certificate.der, message_hash.digest(), self.clock(), sign
+                key.algorithm, certificate.der, read.payload, self.clock(), sign
             )
         except KeysteadError as exc:
             self._failed(key, Operation.SIGN, mechanism, exc)
@@ -303,7 +289,7 @@ class KeyUseService:
             key,
             Operation.SIGN,
             mechanism,
-            audit_hash.hexdigest(),
+            read.sha256,
             size,
             target,
             overwrite,
@@ -390,24 +376,13 @@ class KeyUseService:
         public = serialization.load_der_public_key(spki)
         signature = _read_small(signature_file, "signature")
         size = _input_size(source)
-        audit_hash = hashlib.sha256()
-        if chosen.hash_name is None:
-            if size > ED25519_MAX_BYTES:
-                raise ValidationError("Ed25519 files above 64 MiB are not verified here.")
-            data = bytearray()
-            for block in _chunks(source, size, progress, cancel):
-                data += block
-                audit_hash.update(block)
-            valid = _verify(public, chosen, signature, bytes(data), None)
-        else:
-            message_hash = hashlib.new(chosen.hash_name)
-            for block in _chunks(source, size, progress, cancel):
-                message_hash.update(block)
-                audit_hash.update(block)
-            valid = _verify(public, chosen, signature, message_hash.digest(), chosen.hash_name)
+        if chosen.hash_name is None and size > ED25519_MAX_BYTES:
+            raise ValidationError("Ed25519 files above 64 MiB are not verified here.")
+        read = _read_input(source, size, progress, cancel, chosen.hash_name)
+        valid = _verify(public, chosen, signature, read.payload, chosen.hash_name)
         details = {
             "mechanism": chosen.value,
-            "input_sha256": audit_hash.hexdigest(),
+            "input_sha256": read.sha256,
             "input_bytes": size,
             "signature_sha256": hashlib.sha256(signature).hexdigest(),
             "valid": valid,
@@ -442,7 +417,7 @@ class KeyUseService:
             key.name,
             Operation.VERIFY,
             chosen.value,
-            audit_hash.hexdigest(),
+            read.sha256,
             size,
             None,
             0,
@@ -820,6 +795,35 @@ def _input_size(source: Path) -> int:
 
 def _read_small(path: Path, what: str, limit: int = 1 << 16) -> bytes:
     return read_regular(path, what, limit)
+
+
+@dataclass(frozen=True)
+class _Read:
+    payload: bytes  # the message digest, or the whole file when no hash was named (Ed25519)
+    sha256: str  # hex SHA-256 of the file (the audit entry's input hash)
+
+
+def _read_input(
+    source: Path,
+    size: int,
+    progress: Progress | None,
+    cancel: Cancel | None,
+    hash_name: str | None,
+) -> _Read:
+    """Stream ``source`` once (``_chunks``: progress, cancel, change detection), feeding the
+    audit SHA-256 and either the message hash ``hash_name`` (hashlib name) or, with None, a
+    buffer of the whole file (PureEdDSA signs the message itself)."""
+    audit_hash = hashlib.sha256()
+    message_hash = hashlib.new(hash_name) if hash_name is not None else None
+    whole = bytearray()
+    for block in _chunks(source, size, progress, cancel):
+        audit_hash.update(block)
+        if message_hash is not None:
+            message_hash.update(block)
+        else:
+            whole += block
+    payload = message_hash.digest() if message_hash is not None else bytes(whole)
+    return _Read(payload, audit_hash.hexdigest())
 
 
 def _chunks(

@@ -255,3 +255,40 @@ def test_shipped_profiles_load() -> None:
     assert profiles["root-ca"].self_signed and profiles["root-ca"].ca
     assert profiles["intermediate-ca"].path_length == 0
     assert not profiles["end-entity"].ca
+
+
+def test_marking_a_key_compromised_revokes_its_certificates_when_asked(
+    bench: Bench, tmp_path: Path, pki: dict[str, object]
+) -> None:
+    root, inter = pki["root"], pki["inter"]
+    assert isinstance(root, KeyRecord) and isinstance(inter, KeyRecord)
+    certs = bench.ws.certs
+    assert [c.serial for c in bench(certs.revocable_for, inter.id)] == [pki["inter_serial"]]
+    # Not compromised: refused, nothing revoked.
+    with pytest.raises(ValidationError):
+        bench(certs.revoke_key_certificates, inter.id)
+    assert bench(certs.revocable_for, inter.id)
+    bench(bench.ws.lifecycle.transition, inter.id, Action.COMPROMISE, "HSM stolen")
+    revoked = bench(certs.revoke_key_certificates, inter.id)
+    assert [(c.serial, c.revocation_reason) for c in revoked] == [
+        (pki["inter_serial"], "key_compromise")
+    ]
+    assert bench(certs.revocable_for, inter.id) == []
+    entry = [e for e in bench.events(root.id) if e.action == "cert.revoke"][-1]
+    assert entry.details["trigger"] == f"key {inter.id} marked compromised"
+    # The root's next CRL carries it and openssl refuses the intermediate.
+    bench(certs.issue_crl, root.id, tmp_path / "after.crl")
+    code, text = openssl(
+        "verify",
+        "-attime",
+        at(bench),
+        "-crl_check",
+        "-CAfile",
+        str(tmp_path / "root.pem"),
+        "-CRLfile",
+        str(tmp_path / "after.crl"),
+        str(tmp_path / "inter.pem"),
+    )
+    assert code != 0 and "certificate revoked" in text, text
+    # A second call finds nothing left to revoke.
+    assert bench(certs.revoke_key_certificates, inter.id) == []

@@ -52,7 +52,11 @@ def test_actions_follow_state_and_purpose(qtbot, bridge, workstation, gui_sessio
     actions.set_key(deactivated)
     assert not sign.isEnabled() and actions.actions[Operation.VERIFY.value].isEnabled()
     actions.set_key(None)
-    assert not actions.button.isEnabled()
+    # Nothing selected: only the imports (not about a key) are offered.
+    assert actions.button.isEnabled()
+    assert not sign.isEnabled() and "Select a managed key." in sign.toolTip()
+    assert actions.actions["import-wrapped"].isEnabled()
+    assert actions.actions["import-public"].isEnabled()
 
 
 def test_sign_through_the_dialog(qtbot, bridge, workstation, gui_session, tmp_path: Path):  # type: ignore[no-untyped-def]

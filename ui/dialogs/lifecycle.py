@@ -122,6 +122,7 @@ class ReasonDialog(KeyActionDialog):
         self.reason.setTabChangesFocus(True)  # Tab leaves the field; it is never recorded
         self.form.addRow("Reason:", self.reason)
         self.compromise_date: QDateTimeEdit | None = None
+        self.revoke_certificates: QCheckBox | None = None
         self.typed: QLineEdit | None = None
         if action is Action.COMPROMISE:
             self.compromise_date = _utc_editor(self, key.created_at)
@@ -133,6 +134,13 @@ class ReasonDialog(KeyActionDialog):
                     "Defaults to the key's creation: assume the worst unless you know better.", self
                 ),
             )
+            self.revoke_certificates = QCheckBox(
+                "Also revoke every certificate issued here for this key (reason: key "
+                "compromise); then issue new CRLs",
+                self,
+            )
+            self.revoke_certificates.setChecked(True)
+            self.form.addRow("", self.revoke_certificates)
             self.typed = QLineEdit(self)
             self.form.addRow("Type the key's name:", self.typed)
         self.finish_layout()

@@ -56,10 +56,10 @@ COLUMN_WIDTHS = {
 }
 # Hidden first when the table is narrow; Name, State and On token always stay.
 HIDE_FIRST = (
-    Column.USES,
     Column.CREATED_BY,
     Column.CREATED,
-    Column.SIZE,
+    Column.SIZE,  # the algorithm's name says it
+    Column.USES,
     Column.ALGORITHM,
     Column.PURPOSE,
     Column.IDENTIFIER,
