@@ -81,6 +81,7 @@ class UseActions(QObject):
             qaction.triggered.connect(lambda _=False, op=operation: self.open(op))
             self.actions[operation] = qaction
         self.menu = QMenu("Use", parent)
+        self.menu.setToolTipsVisible(True)  # a disabled use says why on hover
         for operation, qaction in self.actions.items():
             if operation == WRAP_FOR:
                 self.menu.addSeparator()
