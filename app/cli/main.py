@@ -1034,9 +1034,9 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
         _login_audit_token(ws, required=False)
         key = ws.keys.resolve(args.key)
-        if action is Action.DESTROY:
+        if action is Action.DESTROY and key.token_serial:
             _login(ws, key.token_serial)
-        else:
+        elif key.token_serial:  # an imported public key has no token
             _login_if_present(ws, key.token_serial)
         changed = ws.lifecycle.transition(
             key.id,

@@ -24,7 +24,7 @@ from pathlib import Path
 from app.domain import transfer
 from app.domain.algorithms import Family, Purpose, usage_for
 from app.domain.fingerprints import pgp_words
-from app.domain.keys import KeyRecord, KeyState, TrustedWrap
+from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.public_import import PublicKeyInput, read_public
 from app.domain.transfer import TransferFile, WrapMechanism
 from app.errors import KeysteadError, PolicyError, TokenError, ValidationError
@@ -501,6 +501,7 @@ class DistributionService:
             fingerprint=given.fingerprint,
             created_at=self.clock(),
             created_by=self.operator,
+            token_sync=TokenSync.RECORDED,  # no token object: Keystead alone enforces its state
             notes="Verify-only: public key imported from "
             + (f"certificate {given.subject}" if given.subject else source.name),
         )

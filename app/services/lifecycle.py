@@ -252,7 +252,7 @@ class LifecycleService:
     ) -> KeyRecord:
         changes = self._changes(key, request)
         session = self._session(key)
-        if request.action is Action.DESTROY and session is None:
+        if request.action is Action.DESTROY and session is None and key.token_serial:
             raise TokenNotLoggedIn(f"Log in to token '{key.token_label}' to destroy '{key.name}'.")
         applied: list[KeyRecord] = []  # keys whose token flags were changed (to put back)
         intent: int | None = None
@@ -477,6 +477,8 @@ class LifecycleService:
 
     def _reflect(self, session: TokenSession | None, key: KeyRecord) -> TokenSync:
         """Set the token's usage flags for ``key.state``; PENDING if the token is not here."""
+        if not key.token_serial:
+            return TokenSync.RECORDED  # an imported verify-only public key: no token object
         if session is None:
             return TokenSync.PENDING
         private, public = usage_in_state(key.algorithm, key.purpose, key.state)

@@ -423,6 +423,15 @@ def test_import_public_key_or_certificate_as_verify_only(station: Station, tmp_p
     sig.write_bytes(signer.sign(b"signed elsewhere", ec.ECDSA(hashes.SHA256())))
     result = station(station.ws.use.verify_file, key.id, message, sig)
     assert result.operation.value == "verify"
+    assert key.token_sync.value == "recorded"
+    item = next(i for i in station(station.ws.keys.inventory) if i.record and i.record.id == key.id)
+    assert item.presence.value == "public key only"
+    # It is retired like any key, with no token to touch.
+    key = station(station.ws.lifecycle.transition, key.id, Action.DEACTIVATE, "peer rotated")
+    key = station(
+        station.ws.lifecycle.transition, key.id, Action.DESTROY, confirm_name="peer-signer"
+    )
+    assert key.state is KeyState.DESTROYED
 
 
 # A KEK with a known value, written by an independent client (raw python-pkcs11), as another
