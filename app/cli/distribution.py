@@ -92,11 +92,11 @@ def print_distribution(rows: list[dict[str, Any]]) -> None:
         return
     print("distribution:")
     for row in rows:
-        to = "to" if row["direction"] == "sent" else "received via"
+        how = "sent to" if row["direction"] == "sent" else "received via"
         print(
-            f"{'':>4}{row['at']}  {row['direction']} {to} {row['recipient_name']} "
+            f"{'':>4}{row['at']}  {how} {row['recipient_name']} "
             f"[{row['recipient'][:16]}…] by {row['mechanism']}, KCV {row['kcv']}, "
-            f"by {', '.join(o for o in row['operators'])} (#{row['audit_seq']})"
+            f"by {', '.join(row['operators'])} (#{row['audit_seq']})"
         )
 
 
