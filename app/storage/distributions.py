@@ -1,5 +1,5 @@
 """Distribution records: which key went to (or came from) which recipient, when, approved by
-whom (table ``distributions``, schema 10)."""
+whom (table ``distributions``, schema 12)."""
 
 from __future__ import annotations
 

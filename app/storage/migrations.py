@@ -302,26 +302,6 @@ CREATE TABLE crls (
 """
 
 MIGRATIONS.append((9, CERTIFICATE_TABLES))
-# Schema 10: who received which key, when, under which recipient (app/storage/distributions.py).
-DISTRIBUTION_TABLE = """
-CREATE TABLE distributions (
-    id           INTEGER PRIMARY KEY,
-    key_id       TEXT NOT NULL,          -- the managed key sent or received
-    direction    TEXT NOT NULL,          -- 'sent' (wrap-for) or 'received' (import-wrapped)
-    mechanism    TEXT NOT NULL,          -- RSA-OAEP-SHA1 or AES-KWP
-    recipient    TEXT NOT NULL,          -- SHA-256 of the recipient SPKI, or the KEK's KCV
-    recipient_name TEXT NOT NULL,        -- certificate subject or file name, as given
-    kcv          TEXT NOT NULL,          -- the transferred key's KCV
-    file_sha256  TEXT NOT NULL,          -- SHA-256 of the transfer file
-    operators    TEXT NOT NULL,          -- JSON list: initiator, then approvers
-    created_at   TEXT NOT NULL,
-    event_seq    INTEGER                 -- the audit entry that records it
-);
-CREATE INDEX distributions_key ON distributions (key_id);
-"""
-
-MIGRATIONS.append((10, DISTRIBUTION_TABLE))
-
 # Schema 10: key ceremonies (app/storage/ceremonies.py, app/ceremony/).
 CEREMONY_TABLES = """
 CREATE TABLE ceremonies (
@@ -375,5 +355,24 @@ MIGRATIONS.append((10, CEREMONY_TABLES))
 # been outside the token (JSON list of app.domain.identity.Exposure values).
 MIGRATIONS.append((11, "ALTER TABLE keys ADD COLUMN exposure TEXT NOT NULL DEFAULT '[]';"))
 
+# Schema 12: who received which key, when, under which recipient (app/storage/distributions.py).
+DISTRIBUTION_TABLE = """
+CREATE TABLE distributions (
+    id           INTEGER PRIMARY KEY,
+    key_id       TEXT NOT NULL,          -- the managed key sent or received
+    direction    TEXT NOT NULL,          -- 'sent' (wrap-for) or 'received' (import-wrapped)
+    mechanism    TEXT NOT NULL,          -- RSA-OAEP-SHA1 or AES-KWP
+    recipient    TEXT NOT NULL,          -- SHA-256 of the recipient SPKI, or the KEK's KCV
+    recipient_name TEXT NOT NULL,        -- certificate subject or file name, as given
+    kcv          TEXT NOT NULL,          -- the transferred key's KCV
+    file_sha256  TEXT NOT NULL,          -- SHA-256 of the transfer file
+    operators    TEXT NOT NULL,          -- JSON list: initiator, then approvers
+    created_at   TEXT NOT NULL,
+    event_seq    INTEGER                 -- the audit entry that records it
+);
+CREATE INDEX distributions_key ON distributions (key_id);
+"""
+
+MIGRATIONS.append((12, DISTRIBUTION_TABLE))
 
 LATEST = MIGRATIONS[-1][0]
