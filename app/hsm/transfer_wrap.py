@@ -281,5 +281,5 @@ def destroy_unrecorded(token: TokenSession, cka_id: str) -> int:
     """Remove an imported object whose record could not be written (by the CKA_ID chosen for
     this import only)."""
     with contextlib.suppress(TokenError):
-        return token.destroy_key(cka_id)
+        return token.destroy_generated(cka_id)
     return 0
