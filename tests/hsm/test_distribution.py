@@ -23,6 +23,7 @@ from app.domain.public_formats import PublicFormat
 from app.errors import NotAuthentic, PolicyError, ValidationError
 from app.paths import Home
 from app.services.executor import CoreExecutor
+from app.services.keys import identity_of
 from tests.backup.test_round_trip import cipher
 from tests.hsm.kit import PIN, SO_PIN, TOKEN, Clock, Station, peer_keys
 
@@ -102,7 +103,7 @@ def test_wrapped_on_token_a_imports_on_fresh_token_b_with_the_same_kcv(
     )
     assert imported.key.kcv == key.kcv
     assert imported.key.state is KeyState.PRE_ACTIVE
-    attrs = second(lambda: second.ws.tokens.session(TOKEN).read_key(imported.key.cka_id))
+    attrs = second(lambda: second.ws.tokens.session(TOKEN).read_key(identity_of(imported.key)))
     secret = attrs["SECRET_KEY"]
     assert secret["TOKEN"] and secret["PRIVATE"] and secret["SENSITIVE"]
     assert not secret["EXTRACTABLE"]
@@ -434,33 +435,14 @@ def test_import_public_key_or_certificate_as_verify_only(station: Station, tmp_p
     assert key.state is KeyState.DESTROYED
 
 
-# A KEK with a known value, written by an independent client (raw python-pkcs11), as another
-# ceremony would load it: private, sensitive, wrap/unwrap only.
-LOAD_KEK = """
-import sys, pkcs11
-from pkcs11 import Attribute as A, KeyType, ObjectClass
-module, label, value = sys.argv[1:4]
-token = pkcs11.lib(module).get_token(token_label=label)
-with token.open(rw=True, user_pin=sys.stdin.readline().strip()) as s:
-    s.create_object({A.CLASS: ObjectClass.SECRET_KEY, A.KEY_TYPE: KeyType.AES,
-        A.VALUE: bytes.fromhex(value), A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True,
-        A.EXTRACTABLE: False, A.LABEL: "shared-kek", A.ID: bytes.fromhex("5ead"),
-        A.WRAP: True, A.UNWRAP: True, A.ENCRYPT: False, A.DECRYPT: False, A.SIGN: False,
-        A.VERIFY: False, A.DERIVE: False})
-"""
-
-
 def test_aes_kwp_file_from_an_independent_peer_imports_under_the_shared_kek(
     station: Station, tmp_path: Path
 ) -> None:
     import os
-    import subprocess
-    import sys
 
+    from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
-
-    from tests.hsm.kit import MODULE
 
     kek_value, key_value = os.urandom(32), os.urandom(16)
 
@@ -468,19 +450,30 @@ def test_aes_kwp_file_from_an_independent_peer_imports_under_the_shared_kek(
         enc = Cipher(algorithms.AES(value), modes.ECB()).encryptor()  # noqa: S305 (KCV)
         return (enc.update(bytes(16)) + enc.finalize())[:3].hex().upper()
 
-    station.lock()
-    loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_KEK, MODULE, TOKEN, kek_value.hex()],
-        input=PIN + "\n",
-        env={"SOFTHSM2_CONF": str(station.home.softhsm_conf), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    # The shared KEK arrives as a peer would send it: RSA-OAEP (SHA-1) by `cryptography`
+    # under this token's key-wrapping key, in a transfer file; imported, then activated.
+    incoming = _active(station, Algorithm.RSA_2048, "incoming", Purpose.KEY_WRAPPING)
+    spki = station(station.ws.keys.repo.spki, incoming.id)
+    recipient = serialization.load_der_public_key(spki)
+    assert isinstance(recipient, rsa.RSAPublicKey)
+    oaep = padding.OAEP(padding.MGF1(hashes.SHA1()), hashes.SHA1(), None)  # noqa: S303
+    kek_file = transfer.TransferFile(
+        key_id="peer-kek",
+        key_name="peer-kek",
+        algorithm=Algorithm.AES_256,
+        purpose=Purpose.KEY_WRAPPING,
+        value_len=32,
+        kcv=kcv(kek_value),
+        mechanism=transfer.WrapMechanism.RSA_OAEP_SHA1,
+        recipient=incoming.fingerprint or "",
+        wrapped=recipient.encrypt(kek_value, oaep),
+        workstation="peer",
+        operators=("peer",),
+        created_at="2026-11-30T12:00:00+00:00",
     )
-    assert loaded.returncode == 0, loaded.stderr
-    station.unlock()
-    kek = station(station.ws.keys.adopt, TOKEN, "5ead", "shared-kek")
+    kek_path = tmp_path / "kek.transfer"
+    kek_path.write_bytes(kek_file.encode())
+    kek = station(station.ws.distribution.import_wrapped, TOKEN, kek_path, "shared-kek").key
     assert kek.purpose is Purpose.KEY_WRAPPING and kek.kcv == kcv(kek_value)
     kek = station(station.ws.lifecycle.transition, kek.id, Action.ACTIVATE)
     made = transfer.TransferFile(
