@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.domain.keys import KeyRecord
-from app.services.workstation import Workstation
+if TYPE_CHECKING:  # the parser stays light (tests/e2e/test_startup.py)
+    from app.domain.keys import KeyRecord
+    from app.services.workstation import Workstation
 
 T = TypeVar("T")
 

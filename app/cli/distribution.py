@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.args import add_input, add_output, on_key
 from app.cli.secrets import require_secret
-from app.domain.keys import KeyRecord
 from app.errors import ValidationError
 from app.services.prompter import SecretKind
-from app.services.workstation import Workstation
-from app.storage.distributions import Distribution
+
+if TYPE_CHECKING:  # the parser stays light (tests/e2e/test_startup.py)
+    from app.domain.keys import KeyRecord
+    from app.services.workstation import Workstation
+    from app.storage.distributions import Distribution
 
 
 def register(keys: Any) -> None:

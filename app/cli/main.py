@@ -32,6 +32,7 @@ from app.domain.dates import parse_moment
 from app.domain.keys import TokenSync
 from app.domain.lifecycle import Action
 from app.domain.names import validate_token_label
+from app.domain.usage import UsageTally
 from app.errors import (
     KeysteadError,
     ReadOnlyHome,
@@ -920,8 +921,13 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
             if not isinstance(exc, TokenNotLoggedIn):
                 log.debug("no live attributes: %s", exc)
         row = output.details_dict(ws.keys.details(key.id))
-        row["usage_count"] = ws.use.usage_count(key.id)
-        row["distribution"] = distribution.distribution_rows(ws.distribution.records(key.id))
+        from app.services import usage_counts
+        from app.storage.distributions import DistributionRepository
+
+        row["usage_count"] = usage_counts.tallies(ws.db, key.id).get(key.id, UsageTally()).uses
+        row["distribution"] = distribution.distribution_rows(
+            DistributionRepository(ws.db).for_key(key.id)
+        )
         return row
 
     row = _with_workstation(args, body)
