@@ -134,7 +134,8 @@ class KeyUseService:
         self.operator = operator
         self.clock = clock
         self.guard: Guard = unguarded  # the role check (wired by the workstation)
-        self.limits: UsageLimits = load_usage_limits()
+        # The per-purpose usage limits (the workstation's, once wired; read at each use).
+        self.limits_source: Callable[[], UsageLimits] = load_usage_limits
 
     # --- the one check ---------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class KeyUseService:
     def usage_due(self, keys: Sequence[KeyRecord]) -> dict[str, str]:
         """Live keys at or near a usage limit of their purpose (resources/usage-limits.toml):
         key id → why (e.g. "usage limit near: AES-GCM invocations …")."""
-        return usage_counts.usage_due(self.db, keys, self.limits)
+        return usage_counts.usage_due(self.db, keys, self.limits_source())
 
     # --- signatures ------------------------------------------------------------------------
 

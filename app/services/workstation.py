@@ -189,7 +189,7 @@ class Workstation:
         self.inspect = TokenInspector(db, self.tokens, clock)
         self.rebind = RebindService(db, self.tokens, self.keys, operator, clock)
         self.keys.usage_of = self._usage_of  # counters read the audit chain only
-        self._usage_limits: UsageLimits | None = None
+        self._usage_limits: UsageLimits | None = None  # resources/usage-limits.toml, when read
         self.tokens.on_login += [self.audit.on_login, self._after_login]
         self.tokens.on_logout.append(self.audit.on_logout)
         # Roles and dual control: one approval service behind every service's hooks.
@@ -220,6 +220,7 @@ class Workstation:
 
         service = KeyUseService(self.db, self.tokens, self.keys, self.operator, self.clock)
         service.guard = self.approvals.check_initiator
+        service.limits_source = lambda: self.usage_limits
         return service
 
     @cached_property
@@ -263,15 +264,26 @@ class Workstation:
     def _usage_of(self, keys: list[KeyRecord]) -> tuple[dict[str, int], dict[str, str]]:
         """Per key id: protect uses, and why a usage limit makes it due (inventory)."""
         from app.services import usage_counts
-        from app.services.policy import load_usage_limits
 
-        if self._usage_limits is None:
-            self._usage_limits = load_usage_limits()
         counted = usage_counts.tallies(self.db)
         return (
             {k: t.uses for k, t in counted.items()},
-            usage_counts.usage_due(self.db, keys, self._usage_limits),
+            usage_counts.usage_due(self.db, keys, self.usage_limits),
         )
+
+    @property
+    def usage_limits(self) -> UsageLimits:
+        """The per-purpose usage limits, read from resources/ once (one place for the
+        inventory, ``keys due`` and key use)."""
+        if self._usage_limits is None:
+            from app.services.policy import load_usage_limits
+
+            self._usage_limits = load_usage_limits()
+        return self._usage_limits
+
+    @usage_limits.setter
+    def usage_limits(self, limits: UsageLimits) -> None:
+        self._usage_limits = limits
 
     # --- dual control hooks ----------------------------------------------------------------
 

@@ -68,7 +68,7 @@ def test_counter_follows_each_use_and_a_limit_makes_the_key_due(
     item = next(i for i in station(station.ws.keys.inventory) if i.record and i.record.id == key.id)
     assert item.uses == 3 and item.usage_due == ""
 
-    station.ws.use.limits = UsageLimits({Purpose.ENCRYPTION: {"invocations": 10}}, 0.9)
+    station.ws.usage_limits = UsageLimits({Purpose.ENCRYPTION: {"invocations": 10}}, 0.9)
     item = next(i for i in station(station.ws.keys.inventory) if i.record and i.record.id == key.id)
     assert item.usage_due.startswith("usage limit near: AES-GCM invocations 9 of 10")
     station(station.ws.use.encrypt_file, key.id, source, tmp_path / "c9")
