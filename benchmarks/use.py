@@ -28,8 +28,11 @@ from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
 
 from app.domain.algorithms import Algorithm, Purpose
+from app.domain.approval import Credential
 from app.domain.lifecycle import Action
+from app.domain.roles import FIRST_OPERATOR_ROLES
 from app.paths import Home
+from app.services.approvals import ScriptedApprovers
 from app.services.executor import CoreExecutor
 from app.services.workstation import SoftTokenRequest, Workstation
 from app.storage.keyslots import KdfCost
@@ -68,6 +71,10 @@ def main() -> None:
                 cost=KdfCost(1024, 1, 1),
             )
             ws.tokens.login("Bench", PIN)
+            # Dual control: a second operator approves the signing key's activation.
+            witness_pass = "witness-passphrase"  # noqa: S105 (a throwaway bench value)
+            ws.roster.add("witness", FIRST_OPERATOR_ROLES, witness_pass, witness_pass)
+            ws.approvals.source = ScriptedApprovers([Credential("witness", witness_pass)])
             signer = ws.keys.generate("Bench", Algorithm.EC_P256, "signer", Purpose.SIGNING)
             aes = ws.keys.generate("Bench", Algorithm.AES_256, "files", Purpose.ENCRYPTION)
             for key in (signer, aes):
