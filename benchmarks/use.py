@@ -72,7 +72,7 @@ def main() -> None:
             )
             ws.tokens.login("Bench", PIN)
             # Dual control: a second operator approves the signing key's activation.
-            witness_pass = "witness-passphrase"  # noqa: S105 (a throwaway bench value)
+            witness_pass = "witness-passphrase"
             ws.roster.add("witness", FIRST_OPERATOR_ROLES, witness_pass, witness_pass)
             ws.approvals.source = ScriptedApprovers([Credential("witness", witness_pass)])
             signer = ws.keys.generate("Bench", Algorithm.EC_P256, "signer", Purpose.SIGNING)
