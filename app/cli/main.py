@@ -651,11 +651,12 @@ def cmd_tokens_init_blank(args: argparse.Namespace) -> int:
             if not interactive():
                 raise ValidationError(f"Confirm with --confirm '{args.label}' (the new label).")
             confirm = input(f"Type the new label '{args.label}' again to initialise the slot: ")
+        # The token this command creates: KEYSTEAD_SO_PIN / KEYSTEAD_PIN, as create-soft.
         so_pin = require_secret(
-            SecretKind.NEW_SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
+            SecretKind.SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
         )
         pin = require_secret(
-            SecretKind.NEW_USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
+            SecretKind.USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
         )
         return ws.admin.init_blank(args.module, args.slot, args.label, confirm, so_pin, pin)
 
