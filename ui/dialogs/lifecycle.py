@@ -134,10 +134,10 @@ class ReasonDialog(KeyActionDialog):
                     "Defaults to the key's creation: assume the worst unless you know better.", self
                 ),
             )
-            self.revoke_certificates = QCheckBox(
-                "Also revoke every certificate issued here for this key (reason: key "
-                "compromise); then issue new CRLs",
-                self,
+            self.revoke_certificates = QCheckBox("Also revoke its certificates issued here", self)
+            self.revoke_certificates.setToolTip(
+                "Every unrevoked certificate issued here for this key is revoked with reason "
+                "key compromise, each recorded; issue new CRLs from their issuers to publish it."
             )
             self.revoke_certificates.setChecked(True)
             self.form.addRow("", self.revoke_certificates)
