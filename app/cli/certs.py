@@ -67,6 +67,12 @@ def register(sub: Any, keys: Any) -> None:
     listing.add_argument("--key")
     listing.set_defaults(run=cmd_list)
 
+    export_cert = certs.add_parser("export", help="a certificate issued here, as PEM or DER")
+    export_cert.add_argument("serial", help="hexadecimal serial number (certs list)")
+    export_cert.add_argument("--format", default="pem", choices=("pem", "der"))
+    add_output(export_cert)
+    export_cert.set_defaults(run=cmd_export_certificate)
+
     revoke = certs.add_parser("revoke", help="revoke a certificate issued here")
     revoke.add_argument("serial", help="hexadecimal serial number")
     revoke.add_argument("--reason", required=True, choices=REASONS)
@@ -182,6 +188,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"{row['serial']}  {_shown(row['subject'])}  {row['profile']}  "
             f"until {row['not_after']}  {state}"
+        )
+    return 0
+
+
+def cmd_export_certificate(args: argparse.Namespace) -> int:
+    from app.cli.main import _login_audit_token, _with_workstation
+
+    def body(ws: Workstation) -> tuple[StoredCertificate, bytes]:
+        _login_audit_token(ws, required=False)
+        exported: tuple[StoredCertificate, bytes] = ws.certs.export(
+            args.serial, args.format == "der", args.out, overwrite=args.overwrite
+        )
+        return exported
+
+    cert, _data = _with_workstation(args, body)
+    if args.json:
+        output.print_json({**_cert_dict(cert), "output": str(args.out), "format": args.format})
+    else:
+        print(
+            f"Wrote certificate {cert.serial} ({_shown(cert.subject)}) as "
+            f"{args.format.upper()} to '{args.out}'. SHA-256 of the certificate: {cert.sha256}"
         )
     return 0
 

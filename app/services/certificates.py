@@ -364,9 +364,7 @@ class CertificateService:
 
     def revocable_for(self, key_id: str) -> list[StoredCertificate]:
         """Unrevoked certificates issued here whose subject key is ``key_id``."""
-        return [
-            c for c in self.repo.listing(key_id) if c.key_id == key_id and c.revoked_at is None
-        ]
+        return [c for c in self.repo.listing(key_id) if c.key_id == key_id and c.revoked_at is None]
 
     def revoke_key_certificates(
         self, key_id: str, operators: tuple[str, ...] | None = None
@@ -482,6 +480,30 @@ class CertificateService:
             within=lambda: self.repo.insert_crl(stored),
         )
         return Issued(der, target, findings, number=number)
+
+    def export(
+        self, serial: str, der_format: bool, target: Path, *, overwrite: bool = False
+    ) -> tuple[StoredCertificate, bytes]:
+        """Write a certificate issued here to ``target`` as PEM (RFC 7468) or DER; recorded as
+        ``cert.export`` against its issuer key with the output's SHA-256. NotFoundError for a
+        serial not issued here; an existing ``target`` is kept unless ``overwrite``."""
+        assert_core_thread()
+        serial = serial.lower().removeprefix("0x").replace(":", "").lstrip("0") or "0"
+        cert = self.repo.get(serial)
+        if cert is None:
+            raise NotFoundError(f"No certificate with serial {serial} was issued here.")
+        check_target(target, overwrite)
+        data = cert.der if der_format else to_pem(cert.der, "CERTIFICATE")
+        issuer = self.keys.resolve(cert.issuer_key_id)
+        details: dict[str, Any] = {
+            "serial": cert.serial,
+            "format": "der" if der_format else "pem",
+            "certificate_sha256": cert.sha256,
+        }
+        self.use.write_recorded(
+            issuer, "cert.export", details, target, overwrite, lambda out: out.write(data)
+        )
+        return cert, data
 
     def listing(self, key_ref: str | None = None) -> list[StoredCertificate]:
         key_id = self.keys.resolve(key_ref).id if key_ref else None

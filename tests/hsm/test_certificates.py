@@ -5,6 +5,7 @@ weak keys, non-CA issuers, path lengths and over-long subjects."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import KeyRecord
 from app.domain.lifecycle import Action
-from app.errors import PolicyError, ValidationError
+from app.errors import NotFoundError, PolicyError, ValidationError
 from app.pki.lint import lint_certificate, lint_crl
 from tests.support import Bench
 
@@ -292,3 +293,33 @@ def test_marking_a_key_compromised_revokes_its_certificates_when_asked(
     assert code != 0 and "certificate revoked" in text, text
     # A second call finds nothing left to revoke.
     assert bench(certs.revoke_key_certificates, inter.id) == []
+
+
+def test_a_stored_certificate_exports_as_pem_and_der_and_is_recorded(
+    bench: Bench, tmp_path: Path, pki: dict[str, object]
+) -> None:
+    serial = str(pki["inter_serial"])
+    certs = bench.ws.certs
+    cert, pem = bench(certs.export, serial, False, tmp_path / "out.pem")
+    _, der = bench(certs.export, "0x" + serial.upper(), True, tmp_path / "out.der")
+    assert (tmp_path / "out.pem").read_bytes() == pem == (tmp_path / "inter.pem").read_bytes()
+    assert x509.load_der_x509_certificate(der).serial_number == int(serial, 16)
+    code, text = openssl(
+        "x509", "-inform", "DER", "-in", str(tmp_path / "out.der"), "-noout", "-subject"
+    )
+    assert code == 0 and "Keystead Issuing CA 1" in text, text
+    # Never over an existing file without overwrite; an unknown serial is refused; both
+    # leave the file as it was.
+    with pytest.raises(ValidationError):
+        bench(certs.export, serial, True, tmp_path / "out.pem")
+    assert (tmp_path / "out.pem").read_bytes() == pem
+    with pytest.raises(NotFoundError):
+        bench(certs.export, "abcdef0123", False, tmp_path / "none.pem")
+    assert not (tmp_path / "none.pem").exists()
+    root = pki["root"]
+    assert isinstance(root, KeyRecord)
+    exports = [e for e in bench.events(root.id) if e.action == "cert.export"]
+    assert all(e.outcome == "success" for e in exports)
+    assert len(exports) == 2
+    assert {json.loads(e.details_json)["format"] for e in exports} == {"pem", "der"}
+    assert all(json.loads(e.details_json)["serial"] == cert.serial for e in exports)

@@ -311,6 +311,7 @@ class InventoryPage(QWidget):
                     ws.lifecycle.lineage(key_id),
                     ws.lifecycle.history(key_id),
                     ws.distribution.records(key_id),
+                    ws.certs.listing(key_id),
                 ),
                 self._view_loaded,
                 lambda error: self.detail.presence.setText(message(error)),

@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
 from app.domain.fingerprints import hex_groups
 from app.domain.identity import Exposure, parse_exposure
 from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenSync
+from app.domain.text import safe_token_text
 from app.services.keys import KeyDetails
+from app.storage.certificates import StoredCertificate
 from app.storage.distributions import Distribution
 from app.storage.events import StoredEvent
 from ui.widgets.copyable import CopyableValue, wrappable
@@ -71,6 +73,7 @@ class KeyView(NamedTuple):
     lineage: list[KeyRecord]
     history: list[StoredEvent]
     distribution: list[Distribution] = []  # noqa: RUF012 (a NamedTuple default, never mutated)
+    certificates: list[StoredCertificate] = []  # noqa: RUF012 (the same)
 
 
 def _value_text(value: Any) -> str:
@@ -141,6 +144,12 @@ class KeyDetailPanel(QFrame):
         self.distribution.setWordWrap(True)
         self.distribution.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.distribution)
+        self.certificates = QLabel(self)
+        self.certificates.setObjectName("certificates")
+        self.certificates.setWordWrap(True)
+        self.certificates.setTextFormat(Qt.TextFormat.PlainText)
+        self.certificates.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.certificates)
         self.words_caption = QLabel("Read aloud (PGP words):", self)
         self.words_caption.setObjectName("caption")
         self.words = QLabel(self)
@@ -202,6 +211,8 @@ class KeyDetailPanel(QFrame):
         self.lineage.hide()
         self.distribution.clear()
         self.distribution.hide()
+        self.certificates.clear()
+        self.certificates.hide()
         self._hide_live()
         self.adopt_button.hide()
         self.action_bar.hide()
@@ -343,6 +354,7 @@ class KeyDetailPanel(QFrame):
             self._fill_attributes(details.token_attributes)
         self._fill_lineage(view.lineage, details.record.id)
         self._fill_distribution(view.distribution)
+        self._fill_certificates(view.certificates, view.details.record.id)
         self._fill_history(view.history)
 
     def _fill_distribution(self, items: list[Distribution]) -> None:
@@ -360,6 +372,25 @@ class KeyDetailPanel(QFrame):
             )
         self.distribution.setText("\n".join(lines))
         self.distribution.show()
+
+    def _fill_certificates(self, certs: list[StoredCertificate], key_id: str) -> None:
+        """Certificates of this key and those it issued (RFC 5280), with their state; export
+        with ``keystead certs export SERIAL``."""
+        if not certs:
+            self.certificates.hide()
+            return
+        lines = ["Certificates (export: keystead certs export SERIAL):"]
+        for c in certs:
+            role = "issued by this key" if c.key_id != key_id else "of this key"
+            state = (
+                f"REVOKED {c.revoked_at[:10]} ({c.revocation_reason})" if c.revoked_at else "valid"
+            )
+            lines.append(
+                f"• {safe_token_text(c.subject)} — serial {c.serial}, {c.profile}, {role}, until "
+                f"{c.not_after[:10]}, {state}"
+            )
+        self.certificates.setText("\n".join(lines))
+        self.certificates.show()
 
     def _fill_lineage(self, line: list[KeyRecord], current_id: str) -> None:
         if len(line) < 2:
