@@ -9,7 +9,11 @@ temporary directory, with keys in several states, then shows VIEW full screen: a
 a sign-off; ceremony-register: registering; ceremony-done: completed) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
 adopt, adopted, wrap-for, import-wrapped, import-public, distribution, use-menu,
-use-menu-auditor). Not part of the product; never run it against a real workstation.
+use-menu-auditor), or the backup views: backup-page, each wizard step (backup-target,
+backup-keys, backup-protection, backup-review, backup-approval, backup-handover, backup-share,
+backup-writing, backup-done), backup-verify and backup-restore. Under Xvfb no removable volume
+is mounted: backup-target shows one demo volume row so the table can be seen. Not part of the
+product; never run it against a real workstation.
 """
 
 from __future__ import annotations
@@ -140,6 +144,8 @@ def main() -> int:
             foreign_key(home)
         if view.startswith("ceremony"):
             CEREMONY.append(ceremony_demo(ws, view))
+        if view.startswith("backup"):
+            backup_demo(ws, view)
         ws.approvals.source = None
         if view in ("seal", "overview-alert"):
             ws.tokens.logout(ws.tokens.find("Demo").serial)
@@ -197,6 +203,128 @@ def ceremony_demo(ws: Workstation, view: str) -> str:
             else:
                 run.sign_off("witness", "WI", WITNESS_PASS)
     return run.id
+CUSTODIANS = ("Alice Chen", "Bob Okafor", "Carol Diaz")
+STICK = Path(tempfile.mkdtemp(prefix="keystead-shots-stick-"))  # demo target directory
+DEMO_SHARES: list[str] = []
+
+
+def backup_demo(ws: Workstation, view: str) -> None:
+    """Backup-able keys, and for the page / verify / restore views one real backup."""
+    for name, algorithm in (
+        ("vault-master-kek", Algorithm.AES_256),
+        ("hsm-export-kek", Algorithm.AES_256),
+        ("db-column-key", Algorithm.AES_128),
+    ):
+        ws.keys.generate("Demo", algorithm, name, Purpose.KEY_WRAPPING, backup_able=True)
+    ws.keys.generate("Demo", Algorithm.EC_P256, "backup-able-signer", Purpose.SIGNING, True)
+    if view in ("backup-page", "backup-verify", "backup-restore"):
+        ws.backup.create(
+            STICK,
+            "Demo",
+            SO_PIN,
+            PIN,
+            threshold=2,
+            custodians=CUSTODIANS,
+            deliver=lambda card: DEMO_SHARES.extend(card.share_set.mnemonics),
+        )
+
+
+def backup_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from app.backup.media import Volume
+    from ui.backup_ceremony import BackupCeremony
+    from ui.dialogs import backup_wizard as bw
+
+    page = window.backup
+    window.show_page(page)
+    if view == "backup-page":
+        return
+    if view in ("backup-verify", "backup-restore"):
+        page.backups_table.selectRow(0)
+        dialog = page.open_dialog(restore=view == "backup-restore")
+        dialog.share.setText(DEMO_SHARES[0])
+        dialog._take_share()
+        dialog.open()
+        return
+    if view == "backup-writing":  # hold the core half-way through wrapping for the picture
+        original = BackupCeremony.progress
+
+        def held(self, stage: str, done: int, total: int) -> None:  # type: ignore[no-untyped-def]
+            original(self, stage, done, total)
+            if stage == "wrap" and done == max(1, total // 2):
+                threading.Event().wait()
+
+        BackupCeremony.progress = held  # type: ignore[method-assign]
+    wizard = page.create_backup()
+    screen = window.screen().availableGeometry()
+    wizard.resize(min(980, screen.width() - 40), min(680, screen.height() - 20))
+    wizard.move((screen.width() - wizard.width()) // 2, (screen.height() - wizard.height()) // 2)
+
+    def after(ms: int, fn) -> None:  # type: ignore[no-untyped-def]
+        QTimer.singleShot(ms, fn)
+
+    def target() -> None:
+        if view == "backup-target":
+            demo = Volume(
+                "/dev/sdb1",
+                "/media/officer/KS-BACKUP-A",
+                "vfat",
+                "KS-BACKUP-A",
+                "3A1F-0C2E",
+                7_812_000_000,
+                7_998_000_000,
+            )
+            wizard.target.show_volumes([demo])
+            return
+        wizard.target.path.setText(str(STICK))
+        wizard.next_button.click()
+        if view != "backup-keys":
+            after(800, protection)
+
+    def protection() -> None:
+        wizard.next_button.click()
+        p = wizard.protection
+        for name in CUSTODIANS:
+            p.custodian_name.setText(name)
+            p._add()
+        p.threshold.setValue(2)
+        p.use_passphrase.setChecked(True)
+        p.passphrase.setText("demo tulip orbit canyon")
+        p.confirm.setText("demo tulip orbit canyon")
+        p.so_pin.setText(SO_PIN)
+        p.user_pin.setText(PIN)
+        if view == "backup-protection":
+            return
+        wizard.next_button.click()
+        if view == "backup-review":
+            return
+        if view == "backup-approval":
+            source = window.approval_source
+            window.session.run(lambda ws: setattr(ws.approvals, "source", source))
+        else:
+            credential = Credential("witness", WITNESS_PASS)
+            window.session.run(
+                lambda ws: setattr(ws.approvals, "source", ScriptedApprovers([credential]))
+            )
+        after(300, wizard.next_button.click)
+        if view != "backup-approval":
+            after(1000, shares)
+
+    def shares() -> None:
+        if wizard.shares.handout is None:
+            after(300, shares)
+            return
+        if view == "backup-handover":
+            return
+        wizard.shares.show_button.click()
+        if view == "backup-share":
+            return
+        wizard.shares.done_button.click()
+        if wizard.step() == bw.SHARES:
+            after(100, shares)
+
+    after(1500, target)
 
 
 def select(window, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -216,6 +344,9 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
         "audit": window.audit,
         "audit-verified": window.audit,
     }
+    if view.startswith("backup"):
+        backup_view(window, view)
+        return
     if view in pages and pages[view] is not None:
         window.show_page(pages[view])
         if view == "inventory":
@@ -237,7 +368,10 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
     actions = window.inventory.lifecycle
     target = {
         "destroy": ("release-signing-v2", lambda: actions.transitions[Action.DESTROY].trigger()),
-        "compromise": ("payments-kek-2026", lambda: actions.transitions[Action.COMPROMISE].trigger()),
+        "compromise": (
+            "payments-kek-2026",
+            lambda: actions.transitions[Action.COMPROMISE].trigger(),
+        ),
         "suspend": ("payments-kek-2026", lambda: actions.transitions[Action.SUSPEND].trigger()),
         "seal": ("payments-kek-2026", lambda: seal(window)),
         "rotate": ("payments-kek-2026", lambda: actions.rotate.trigger()),

@@ -30,6 +30,7 @@ from ui.idle import IdleWatch
 from ui.menus import build_menu_bar
 from ui.pages.audit_page import AuditPage
 from ui.pages.ceremony_page import CeremonyPage
+from ui.pages.backup_page import BackupPage
 from ui.pages.inventory_page import InventoryPage
 from ui.pages.operators_page import OperatorsPage
 from ui.pages.overview_page import OverviewPage
@@ -73,10 +74,12 @@ class MainWindow(QMainWindow):
         self.operators = OperatorsPage(session, self)
         self.policy = PolicyPage(session, self)
         self.ceremony = CeremonyPage(session, self)
+        self.backup = BackupPage(session, self)
         for name, icon_name, page in (
             ("Overview", "checkpoint", self.overview),
             ("Inventory", "inventory", self.inventory),
             ("Tokens", "tokens", self.tokens),
+            ("Backup", "backup", self.backup),
             ("Audit", "audit", self.audit),
             ("Operators", "operators", self.operators),
             ("Policy", "policy", self.policy),
@@ -161,7 +164,7 @@ class MainWindow(QMainWindow):
         self.idle = IdleWatch(self)
         self.idle.timed_out.connect(lambda: self.lock_now("idle"))
         self.policy.idle_lock_changed.connect(self.idle.set_minutes)
-        for page in (self.operators, self.policy, self.ceremony):
+        for page in (self.operators, self.policy, self.ceremony, self.backup):
             page.done.connect(lambda text: bar.showMessage(text, 8000))
         self.approval_source = QtApprovalSource(self)  # the approval dialog, for the core
 
@@ -232,6 +235,8 @@ class MainWindow(QMainWindow):
     def _page_shown(self, index: int) -> None:
         if self.pages.widget(index) is self.audit:
             self.audit.refresh()
+        elif self.pages.widget(index) is self.backup:
+            self.backup.refresh()
         elif self.pages.widget(index) is self.overview:
             self.overview.refresh()
             self._show_airgap()

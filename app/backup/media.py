@@ -89,6 +89,19 @@ def removable_volumes() -> list[Volume]:
     return volumes
 
 
+def volume_of(directory: Path, volumes: list[Volume]) -> Volume | None:
+    """The removable volume ``directory`` is on (the deepest mount point), or None."""
+    resolved = directory.resolve()
+    holding = [v for v in volumes if resolved.is_relative_to(v.mountpoint)]
+    return max(holding, key=lambda v: len(v.mountpoint), default=None)
+
+
+def settle() -> None:
+    """Flush every file system's dirty pages to its device (sync(2)): after this returns, the
+    kernel holds nothing of the backup that the medium does not."""
+    os.sync()
+
+
 def free_bytes(directory: Path) -> int:
     return shutil.disk_usage(directory).free
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +100,13 @@ class KekSession:
         self._kek = kek
         self._label = label
 
-    def wrap_all(self, cka_ids: list[str]) -> list[WrappedKey]:
+    def wrap_all(
+        self, cka_ids: list[str], step: Callable[[int], None] | None = None
+    ) -> list[WrappedKey]:
         """RFC 5649 wraps of the secret keys with these CKA_IDs, done by the token, in order.
         The token is searched once (a search by CKA_ID scans every object: one per key would
-        be quadratic). TokenError if a CKA_ID matches no secret key, or more than one."""
+        be quadratic). TokenError if a CKA_ID matches no secret key, or more than one.
+        ``step(n)`` is called after each n-th key (it may raise to stop)."""
         with pkcs11_errors(f"wrapping keys for the backup on token '{self._label}'"):
             by_id: dict[str, list[Any]] = {}
             wanted = set(cka_ids)
@@ -131,6 +134,8 @@ class KekSession:
                         bytes(check).hex().upper() if check else None,
                     )
                 )
+                if step is not None:
+                    step(len(result))
         return result
 
     def ids_on_token(self) -> set[str]:

@@ -71,6 +71,10 @@ _GONE = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
 SPACE_MARGIN = 1024 * 1024
 
 Approver = Callable[[str, str, Mapping[str, object]], tuple[str, ...]]
+# Progress of a backup being written: (stage, done, total). Stages, in order: "wrap" (keys
+# wrapped by the token), "write" (files synced to the medium), "verify" (files read back).
+# The callback may raise OperationCancelled to stop: the new directory is then removed.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -352,6 +356,14 @@ class BackupService:
         assert_core_thread()
         return self.repo.all()
 
+    def coverage(self) -> tuple[int, int]:
+        """(keys at risk, backup-able keys): live extractable keys, and how many of them are in
+        no verified backup (a lost token loses those)."""
+        assert_core_thread()
+        newest = self.repo.newest_per_key()
+        live = [k for k in self.keys.all() if k.extractable and k.state not in _GONE]
+        return sum(1 for k in live if k.id not in newest), len(live)
+
     # --- create ------------------------------------------------------------------------------
 
     def create(
@@ -367,6 +379,7 @@ class BackupService:
         share_passphrase: bytes = b"",
         volume: media.Volume | None = None,
         deliver: Callable[[ShareCard], None] | None = None,
+        progress: Progress | None = None,
     ) -> CreatedBackup:
         """Write a new backup directory under ``target``, read it back, verify it, and only
         then record it and mark its keys backed up. Raises before writing for anything that
@@ -375,7 +388,9 @@ class BackupService:
         The KEK and its shares are made first and handed to ``deliver`` (the custodians' share
         cards, shown one at a time) before anything is written: if delivery fails or is
         cancelled, nothing is written, and a backup never exists whose shares were not handed
-        out. Shares are required to have a ``deliver``."""
+        out. Shares are required to have a ``deliver``. ``progress`` (stage, done, total) is
+        called as keys are wrapped and files written and read back; if it raises
+        OperationCancelled, the new directory is removed and nothing is recorded."""
         assert_core_thread()
         custodians = [validate_name(c, "Custodian name") for c in custodians]
         session = self.tokens.session(token_ref)
@@ -383,6 +398,9 @@ class BackupService:
         subject = f"token:{info.serial}"
         if not custodians and recovery_passphrase is None:
             raise ValidationError("Protect the backup KEK with custodians' shares or a passphrase.")
+        # Custodian names are printed on share cards and kept in the manifest: the operator
+        # name rule (no control or invisible characters, which could hide or reorder text).
+        custodians = [validate_name(c, f"Custodian name {c!r}") for c in custodians]
         if custodians and not 2 <= threshold <= len(custodians):
             raise ValidationError(
                 f"Shares must be M-of-N with 2 <= M <= N; got {threshold}-of-{len(custodians)}."
@@ -459,6 +477,7 @@ class BackupService:
                 user_pin,
                 recovery_passphrase,
                 before.to_json(),
+                progress or _no_progress,
             )
         except KeysteadError as exc:
             record_alone(
@@ -530,12 +549,17 @@ class BackupService:
         user_pin: str,
         recovery_passphrase: str | None,
         checkpoint: dict[str, Any],
+        progress: Progress,
     ) -> CreatedBackup:
         module = self.tokens.session(info.serial).module
         wrapped: list[WrappedKey] = []
         try:
             with trusted_kek(module, info, kek, so_pin, user_pin) as kek_session:
-                wrapped = kek_session.wrap_all([key.cka_id for key in plan.keys])
+                count = len(plan.keys)
+                progress("wrap", 0, count)
+                wrapped = kek_session.wrap_all(
+                    [key.cka_id for key in plan.keys], lambda done: progress("wrap", done, count)
+                )
         finally:
             self.tokens.session(info.serial).login_changed()
         entries = []
@@ -618,10 +642,11 @@ class BackupService:
         except OSError as exc:
             raise media.media_error(exc, directory) from exc
         try:
-            for name, data in files.items():
+            in_order = [*files.items(), (fmt.SIGNATURE, signature), (fmt.MANIFEST, manifest_bytes)]
+            for done, (name, data) in enumerate(in_order):  # the manifest last: marks it complete
+                progress("write", done, len(in_order))
                 media.write_new(directory / name, data)
-            media.write_new(directory / fmt.SIGNATURE, signature)
-            media.write_new(directory / fmt.MANIFEST, manifest_bytes)  # last: marks it complete
+            progress("verify", 0, 1)
             try:
                 read_back, data_back = verify_directory(
                     directory, known_signer=signer, read=media.read_uncached
@@ -632,6 +657,7 @@ class BackupService:
                 raise BackupIntegrityError("The files read back differ from those written.")
             for name in (fmt.METADATA, fmt.AUDIT):
                 fmt.unseal(kek, backup_id, name, data_back[name])
+            progress("verify", 1, 1)
         except BaseException:
             _remove(directory)
             raise
@@ -963,6 +989,10 @@ def _verified_audit(doc: Any, manifest: fmt.Manifest) -> tuple[int, str]:
         raise BackupIntegrityError(f"The backed-up audit history: {report.summary()}")
     head = entries[-1].entry_hash.hex() if entries else ""
     return len(entries), head
+
+
+def _no_progress(_stage: str, _done: int, _total: int) -> None:
+    return None
 
 
 def _remove(directory: Path) -> None:
