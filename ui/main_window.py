@@ -130,6 +130,8 @@ class MainWindow(QMainWindow):
         self.tokens_label = QLabel("Tokens: …", self)
         self.due_label = QLabel(self)
         self.due_label.setObjectName("dueLabel")
+        self.risk_label = QLabel(self)
+        self.risk_label.setObjectName("dueLabel")
         self.database_label = QLabel(f"Database: {session.database_path}", self)
         self.database_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.database_label.setToolTip(session.database_path)
@@ -138,6 +140,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.operator_label)
         bar.addWidget(self.tokens_label)
         bar.addWidget(self.due_label)
+        bar.addWidget(self.risk_label)
         bar.addPermanentWidget(self.database_label)
         self.airgap = AirGapStatus(session, self)
         bar.addPermanentWidget(self.airgap)
@@ -249,6 +252,8 @@ class MainWindow(QMainWindow):
             self.show_page(self.inventory)
             if target == "inventory:due":
                 self.inventory.show_filtered(due_only=True)
+            elif target == "inventory:not-backed-up":
+                self.inventory.show_filtered(not_backed_up=True)
             else:
                 self.inventory.show_filtered("missing on token")
         elif target == "audit:verify":
@@ -260,6 +265,12 @@ class MainWindow(QMainWindow):
 
     def _keys_loaded(self, _count: int) -> None:
         self.overview.show_keys(*self.inventory.model.totals(datetime.now(UTC)))
+        at_risk = self.inventory.model.at_risk_count
+        self.overview.show_at_risk(at_risk)
+        self.risk_label.setText(f"{at_risk} not backed up" if at_risk else "")
+        self.risk_label.setToolTip(
+            "Backup-able keys in no verified backup; tick 'Not backed up' in the inventory."
+        )
         self._show_airgap()
 
     def _show_airgap(self) -> None:

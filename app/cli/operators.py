@@ -71,6 +71,17 @@ def add_parsers(sub: Any) -> None:
     setter.add_argument("--approvals", type=int, required=True)
     setter.add_argument("--roles", help="approver roles ROLE[,ROLE] (default: unchanged)")
     setter.set_defaults(run=cmd_policy_set)
+    backup_first = policy.add_parser(
+        "backup-before-activation",
+        help="refuse to activate keys of a purpose until they are in a verified backup",
+    )
+    backup_first.add_argument(
+        "purpose", nargs="?", help="encryption, signing, key-wrapping or mac (none: show)"
+    )
+    switch = backup_first.add_mutually_exclusive_group()
+    switch.add_argument("--on", dest="required", action="store_true", default=None)
+    switch.add_argument("--off", dest="required", action="store_false")
+    backup_first.set_defaults(run=cmd_policy_backup_first)
 
     station = sub.add_parser("workstation", help="the workstation itself").add_subparsers(
         dest="action", required=True
@@ -270,6 +281,43 @@ def roles_list(roles: frozenset[Role]) -> str:
     """``"security officer and key custodian"``: every role an operator holds, in words."""
     titles = [r.title.lower() for r in Role if r in roles]
     return " and ".join(titles) if titles else "none"
+
+
+def cmd_policy_backup_first(args: argparse.Namespace) -> int:
+    """Show, or change with ``--on`` / ``--off``, which purposes need a verified backup
+    before a key is activated (a ``policy.set`` approval)."""
+    from app.domain.algorithms import Purpose
+
+    if args.purpose is None and args.required is not None:
+        raise ValidationError("Name the purpose to change: encryption, signing, key-wrapping, mac.")
+    if args.purpose is not None and args.required is None:
+        raise ValidationError(f"Say --on or --off for '{args.purpose}'.")
+    purpose = None
+    if args.purpose is not None:
+        try:
+            purpose = Purpose(args.purpose)
+        except ValueError:
+            raise ValidationError(
+                f"'{args.purpose}' is not a purpose: encryption, signing, key-wrapping, mac."
+            ) from None
+
+    def body(ws: Workstation) -> Any:
+        if purpose is None:
+            return ws.backup_before_activation()
+        _common()._login_audit_token(ws, required=False)
+        return ws.set_backup_before_activation(purpose, bool(args.required))
+
+    required = _common()._with_workstation(args, body)
+    rows = [{"purpose": p.value, "backup_before_activation": p in required} for p in Purpose]
+    if args.json:
+        output.print_json(rows)
+    else:
+        for row in rows:
+            needs = (
+                "needs a verified backup" if row["backup_before_activation"] else "no backup rule"
+            )
+            print(f"{row['purpose']:<14} {needs}")
+    return 0
 
 
 def cmd_lock_status(args: argparse.Namespace) -> int:

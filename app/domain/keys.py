@@ -168,14 +168,27 @@ class TokenObject(NamedTuple):
         return not self.cka_id or self.shared_id
 
 
+class BackupStatus(NamedTuple):
+    """A key's newest verified backup: its generation, when it was last verified (UTC text),
+    the medium it was written to (volume label or UUID, or "" for a plain directory), and how
+    many verified backups hold the key."""
+
+    generation: int
+    verified_at: str
+    medium: str
+    copies: int
+
+
 class InventoryItem(NamedTuple):
-    """One row of the inventory: a managed record, an unmanaged token object, or both."""
+    """One row of the inventory: a managed record, an unmanaged token object, or both;
+    ``backup`` is the record's newest verified backup (None: in no backup)."""
 
     presence: Presence
     record: KeyRecord | None = None
     token_object: TokenObject | None = None
     uses: int = 0  # protect uses counted in the audit chain (``KeyUseService.tallies``)
     usage_due: str = ""  # why a usage limit makes the key due, or ""
+    backup: BackupStatus | None = None
 
     @property
     def name(self) -> str:

@@ -72,7 +72,8 @@ SPACE_MARGIN = 1024 * 1024
 
 Approver = Callable[[str, str, Mapping[str, object]], tuple[str, ...]]
 # Progress of a backup being written: (stage, done, total). Stages, in order: "wrap" (keys
-# wrapped by the token), "write" (files synced to the medium), "verify" (files read back).
+# wrapped by the token), "seal" (metadata, audit history and the passphrase's Argon2id),
+# "write" (files synced to the medium), "verify" (files read back).
 # The callback may raise OperationCancelled to stop: the new directory is then removed.
 Progress = Callable[[str, int, int], None]
 
@@ -562,6 +563,7 @@ class BackupService:
                 )
         finally:
             self.tokens.session(info.serial).login_changed()
+        progress("seal", 0, 1)
         entries = []
         blob = bytearray()
         for key, wrap in zip(plan.keys, wrapped, strict=True):
@@ -585,10 +587,11 @@ class BackupService:
                 )
             )
             blob += wrap.wrapped
+        spkis = self.keys.spkis()  # one query, not one per key
         metadata = {
             "format": "keystead-backup-metadata",
             "workstation": self.workstation_id,
-            "keys": [{**key_document(k), "spki": _b64(self.keys.spki(k.id))} for k in plan.keys],
+            "keys": [{**key_document(k), "spki": _b64(spkis.get(k.id))} for k in plan.keys],
         }
         audit_doc = self.audit.document()
         files = {
@@ -710,6 +713,8 @@ class BackupService:
             )
             raise
         with self.db.transaction():
+            if report.kek_checked and manifest.workstation == self.workstation_id:
+                self.repo.mark_verified(manifest.backup_id, stamp(self.clock()))
             record(
                 self.db,
                 when=self.clock(),

@@ -53,6 +53,7 @@ from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, IntentLog, Resolution
 from app.services.token_inspect import backup_refusal, known_trial, remember_trial
 from app.services.tokens import TokenService
+from app.storage.backups import BackupRepository
 from app.storage.database import Database
 from app.storage.intents import IntentRow
 from app.storage.repository import KeyRepository, SettingsRepository
@@ -528,6 +529,7 @@ class KeyService:
         unmanaged: keys, lone public keys, certificates and data objects."""
         assert_core_thread()
         records = self.repo.all()
+        backed_up = BackupRepository(self.db).status_per_key()
         seen: dict[str, list[TokenObject]] = {}
         for session in self.tokens.logged_in():
             self.settle(session)  # a failed generation's key is not an unmanaged key
@@ -541,8 +543,9 @@ class KeyService:
         taken: set[int] = set()
         items: list[InventoryItem] = []
         for key in records:
+            backup = backed_up.get(key.id)
             if key.token_serial not in seen:
-                items.append(InventoryItem(_unreconciled(key, present), key))
+                items.append(InventoryItem(_unreconciled(key, present), key, None, backup=backup))
                 continue
             candidates = index.get((key.token_serial, key.cka_id), [])
             match = _matching(key, candidates)
@@ -562,10 +565,10 @@ class KeyService:
                 if left is not None:
                     taken.add(id(left))
                 gone = Presence.DESTROYED if key.state in DESTROYED_STATES else Presence.MISSING
-                items.append(InventoryItem(gone, key, left))
+                items.append(InventoryItem(gone, key, left, backup=backup))
             else:
                 taken.add(id(match))
-                items.append(InventoryItem(Presence.PRESENT, key, match))
+                items.append(InventoryItem(Presence.PRESENT, key, match, backup=backup))
         for objects in seen.values():
             items.extend(
                 InventoryItem(Presence.UNMANAGED, None, o) for o in objects if id(o) not in taken

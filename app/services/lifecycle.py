@@ -38,6 +38,7 @@ from app.errors import (
 )
 from app.hsm.session import TokenSession
 from app.services.audit import Outcome, failure_outcome, record, record_alone
+from app.services.backup_policy import check_activation
 from app.services.executor import assert_core_thread
 from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, Resolution
@@ -141,6 +142,8 @@ class LifecycleService:
         request = TransitionRequest(key.id, action, reason.strip(), compromise_date, confirm_name)
         try:
             self._check(key, request)
+            if action is Action.ACTIVATE:
+                check_activation(self.db, key)  # "no activation before a verified backup"
             self._check_object(key, request)
         except (PolicyError, ValidationError) as exc:
             self._record_refusal(key, request, exc)
@@ -591,6 +594,15 @@ class LifecycleService:
         ]
         changed = []
         for key, action, reason in work:
+            if action is Action.ACTIVATE:
+                try:
+                    check_activation(self.db, key)
+                except PolicyError as exc:
+                    # It stays pre-active until it is backed up; asked again each minute, so
+                    # logged rather than recorded (one denied entry a minute would drown the
+                    # audit history). A manual activation records its refusal.
+                    log.info("automatic activation of %s waits: %s", key.id, exc.message)
+                    continue
             try:
                 changed.append(
                     self._execute(

@@ -39,6 +39,8 @@ from app.hsm.session import audit_keys_refusal
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
 from app.process import harden_process as harden_process  # (was defined here)
+
+from app.services import backup_policy
 from app.services.airgap import AirGapGuard
 from app.services.approvals import ApprovalService
 from app.services.audit import Outcome, record_alone
@@ -284,6 +286,25 @@ class Workstation:
     @usage_limits.setter
     def usage_limits(self, limits: UsageLimits) -> None:
         self._usage_limits = limits
+
+    # --- policy: no activation before a verified backup ------------------------------------
+
+    def backup_before_activation(self) -> frozenset[Purpose]:
+        """Purposes whose keys need a verified backup before activation."""
+        assert_core_thread()
+        return backup_policy.required_purposes(self.db)
+
+    def set_backup_before_activation(self, purpose: Purpose, required: bool) -> frozenset[Purpose]:
+        """Change the rule for one purpose (``policy.set`` approvals; recorded)."""
+        assert_core_thread()
+        return backup_policy.set_required(
+            self.db,
+            purpose,
+            required,
+            self.approvals.check_initiator,
+            self.approvals.obtain,
+            self.clock,
+        )
 
     # --- dual control hooks ----------------------------------------------------------------
 

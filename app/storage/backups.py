@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.domain.keys import BackupStatus
 from app.storage.database import Database
 from app.storage.repository import utc_text
 
@@ -90,6 +91,26 @@ class BackupRepository:
         """key id -> newest generation of a verified backup holding it."""
         rows = self.db.query("SELECT key_id, max(generation) FROM key_backups GROUP BY key_id")
         return {str(r[0]): int(r[1]) for r in rows}
+
+    def status_per_key(self) -> dict[str, BackupStatus]:
+        """key id -> its newest verified backup (one query for every key)."""
+        rows = self.db.query(
+            "SELECT kb.key_id, b.generation, b.verified_at, b.volume_label, b.volume_uuid "
+            "FROM key_backups kb JOIN backups b ON b.id = kb.backup_id ORDER BY b.generation"
+        )
+        found: dict[str, BackupStatus] = {}
+        for key_id, generation, verified_at, label, volume_uuid in rows:
+            copies = found[key_id].copies + 1 if key_id in found else 1
+            found[str(key_id)] = BackupStatus(
+                int(generation), str(verified_at), str(label or volume_uuid or ""), copies
+            )
+        return found
+
+    def mark_verified(self, backup_id: str, when: str) -> bool:
+        """Record a later verification of a backup this workstation made; False if unknown."""
+        return self.db.execute(
+            "UPDATE backups SET verified_at = ? WHERE id = ?", (when, backup_id)
+        ) > 0
 
     def keep_audit(
         self, backup_id: str, workstation: str, entries: int, head: str, document: bytes, now: str

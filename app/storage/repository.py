@@ -250,6 +250,11 @@ class KeyRepository:
         value = self.db.scalar("SELECT spki FROM keys WHERE id = ?", (key_id,))
         return bytes(value) if value is not None else None
 
+    def spkis(self) -> dict[str, bytes]:
+        """key id -> SubjectPublicKeyInfo (DER) of every key that has one (one query)."""
+        rows = self.db.query("SELECT id, spki FROM keys WHERE spki IS NOT NULL")
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
     def count(self) -> int:
         return int(self.db.scalar("SELECT count(*) FROM keys"))
 

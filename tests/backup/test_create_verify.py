@@ -10,7 +10,7 @@ import pytest
 
 from app.backup import format as fmt
 from app.domain.algorithms import Algorithm
-from app.errors import BackupIntegrityError
+from app.errors import BackupIntegrityError, OperationCancelled, ValidationError
 from app.services.backup import KekSecret
 from tests.hsm.kit import PIN, SECRETS, SO_PIN, TOKEN, Station
 
@@ -170,3 +170,63 @@ def test_cancelled_share_delivery_writes_nothing(station: Station, tmp_path: Pat
     assert station.events("backup.create")[-1].outcome == "failed"
     # the token is still usable by the user afterwards
     station(station.ws.keys.generate, TOKEN, Algorithm.AES_128, "after")
+
+
+@pytest.mark.parametrize(("stage", "at"), [("wrap", 1), ("write", 0), ("write", 3), ("verify", 1)])
+def test_cancel_while_writing_removes_the_partial_backup(
+    station: Station, tmp_path: Path, stage: str, at: int
+) -> None:
+    """Cancel (the GUI's progress hook raising OperationCancelled) between two keys or two
+    files: the new directory is gone, an earlier backup is untouched, nothing is recorded
+    as backed up, and a failed entry names the cancellation."""
+    make_keys(station)
+    target = tmp_path / "stick"
+    target.mkdir()
+    earlier = create(station, target).directory  # type: ignore[attr-defined]
+    before = {p.name: p.read_bytes() for p in earlier.iterdir()}
+    seen: list[tuple[str, int, int]] = []
+
+    def progress(now: str, done: int, total: int) -> None:
+        seen.append((now, done, total))
+        if (now, done) == (stage, at):
+            raise OperationCancelled("The backup was cancelled; nothing was marked backed up.")
+
+    with pytest.raises(OperationCancelled):
+        create(station, target, progress=progress)
+    assert [p.name for p in target.iterdir()] == [earlier.name]
+    assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
+    assert [b.generation for b in station(station.ws.backup.backups)] == [1]
+    assert [e.outcome for e in station.events("backup.create")] == ["success", "failed"]
+    assert seen[0] == ("wrap", 0, 2)
+
+
+def test_progress_reports_every_key_and_file(station: Station, tmp_path: Path) -> None:
+    make_keys(station)
+    seen: list[tuple[str, int, int]] = []
+    create(station, tmp_path, progress=lambda *step: seen.append(step))
+    assert seen == [
+        ("wrap", 0, 2),
+        ("wrap", 1, 2),
+        ("wrap", 2, 2),
+        ("seal", 0, 1),
+        *[("write", n, 5) for n in range(5)],
+        ("verify", 0, 1),
+        ("verify", 1, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["Mallory\u202etxt.exe", "Eve\u200b", "Bob\nAdmin", "Carol\x1b[31m", "  "]
+)
+def test_custodian_names_with_control_or_bidi_characters_are_refused(
+    station: Station, tmp_path: Path, name: str
+) -> None:
+    """The operator-name rule: a share card must show who holds it, and nothing hidden."""
+    make_keys(station)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    with pytest.raises(ValidationError) as caught:
+        create(station, stick, custodians=("alice", name))
+    assert "Custodian name" in caught.value.message
+    assert list(stick.iterdir()) == []
+    assert station.events("backup.create") == []

@@ -171,3 +171,27 @@ def test_sigkill_while_writing_leaves_nothing_that_looks_complete(
     assert sorted(p.name for p in stick.iterdir()) == sorted(
         [left.name, Path(created["directory"]).name]
     )
+
+
+def test_policy_backup_before_activation(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    """``keystead policy backup-before-activation PURPOSE --on``: activation of such a key is
+    refused, naming the fix, until the key is in a verified backup."""
+    shown = {r["purpose"]: r for r in cli.json("policy", "backup-before-activation")}
+    assert not any(r["backup_before_activation"] for r in shown.values())
+    assert "not a purpose" in cli.error("policy", "backup-before-activation", "nope", "--on")
+    cli.run("policy", "backup-before-activation", "encryption", "--on")
+    shown = {r["purpose"]: r for r in cli.json("policy", "backup-before-activation")}
+    assert shown["encryption"]["backup_before_activation"] is True
+    assert shown["signing"]["backup_before_activation"] is False
+    _generate(cli, "dek", "--backup-able", "--purpose", "encryption")
+    refused = cli.error("keys", "activate", "dek")
+    assert "KS-BACKUP-BEFORE-ACTIVATION" in refused and "Back it up first" in refused
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    cli.run(
+        *["backup", "create", "--to", str(stick), "--shares", "2-of-2"],
+        *["--custodians", "alice,bob", "--shares-out", str(tmp_path / "s.json")],
+    )
+    cli.run("keys", "activate", "dek")
+    states = [k["state"].lower() for k in cli.json("keys", "list") if k["name"] == "dek"]
+    assert states == ["active"]

@@ -60,6 +60,7 @@ STEPS = ("Target", "Keys", "Protection", "Approval", "Shares", "Writing", "Safe 
 TARGET, KEYS, PROTECTION, APPROVAL, SHARES, WRITING, DONE = range(len(STEPS))
 _STAGES = {
     "wrap": "Wrapping keys inside the token",
+    "seal": "Sealing the metadata and audit history (and deriving the passphrase key)",
     "write": "Writing and syncing files",
     "verify": "Reading every file back",
 }
@@ -226,8 +227,12 @@ class KeysStep(QWidget):
                     item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                     item.setCheckState(Qt.CheckState.Checked)
                 self.table.setItem(row, column, item)
-        self.refused.setRowCount(len(plan.refused))
-        for row, refusal in enumerate(plan.refused):
+        # Keys that were meant to be backed up but cannot be come first: they are the surprise.
+        refused = sorted(
+            plan.refused, key=lambda r: (r.reason.startswith("not extractable"), r.name)
+        )
+        self.refused.setRowCount(len(refused))
+        for row, refusal in enumerate(refused):
             self.refused.setItem(row, 0, QTableWidgetItem(shown(refusal.name)))
             self.refused.setItem(row, 1, QTableWidgetItem(refusal.reason))
         self.refused_title.setText(

@@ -45,6 +45,7 @@ class Column(IntEnum):
     CREATED = 8
     CREATED_BY = 9
     USES = 10
+    BACKUP = 11
 
 
 HEADERS = {
@@ -59,6 +60,7 @@ HEADERS = {
     Column.CREATED: "Created (UTC)",
     Column.CREATED_BY: "Created by",
     Column.USES: "Uses",
+    Column.BACKUP: "Backup",
 }
 
 ObjectRole = Qt.ItemDataRole.UserRole + 1
@@ -81,6 +83,32 @@ def _identifier(record: KeyRecord) -> str:
 
 LIVE_STATES = (KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.SUSPENDED)
 DUE_MARK = " · due"
+NOT_BACKED_UP = "NOT BACKED UP"
+_GONE = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
+
+
+def at_risk(item: InventoryItem) -> bool:
+    """A backup-able (extractable) key that still exists and is in no verified backup: a lost
+    token loses it."""
+    record = item.record
+    return bool(
+        record is not None
+        and record.extractable
+        and record.state not in _GONE
+        and item.backup is None
+    )
+
+
+def backup_text(item: InventoryItem) -> str:
+    record = item.record
+    if record is None or record.state in _GONE:
+        return ""
+    backup = item.backup
+    if backup is None:
+        return NOT_BACKED_UP if record.extractable else "not backup-able"
+    medium = backup.medium or "a directory"
+    more = f" (+{backup.copies - 1} older)" if backup.copies > 1 else ""
+    return f"gen. {backup.generation} · verified {backup.verified_at[:10]} · {medium}{more}"
 
 
 def is_due(item: InventoryItem, due_before: datetime | None) -> bool:
@@ -133,6 +161,7 @@ def row_texts(item: InventoryItem, due_before: datetime | None = None) -> tuple[
             record.created_at.isoformat(" ", "minutes")[:16],
             record.created_by,
             f"{item.uses:,}",
+            backup_text(item),
         )
     obj = item.token_object
     if obj is None:
@@ -146,6 +175,7 @@ def row_texts(item: InventoryItem, due_before: datetime | None = None) -> tuple[
         _presence_text(item),
         obj.token_label,
         obj.identifier,
+        "",
         "",
         "",
         "",
@@ -295,6 +325,7 @@ class InventoryModel(QAbstractTableModel):
         self._visible: list[int] = []
         self._filter = ""
         self._due_only = False
+        self._at_risk_only = False
         self.due_before: datetime | None = None  # set before set_items
         self._sort_column = Column.NAME
         self._sort_order = Qt.SortOrder.AscendingOrder
@@ -350,6 +381,16 @@ class InventoryModel(QAbstractTableModel):
             self._due_only = due_only
             self._relayout(self._compute_visible)
 
+    def set_at_risk_only(self, at_risk_only: bool) -> None:
+        """Show only keys that are in no verified backup (the "Not backed up" filter)."""
+        if at_risk_only != self._at_risk_only:
+            self._at_risk_only = at_risk_only
+            self._relayout(self._compute_visible)
+
+    @property
+    def at_risk_count(self) -> int:
+        return sum(1 for item in self._items if at_risk(item))
+
     @property
     def due_count(self) -> int:
         return self._due_count
@@ -389,6 +430,8 @@ class InventoryModel(QAbstractTableModel):
         chosen: range | list[int] = range(len(self._items))
         if self._due_only:
             chosen = list(compress(range(len(self._items)), self._due))
+        if self._at_risk_only:
+            chosen = [i for i in chosen if at_risk(self._items[i])]
         if not needle:
             return self._sorted(list(chosen))
         if self._haystacks is None:  # index not here yet: build it now, once
@@ -493,6 +536,8 @@ class InventoryModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == Column.STATE and is_due(self._items[item_index], self.due_before):
                 return _UNMANAGED
+            if column == Column.BACKUP and at_risk(self._items[item_index]):
+                return _MISSING
             if presence is Presence.MISSING:
                 return _MISSING
             if presence is Presence.UNMANAGED:
@@ -504,6 +549,8 @@ class InventoryModel(QAbstractTableModel):
             if presence is Presence.UNCHECKED and column == Column.PRESENCE:
                 return _MUTED
         if role == Qt.ItemDataRole.FontRole:
+            if column == Column.BACKUP and at_risk(self._items[item_index]):
+                return _BOLD
             if presence is Presence.MISSING and column in (Column.NAME, Column.PRESENCE):
                 return _BOLD
             if presence is Presence.UNMANAGED:

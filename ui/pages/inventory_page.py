@@ -113,6 +113,12 @@ class InventoryPage(QWidget):
         )
         filter_row.addWidget(self.filter, 1)
         filter_row.addWidget(self.due_only)
+        self.not_backed_up = QCheckBox("Not backed up", self)
+        self.not_backed_up.setObjectName("notBackedUp")
+        self.not_backed_up.setToolTip(
+            "Backup-able keys that are in no verified backup: a lost token loses them."
+        )
+        filter_row.addWidget(self.not_backed_up)
         filter_row.addWidget(self.progress)
         filter_row.addWidget(self.count)
         layout.addLayout(filter_row)
@@ -182,6 +188,7 @@ class InventoryPage(QWidget):
         self.detail.key_link_activated.connect(self.jump_to_key)
         self.lifecycle.changed.connect(self._key_changed)
         self.due_only.toggled.connect(self.model.set_due_only)
+        self.not_backed_up.toggled.connect(self.model.set_at_risk_only)
         session.keys_changed.connect(self.refresh)
         session.tokens_changed.connect(lambda _: self.refresh())
 
@@ -251,17 +258,21 @@ class InventoryPage(QWidget):
             self.table.scrollTo(self.model.index(row, 0))
         return row >= 0
 
-    def show_filtered(self, text: str = "", due_only: bool = False) -> None:
+    def show_filtered(
+        self, text: str = "", due_only: bool = False, not_backed_up: bool = False
+    ) -> None:
         """The filtered views behind the overview's figures."""
         self.filter.setText(text)
         self.model.set_filter(text)
         self.due_only.setChecked(due_only)
+        self.not_backed_up.setChecked(not_backed_up)
 
     def jump_to_key(self, key_id: str) -> None:
         """Select a key from the lineage, clearing filters that hide it."""
         if not self.select_key(key_id):
             self.filter.clear()
             self.due_only.setChecked(False)
+            self.not_backed_up.setChecked(False)
             self.model.set_filter("")
             self.select_key(key_id)
 

@@ -99,8 +99,8 @@ class OverviewPage(QWidget):
             "Failed logins since unlock", "Show failed logins", "audit:failed-logins", body
         )
         self.airgap = Card("Air gap", "Show tokens", "tokens", body)
-        self.backup = Card("Backups", "—", "", body)
-        self.backup.link.hide()  # backups are made with `keystead backup` (no GUI page yet)
+        self.backup = Card("Backups", "Show keys not backed up", "inventory:not-backed-up", body)
+        self.at_risk: int | None = None
         self.cards = [
             self.tokens,
             self.audit,
@@ -180,17 +180,38 @@ class OverviewPage(QWidget):
             added = facts.head - verified[1]
             stale = f" {added} entries added since." if added > 0 else ""
             self.audit.set(f"verified at {when}", "warn" if added > 0 else "ok", checkpoint + stale)
-        if facts.last_backup is None:
-            self.backup.set("no backup yet", "warn", "Make one with: keystead backup create")
-        else:
-            self.backup.set(
-                f"last at {facts.last_backup[:16].replace('T', ' ')} UTC",
-                "ok",
-                f"{facts.backups} backup(s); the newest holds {facts.last_backup_keys} key(s).",
-            )
+        self._show_backup()
         failed = facts.failed_logins
         self.logins.set(str(failed), "bad" if failed else "ok", "Wrong PINs, refused back-offs.")
         self._verdict()
+
+    def show_at_risk(self, at_risk: int) -> None:
+        """Keys at risk: backup-able keys in no verified backup."""
+        self.at_risk = at_risk
+        self._show_backup()
+        self._verdict()
+
+    def _show_backup(self) -> None:
+        facts = self._facts
+        at_risk = self.at_risk or 0
+        risk = (
+            f"{at_risk} key(s) at risk: in no verified backup."
+            if at_risk
+            else "Every backup-able key is in a verified backup."
+        )
+        if facts is None or facts.last_backup is None:
+            self.backup.set(
+                f"no backup yet; {at_risk} key(s) at risk" if at_risk else "no backup yet",
+                "bad" if at_risk else "warn",
+                "Make one on the Backup page.",
+            )
+        else:
+            self.backup.set(
+                f"{at_risk} key(s) at risk" if at_risk else "every key backed up",
+                "bad" if at_risk else "ok",
+                f"{risk} Newest backup {facts.last_backup[:16].replace('T', ' ')} UTC holds "
+                f"{facts.last_backup_keys} key(s); {facts.backups} backup(s) in all.",
+            )
 
     def set_verified(self, verified: tuple[datetime, int, bool] | None) -> None:
         self._verified = verified
