@@ -9,9 +9,9 @@ Without --shares-file the custodians type their shares (not echoed), one per pro
 line ending the list. The script checks the manifest's signature and every file's size and
 SHA-256, recovers the KEK and checks its check value, decrypts metadata and audit history,
 and unwraps every key. It writes into OUT_DIR (created, mode 0700, must not exist):
-metadata.json, audit.json, and per key ``<key id>.key``: the raw key value (AES) — handle these
-files as the key material they are. It prints the signing key's fingerprint: compare it with
-the one on the custodians' share cards.
+metadata.json, audit.json, and per key ``<key id>.key``: the raw key value (AES), or the
+PKCS#8 PrivateKeyInfo in DER (RSA, EC); handle these files as the key material they are. It
+prints the signing key's fingerprint: compare it with the one on the custodians' share cards.
 """
 
 from __future__ import annotations
@@ -41,6 +41,32 @@ INFO = {"metadata.enc": b"keystead-backup-v1 metadata", "audit.enc": b"keystead-
 
 class Refused(Exception):
     pass
+
+
+def der_length(data: bytes) -> int:
+    """Total length (tag + length octets + content) of the DER SEQUENCE ``data`` starts with."""
+    if len(data) < 2 or data[0] != 0x30:
+        raise Refused("a private key does not unwrap to a DER SEQUENCE")
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if not 1 <= count <= 4 or len(data) < 2 + count:
+        raise Refused("a private key has a malformed DER length")
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
+
+
+def private_key_value(unwrapped: bytes, fingerprint: str | None) -> bytes:
+    """The PKCS#8 DER of a private key, cut at its DER length (the token zero-pads it), after
+    checking that its public key's SHA-256 (SubjectPublicKeyInfo, DER) is ``fingerprint``."""
+    value = unwrapped[: der_length(unwrapped)]
+    key = serialization.load_der_private_key(value, password=None)
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if not fingerprint or hashlib.sha256(spki).hexdigest() != fingerprint.lower():
+        raise Refused("a private key does not match its public key fingerprint")
+    return value
 
 
 def check_files(directory: Path) -> tuple[dict, bytes, dict[str, bytes]]:
@@ -140,14 +166,19 @@ def main() -> int:
         (args.out / "audit.json").write_bytes(audit)
         for entry in manifest["keys"]:
             wrapped = data["keys.bin"][entry["offset"]: entry["offset"] + entry["wrapped_len"]]
-            value = aes_key_unwrap_with_padding(kek, wrapped)[: entry["value_len"]]
-            if entry["kcv"] and kek_check_value(value) != entry["kcv"].upper():
-                raise Refused(f"key {entry['name']} does not match its KCV")
+            unwrapped = aes_key_unwrap_with_padding(kek, wrapped)
+            if entry["value_len"] == 0:  # RSA / EC: PKCS#8, zero-padded by the token
+                value = private_key_value(unwrapped, entry["fingerprint"])
+            else:
+                value = unwrapped[: entry["value_len"]]
+                if not entry["kcv"] or kek_check_value(value) != entry["kcv"].upper():
+                    raise Refused(f"key {entry['name']} does not match its KCV")
             fd = os.open(args.out / f"{entry['id']}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                          0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(value)
-            print(f"{entry['id']}  {entry['name']}  {entry['algorithm']}  KCV {entry['kcv']}")
+            check = f"KCV {entry['kcv']}" if entry["kcv"] else f"SHA-256 {entry['fingerprint']}"
+            print(f"{entry['id']}  {entry['name']}  {entry['algorithm']}  {check}")
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1

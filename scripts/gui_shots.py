@@ -216,7 +216,7 @@ def backup_demo(ws: Workstation, view: str) -> None:
         ("db-column-key", Algorithm.AES_128),
     ):
         ws.keys.generate("Demo", algorithm, name, Purpose.KEY_WRAPPING, backup_able=True)
-    ws.keys.generate("Demo", Algorithm.EC_P256, "backup-able-signer", Purpose.SIGNING, True)
+    ws.keys.generate("Demo", Algorithm.EC_P256, "code-signing-2027", Purpose.SIGNING, True)
     if view in ("backup-page", "backup-verify", "backup-restore"):
         ws.backup.create(
             STICK,
@@ -243,6 +243,7 @@ def backup_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
     if view in ("backup-verify", "backup-restore"):
         page.backups_table.selectRow(0)
         dialog = page.open_dialog(restore=view == "backup-restore")
+        dialog.directory.setText(str(next(STICK.iterdir())))
         dialog.share.setText(DEMO_SHARES[0])
         dialog._take_share()
         dialog.open()

@@ -11,6 +11,7 @@ the session. Results are plain data; no python-pkcs11 object leaves this module.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,13 +19,17 @@ from typing import Any
 
 import pkcs11
 import pkcs11.exceptions as px
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from pkcs11 import DEFAULT, Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import decode_ec_public_key
 
 from app.domain.algorithms import Usage
 from app.errors import BackupIntegrityError, PinLocked, TokenError, WrongPin
 from app.hsm.errors import pkcs11_errors
 from app.hsm.module import Pkcs11Module, TokenInfo
-from app.hsm.templates import SECRET_USAGES, USAGE_ATTR
+from app.hsm.templates import PRIVATE_USAGES, PUBLIC_USAGES, SECRET_USAGES, USAGE_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +42,77 @@ _CKR_PIN_LOCKED = 0xA4
 class WrappedKey:
     cka_id: str
     wrapped: bytes
-    value_len: int  # CKA_VALUE_LEN: the unwrapped value is cut to this (SoftHSM zero-pads)
+    # AES: CKA_VALUE_LEN, the unwrapped value is cut to this (SoftHSM zero-pads). Private keys:
+    # 0, meaning "a PKCS#8 PrivateKeyInfo, cut at its DER length" (SoftHSM zero-pads it too).
+    value_len: int
     kcv: str | None
+
+
+PRIVATE_VALUE_LEN = 0
+# A private key's unwrapped copy in a drill or a restore check: it can only sign, a session
+# object, destroyed at once. ENCRYPT / VERIFY / WRAP are not private-key attributes: SoftHSM
+# refuses them in the template, so they are left out (python-pkcs11 would otherwise add them).
+_PAIR_CHECK_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: False,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+    Attribute.ENCRYPT: DEFAULT,
+    Attribute.VERIFY: DEFAULT,
+    Attribute.WRAP: DEFAULT,
+}
+_CHECK_DIGEST = hashlib.sha256(b"keystead backup pair check").digest()
+
+
+def _private_key_type(spki: bytes) -> KeyType:
+    public = serialization.load_der_public_key(spki)
+    if isinstance(public, rsa.RSAPublicKey):
+        return KeyType.RSA
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return KeyType.EC
+    raise BackupIntegrityError("Only RSA and EC private keys are in backups.")
+
+
+def _public_attributes(spki: bytes) -> dict[Attribute, Any]:
+    """CLASS, KEY_TYPE and the key material of a public key object, from its
+    SubjectPublicKeyInfo (EC: EC_PARAMS and the DER-wrapped EC_POINT; RSA: modulus, exponent)."""
+    public = serialization.load_der_public_key(spki)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return decode_ec_public_key(spki)
+    if isinstance(public, rsa.RSAPublicKey):
+        numbers = public.public_numbers()
+        return {
+            Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+            Attribute.KEY_TYPE: KeyType.RSA,
+            Attribute.MODULUS: numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"),
+            Attribute.PUBLIC_EXPONENT: numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"),
+        }
+    raise BackupIntegrityError("Only RSA and EC public keys are restored.")
+
+
+def _signature_matches(spki: bytes, key_type: KeyType, signature: bytes) -> bool:
+    """Whether ``signature`` over the check digest verifies under the SubjectPublicKeyInfo."""
+    public = serialization.load_der_public_key(spki)
+    try:
+        if isinstance(public, ec.EllipticCurvePublicKey) and key_type is KeyType.EC:
+            half = len(signature) // 2
+            der = utils.encode_dss_signature(
+                int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            )
+            public.verify(der, _CHECK_DIGEST, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+            return True
+        if isinstance(public, rsa.RSAPublicKey) and key_type is KeyType.RSA:
+            public.verify(
+                signature, b"keystead backup pair check", padding.PKCS1v15(), hashes.SHA256()
+            )
+            return True
+    except InvalidSignature:
+        return False
+    return False
 
 
 def _kek_template(kek: bytes, trusted: bool) -> dict[Attribute, Any]:
@@ -101,12 +175,16 @@ class KekSession:
         self._label = label
 
     def wrap_all(
-        self, cka_ids: list[str], step: Callable[[int], None] | None = None
+        self,
+        cka_ids: list[str],
+        step: Callable[[int], None] | None = None,
+        private: frozenset[str] = frozenset(),
     ) -> list[WrappedKey]:
         """RFC 5649 wraps of the secret keys with these CKA_IDs, done by the token, in order.
         The token is searched once (a search by CKA_ID scans every object: one per key would
         be quadratic). TokenError if a CKA_ID matches no secret key, or more than one.
-        ``step(n)`` is called after each n-th key (it may raise to stop)."""
+        ``step(n)`` is called after each n-th key (it may raise to stop). CKA_IDs in
+        ``private`` name RSA / EC private keys: wrapped as PKCS#8 (``value_len`` 0)."""
         with pkcs11_errors(f"wrapping keys for the backup on token '{self._label}'"):
             # One C_GetAttributeValue per object: its CKA_ID, and the facts kept for the
             # manifest (a second call per key cost a third of the backup's time).
@@ -116,14 +194,21 @@ class KekSession:
             for obj in self._session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
                 attrs = obj.get_attributes(facts)
                 cka_id = bytes(attrs.get(Attribute.ID) or b"").hex()
-                if cka_id in wanted:
+                if cka_id in wanted and cka_id not in private:
                     by_id.setdefault(cka_id, []).append((obj, attrs))
+            if private:
+                for obj in self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
+                    cka_id = bytes(obj[Attribute.ID] or b"").hex()
+                    if cka_id in private:
+                        by_id.setdefault(cka_id, []).append(
+                            (obj, {Attribute.VALUE_LEN: PRIVATE_VALUE_LEN})
+                        )
             result = []
             for cka_id in cka_ids:
                 found = by_id.get(cka_id, [])
                 if len(found) != 1:
                     raise TokenError(
-                        f"Token '{self._label}' holds {len(found)} secret keys with CKA_ID "
+                        f"Token '{self._label}' holds {len(found)} keys with CKA_ID "
                         f"{cka_id}; nothing was written."
                     )
                 key, attrs = found[0]
@@ -229,6 +314,90 @@ class KekSession:
             **{USAGE_ATTR[u]: (u in usage) for u in SECRET_USAGES},
         }
         self.unwrap_secret(wrapped, value_len, template)
+
+    def check_private(self, wrapped: bytes, spki: bytes, label: str) -> None:
+        """Unwrap a private key as a sign-only session copy, sign a fixed digest, destroy the
+        copy, and verify the signature under the SubjectPublicKeyInfo the backup recorded.
+        BackupIntegrityError when it does not verify (the pair does not match)."""
+        key_type = _private_key_type(spki)
+        with pkcs11_errors(f"checking backed-up private key '{label}' on token '{self._label}'"):
+            key = self._kek.unwrap_key(
+                ObjectClass.PRIVATE_KEY,
+                key_type,
+                wrapped,
+                mechanism=WRAP_MECHANISM,
+                store=False,
+                template=_PAIR_CHECK_TEMPLATE,
+            )
+            try:
+                if key_type is KeyType.EC:
+                    signature = bytes(key.sign(_CHECK_DIGEST, mechanism=Mechanism.ECDSA))
+                else:
+                    signature = bytes(
+                        key.sign(b"keystead backup pair check", mechanism=Mechanism.SHA256_RSA_PKCS)
+                    )
+            finally:
+                key.destroy()
+        if not _signature_matches(spki, key_type, signature):
+            raise BackupIntegrityError(
+                f"Private key '{label}' does not match the public key the backup recorded; "
+                "it was not restored and the restore stopped."
+            )
+
+    def restore_private(
+        self,
+        wrapped: bytes,
+        spki: bytes,
+        label: str,
+        cka_id: str,
+        private_usage: frozenset[Usage],
+        public_usage: frozenset[Usage],
+        taken: set[str],
+    ) -> None:
+        """Unwrap an RSA / EC private key as a token object with its full template (TOKEN,
+        PRIVATE, SENSITIVE, EXTRACTABLE and WRAP_WITH_TRUSTED kept, its usage flags, label and
+        CKA_ID), after ``check_private``; then its public key object from the recorded
+        SubjectPublicKeyInfo, with the same label and CKA_ID."""
+        self.check_private(wrapped, spki, label)
+        if cka_id in taken:
+            raise TokenError(
+                f"Token '{self._label}' already holds an object with CKA_ID {cka_id}; "
+                f"key '{label}' was not restored."
+            )
+        key_type = _private_key_type(spki)
+        template: dict[Attribute, Any] = {
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: True,
+            Attribute.WRAP_WITH_TRUSTED: True,
+            Attribute.MODIFIABLE: True,
+            Attribute.LABEL: label,
+            Attribute.ID: bytes.fromhex(cka_id),
+            **{USAGE_ATTR[u]: (u in private_usage) for u in PRIVATE_USAGES},
+            Attribute.ENCRYPT: DEFAULT,
+            Attribute.VERIFY: DEFAULT,
+            Attribute.WRAP: DEFAULT,
+        }
+        public: dict[Attribute, Any] = {
+            **_public_attributes(spki),
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.MODIFIABLE: True,
+            Attribute.LABEL: label,
+            Attribute.ID: bytes.fromhex(cka_id),
+            **{USAGE_ATTR[u]: (u in public_usage) for u in PUBLIC_USAGES},
+        }
+        with pkcs11_errors(f"restoring private key '{label}' on token '{self._label}'"):
+            self._kek.unwrap_key(
+                ObjectClass.PRIVATE_KEY,
+                key_type,
+                wrapped,
+                mechanism=WRAP_MECHANISM,
+                store=True,
+                template=template,
+            )
+            self._session.create_object(public)
 
     def drill(self, wrapped: bytes, value_len: int) -> str | None:
         """Unwrap into a session object that can do nothing, read its KCV, destroy it."""

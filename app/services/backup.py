@@ -48,7 +48,13 @@ from app.errors import (
     TokenError,
     ValidationError,
 )
-from app.hsm.backup_wrap import WrappedKey, token_random, trusted_kek, user_kek
+from app.hsm.backup_wrap import (
+    PRIVATE_VALUE_LEN,
+    WrappedKey,
+    token_random,
+    trusted_kek,
+    user_kek,
+)
 from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.audit_log import AuditLog
@@ -156,12 +162,13 @@ def plan_keys(keys: Sequence[KeyRecord], serial: str, chosen: set[str] | None) -
             )
         elif key.token_serial != serial:
             refused.append(Refusal(key.id, key.name, f"on another token ({key.token_label})"))
-        elif key.algorithm.family is not Family.AES:
+        elif key.algorithm.family is Family.EDDSA:
             refused.append(
                 Refusal(
                     key.id,
                     key.name,
-                    "private keys are not yet backed up by this version of Keystead",
+                    "Ed25519 private keys cannot be wrapped out of the token (SoftHSM 2.6.1 "
+                    "answers CKR_KEY_NOT_WRAPPABLE)",
                 )
             )
         else:
@@ -559,7 +566,9 @@ class BackupService:
                 count = len(plan.keys)
                 progress("wrap", 0, count)
                 wrapped = kek_session.wrap_all(
-                    [key.cka_id for key in plan.keys], lambda done: progress("wrap", done, count)
+                    [key.cka_id for key in plan.keys],
+                    lambda done: progress("wrap", done, count),
+                    frozenset(k.cka_id for k in plan.keys if k.algorithm.family is not Family.AES),
                 )
         finally:
             self.tokens.session(info.serial).login_changed()
@@ -588,6 +597,12 @@ class BackupService:
             )
             blob += wrap.wrapped
         spkis = self.keys.spkis()  # one query, not one per key
+        for key in plan.keys:
+            if key.algorithm.family is not Family.AES and key.id not in spkis:
+                raise BackupIntegrityError(
+                    f"Key '{key.name}' has no recorded public key to check a restore against; "
+                    "nothing was written."
+                )
         metadata = {
             "format": "keystead-backup-metadata",
             "workstation": self.workstation_id,
@@ -700,7 +715,9 @@ class BackupService:
                     raise BackupIntegrityError("metadata.enc and the manifest list different keys.")
                 report.kek_checked = True
                 if drill_token is not None:
-                    report.drilled = self._drill(drill_token, kek, manifest, data[fmt.KEYS])
+                    report.drilled = self._drill(
+                        drill_token, kek, manifest, data[fmt.KEYS], metadata
+                    )
         except KeysteadError as exc:
             record_alone(
                 self.db,
@@ -831,6 +848,19 @@ class BackupService:
                         private, public = usage_in_state(
                             record_.algorithm, record_.purpose, record_.state
                         )
+                        if entry.value_len == PRIVATE_VALUE_LEN:
+                            kek_session.restore_private(
+                                blob[entry.offset : entry.offset + entry.wrapped_len],
+                                _entry_spki(metadata, entry),
+                                record_.name,
+                                record_.cka_id,
+                                private,
+                                public,
+                                taken,
+                            )
+                            created.append(record_.cka_id)
+                            taken.add(record_.cka_id)
+                            continue
                         kek_session.restore_secret(
                             blob[entry.offset : entry.offset + entry.wrapped_len],
                             entry.value_len,
@@ -900,12 +930,20 @@ class BackupService:
             raise
         return RestoreReport(manifest, tuple(r for r, _ in wanted), tuple(skipped), audit_entries)
 
-    def _drill(self, token_ref: str, kek: bytes, manifest: fmt.Manifest, blob: bytes) -> int:
+    def _drill(
+        self, token_ref: str, kek: bytes, manifest: fmt.Manifest, blob: bytes, metadata: Any
+    ) -> int:
+        """Every key unwrapped into a session object and compared: AES keys by KCV, private
+        keys by a signature that must verify under the recorded public key."""
         session = self.tokens.session(token_ref)
         done = 0
         with user_kek(session.module, session.info, kek) as kek_session:
             for entry in manifest.keys:
                 wrapped = blob[entry.offset : entry.offset + entry.wrapped_len]
+                if entry.value_len == PRIVATE_VALUE_LEN:
+                    kek_session.check_private(wrapped, _entry_spki(metadata, entry), entry.name)
+                    done += 1
+                    continue
                 kcv = kek_session.drill(wrapped, entry.value_len)
                 if not entry.kcv or not kcv:
                     raise BackupIntegrityError(
@@ -945,9 +983,24 @@ def _records(metadata: Any, manifest: fmt.Manifest) -> list[tuple[KeyRecord, fmt
     if [r.id for r in records] != [e.id for e in manifest.keys]:
         raise BackupIntegrityError("metadata.enc and the manifest list different keys.")
     for record_, entry in zip(records, manifest.keys, strict=True):
+        if entry.value_len == PRIVATE_VALUE_LEN:
+            _entry_spki(metadata, entry)  # the pair check needs the recorded public key
+            continue
         if (record_.kcv or "").upper() != (entry.kcv or "").upper() or not entry.kcv:
             raise BackupIntegrityError(f"Key '{entry.name}': metadata and manifest KCVs differ.")
     return list(zip(records, manifest.keys, strict=True))
+
+
+def _entry_spki(metadata: Any, entry: fmt.KeyEntry) -> bytes:
+    """A private key's SubjectPublicKeyInfo from the sealed metadata; its SHA-256 must be the
+    manifest's fingerprint."""
+    spki = _spki(metadata, entry.id)
+    if spki is None or fmt.sha256_hex(spki) != (entry.fingerprint or "").lower():
+        raise BackupIntegrityError(
+            f"Key '{entry.name}': the recorded public key does not match the manifest's "
+            "fingerprint."
+        )
+    return spki
 
 
 def _spki(metadata: Any, key_id: str) -> bytes | None:

@@ -49,19 +49,19 @@ def test_backup_is_written_verified_and_recorded(station: Station, tmp_path: Pat
     assert sorted(p.name for p in directory.iterdir()) == sorted(fmt.ALL_FILES)
     assert all(fmt.SAFE_NAME.match(p.name) for p in [directory, *directory.iterdir()])
     manifest = created.manifest  # type: ignore[attr-defined]
-    assert [e.name for e in manifest.keys] == ["aes256", "aes128"] or sorted(
-        e.name for e in manifest.keys
-    ) == ["aes128", "aes256"]
+    assert sorted(e.name for e in manifest.keys) == ["aes128", "aes256", "ec"]
     by_name = {e.name: e for e in manifest.keys}
     assert by_name["aes256"].value_len == 32 and by_name["aes128"].value_len == 16
     assert by_name["aes256"].kcv == keys["aes256"].kcv  # type: ignore[attr-defined]
     refused = {r.name: r.reason for r in created.refused}  # type: ignore[attr-defined]
-    assert set(refused) == {"kept", "ec"}
+    assert set(refused) == {"kept"}
+    assert by_name["ec"].value_len == 0 and by_name["ec"].kcv is None  # PKCS#8, DER-cut
+    assert by_name["ec"].fingerprint == keys["ec"].fingerprint  # type: ignore[attr-defined]
     assert manifest.generation == 1
     assert len(created.share_set.mnemonics) == 3  # type: ignore[attr-defined]
 
     backups = station(station.ws.backup.backups)
-    assert [(b.generation, b.keys, b.custodians) for b in backups] == [(1, 2, CUSTODIANS)]
+    assert [(b.generation, b.keys, b.custodians) for b in backups] == [(1, 3, CUSTODIANS)]
     events = station.events("backup.create")
     assert [e.outcome for e in events] == ["success"]
     assert events[0].details["verified"] is True
@@ -105,9 +105,9 @@ def test_verify_without_and_with_shares_and_a_drill(station: Station, tmp_path: 
         KekSecret(mnemonics=(mnemonics[2], mnemonics[0])),
         TOKEN,
     )
-    assert full.kek_checked and full.drilled == 2
+    assert full.kek_checked and full.drilled == 3
     events = station.events("backup.verify")
-    assert [e.details["drilled"] for e in events] == [0, 2]
+    assert [e.details["drilled"] for e in events] == [0, 3]
 
 
 def test_passphrase_protects_the_kek(station: Station, tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_cancel_while_writing_removes_the_partial_backup(
     assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
     assert [b.generation for b in station(station.ws.backup.backups)] == [1]
     assert [e.outcome for e in station.events("backup.create")] == ["success", "failed"]
-    assert seen[0] == ("wrap", 0, 2)
+    assert seen[0] == ("wrap", 0, 3)
 
 
 def test_progress_reports_every_key_and_file(station: Station, tmp_path: Path) -> None:
@@ -205,9 +205,10 @@ def test_progress_reports_every_key_and_file(station: Station, tmp_path: Path) -
     seen: list[tuple[str, int, int]] = []
     create(station, tmp_path, progress=lambda *step: seen.append(step))
     assert seen == [
-        ("wrap", 0, 2),
-        ("wrap", 1, 2),
-        ("wrap", 2, 2),
+        ("wrap", 0, 3),
+        ("wrap", 1, 3),
+        ("wrap", 2, 3),
+        ("wrap", 3, 3),
         ("seal", 0, 1),
         *[("write", n, 5) for n in range(5)],
         ("verify", 0, 1),

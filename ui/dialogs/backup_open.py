@@ -83,6 +83,7 @@ class OpenBackupDialog(QDialog):
         self.drill.setObjectName("drill")
         if restore:
             form.addRow("Restore onto token:", self.token)
+            self.drill.hide()  # a restore checks every key anyway; no drill box here
         else:
             form.addRow("Drill token:", self.token)
             form.addRow("", self.drill)
@@ -128,9 +129,11 @@ class OpenBackupDialog(QDialog):
         pform.addRow("Recovery passphrase:", self.passphrase)
         layout.addWidget(self.pass_box)
         self.override = QCheckBox(
-            "Disaster recovery: restore even if this workstation knows a newer generation "
-            "(asks a security officer's approval)",
-            self,
+            "Disaster recovery: allow an older generation (a security officer approves)", self
+        )
+        self.override.setToolTip(
+            "Needed only when this workstation knows a newer backup generation; recorded as "
+            "its own approved action (backup.restore-override)."
         )
         self.override.setVisible(restore)
         layout.addWidget(self.override)

@@ -53,7 +53,14 @@ def _fill(table: QTableWidget, rows: Sequence[tuple[str, ...]]) -> None:
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
         for c, text in enumerate(row):
-            table.setItem(r, c, QTableWidgetItem(shown(text)))
+            item = QTableWidgetItem(shown(text))
+            item.setToolTip(shown(text))  # a long directory is cut in its column
+            table.setItem(r, c, item)
+
+
+def when_text(stamp: str) -> str:
+    """'2026-03-01 09:00 UTC' from a stored UTC time text."""
+    return stamp[:16].replace("T", " ") + " UTC" if stamp else ""
 
 
 def protection_text(record: BackupRecord) -> str:
@@ -134,11 +141,11 @@ class BackupPage(QWidget):
             [
                 (
                     str(r.generation),
-                    r.created_at,
+                    when_text(r.created_at),
                     str(r.keys),
                     protection_text(r),
                     r.volume_label or r.volume_uuid or "(a directory)",
-                    r.verified_at,
+                    when_text(r.verified_at),
                     r.directory,
                 )
                 for r in reversed(self.records)
