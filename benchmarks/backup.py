@@ -34,16 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from app.domain.algorithms import Algorithm, Purpose, usage_for
+from app.domain.approval import Credential
 from app.domain.keys import KeyRecord, KeyState, TrustedWrap
+from app.domain.roles import FIRST_OPERATOR_ROLES
 from app.hsm.backup_wrap import trusted_kek, user_kek
 from app.hsm.templates import KeySpec, secret_template
 from app.paths import Home
+from app.services.approvals import ScriptedApprovers
 from app.services.backup import KekSecret
 from app.services.executor import CoreExecutor
 from app.services.workstation import SoftTokenRequest, Workstation, utc_now
 from app.storage.keyslots import KdfCost
 
 SO_PIN, PIN, PASSPHRASE = "12345678", "123456", "benchmark passphrase"
+WITNESS, WITNESS_PASS = "witness", "benchmark witness passphrase"
 
 
 def workstation(home: Home, label: str) -> Workstation:
@@ -52,6 +56,11 @@ def workstation(home: Home, label: str) -> Workstation:
         cost=KdfCost(1024, 1, 1),
     )  # fmt: skip
     ws.tokens.login(label, PIN)
+    # Dual control (issue 12): a second operator approves backup and restore (not timed apart:
+    # one approval per run, as at a real ceremony).
+    ws.roster.cost = KdfCost(1024, 1, 1)
+    ws.roster.add(WITNESS, FIRST_OPERATOR_ROLES, WITNESS_PASS, WITNESS_PASS)
+    ws.approvals.source = ScriptedApprovers([Credential(WITNESS, WITNESS_PASS)])
     return ws
 
 
@@ -207,7 +216,7 @@ def main() -> None:
 
 
 def _print_backup(n: int, ours: float, wrapped: int, raw: float, size: int, dd_time: float) -> None:
-    print(f"{n} AES-256 keys (EC keys are not backed up by this version)")
+    print(f"{n} AES-256 keys (EC keys: not measured in this run)")
     print(f"backup   Keystead {n / ours:8.1f} keys/s ({ours:.2f} s, incl. write + read-back)")
     print(f"         raw wrap {wrapped / raw:8.1f} keys/s ({raw:.2f} s)")
     print(f"         ratio Keystead/raw {(n / ours) / (wrapped / raw):.2f}x")

@@ -98,6 +98,7 @@ class OpenBackupDialog(QDialog):
         for button in choices:
             modes.addWidget(button)
             button.toggled.connect(self._mode)
+        self.by_nothing.setVisible(not restore)  # a restore always needs the secret
         modes.addStretch(1)
         layout.addLayout(modes)
 
