@@ -444,6 +444,10 @@ class BackupService:
             subject,
             {
                 "keys": sorted(k.id for k in plan.keys),
+                # What the approvers read: names and KCVs / fingerprints, not only ids.
+                "key_names": sorted(
+                    f"{k.name} ({k.kcv or (k.fingerprint or '')[:16]})" for k in plan.keys
+                ),
                 "generation": generation,
                 "custodians": list(custodians),
                 "threshold": threshold,
