@@ -29,8 +29,8 @@ from ui.icons import icon
 from ui.idle import IdleWatch
 from ui.menus import build_menu_bar
 from ui.pages.audit_page import AuditPage
-from ui.pages.ceremony_page import CeremonyPage
 from ui.pages.backup_page import BackupPage
+from ui.pages.ceremony_page import CeremonyPage
 from ui.pages.inventory_page import InventoryPage
 from ui.pages.operators_page import OperatorsPage
 from ui.pages.overview_page import OverviewPage

@@ -38,7 +38,6 @@ from app.domain.algorithms import Family
 from app.domain.audit import AuditEntry, Checkpoint, verify_chain
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.lifecycle import usage_in_state
-from app.domain.names import validate_name
 from app.errors import (
     BackupIntegrityError,
     DiskFull,
@@ -406,9 +405,6 @@ class BackupService:
         subject = f"token:{info.serial}"
         if not custodians and recovery_passphrase is None:
             raise ValidationError("Protect the backup KEK with custodians' shares or a passphrase.")
-        # Custodian names are printed on share cards and kept in the manifest: the operator
-        # name rule (no control or invisible characters, which could hide or reorder text).
-        custodians = [validate_name(c, f"Custodian name {c!r}") for c in custodians]
         if custodians and not 2 <= threshold <= len(custodians):
             raise ValidationError(
                 f"Shares must be M-of-N with 2 <= M <= N; got {threshold}-of-{len(custodians)}."

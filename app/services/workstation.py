@@ -39,7 +39,6 @@ from app.hsm.session import audit_keys_refusal
 from app.hsm.softhsm import ensure_config, find_softhsm_module
 from app.paths import Home
 from app.process import harden_process as harden_process  # (was defined here)
-
 from app.services import backup_policy
 from app.services.airgap import AirGapGuard
 from app.services.approvals import ApprovalService
