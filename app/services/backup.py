@@ -38,6 +38,7 @@ from app.domain.algorithms import Family
 from app.domain.audit import AuditEntry, Checkpoint, verify_chain
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.lifecycle import usage_in_state
+from app.domain.names import validate_name
 from app.errors import (
     BackupIntegrityError,
     DiskFull,
