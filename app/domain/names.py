@@ -12,11 +12,20 @@ MIN_PASSPHRASE_LENGTH = 12
 MAX_PASSPHRASE_LENGTH = 1024
 
 
+_NOT_SHOWABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def has_control(text: str) -> bool:
-    """True if ``text`` holds a control, format (bidi, zero-width), line or paragraph
-    separator character: the one rule for every name people give (keys, operators, token
-    labels, certificate subjects, backup custodians)."""
-    return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in text)
+    """True if ``text`` holds a character that is shown escaped (``app.domain.text``): a
+    control, format (bidi, zero-width), surrogate, private-use or unassigned character, a line
+    or paragraph separator, or a space other than U+0020. The one rule for every name people
+    give (keys, operators, token labels, certificate subjects, backup custodians), so a name
+    always reads back as it was typed."""
+    return any(
+        unicodedata.category(ch) in _NOT_SHOWABLE
+        or (ch != " " and unicodedata.category(ch) == "Zs")
+        for ch in text
+    )
 
 
 def validate_name(name: str, what: str = "Key name") -> str:
@@ -54,6 +63,10 @@ def validate_token_label(label: str) -> str:
         raise ValidationError("A token label has 1 to 32 bytes.")
     if has_control(label):
         raise ValidationError("A token label cannot contain control or invisible characters.")
+    if "\\" in label:
+        raise ValidationError(
+            "A token label cannot contain a backslash (it is shown escaped, as \\\\)."
+        )
     return label
 
 

@@ -16,6 +16,7 @@ from app.errors import (
     ModuleLoadError,
     PinBackoff,
     PinLocked,
+    TokenError,
     TokenNotLoggedIn,
     TokenNotPresent,
     TokenRemoved,
@@ -529,7 +530,12 @@ class TokenService:
         )
         try:
             module.init_token(free[0].slot_id, so_pin, label)
-            created = next(t for t in module.tokens() if t.label == label)
+            created = next((t for t in module.tokens() if t.label == label), None)
+            if created is None:
+                raise TokenError(
+                    f"SoftHSM shows no token labelled '{label}' after creating it; the "
+                    "half-made token is removed at the next unlock."
+                )
             module.init_user_pin(created.serial, so_pin, user_pin)
         except KeysteadError as exc:
             self._record_alone("token.create-soft", label, Outcome.FAILED, {"error": exc.message})

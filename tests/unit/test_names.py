@@ -14,6 +14,7 @@ from app.domain.names import (
     MIN_PASSPHRASE_LENGTH,
     validate_name,
     validate_new_passphrase,
+    validate_token_label,
 )
 from app.errors import ValidationError
 
@@ -156,3 +157,17 @@ def test_soft_token_pin_length_is_counted_in_bytes(pin: str, ok: bool) -> None:
         assert problem is not None
         assert "4 to 255 bytes in UTF-8" in problem
         assert f"this one has {len(pin.encode())} bytes ({len(pin)} characters)" in problem
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["\U00018cd6", "\ue000", "no\u00a0break", "ideo\u3000space", "back\\slash", "a\u2028b"],
+)
+def test_token_labels_that_would_read_back_escaped_are_refused(label: str) -> None:
+    # found by the CLI fuzz: an unassigned code point was accepted, SoftHSM stored it, and
+    # the label read back (escaped) matched nothing: a traceback and a half-made token
+    with pytest.raises(ValidationError):
+        validate_token_label(label)
+    if "\\" not in label:
+        with pytest.raises(ValidationError, match="control or invisible"):
+            validate_name(label, "Custodian name")
