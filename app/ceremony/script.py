@@ -46,7 +46,8 @@ from typing import Any
 
 from app.ceremony.registry import Kind, StepSpec, spec
 from app.domain.fingerprints import pgp_words
-from app.errors import CeremonyScriptError
+from app.errors import CeremonyScriptError, ValidationError
+from app.storage.files import read_regular
 
 SCHEMA = 1
 MAX_BYTES = 256 * 1024
@@ -156,12 +157,9 @@ class Script:
 def load(path: Path) -> Script:
     """Read and validate the script at ``path`` (at most 256 KiB)."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise CeremonyScriptError(
-            f"Cannot read the script {path}: {exc.strerror or exc}.", RULE_SYNTAX
-        ) from exc
+        data = read_regular(path, "script", MAX_BYTES)  # a FIFO or /dev/zero is refused
+    except ValidationError as exc:
+        raise CeremonyScriptError(exc.message, RULE_SYNTAX) from exc
     return parse(data)
 
 

@@ -123,7 +123,7 @@ def verify(ws: Workstation, data: bytes) -> Verified:
         ceremony_id = str(doc["ceremony"]["id"])
         if doc.get("format") != FORMAT:
             raise ValueError("format")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValidationError("This file is not a Keystead ceremony transcript.") from exc
     recorded = None
     for entry in list_events(ws.db, f"ceremony:{ceremony_id}"):

@@ -292,7 +292,7 @@ def _read_shares(path: Path | None, needed: int | None) -> tuple[str, ...]:
             if isinstance(doc, dict):
                 return tuple(str(s["words"]) for s in doc["shares"])
             return tuple(str(s) for s in doc)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ValidationError(f"{path} is not a shares file ({type(exc).__name__}).") from None
     if not interactive():
         raise ValidationError("Shares are typed at a terminal; for automation give --shares-in.")

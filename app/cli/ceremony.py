@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # keystead --help must not import the service layer (issue 17
     from app.services.workstation import Workstation
 
 RULE = "=" * 72
+MAX_TRANSCRIPT_BYTES = 16 << 20  # a transcript of hundreds of steps is well under 1 MiB
 
 
 def register(sub: Any) -> None:
@@ -556,11 +557,9 @@ def _write_new(target: Path, data: bytes) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from app.cli.main import _with_workstation
+    from app.storage.files import read_regular
 
-    try:
-        data = args.file.read_bytes()
-    except OSError as exc:
-        raise ValidationError(f"Cannot read {args.file}: {exc.strerror}.") from exc
+    data = read_regular(args.file, "transcript", MAX_TRANSCRIPT_BYTES)
 
     def body(ws: Workstation) -> Any:
         from app.ceremony import transcript
@@ -590,17 +589,27 @@ def _transcript_file(ref: str) -> dict[str, Any] | None:
     import json
 
     from app.ceremony import transcript
+    from app.storage.files import read_regular
 
     path = Path(ref)
-    if path.suffix.lower() != ".json" or not path.is_file():
+    if path.suffix.lower() != ".json" or not path.exists():
         return None
+    data = read_regular(path, "transcript", MAX_TRANSCRIPT_BYTES)  # FIFO, /dev/zero refused
     try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("format") != transcript.FORMAT:
             raise ValueError("format")
         if not isinstance(doc["ceremony"]["id"], str) or not isinstance(doc["steps"], list):
             raise ValueError("shape")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
+    except (
+        OSError,
+        UnicodeDecodeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        RecursionError,
+    ) as exc:
         raise ValidationError(f"{path} is not a Keystead ceremony transcript.") from exc
     return doc
 

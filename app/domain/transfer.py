@@ -146,7 +146,7 @@ def decode(data: bytes) -> TransferFile:
         raise NotAuthentic(f"The transfer file is larger than {MAX_FILE_BYTES} bytes. {bad}")
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise NotAuthentic(f"The file is not a Keystead key transfer file. {bad}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise NotAuthentic("The file is not a Keystead key transfer file; nothing was imported.")

@@ -38,6 +38,7 @@ from app.services.keys import KeyService
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.distributions import Distribution, DistributionRepository
+from app.storage.files import read_regular
 from app.storage.repository import utc_text
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 RULE_DISTRIBUTE_STATE = "KS-DIST-STATE"
 RULE_NOT_EXTRACTABLE = "KS-DIST-NOT-EXTRACTABLE"
 RULE_UNWRAP_KEY = "KS-DIST-UNWRAP-KEY"
+RULE_KNOWN_KEY = "KS-DIST-KNOWN-KEY"
+_RETIRED = frozenset({KeyState.COMPROMISED, KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED})
 
 DISTRIBUTABLE = frozenset({KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.DEACTIVATED})
 UNWRAP_STATES = frozenset({KeyState.ACTIVE, KeyState.DEACTIVATED})
@@ -151,7 +154,7 @@ class DistributionService:
             self._deny("key.distribute", subject, refusal, rule)
         if (recipient is None) == (kek_ref is None):
             raise ValidationError("Name either the recipient's public key (--recipient) or a KEK.")
-        check_target(target, overwrite)
+        check_target(target, overwrite, (recipient,) if recipient is not None else ())
         kek: KeyRecord | None = None
         if recipient is not None:
             mechanism = WrapMechanism.RSA_OAEP_SHA1
@@ -312,6 +315,7 @@ class DistributionService:
             if unwrapping_key
             else self._recipient_key(made)
         )
+        self._refuse_known_key(made, subject)
         if expect_kcv is not None and expect_kcv.strip().upper() != made.kcv:
             raise ValidationError(
                 f"The file's key has KCV {made.kcv}, you expected {expect_kcv.strip().upper()}; "
@@ -567,6 +571,28 @@ class DistributionService:
     def _identity(self, key: KeyRecord) -> str:
         return (key.kcv if key.algorithm.symmetric else key.fingerprint) or ""
 
+    def _refuse_known_key(self, made: TransferFile, subject: str) -> None:
+        """Refuse (denied entry) a file whose key this workstation already holds or has
+        retired: the same key id, or the same algorithm and KCV. An import never brings back
+        a compromised or destroyed key (NIST SP 800-57 Part 1 §5.3.4: a compromised key is
+        not used to protect again) and never makes a second copy of a live one."""
+        for known in self.keys.repo.all():
+            same_kcv = bool(known.kcv) and str(known.kcv).upper() == made.kcv.upper()
+            if known.id != made.key_id and not (known.algorithm is made.algorithm and same_kcv):
+                continue
+            if known.state in _RETIRED:
+                why = (
+                    f"The file holds key '{known.name}' (KCV {made.kcv}), recorded here as "
+                    f"{known.state.title.lower()}; a retired key is never brought back"
+                )
+            else:
+                why = (
+                    f"The file holds key '{known.name}' (KCV {made.kcv}), which this "
+                    f"workstation already holds ({known.state.title.lower()}); a key is "
+                    "imported once"
+                )
+            self._deny("key.import", subject, why, RULE_KNOWN_KEY)
+
     def _deny(self, action: str, subject: str, why: str, rule: str) -> None:
         error = PolicyError(f"{why}. Nothing was done.", rule)
         record_alone(
@@ -593,18 +619,8 @@ def read_recipient(path: Path) -> PublicKeyInput:
 
 
 def _read_limited(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except FileNotFoundError as exc:
-        raise ValidationError(f"'{path}' does not exist.") from exc
-    except IsADirectoryError as exc:
-        raise ValidationError(f"'{path}' is a folder, not a file.") from exc
-    except OSError as exc:
-        raise ValidationError(f"Could not read '{path}': {exc.strerror}.") from exc
-    if len(data) > limit:
-        raise ValidationError(f"'{path.name}' is larger than {limit} bytes; nothing was done.")
-    return data
+    """A regular file of at most ``limit`` bytes (a FIFO or /dev/zero is refused, not read)."""
+    return read_regular(path, "file", limit)
 
 
 def _sha256(path: Path) -> str:

@@ -22,6 +22,7 @@ from app.domain.lifecycle import Action
 from app.domain.public_formats import PublicFormat
 from app.errors import NotAuthentic, PolicyError, ValidationError
 from app.paths import Home
+from app.services.distribution import RULE_KNOWN_KEY
 from app.services.executor import CoreExecutor
 from app.services.keys import identity_of
 from tests.backup.test_round_trip import cipher
@@ -113,6 +114,19 @@ def test_wrapped_on_token_a_imports_on_fresh_token_b_with_the_same_kcv(
     received = second(second.ws.distribution.records, imported.key.id)
     assert [(d.direction, d.kcv) for d in received] == [("received", key.kcv)]
     assert second.events("key.import", f"key:{imported.key.id}")[-1].details["kcv_checked"]
+
+    # The same file again is a replay: refused, whether the key is live or retired here.
+    objects = len(peer_keys(second.home))
+    again = _bad(second, second.ws.distribution.import_wrapped, TOKEN, out, "again")
+    assert isinstance(again, PolicyError) and again.rule == RULE_KNOWN_KEY
+    assert "already holds" in again.message
+    second(second.ws.lifecycle.transition, imported.key.id, Action.COMPROMISE, reason="leaked")
+    retired = _bad(second, second.ws.distribution.import_wrapped, TOKEN, out, "resurrect")
+    assert isinstance(retired, PolicyError) and retired.rule == RULE_KNOWN_KEY
+    assert "never brought back" in retired.message
+    assert len(peer_keys(second.home)) == objects  # nothing was unwrapped
+    denied = [e for e in second.events("key.import") if e.outcome == "denied"]
+    assert len(denied) == 2
 
 
 def _bad(station: Station, fn: object, *args: object, **kwargs: object) -> Exception:
@@ -267,6 +281,19 @@ def test_bad_recipients_and_keys_are_refused_before_the_token(
         so_pin=SO_PIN,
         user_pin=PIN,
     )
+    # Nor is the recipient's own file, even with overwrite (the output is the input).
+    kept = cert_path.read_bytes()
+    same = _bad(
+        station,
+        station.ws.distribution.wrap_for,
+        key.id,
+        cert_path,
+        recipient=cert_path,
+        overwrite=True,
+        so_pin=SO_PIN,
+        user_pin=PIN,
+    )
+    assert "input file" in same.message and cert_path.read_bytes() == kept
 
 
 @pytest.mark.parametrize(
