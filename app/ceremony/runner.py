@@ -17,6 +17,7 @@ says so.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -336,6 +337,14 @@ class CeremonyRun:
         return self._add(Participant(name, role, "external", organisation))
 
     def _check_newcomer(self, name: str, role: str, kind: str) -> None:
+        if mixed_script(name):
+            self._refuse(
+                "ceremony.register",
+                f"'{name}' mixes Latin, Cyrillic or Greek letters, which look alike; type the "
+                "name in one script.",
+                RULE_PARTICIPANT,
+                participant=name,
+            )
         if role not in OPERATOR_ROLE_FOR:
             self._refuse(
                 "ceremony.register",
@@ -350,7 +359,7 @@ class CeremonyRun:
                 RULE_PARTICIPANT,
                 participant=name,
             )
-        if name == self.administrator:
+        if _same_person(name, self.administrator):
             self._refuse(
                 "ceremony.register",
                 f"'{name}' is the ceremony's administrator and cannot also be its {role}: "
@@ -358,7 +367,17 @@ class CeremonyRun:
                 RULE_WITNESS_IS_ADMIN,
                 participant=name,
             )
-        if any(p.name == name for p in self.participants()):
+        if kind == "external" and any(
+            _same_person(name, o.name) for o in self.ws.approvals.operators.all(True)
+        ):
+            self._refuse(
+                "ceremony.register",
+                f"'{name}' is the name of an operator of this workstation; an operator takes "
+                "part as an operator (with their passphrase), not as an external person.",
+                RULE_PARTICIPANT,
+                participant=name,
+            )
+        if any(_same_person(p.name, name) for p in self.participants()):
             self._refuse(
                 "ceremony.register",
                 f"'{name}' is registered already; one person takes one part.",
@@ -792,3 +811,29 @@ class CeremonyRun:
             details=details,
         )
         raise CeremonyError(message, rule) from cause
+
+
+def _same_person(a: str, b: str) -> bool:
+    """Names compared the way people read them: Unicode NFKC, case-folded, and with the
+    confusable look-alikes of Unicode TR 39 (Cyrillic 'о' for Latin 'o', …) folded to their
+    skeleton, so 'Officer' or 'оfficer' is the administrator 'officer'."""
+    return _skeleton(a) == _skeleton(b)
+
+
+def _skeleton(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+_LOOKALIKE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
+
+
+def mixed_script(name: str) -> bool:
+    """True when the letters of ``name`` come from more than one of Latin, Cyrillic and Greek,
+    whose letters look alike (Unicode TR 39's mixed-script detection, by character name)."""
+    scripts = set()
+    for char in name:
+        if char.isalpha():
+            first = unicodedata.name(char, "").split(" ", 1)[0]
+            if first in _LOOKALIKE_SCRIPTS:
+                scripts.add(first)
+    return len(scripts) > 1

@@ -91,7 +91,12 @@ _SECRET_WORDS = frozenset(
     }
 )
 _SECRET_VALUE = re.compile(
-    r"(?i)\b(pin|so[-_ ]?pin|puk|pass(word|phrase)?|secret|share)\s*=\s*\S|\bpin\s*:\s*\d{4,}"
+    # "pin=…", "passphrase = …", "share=…"
+    r"(?i)\b(pin|so[-_ ]?pin|puk|pass(word|phrase)?|secret|share)\s*=\s*\S"
+    # "PIN 12345678", "the user PIN is 44556677", "SO-PIN: 99887766"
+    r"|(?i:\b(pin|puk)\b)[\s:]*(is\s+|was\s+)?[\"']?\d{4,}"
+    # "passphrase: correct horse battery", "the password is hunter two three"
+    r"|(?i:\bpass(word|phrase)\b)\s*(is\b|:)\s*[\"']?[^\s\"',.;]+([ -][^\s\"',.;]+){2,}"
 )
 _WORDS = re.compile(r"^[a-z]+(\s+[a-z]+){19,}$")  # a SLIP-39 / BIP-39 mnemonic's shape
 _DIGITS = re.compile(r"^\d{4,16}$")  # a PIN's shape
@@ -193,6 +198,7 @@ def parse(data: bytes) -> Script:
             "The script cannot be read as TOML (nested too deeply or malformed).", RULE_SYNTAX
         ) from exc
     _refuse_secrets(doc, "", text)
+    _refuse_secret_lines(text)
     return _validate(doc, data, text)
 
 
@@ -462,6 +468,20 @@ def _value_is_secret(value: str, digits_allowed: bool) -> bool:
         or _WORDS.match(text.lower())
         or (not digits_allowed and _DIGITS.match(text))
     )
+
+
+def _refuse_secret_lines(text: str) -> None:
+    """Comments too: a script's bytes are kept in its transcript, so a PIN in a comment would
+    be printed there. Every line is checked for a secret's shape (``pin=…``, "PIN 1234…")."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if _SECRET_VALUE.search(line):
+            raise CeremonyScriptError(
+                f"Line {number} looks like it holds a secret (a PIN, passphrase or share), in "
+                "a value or a comment. Secrets are typed at the ceremony, never written in a "
+                "script; remove it.",
+                RULE_SECRET,
+                line=number,
+            )
 
 
 def _refuse_secrets(node: Any, path: str, text: str) -> None:

@@ -238,6 +238,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OperationCancelled:
             run.abandon("input ended during registration")
             raise
+        except KeysteadError as exc:
+            # Registration ended short (or the token is not the profile's): nothing ran, so
+            # the ceremony is closed as abandoned rather than left registering for ever.
+            run.abandon(f"not started: {exc.message}")
+            raise
         return _steps(run, desk)
 
     code: int = _with_workstation(args, body)

@@ -363,3 +363,20 @@ def check_pdf(cli: Cli, ident: str, tmp_path: Path) -> None:
     subprocess.run(["pdftoppm", "-r", "50", "-png", str(pdf), str(tmp_path / "page")], check=True)
     assert len(list(tmp_path.glob("page-*.png"))) == pages
     assert "never written over" in cli.error("ceremony", "transcript", ident, "--out", str(pdf))
+
+
+def test_a_ceremony_that_cannot_start_is_closed_not_left_registering(
+    room: Cli, tmp_path: Path
+) -> None:
+    """Registration that ends short of the script's quorum: one error line naming what is
+    missing, and the ceremony is recorded as abandoned (it never stays 'registering')."""
+    path = template_dir() / "generate-kek.toml"
+    result = room_run(
+        room,
+        *["ceremony", "run", str(path), "--profile", "rehearsal", "--workdir", str(tmp_path)],
+        stdin="YES\n\n",
+        expect=1,
+    )
+    assert "KS-CEREMONY-QUORUM" in result.stderr
+    listed = room.json("ceremony", "list")
+    assert [c["state"] for c in listed] == ["abandoned"], listed

@@ -78,6 +78,25 @@ def test_a_witness_cannot_be_the_administrator(rb: Bench, tmp_path: Path) -> Non
     assert denied and "ADMINISTRATOR" in denied[-1].details_json
 
 
+def test_look_alike_and_operator_names_cannot_stand_in_as_external_witnesses(
+    rb: Bench, tmp_path: Path
+) -> None:
+    """The administrator cannot come back as an outsider under another case, a Cyrillic
+    look-alike letter or another operator's name (who must sign with their passphrase)."""
+    script = template("rotate-key")
+    run = begin(rb, script, tmp_path)
+    for name, rule in (
+        (OPERATOR.capitalize(), "ADMINISTRATOR"),  # 'Officer'
+        ("\u043e" + OPERATOR[1:], "PARTICIPANT"),  # Cyrillic 'о' + 'fficer'
+        (WITNESS.upper(), "PARTICIPANT"),  # an operator, typed in capitals
+    ):
+        with pytest.raises(CeremonyError, match=rule):
+            rb(run.register_external, name, "Outside Ltd", "witness")
+    assert rb(lambda: [p.name for p in run.participants()]) == [OPERATOR]
+    denied = [e for e in rb.events() if e.action == "ceremony.register" and e.outcome == "denied"]
+    assert len(denied) == 3
+
+
 def test_refusals_change_nothing(rb: Bench, tmp_path: Path) -> None:
     script = template("generate-kek")
     run = begin(rb, script, tmp_path)

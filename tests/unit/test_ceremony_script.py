@@ -215,3 +215,29 @@ def test_fuzzed_structures_give_typed_errors_only(doc: dict[str, object], mutate
         assert exc.rule.startswith("KS-CEREMONY-")
     else:
         assert parsed.steps and base.steps
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"# PIN=44556677 SO-PIN: 99887766\n",  # a comment: its bytes reach the transcript
+        b"# the user PIN is 44556677\n",
+        b'instruction2 = "The user PIN is 44556677."\n',
+        b'note = "SO PIN 99887766, user PIN 11223344"\n',
+        b'note = "passphrase: correct horse battery staple"\n',
+    ],
+)
+def test_a_secret_in_a_comment_or_in_prose_is_refused(line: bytes) -> None:
+    script = GOOD.replace(b'title = "Demo"\n', b'title = "Demo"\n' + line)
+    error = refused(script)
+    assert error.rule == scripts.RULE_SECRET, error.message
+
+
+def test_prose_about_pins_without_a_pin_still_parses() -> None:
+    for template in templates():
+        assert template.script.steps  # the shipped words ("types the SO PIN") pass
+    script = GOOD.replace(
+        b'instruction = "Show the token."',
+        b'instruction = "Type the SO PIN, then the user PIN twice; approvers give a passphrase."',
+    )
+    assert scripts.parse(script).steps[0].instruction.startswith("Type the SO PIN")
