@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
@@ -33,6 +34,11 @@ class PublicKeyInput:
     algorithm: Algorithm
     source: str  # "public key" or "certificate"
     subject: str  # certificate subject (RFC 4514), "" for a bare key
+    # From a certificate (RFC 5280): its validity and whether its KeyUsage lets the key
+    # encipher keys (None: no KeyUsage extension, so no restriction).
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    key_encipherment: bool | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -102,15 +108,23 @@ def read_public(data: bytes) -> PublicKeyInput:
         except Exception:  # noqa: S112 (cryptography raises assorted errors on garbage)
             continue
         key: Any
+        validity: tuple[datetime | None, datetime | None] = (None, None)
+        encipher: bool | None = None
         if isinstance(loaded, x509.Certificate):
             key, subject = loaded.public_key(), loaded.subject.rfc4514_string()
+            validity = (loaded.not_valid_before_utc, loaded.not_valid_after_utc)
+            try:
+                usage = loaded.extensions.get_extension_for_class(x509.KeyUsage).value
+                encipher = usage.key_encipherment
+            except x509.ExtensionNotFound:
+                encipher = None
         else:
             key, subject = loaded, ""
         algorithm = _algorithm(key, source)
         spki = key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return PublicKeyInput(spki, algorithm, source, subject)
+        return PublicKeyInput(spki, algorithm, source, subject, *validity, encipher)
     raise ValidationError(
         "The file is not a public key or certificate (PEM or DER). Nothing was done."
     )

@@ -158,7 +158,7 @@ class DistributionService:
         kek: KeyRecord | None = None
         if recipient is not None:
             mechanism = WrapMechanism.RSA_OAEP_SHA1
-            given = read_recipient(recipient)
+            given = read_recipient(recipient, self.clock())
             recipient_id = given.fingerprint
             recipient_name = given.subject or recipient.name
         else:
@@ -607,13 +607,29 @@ class DistributionService:
         raise error
 
 
-def read_recipient(path: Path) -> PublicKeyInput:
+def read_recipient(path: Path, now: datetime | None = None) -> PublicKeyInput:
     """The recipient's RSA public key (≥ 2048 bits) from a PEM/DER key or certificate."""
     given = read_public(_read_limited(path, MAX_RECIPIENT_BYTES))
     if given.algorithm.family is not Family.RSA:
         raise ValidationError(
             f"The recipient key is {given.algorithm.value}; RSA-OAEP needs an RSA public key "
             "(at least 2048 bits). For other recipients use a shared KEK (--kek)."
+        )
+    if (
+        now is not None
+        and given.not_after is not None
+        and given.not_before is not None
+        and not given.not_before <= now <= given.not_after
+    ):
+        raise ValidationError(
+            f"The recipient's certificate is valid from {given.not_before:%Y-%m-%d} to "
+            f"{given.not_after:%Y-%m-%d} (UTC), not now; ask the recipient for a current "
+            "one. Nothing was wrapped."
+        )
+    if given.key_encipherment is False:
+        raise ValidationError(
+            "The recipient's certificate does not allow key encipherment (its KeyUsage, RFC "
+            "5280 §4.2.1.3); a key is wrapped only for a key certified for that."
         )
     return given
 

@@ -294,6 +294,45 @@ def test_bad_recipients_and_keys_are_refused_before_the_token(
         user_pin=PIN,
     )
     assert "input file" in same.message and cert_path.read_bytes() == kept
+    # A certificate out of its validity, or certified for signatures only, is no recipient.
+    days = __import__("datetime").timedelta
+
+    def certificate(start: object, end: object, usage: x509.KeyUsage | None) -> Path:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(strong.public_key())
+            .serial_number(2)
+            .not_valid_before(start)  # type: ignore[arg-type]
+            .not_valid_after(end)  # type: ignore[arg-type]
+        )
+        if usage is not None:
+            builder = builder.add_extension(usage, critical=True)
+        path = tmp_path / f"cert-{len(list(tmp_path.iterdir()))}.pem"
+        path.write_bytes(
+            builder.sign(strong, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+        )
+        return path
+
+    sign_only = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    now = station.clock()
+    for path, words in (
+        (certificate(now - days(800), now - days(400), None), "not now"),
+        (certificate(now + days(10), now + days(400), None), "not now"),
+        (certificate(now - days(1), now + days(30), sign_only), "key encipherment"),
+    ):
+        out = tmp_path / f"{path.stem}.transfer"
+        error = _bad(
+            station,
+            station.ws.distribution.wrap_for,
+            key.id,
+            out,
+            recipient=path,
+            so_pin=SO_PIN,
+            user_pin=PIN,
+        )
+        assert words in error.message and not out.exists()
 
 
 @pytest.mark.parametrize(
