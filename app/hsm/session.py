@@ -1009,7 +1009,11 @@ class TokenSession:
         for obj in self._session.get_objects(
             {Attribute.TOKEN: True, Attribute.MODIFIABLE: False}
         ):
+            # python-pkcs11 gives key and certificate objects a class of their own, but a data
+            # object is a plain Object whose ``object_class`` is None: ask the token then.
             cls = getattr(obj, "object_class", None)
+            if cls is None:
+                cls = obj[Attribute.CLASS]
             if cls == ObjectClass.DATA:
                 if obj[Attribute.APPLICATION] == CHECKPOINT_APPLICATION:
                     checkpoints.append((str(obj[Attribute.LABEL]), obj))

@@ -6,8 +6,10 @@ lists what is really there)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +104,17 @@ def test_a_token_that_does_not_match_the_index_search_falls_back_to_direct_searc
     assert report.ok, report.summary()
     assert report.checkpoint_seq is not None  # the token's checkpoints were found after all
     assert len(searches) > 2  # the empty index search, then the direct ones
+
+
+def test_a_new_login_finds_the_checkpoints_for_verify_and_export(
+    bench: Bench, tmp_path: Path
+) -> None:
+    """The one search reads data objects too: python-pkcs11 gives a data object no class of
+    its own, and a class test that missed them left every export of a new session without
+    its checkpoints (the offline script then accepted a truncated export)."""
+    made = bench(bench.ws.audit.checkpoint, "before the next session")
+    bench.reopen()  # a new unlock and login, as every CLI command is
+    export = tmp_path / "audit.json"
+    bench(bench.ws.audit.export, export, "json")
+    seqs = [c["seq"] for c in json.loads(export.read_text())["checkpoints"]]
+    assert made.seq in seqs, seqs
