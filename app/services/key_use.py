@@ -59,6 +59,7 @@ from app.errors import (
     DiskFull,
     KeysteadError,
     NotAuthentic,
+    NotFoundError,
     OperationCancelled,
     PolicyError,
     StorageError,
@@ -482,6 +483,29 @@ class KeyUseService:
             self._failed(key, Operation.ENCRYPT, "AES-GCM", exc)
             raise
 
+    def _decryption_key(self, key_ref: str | None, header_key: str, source: Path) -> KeyRecord:
+        """The header's key; or ``key_ref`` when the header's key is not on this workstation
+        (a copy imported under its own id from another workstation: the header is in every
+        chunk's AAD, so a wrong key fails authentication and writes nothing)."""
+        try:
+            recorded: KeyRecord | None = self.keys.resolve(header_key)
+        except NotFoundError:
+            recorded = None
+        if key_ref is None:
+            if recorded is None:
+                raise NotFoundError(
+                    f"'{source.name}' was encrypted under key {header_key}, which this "
+                    "workstation does not hold; name the key to decrypt with (for example a "
+                    "copy imported with keys import-wrapped)."
+                )
+            return recorded
+        named = self.keys.resolve(key_ref)
+        if recorded is not None and recorded.id != named.id:
+            raise ValidationError(
+                f"'{source.name}' was encrypted under key '{recorded.name}', not '{key_ref}'."
+            )
+        return named
+
     def decrypt_file(
         self,
         key_ref: str | None,
@@ -499,11 +523,7 @@ class KeyUseService:
         size = _input_size(source)
         with source.open("rb") as handle:
             header, head = parse_header(handle.read(EncryptedHeader.SIZE))
-        key = self.keys.resolve(str(header.key_id))
-        if key_ref is not None and self.keys.resolve(key_ref).id != key.id:
-            raise ValidationError(
-                f"'{source.name}' was encrypted under key '{key.name}', not '{key_ref}'."
-            )
+        key = self._decryption_key(key_ref, str(header.key_id), source)
         self.authorize(key, Operation.DECRYPT)
         expected = EncryptedHeader.sealed_size(header.plaintext_bytes)
         if size != expected:

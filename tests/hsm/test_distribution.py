@@ -20,7 +20,7 @@ from app.domain.algorithms import Algorithm, Purpose
 from app.domain.keys import KeyState
 from app.domain.lifecycle import Action
 from app.domain.public_formats import PublicFormat
-from app.errors import NotAuthentic, PolicyError, ValidationError
+from app.errors import NotAuthentic, NotFoundError, PolicyError, ValidationError
 from app.paths import Home
 from app.services.distribution import RULE_KNOWN_KEY
 from app.services.executor import CoreExecutor
@@ -92,6 +92,10 @@ def test_wrapped_on_token_a_imports_on_fresh_token_b_with_the_same_kcv(
     entry = station.events("key.distribute", f"key:{key.id}")[-1]
     assert entry.outcome == "success" and entry.details["approval"]["approvers"]
     assert entry.details["output_sha256"] == sent[0].file_sha256
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"for the other workstation\n" * 100)
+    sealed = tmp_path / "plain.enc"
+    station(station.ws.use.encrypt_file, key.id, plain, sealed)  # Keystead's own file format
     station.lock()
 
     second.unlock()
@@ -115,6 +119,13 @@ def test_wrapped_on_token_a_imports_on_fresh_token_b_with_the_same_kcv(
     assert [(d.direction, d.kcv) for d in received] == [("received", key.kcv)]
     assert second.events("key.import", f"key:{imported.key.id}")[-1].details["kcv_checked"]
 
+    # Keystead decrypts the sender's file with the imported copy when it is named (the header
+    # names the sender's key id, which this workstation does not hold).
+    second(second.ws.lifecycle.transition, imported.key.id, Action.ACTIVATE)
+    with pytest.raises(NotFoundError, match="does not hold"):
+        second(second.ws.use.decrypt_file, None, sealed, tmp_path / "unnamed.txt")
+    second(second.ws.use.decrypt_file, imported.key.id, sealed, tmp_path / "back.txt")
+    assert (tmp_path / "back.txt").read_bytes() == plain.read_bytes()
     # The same file again is a replay: refused, whether the key is live or retired here.
     objects = len(peer_keys(second.home))
     again = _bad(second, second.ws.distribution.import_wrapped, TOKEN, out, "again")
