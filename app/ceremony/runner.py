@@ -177,7 +177,13 @@ class Ceremonies:
             seen = ", ".join(f"'{t.label}' ({t.serial})" for t in present) or "none"
             raise CeremonyError(
                 f"The {profile} profile needs the token {what}; it is not present (present: "
-                f"{seen}). Nothing was started.",
+                f"{seen}). Nothing was started."
+                + (
+                    f" Make the rehearsal token with: keystead tokens create-soft --label "
+                    f"'{wanted}'."
+                    if key == "token_label"
+                    else " Insert the production token."
+                ),
                 RULE_TOKEN,
             )
         if len(found) > 1:
@@ -650,8 +656,13 @@ class CeremonyRun:
         self._change("ceremony.pause", {"state": State.PAUSED.value}, {"reason": reason})
 
     def resume(self) -> None:
+        """Continue a paused ceremony, or one left ``running`` by a process that ended
+        (killed, power lost: one process changes a workstation at a time, so no other is
+        running it); the step it was on is taken up again. Only its administrator."""
         assert_core_thread()
-        self._require(State.PAUSED, "resume")
+        interrupted = self.state is State.RUNNING
+        if not interrupted:
+            self._require(State.PAUSED, "resume")
         if self.ws.operator != self.administrator:
             self._refuse(
                 "ceremony.resume",
@@ -660,7 +671,9 @@ class CeremonyRun:
                 RULE_RESUME,
             )
         self._token_ready()
-        self._change("ceremony.resume", {"state": State.RUNNING.value}, {})
+        self._change(
+            "ceremony.resume", {"state": State.RUNNING.value}, {"interrupted": interrupted}
+        )
 
     def abandon(self, reason: str) -> None:
         """Give the ceremony up (recorded, with a checkpoint if it had started)."""

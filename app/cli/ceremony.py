@@ -55,6 +55,10 @@ def register(sub: Any) -> None:
     resume.add_argument("id", help="ceremony id (a unique prefix is enough)")
     _share_options(resume)
     resume.set_defaults(run=cmd_resume)
+    abandon = ceremony.add_parser("abandon", help="give up a ceremony that has not ended")
+    abandon.add_argument("id", help="ceremony id (a unique prefix is enough)")
+    abandon.add_argument("--reason", required=True, help="why, for the record")
+    abandon.set_defaults(run=cmd_abandon)
     ceremony.add_parser("list", help="ceremonies of this workstation").set_defaults(run=cmd_list)
     show = ceremony.add_parser("show", help="one ceremony: participants, steps, outputs")
     show.add_argument("id")
@@ -267,6 +271,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     code: int = _with_workstation(args, body)
     return code
+
+
+def cmd_abandon(args: argparse.Namespace) -> int:
+    from app.cli.main import _login_audit_token, _with_workstation
+
+    def body(ws: Workstation) -> str:
+        from app.ceremony.runner import Ceremonies
+
+        _login_audit_token(ws, required=True)
+        run = Ceremonies(ws).get(args.id)
+        run.abandon(args.reason)
+        return str(run.id)
+
+    ceremony_id = _with_workstation(args, body)
+    print(f"Ceremony {ceremony_id} abandoned; the reason is recorded.")
+    return 0
 
 
 def _check_shares_out(args: argparse.Namespace) -> None:

@@ -194,6 +194,24 @@ def test_pause_resume_and_abandon(rb: Bench, tmp_path: Path) -> None:
     rb(transcript.verify, rb.ws, rb(again.transcript_bytes))
 
 
+def test_a_ceremony_a_killed_process_left_running_is_resumed(rb: Bench, tmp_path: Path) -> None:
+    """No pause was recorded (the process was killed): the next session's administrator takes
+    it up again at the step it was on, and the resume entry says it was interrupted."""
+    script = template("rotate-key")
+    run = begin(rb, script, tmp_path)
+    register_all(rb, run, script)
+    rb(run.start)
+    rb.reopen()  # as after a kill: the state is still 'running'
+    again = rb(Ceremonies(rb.ws).get, run.id)
+    assert rb(lambda: again.state) is State.RUNNING
+    rb(rb.ws.tokens.login, "Rehearsal", PIN)
+    rb(again.resume)
+    resumed = [e for e in rb.events() if e.action == "ceremony.resume"]
+    assert resumed and json.loads(resumed[-1].details_json)["interrupted"] is True
+    rb(again.perform, ScriptedDesk())
+    assert rb(lambda: again.phase) is Phase.SIGN_OFF
+
+
 def _consistent(rb: Bench) -> None:
     """Token and database agree: every live key recorded on the Rehearsal token is there
     (pkcs11-tool's view), every key object there is recorded, nothing is pending."""
