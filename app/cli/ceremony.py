@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # keystead --help must not import the service layer (issue 17
 
 RULE = "=" * 72
 MAX_TRANSCRIPT_BYTES = 16 << 20  # a transcript of hundreds of steps is well under 1 MiB
+MAX_REFUSALS = 5  # refused answers in a row before the room is stopped (paused, not lost)
 
 
 def register(sub: Any) -> None:
@@ -317,7 +318,10 @@ def _register(run: Any) -> None:
         + (", an auditor" if script.auditor else "")
         + "."
     )
+    refusals = 0
     while True:
+        if refusals >= MAX_REFUSALS:
+            raise OperationCancelled(f"{refusals} registrations in a row were refused.")
         role = ask("Participant role (witness, custodian, auditor; empty when everyone is in):")
         if not role:
             return
@@ -335,8 +339,10 @@ def _register(run: Any) -> None:
         except OperationCancelled:
             raise
         except KeysteadError as exc:
+            refusals += 1
             print(f"keystead: refused: {output.one_line(exc.message)}", file=sys.stderr)
             continue
+        refusals = 0
         print(f"Registered {name} as {role} ({kind}).")
 
 
@@ -406,7 +412,13 @@ def _show_outputs(outputs: dict[str, str]) -> None:
 def _collect_signoffs(run: Any, step: Any) -> None:
     from app.ceremony.runner import Phase
 
+    refusals = 0
     while run.phase is Phase.SIGN_OFF and run.current is step:
+        if refusals >= MAX_REFUSALS:
+            raise OperationCancelled(
+                f"{refusals} sign-offs in a row were refused; the ceremony is paused. Check "
+                "who may sign this step (keystead ceremony show ID) and resume."
+            )
         signed = len(run.signoffs(run.index))
         name = ask(f"Sign-off {signed + 1} of {step.quorum} for '{step.id}': participant name:")
         person = next((p for p in run.participants() if p.name == name), None)
@@ -420,8 +432,10 @@ def _collect_signoffs(run: Any, step: Any) -> None:
         except OperationCancelled:
             raise
         except KeysteadError as exc:
+            refusals += 1
             print(f"keystead: refused: {output.one_line(exc.message)}", file=sys.stderr)
             continue
+        refusals = 0
         print(f"Signed by {name}.")
         if run.current is not step:
             return
