@@ -150,7 +150,7 @@ def decode(data: bytes) -> TransferFile:
         raise NotAuthentic(f"The file is not a Keystead key transfer file. {bad}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise NotAuthentic("The file is not a Keystead key transfer file; nothing was imported.")
-    if doc.get("version") != VERSION:
+    if type(doc.get("version")) is not int or doc.get("version") != VERSION:  # true == 1
         raise NotAuthentic(
             f"Transfer file version {doc.get('version')!r} is not supported (this Keystead "
             f"reads version {VERSION}); nothing was imported."
@@ -177,6 +177,12 @@ def decode(data: bytes) -> TransferFile:
         )
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise NotAuthentic(f"The transfer file lacks or garbles a field. {bad}") from exc
+    if made.body() != doc:
+        # Every field exactly as this version writes it: nothing unknown, nothing re-typed.
+        raise NotAuthentic(
+            "The transfer file holds fields or values that Keystead does not write (an unknown "
+            f"field, a changed note, a number written as text). {bad}"
+        )
     if algorithm.family is not Family.AES or made.value_len != algorithm.spec.bits // 8:
         raise NotAuthentic(
             f"The transfer file holds a {algorithm.value} key of {made.value_len} bytes; only "

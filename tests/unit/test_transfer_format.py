@@ -97,3 +97,23 @@ def test_fuzzed_json_documents_raise_only_not_authentic(doc: dict[str, object]) 
 def test_fuzzed_public_keys_raise_only_validation_errors(data: bytes) -> None:
     with pytest.raises(ValidationError):
         read_public(data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update(version=True),  # JSON true equals 1 in Python
+        lambda d: d.update(extra="field"),
+        lambda d: d["key"].update(purpose_note="x"),
+        lambda d: d["wrapping"].update(note="no caveat"),
+        lambda d: d["key"].update(value_len=str(d["key"]["value_len"])),
+    ],
+)
+def test_a_resealed_file_with_unknown_or_retyped_fields_is_refused(change) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads(MADE.encode())
+    doc.pop("sha256")
+    change(doc)
+    body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    doc["sha256"] = __import__("hashlib").sha256(body).hexdigest()  # re-sealed by whoever edits
+    with pytest.raises(NotAuthentic):
+        transfer.decode(json.dumps(doc).encode())
