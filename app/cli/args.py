@@ -40,7 +40,7 @@ def on_key(
     def body(ws: Workstation) -> Any:
         _login_audit_token(ws, required=False)
         key = ws.keys.resolve(key_ref)
-        if token:
+        if token and key.token_serial:  # a verify-only (imported public) key has no token
             _login(ws, key.token_serial)
         return action(ws, key)
 

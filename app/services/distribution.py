@@ -83,6 +83,11 @@ def distribution_refusal(key: KeyRecord) -> str | None:
             f"A {key.state.value} key is not distributed (only PRE_ACTIVE, ACTIVE or "
             "DEACTIVATED keys are)"
         )
+    if not key.token_serial:
+        return (
+            f"Key '{key.name}' is a verify-only public key (no token holds a private half): "
+            "send it with 'keys export-public'"
+        )
     if not key.algorithm.symmetric:
         return (
             f"Key '{key.name}' is a {key.algorithm.value} key pair: send its public key "

@@ -493,6 +493,17 @@ def test_import_public_key_or_certificate_as_verify_only(station: Station, tmp_p
     )
     assert "2048" in _bad(station, station.ws.distribution.import_public, weak, "w").message
     assert station.key_count() == count
+    # It is never wrapped for anyone: there is no private half to send.
+    refused = _bad(
+        station,
+        station.ws.distribution.wrap_for,
+        done.key.id,
+        tmp_path / "never.transfer",
+        recipient=pem,
+        so_pin=SO_PIN,
+        user_pin=PIN,
+    )
+    assert "verify-only" in refused.message and not (tmp_path / "never.transfer").exists()
     # Activated, it verifies a signature made by the peer.
     key = station(station.ws.lifecycle.transition, done.key.id, Action.ACTIVATE)
     message = tmp_path / "m.txt"
