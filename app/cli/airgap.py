@@ -54,7 +54,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from app.cli.main import _login_audit_token, _with_workstation  # main imports this module
+    from app.cli.session import _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> bool:
         if args.setting is not None:

@@ -35,7 +35,7 @@ def on_key(
 ) -> T:
     """Unlock, log in to the audit token where a PIN is at hand and (``token``) to the key's
     token, then ``action(ws, key)``."""
-    from app.cli.main import _login, _login_audit_token, _with_workstation
+    from app.cli.session import _login, _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> Any:
         _login_audit_token(ws, required=False)

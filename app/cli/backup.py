@@ -134,7 +134,7 @@ def cmd_media_list(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from app.cli.main import _login, _login_audit_token, _with_workstation
+    from app.cli.session import _login, _login_audit_token, _with_workstation
 
     custodians = [validate_name(c, "Custodian name") for c in _split_list(args.custodians)]
     threshold = _threshold(args.shares, custodians)
@@ -338,7 +338,7 @@ def _kek_secret(args: argparse.Namespace, directory: Path) -> Any:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from app.cli.main import _login, _login_audit_token, _with_workstation
+    from app.cli.session import _login, _login_audit_token, _with_workstation
 
     directory = args.dir.resolve()
 
@@ -372,7 +372,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from app.backup import format as fmt
-    from app.cli.main import _login, _login_audit_token, _with_workstation
+    from app.cli.session import _login, _login_audit_token, _with_workstation
 
     directory = args.dir.resolve()
 
@@ -421,7 +421,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
 
     def body(ws: Workstation) -> list[dict[str, Any]]:
         return [

@@ -210,7 +210,7 @@ def _print_hash(script: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
 
     script = _load(args.file)  # refused before anyone unlocks anything
     workdir = (args.workdir or Path.cwd()).resolve()
@@ -255,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from app.cli.main import _login, _login_audit_token, _with_workstation
+    from app.cli.session import _login, _login_audit_token, _with_workstation
 
     _check_shares_out(args)
     desk = CliDesk(args.shares_out, args.shares_in)
@@ -275,7 +275,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_abandon(args: argparse.Namespace) -> int:
-    from app.cli.main import _login_audit_token, _with_workstation
+    from app.cli.session import _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> str:
         from app.ceremony.runner import Ceremonies
@@ -298,7 +298,7 @@ def _check_shares_out(args: argparse.Namespace) -> None:
 def _login_for(ws: Workstation, script: Any, profile: str) -> None:
     """Log in to the audit token and to the profile's token (when it is present: the
     ceremony itself refuses a token that is absent or does not match, and records it)."""
-    from app.cli.main import _login, _login_audit_token
+    from app.cli.session import _login, _login_audit_token
 
     _login_audit_token(ws, required=True)
     key, wanted = script.selector(profile)
@@ -451,7 +451,7 @@ def _print_end(run: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
 
     def body(ws: Workstation) -> list[dict[str, Any]]:
         from app.ceremony.runner import Ceremonies
@@ -487,7 +487,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _document(args: argparse.Namespace, ref: str) -> dict[str, Any]:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
 
     def body(ws: Workstation) -> dict[str, Any]:
         from app.ceremony.runner import Ceremonies
@@ -526,7 +526,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_transcript(args: argparse.Namespace) -> int:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
 
     target: Path = args.out
     suffix = target.suffix.lower()
@@ -595,7 +595,7 @@ def _write_new(target: Path, data: bytes) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
     from app.storage.files import read_regular
 
     data = read_regular(args.file, "transcript", MAX_TRANSCRIPT_BYTES)
@@ -654,7 +654,7 @@ def _transcript_file(ref: str) -> dict[str, Any] | None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
 
     files = {ref: _transcript_file(ref) for ref in (args.first, args.second)}
 

@@ -173,7 +173,7 @@ def _cert_dict(cert: StoredCertificate) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from app.cli.main import _with_workstation
+    from app.cli.session import _with_workstation
 
     rows = [_cert_dict(c) for c in _with_workstation(args, lambda ws: ws.certs.listing(args.key))]
     if args.json:
@@ -193,7 +193,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export_certificate(args: argparse.Namespace) -> int:
-    from app.cli.main import _login_audit_token, _with_workstation
+    from app.cli.session import _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> tuple[StoredCertificate, bytes]:
         _login_audit_token(ws, required=False)
@@ -214,7 +214,7 @@ def cmd_export_certificate(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from app.cli.main import _login_audit_token, _with_workstation
+    from app.cli.session import _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> StoredCertificate:
         _login_audit_token(ws, required=False)
@@ -232,7 +232,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_export_public(args: argparse.Namespace) -> int:
-    from app.cli.main import _login_audit_token, _with_workstation
+    from app.cli.session import _login_audit_token, _with_workstation
 
     fmt: PublicFormat = args.format
     if args.out is None and fmt is PublicFormat.DER:

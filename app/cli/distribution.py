@@ -157,7 +157,7 @@ def _import_row(done: Any) -> dict[str, Any]:
 
 
 def cmd_import_wrapped(args: argparse.Namespace) -> int:
-    from app.cli.main import _login, _login_audit_token, _with_workstation
+    from app.cli.session import _login, _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> dict[str, Any]:
         _login_audit_token(ws, required=False)
@@ -187,7 +187,7 @@ def cmd_import_wrapped(args: argparse.Namespace) -> int:
 
 
 def cmd_import_public(args: argparse.Namespace) -> int:
-    from app.cli.main import _login_audit_token, _with_workstation
+    from app.cli.session import _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> dict[str, Any]:
         _login_audit_token(ws, required=False)

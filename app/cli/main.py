@@ -3,7 +3,9 @@
 Start-up cost is what an officer feels on every command: the parser is built from light modules
 only (domain enums, the secret prompts, the output helpers), and the service layer (the
 workstation, pkcs11, SQLCipher, cryptography, the capability probe) is imported where a command
-uses it. ``tests/cli/test_startup.py`` holds the import boundary."""
+uses it. ``tests/e2e/test_startup.py`` holds the import boundary. The commands live in one
+module per group (``tokens``, ``audit``, ``operators``, ``backup``, …); ``session`` holds the
+unlock and login helpers they share."""
 
 from __future__ import annotations
 
@@ -12,20 +14,46 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from app.cli import airgap, backup, ceremony, certs, distribution, operators, output, selftest, use
-from app.cli.approvers import CliApprovers, refusal_hint
+from app.cli.approvers import refusal_hint
+from app.cli.audit import (
+    cmd_audit_checkpoint,
+    cmd_audit_export,
+    cmd_audit_intents,
+    cmd_audit_list,
+    cmd_audit_verify,
+)
 from app.cli.secrets import (
-    ENV_AUDIT_PIN,
-    ENV_PIN,
     ask_operator,
-    ask_secret,
     interactive,
     require_secret,
+)
+from app.cli.session import (  # noqa: F401 (re-exported: commands and helpers)
+    NEXT_STEP_WITHOUT_AUDIT,
+    READ_ONLY_COMMANDS,
+    _login,
+    _login_all_optional,
+    _login_audit_token,
+    _login_if_present,
+    _unlock,
+    _with_workstation,
+)
+from app.cli.tokens import (
+    cmd_modules_add,
+    cmd_modules_list,
+    cmd_modules_offered,
+    cmd_modules_remove,
+    cmd_tokens_blank,
+    cmd_tokens_create_soft,
+    cmd_tokens_init,
+    cmd_tokens_init_blank,
+    cmd_tokens_list,
+    cmd_tokens_pin,
+    cmd_tokens_show,
 )
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose
 from app.domain.dates import parse_moment
@@ -35,19 +63,16 @@ from app.domain.names import validate_token_label
 from app.domain.usage import UsageTally
 from app.errors import (
     KeysteadError,
-    ReadOnlyHome,
     TokenNotLoggedIn,
-    TokenNotPresent,
     ValidationError,
     WorkstationExists,
 )
-from app.paths import Home, resolve_home
+from app.paths import resolve_home
 from app.process import harden_process
 from app.services.executor import CoreExecutor
 from app.services.prompter import SecretKind
 
 if TYPE_CHECKING:  # imported where used, so the parser (and --help) stays light
-    from app.domain.audit import Checkpoint, Report
     from app.domain.keys import InventoryItem
     from app.services.workstation import AuditTokenChoice, SoftTokenRequest, Workstation
 
@@ -97,9 +122,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="keystead", description="Keystead key management workstation"
-    )
+    parser = _Parser(prog="keystead", description="Keystead key management workstation")
     parser.add_argument(
         "--home", help="workstation directory (default: KEYSTEAD_HOME or the user data dir)"
     )
@@ -367,82 +390,6 @@ def _purpose(text: str) -> Any:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _unlock(args: argparse.Namespace) -> Workstation:
-    home: Home = args.home_dir
-    operator = ask_operator(args.operator)
-    passphrase = require_secret(SecretKind.PASSPHRASE, f"Passphrase for {operator}")
-    from app.services.workstation import Workstation
-
-    ws = Workstation.unlock(home, operator, passphrase, wait=args.wait, program="keystead")
-    ws.approvals.source = CliApprovers()  # prompts, or KEYSTEAD_APPROVER(_PASSPHRASE)
-    return ws
-
-
-def _login(
-    ws: Workstation, token_ref: str, optional: bool = False, kind: SecretKind = SecretKind.USER_PIN
-) -> bool:
-    info = ws.tokens.find(token_ref)
-    if any(s.info.serial == info.serial for s in ws.tokens.logged_in()):
-        return True
-    prompt = f"User PIN for token '{info.label}'" + (" (Enter to skip)" if optional else "")
-    pin = ask_secret(kind, prompt, optional=optional)
-    if pin is None:
-        return False
-    ws.tokens.login(info.serial, pin)
-    return True
-
-
-def _login_all_optional(ws: Workstation) -> None:
-    """Log in where a PIN is at hand, so listings can reconcile: at a terminal each present
-    token is offered (Enter skips it); for automation ``KEYSTEAD_PIN`` is the audit token's
-    PIN and is tried on that token only, so it never counts wrong PINs against the others."""
-    if interactive() and os.environ.get(ENV_PIN) is None:
-        for status in ws.tokens.statuses():
-            if not status.ambiguous:
-                _login(ws, status.info.serial, optional=True)
-        return
-    serial = ws.audit.token_serial
-    if os.environ.get(ENV_PIN) and serial and serial in {t.serial for t in ws.tokens.present()}:
-        _login(ws, serial, optional=True, kind=SecretKind.AUDIT_PIN)
-
-
-# Commands that only read: on a read-only home (an auditor's copy) they run without tokens and
-# write nothing; every other command is refused there before it starts.
-READ_ONLY_COMMANDS = frozenset(
-    {
-        ("keys", "list"),
-        ("keys", "show"),
-        ("keys", "history"),
-        ("keys", "due"),
-        ("audit", "list"),
-        ("audit", "verify"),
-        ("audit", "export"),
-        ("audit", "intents"),
-        ("modules", "list"),
-    }
-)
-
-
-def _with_workstation(args: argparse.Namespace, body: Callable[[Workstation], Any]) -> Any:
-    home: Home = args.home_dir
-    if home.read_only():
-        if (args.command, getattr(args, "action", None)) not in READ_ONLY_COMMANDS:
-            raise ReadOnlyHome(
-                f"{home.root} is read-only: only reading commands work there (keys list/show/"
-                "history/due, audit list/verify/export/intents). Nothing was changed."
-            )
-        print(
-            f"keystead: note: {home.root} is read-only: tokens are not used and nothing is "
-            "written.",
-            file=sys.stderr,
-        )
-    ws = _unlock(args)
-    try:
-        return body(ws)
-    finally:
-        ws.lock()
-
-
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -521,248 +468,6 @@ NO_AUDIT_TOKEN_AT_INIT = (
     "--audit-token TOKEN --module PATH (a present hardware token). Nothing was created."
 )
 
-# A workstation without an audit token (made before init required one) records nothing: every
-# change waits for one.
-NEXT_STEP_WITHOUT_AUDIT = (
-    "This workstation has no audit token yet: nothing can be recorded until one is added. Run "
-    "'keystead tokens create-soft --label LABEL' (or 'keystead modules add PATH' for a hardware "
-    "token) and log in to it; the first token logged in becomes the audit token."
-)
-
-
-def cmd_tokens_list(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> list[dict[str, Any]]:
-        _login_all_optional(ws)
-        rows = []
-        for status in ws.tokens.statuses():
-            if status.ambiguous:  # listed, never acted on: it cannot be told from another
-                rows.append({**output.token_dict(status), "objects": None})
-                continue
-            view = ws.inspect.view(status.info.serial)
-            rows.append({**output.token_dict(status), "objects": view.objects})
-        return rows
-
-    rows = _with_workstation(args, body)
-    if args.json:
-        output.print_json(rows)
-    else:
-        for row in rows:
-            row["flags_text"] = ", ".join(row["flags"])
-            row["login"] = "logged in" if row["logged_in"] else "-"
-            if row["ambiguous"]:
-                row["login"] = "AMBIGUOUS: another token has this identity"
-            row["objects_text"] = "?" if row["objects"] is None else row["objects"]
-        output.print_table(
-            rows,
-            [
-                ("label", "LABEL"),
-                ("serial", "SERIAL"),
-                ("model", "MODEL"),
-                ("login", "LOGIN"),
-                ("objects_text", "OBJECTS"),
-                ("flags_text", "FLAGS"),
-            ],
-        )
-    return 0
-
-
-def cmd_tokens_show(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> dict[str, Any]:
-        _login(ws, args.token, optional=True)
-        capabilities = None
-        try:
-            capabilities = ws.inspect.capabilities(args.token, refresh=args.probe)
-        except TokenNotLoggedIn:
-            capabilities = None
-        view = ws.inspect.view(args.token)
-        return output.token_view_dict(view, ws.inspect.mechanisms(args.token), capabilities)
-
-    shown = _with_workstation(args, body)
-    if args.json:
-        output.print_json(shown)
-    else:
-        output.print_token_view(shown)
-    return 0
-
-
-def cmd_tokens_init(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)  # so the change is sealed
-        info = ws.tokens.find(args.token)
-        ws.approvals.check_initiator("token.init", info.serial)  # the role, before any prompt
-        confirm = args.confirm
-        if confirm is None:
-            if not interactive():
-                raise ValidationError(
-                    f"Confirm with --confirm '{info.label}' (the token's current label)."
-                )
-            impact = ws.admin.init_impact(info.serial)
-            if impact.refusal is not None:
-                raise impact.refusal
-            print(output.init_impact_text(impact), file=sys.stderr)
-            confirm = input(f"Type the token's label '{info.label}' to erase it: ")
-        so_pin = require_secret(SecretKind.SO_PIN, f"SO PIN of token '{info.label}'")
-        return ws.admin.init_token(info.serial, confirm, args.label, so_pin)
-
-    created = _with_workstation(args, body)
-    if args.json:
-        output.print_json({"label": created.label, "serial": created.serial})
-    else:
-        print(
-            f"Token {created.serial} initialised as '{created.label}'. Set its user PIN next: "
-            f"keystead tokens init-pin {created.serial}"
-        )
-    return 0
-
-
-def cmd_tokens_blank(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> list[dict[str, Any]]:
-        return [
-            {
-                "module": t.module_path,
-                "slot": t.slot_id,
-                "slot_description": t.slot_description,
-                "manufacturer": t.manufacturer,
-                "model": t.model,
-            }
-            for t in ws.tokens.blank_slots()
-        ]
-
-    rows = _with_workstation(args, body)
-    if args.json:
-        output.print_json(rows)
-    elif not rows:
-        print("No module offers a blank slot.")
-    else:
-        for row in rows:
-            print(
-                f"{row['module']} slot {row['slot']}: blank "
-                f"({row['manufacturer']} {row['model']})"
-            )
-    return 0
-
-
-def cmd_tokens_init_blank(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> Any:
-        ws.admin.blank_slot(args.module, args.slot, args.label)  # before any prompt
-        _login_audit_token(ws, required=False)  # so the change is sealed
-        confirm = args.confirm
-        if confirm is None:
-            if not interactive():
-                raise ValidationError(f"Confirm with --confirm '{args.label}' (the new label).")
-            confirm = input(f"Type the new label '{args.label}' again to initialise the slot: ")
-        # The token this command creates: KEYSTEAD_SO_PIN / KEYSTEAD_PIN, as create-soft.
-        so_pin = require_secret(
-            SecretKind.SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
-        )
-        pin = require_secret(
-            SecretKind.USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
-        )
-        return ws.admin.init_blank(args.module, args.slot, args.label, confirm, so_pin, pin)
-
-    created = _with_workstation(args, body)
-    if args.json:
-        output.print_json({"label": created.label, "serial": created.serial})
-    else:
-        print(f"Slot initialised as token '{created.label}' (identity {created.serial}).")
-    return 0
-
-
-def cmd_tokens_pin(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> str:
-        _login_audit_token(ws, required=False)  # so the change is sealed
-        info = ws.tokens.find(args.token)
-        ws.approvals.check_initiator(f"token.{args.pin_action}", info.serial)
-        if args.pin_action == "init-pin":
-            so_pin = require_secret(SecretKind.SO_PIN, f"SO PIN of token '{info.label}'")
-            new = require_secret(SecretKind.NEW_USER_PIN, "New user PIN", confirm=True)
-            ws.admin.init_pin(info.serial, so_pin, new)
-            return f"User PIN of token '{info.label}' set by the security officer."
-        if args.pin_action == "change-pin":
-            old = require_secret(SecretKind.USER_PIN, f"Current user PIN of '{info.label}'")
-            new = require_secret(SecretKind.NEW_USER_PIN, "New user PIN", confirm=True)
-            ws.admin.change_pin(info.serial, old, new)
-            return f"User PIN of token '{info.label}' changed."
-        old = require_secret(SecretKind.SO_PIN, f"Current SO PIN of '{info.label}'")
-        new = require_secret(SecretKind.NEW_SO_PIN, "New SO PIN", confirm=True)
-        ws.admin.change_so_pin(info.serial, old, new)
-        return f"SO PIN of token '{info.label}' changed."
-
-    print(_with_workstation(args, body))
-    return 0
-
-
-def cmd_tokens_create_soft(args: argparse.Namespace) -> int:
-    validate_token_label(args.label)  # before any PIN is asked for
-
-    def body(ws: Workstation) -> Any:
-        ws.approvals.check_initiator("token.create-soft", f"token:{args.label}")
-        # One rule for PINs (README): KEYSTEAD_PIN / KEYSTEAD_SO_PIN are the PINs of the token
-        # a command names or creates (here the new token, as at ``init --soft-token``); the
-        # audit token's PIN then comes from KEYSTEAD_AUDIT_PIN only, so the new token's PIN
-        # is never tried on it.
-        so_pin = require_secret(
-            SecretKind.SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
-        )
-        pin = require_secret(
-            SecretKind.USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
-        )
-        if os.environ.get(ENV_AUDIT_PIN) is not None or (
-            interactive() and os.environ.get(ENV_PIN) is None
-        ):
-            _login_audit_token(ws, required=False)  # so the change is sealed
-        return ws.tokens.create_soft_token(args.label, so_pin, pin)
-
-    created = _with_workstation(args, body)
-    if args.json:
-        output.print_json({"label": created.label, "serial": created.serial})
-    else:
-        print(f"Created embedded token '{created.label}' (serial {created.serial}).")
-    return 0
-
-
-def cmd_modules_list(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> list[dict[str, Any]]:
-        rows = []
-        for path, embedded in ws.settings.modules():
-            module = ws.tokens.modules.get(path)
-            info = module.info() if module else None
-            rows.append(
-                {
-                    "path": path,
-                    "embedded": embedded,
-                    "description": info.description if info else "",
-                    "manufacturer": info.manufacturer if info else "",
-                    "cryptoki": info.cryptoki_version if info else "",
-                    "error": ws.tokens.module_errors.get(path),
-                }
-            )
-        return rows
-
-    rows = _with_workstation(args, body)
-    if args.json:
-        output.print_json(rows)
-    else:
-        output.print_table(
-            rows,
-            [
-                ("path", "PATH"),
-                ("description", "DESCRIPTION"),
-                ("cryptoki", "CRYPTOKI"),
-                ("error", "ERROR"),
-            ],
-        )
-    return 0
-
-
-def cmd_modules_add(args: argparse.Namespace) -> int:
-    info = _with_workstation(args, lambda ws: ws.tokens.add_module(args.path).info())
-    if args.json:
-        output.print_json(info.__dict__)
-    else:
-        print(f"Added {info.path}: {info.description} ({info.manufacturer}).")
-    return 0
-
 
 def _candidate_dict(candidate: Any) -> dict[str, Any]:
     return {
@@ -811,28 +516,6 @@ def cmd_keys_rebind(args: argparse.Namespace) -> int:
         output.print_json(output.key_dict(key))
     else:
         print(f"'{key.name}' is now bound to token '{key.token_label}' ({key.token_serial}).")
-    return 0
-
-
-def cmd_modules_remove(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> None:
-        _login_audit_token(ws, required=False)
-        ws.tokens.remove_module(args.path)
-
-    _with_workstation(args, body)
-    print(f"Removed {args.path}; keys on its tokens stay recorded.")
-    return 0
-
-
-def cmd_modules_offered(args: argparse.Namespace) -> int:
-    rows = [
-        {"name": m.name, "path": m.path, "config": m.config_file, "exists": m.exists}
-        for m in _with_workstation(args, lambda ws: ws.inspect.offered_modules())
-    ]
-    if args.json:
-        output.print_json(rows)
-    else:
-        output.print_table(rows, [("name", "NAME"), ("path", "PATH"), ("exists", "INSTALLED")])
     return 0
 
 
@@ -1029,12 +712,6 @@ def _print_candidate(row: dict[str, Any]) -> None:
         print("  needs a fresh CKA_ID (--new-id): its ID is missing or shared with another key")
 
 
-def _login_if_present(ws: Workstation, serial: str) -> None:
-    """Log in to the key's token when it is here and a PIN is at hand; else changes wait."""
-    if any(t.serial == serial for t in ws.tokens.present()):
-        _login(ws, serial, optional=True)
-
-
 def cmd_keys_transition(args: argparse.Namespace) -> int:
     action: Action = args.lifecycle_action
 
@@ -1139,133 +816,6 @@ def cmd_keys_due(args: argparse.Namespace) -> int:
                 ("reason", "WHY"),
                 ("token", "TOKEN"),
                 ("id", "ID"),
-            ],
-        )
-    return 0
-
-
-def _login_audit_token(ws: Workstation, required: bool) -> None:
-    serial = ws.audit.token_serial
-    if serial is None and required:
-        raise TokenNotPresent(NEXT_STEP_WITHOUT_AUDIT)
-    if serial and any(t.serial == serial for t in ws.tokens.present()):
-        _login(ws, serial, optional=not required, kind=SecretKind.AUDIT_PIN)
-    elif required and serial is None:
-        raise TokenNotPresent(
-            "This workstation has no audit token yet: log in to a token that can hold the "
-            "audit keys, or create the embedded one (keystead tokens create-soft --label L)."
-        )
-    elif required:
-        raise TokenNotPresent("The workstation's audit token is not present. Insert it.")
-
-
-def cmd_audit_list(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> list[dict[str, Any]]:
-        subject = f"key:{ws.keys.resolve(args.key).id}" if args.key else None
-        from app.services.audit_log import AuditFilter
-
-        flt = AuditFilter(
-            args.since, args.until, args.operator, args.audit_action, subject, args.outcome
-        )
-        return [output.event_dict(e) for e in ws.audit.page(flt, 0, 10_000_000)]
-
-    rows = _with_workstation(args, body)
-    if args.json:
-        output.print_json(rows)
-    else:
-        if args.since or args.until:
-            since = args.since.isoformat() if args.since else "the first entry"
-            until = args.until.isoformat() if args.until else "the last entry"
-            print(f"Entries from {since} to {until} (UTC)")
-        output.print_events(rows)
-    return 0
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> Report:
-        _login_audit_token(ws, required=False)
-        return ws.audit.verify()
-
-    report = _with_workstation(args, body)
-    if args.json:
-        output.print_json(
-            {
-                "ok": report.ok,
-                "entries": report.entries,
-                "macs_checked": report.macs_checked,
-                "unsealed": report.unmaced,
-                "checkpoint": report.checkpoint_seq,
-                "fault": report.fault.value if report.fault else None,
-                "bad_seq": report.bad_seq,
-                "summary": report.summary(),
-            }
-        )
-    else:
-        print(report.summary())
-        if report.detail and report.ok:
-            print(report.detail)
-    if not report.ok:
-        print(f"keystead: error: {output.one_line(report.summary())}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_audit_export(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> int:
-        _login_audit_token(ws, required=False)
-        return ws.audit.export(args.out.resolve(), args.format)
-
-    count = _with_workstation(args, body)
-    if args.json:
-        output.print_json({"entries": count, "file": str(args.out)})
-    else:
-        print(f"Exported {count} entries to {args.out}.")
-    return 0
-
-
-def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> Checkpoint:
-        _login_audit_token(ws, required=True)
-        return ws.audit.checkpoint("requested")
-
-    checkpoint = _with_workstation(args, body)
-    if args.json:
-        output.print_json(checkpoint.to_json())
-    else:
-        print(
-            f"Checkpoint {checkpoint.seq} signed at {checkpoint.time}: head {checkpoint.head.hex()}"
-        )
-    return 0
-
-
-def cmd_audit_intents(args: argparse.Namespace) -> int:
-    def body(ws: Workstation) -> list[dict[str, Any]]:
-        _login_all_optional(ws)  # the login itself settles what it can
-        return [
-            {
-                "id": i.id,
-                "created_at": i.created_at,
-                "operator": i.operator,
-                "action": i.action,
-                "token": i.token_serial,
-                "subject": str(i.details.get("subject", "")),
-            }
-            for i in ws.tokens.intents.pending()
-        ]
-
-    rows = _with_workstation(args, body)
-    if args.json:
-        output.print_json(rows)
-    else:
-        output.print_table(
-            rows,
-            [
-                ("id", "INTENT"),
-                ("created_at", "BEGUN (UTC)"),
-                ("operator", "BY"),
-                ("action", "ACTION"),
-                ("token", "TOKEN"),
-                ("subject", "SUBJECT"),
             ],
         )
     return 0

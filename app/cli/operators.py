@@ -96,9 +96,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def _common() -> Any:
-    from app.cli import main  # the shared unlock/lock helpers live with the entry point
+    from app.cli import session  # the shared unlock, login and lock helpers
 
-    return main
+    return session
 
 
 MAX_PASSPHRASE_LINE = 4096  # characters: far above any passphrase, far below /dev/zero
