@@ -48,7 +48,12 @@ def test_detail_panel_shows_full_identities_with_copy(qtbot, bridge, workstation
 
 
 def test_narrow_inventory_keeps_name_state_and_presence(qtbot, gui_session):  # type: ignore[no-untyped-def]
-    from ui.pages.inventory_page import InventoryPage
+    from ui.pages.inventory_page import COLUMN_WIDTHS, HIDE_FIRST, InventoryPage
+
+    # Every column counts toward the width and may be hidden, except the three that stay
+    # (a column added without a width once ran off the right edge at 1024 px).
+    assert set(COLUMN_WIDTHS) == set(Column)
+    assert set(HIDE_FIRST) == set(Column) - {Column.NAME, Column.STATE, Column.PRESENCE}
 
     page = InventoryPage(gui_session)
     qtbot.addWidget(page)

@@ -53,6 +53,7 @@ COLUMN_WIDTHS = {
     Column.CREATED: 128,
     Column.CREATED_BY: 90,
     Column.USES: 70,
+    Column.BACKUP: 170,
 }
 # Hidden first when the table is narrow; Name, State and On token always stay.
 HIDE_FIRST = (
@@ -63,6 +64,7 @@ HIDE_FIRST = (
     Column.ALGORITHM,
     Column.PURPOSE,
     Column.IDENTIFIER,
+    Column.BACKUP,  # the status bar and the Overview count keys not backed up
     Column.TOKEN,
 )
 
