@@ -41,10 +41,15 @@ from app.errors import (
     UnsupportedAlgorithm,
 )
 from app.hsm.attributes import untrusted_mapper
+from app.hsm.audit_objects import AUDIT_IDS, CHECKPOINT_APPLICATION, AuditObjects
+from app.hsm.audit_objects import AUDIT_MAC_ID as AUDIT_MAC_ID  # re-exported
+from app.hsm.audit_objects import audit_keys_refusal as audit_keys_refusal  # re-exported
+from app.hsm.audit_objects import (  # re-exported
+    public_checkpoint_documents as public_checkpoint_documents,
+)
 from app.hsm.errors import describe, pkcs11_errors, translate, unmapped_code
 from app.hsm.module import USER_STATES, Pkcs11Module, TokenInfo
 from app.hsm.templates import (
-    CURVE_PARAMS,
     GENERATE_MECHANISM,
     KEY_TYPE,
     PARAMS_CURVE,
@@ -119,12 +124,6 @@ _ENUMERATION_ATTRIBUTES = [
     Attribute.EC_POINT,
     *_FLAG_ATTRIBUTES,
 ]
-# The workstation's audit keys, recognised by fixed CKA_IDs.
-AUDIT_MAC_ID = b"KEYSTEAD-AUDIT-MAC"
-AUDIT_CHECKPOINT_ID = b"KEYSTEAD-AUDIT-CHECKPOINT"
-AUDIT_IDS = (AUDIT_MAC_ID, AUDIT_CHECKPOINT_ID)
-CHECKPOINT_APPLICATION = "keystead-audit-checkpoint"
-
 _KEY_CLASSES = {ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY}
 _CLASS_USAGES = {
     ObjectClass.SECRET_KEY: SECRET_USAGES,
@@ -360,10 +359,7 @@ class TokenSession:
         self.module = module
         self.info = info
         self._session = session
-        self._found: dict[tuple[ObjectClass, bytes], Any] = {}
-        # (label, object) of the checkpoint objects, from the audit index; None until built.
-        self._checkpoints: list[tuple[str, Any]] | None = None
-        self._indexed = False
+        self._audit = AuditObjects(info.label)  # audit key and checkpoint handles
         self.lost = False  # the token forgot the login or went away; log in again
         # CKA_IDs (hex) of failed generations whose objects could not be looked for and
         # destroyed: the token may hold a key nobody recorded. A retry clears them first.
@@ -983,213 +979,54 @@ class TokenSession:
             except pkcs11.PKCS11Error:
                 log.error("could not restore %s on token %s", attribute.name, self.info.serial)
 
-    # --- the workstation's audit keys ------------------------------------------------------
+    # --- the workstation's audit keys (``app.hsm.audit_objects``) ---------------------------
 
     def _forget_audit_objects(self) -> None:
         """Drop cached object handles (a new session, a changed login, the end)."""
-        self._found.clear()
-        self._checkpoints = None
-        self._indexed = False
-
-    def _index_audit_objects(self) -> None:
-        """One search per login for everything the audit needs: the MAC key, the checkpoint
-        key pair and the checkpoint objects. Finding objects is a linear scan of the token
-        (about 0.2 s at 10,000 SoftHSM objects, whatever the template), so this replaces the
-        four searches a command made (rollback check, MAC key, checkpoint key, pruning).
-
-        All of them, and nothing Keystead generates for people, are CKA_MODIFIABLE false;
-        the few other non-modifiable objects on a token (a backup KEK, foreign objects) are
-        told apart by class and CKA_ID / CKA_APPLICATION. The checkpoint list is trusted only
-        when the same search found the MAC key: a token that does not match on
-        CKA_MODIFIABLE then falls back to the dedicated searches (never to "no
-        checkpoints", which would pass a rollback check it should not)."""
-        self._indexed = True
-        found: dict[tuple[ObjectClass, bytes], Any] = {}
-        checkpoints: list[tuple[str, Any]] = []
-        for obj in self._session.get_objects(
-            {Attribute.TOKEN: True, Attribute.MODIFIABLE: False}
-        ):
-            # python-pkcs11 gives key and certificate objects a class of their own, but a data
-            # object is a plain Object whose ``object_class`` is None: ask the token then.
-            cls = getattr(obj, "object_class", None)
-            if cls is None:
-                cls = obj[Attribute.CLASS]
-            if cls == ObjectClass.DATA:
-                if obj[Attribute.APPLICATION] == CHECKPOINT_APPLICATION:
-                    checkpoints.append((str(obj[Attribute.LABEL]), obj))
-            elif cls in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
-                cka_id = bytes(obj[Attribute.ID] or b"")
-                if cka_id in AUDIT_IDS:
-                    found.setdefault((cls, cka_id), obj)
-        self._found.update(found)
-        if (ObjectClass.SECRET_KEY, AUDIT_MAC_ID) in found:
-            self._checkpoints = checkpoints
-
-    def _one(self, cls: ObjectClass, cka_id: bytes) -> Any | None:
-        """The object of this class and CKA_ID; the audit keys come from the one search per
-        login (``_index_audit_objects``), other objects from a search of their own."""
-        if cka_id in AUDIT_IDS:
-            cached = self._found.get((cls, cka_id))
-            if cached is None and not self._indexed:
-                self._index_audit_objects()
-                cached = self._found.get((cls, cka_id))
-            if cached is not None:
-                return cached
-        found = list(self._session.get_objects({Attribute.CLASS: cls, Attribute.ID: cka_id}))
-        if found and cka_id in AUDIT_IDS:
-            self._found[(cls, cka_id)] = found[0]
-        return found[0] if found else None
+        self._audit.forget()
 
     @writes
     @recovering
     def ensure_audit_keys(self) -> bool:
-        """Create the audit MAC key and checkpoint key pair unless present. True if created.
-
-        The MAC key is a 256-bit generic secret that can only sign and verify, is sensitive,
-        never extractable and not modifiable: the database key alone cannot forge a MAC.
-        """
-        created = False
+        """Create the audit MAC key and checkpoint key pair unless present. True if created
+        (``AuditObjects.ensure_keys``)."""
         with pkcs11_errors("creating the audit keys"):
-            if self._one(ObjectClass.SECRET_KEY, AUDIT_MAC_ID) is None:
-                self._session.generate_key(
-                    KeyType.GENERIC_SECRET,
-                    256,
-                    store=True,
-                    template={
-                        Attribute.TOKEN: True,
-                        Attribute.PRIVATE: True,
-                        Attribute.SENSITIVE: True,
-                        Attribute.EXTRACTABLE: False,
-                        Attribute.MODIFIABLE: False,
-                        Attribute.LABEL: "keystead-audit-mac",
-                        Attribute.ID: AUDIT_MAC_ID,
-                        Attribute.SIGN: True,
-                        Attribute.VERIFY: True,
-                        Attribute.ENCRYPT: False,
-                        Attribute.DECRYPT: False,
-                        Attribute.WRAP: False,
-                        Attribute.UNWRAP: False,
-                        Attribute.DERIVE: False,
-                    },
-                )
-                created = True
-            if self._one(ObjectClass.PRIVATE_KEY, AUDIT_CHECKPOINT_ID) is None:
-                self._session.generate_keypair(
-                    KeyType.EC,
-                    None,
-                    store=True,
-                    public_template={
-                        Attribute.TOKEN: True,
-                        Attribute.PRIVATE: False,
-                        Attribute.MODIFIABLE: False,
-                        Attribute.LABEL: "keystead-audit-checkpoint",
-                        Attribute.ID: AUDIT_CHECKPOINT_ID,
-                        Attribute.VERIFY: True,
-                        Attribute.ENCRYPT: False,
-                        Attribute.WRAP: False,
-                        Attribute.DERIVE: False,
-                        Attribute.EC_PARAMS: CURVE_PARAMS["P-256"],
-                    },
-                    private_template={
-                        Attribute.TOKEN: True,
-                        Attribute.PRIVATE: True,
-                        Attribute.SENSITIVE: True,
-                        Attribute.EXTRACTABLE: False,
-                        Attribute.MODIFIABLE: False,
-                        Attribute.LABEL: "keystead-audit-checkpoint",
-                        Attribute.ID: AUDIT_CHECKPOINT_ID,
-                        Attribute.SIGN: True,
-                        Attribute.DECRYPT: False,
-                        Attribute.UNWRAP: False,
-                        Attribute.DERIVE: False,
-                    },
-                )
-                created = True
-        return created
+            return self._audit.ensure_keys(self._session)
 
     @recovering
     def has_audit_keys(self) -> bool:
         with pkcs11_errors("looking for the audit keys"):
-            return self._one(ObjectClass.SECRET_KEY, AUDIT_MAC_ID) is not None
+            return self._audit.has_keys(self._session)
 
     @recovering
     def audit_mac(self, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` computed inside the token with the audit key."""
         with pkcs11_errors("sealing an audit entry"):
-            key = self._one(ObjectClass.SECRET_KEY, AUDIT_MAC_ID)
-            if key is None:
-                raise TokenError(f"Token '{self.info.label}' holds no audit key.")
-            return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+            return self._audit.mac(self._session, data)
 
     @recovering
     def checkpoint_public_key(self) -> bytes:
         """DER SubjectPublicKeyInfo of the checkpoint signing key."""
         with pkcs11_errors("reading the checkpoint key"):
-            public = self._one(ObjectClass.PUBLIC_KEY, AUDIT_CHECKPOINT_ID)
-            if public is None:
-                raise TokenError(f"Token '{self.info.label}' holds no checkpoint key.")
-            return self._spki(public, Family.EC)
+            return self._spki(self._audit.checkpoint_public_key(self._session), Family.EC)
 
     @recovering
     def sign_checkpoint(self, message: bytes) -> bytes:
         """DER ECDSA-P256-SHA256 signature of ``message`` by the checkpoint key."""
-        digest = hashlib.sha256(message).digest()
         with pkcs11_errors("signing an audit checkpoint"):
-            private = self._one(ObjectClass.PRIVATE_KEY, AUDIT_CHECKPOINT_ID)
-            if private is None:
-                raise TokenError(f"Token '{self.info.label}' holds no checkpoint key.")
-            raw = bytes(private.sign(digest, mechanism=Mechanism.ECDSA))
-        half = len(raw) // 2
-        return encode_dss_signature(
-            int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
-        )
+            return self._audit.sign_checkpoint(self._session, message)
 
     @writes
     @recovering
     def store_checkpoint(self, seq: int, document: bytes, keep: int = 8) -> None:
         """A new data object per checkpoint; only the newest ``keep`` are kept."""
         with pkcs11_errors("storing an audit checkpoint"):
-            objects = self._checkpoint_objects()  # before the new one: no search after it
-            created = self._session.create_object(
-                {
-                    Attribute.CLASS: ObjectClass.DATA,
-                    Attribute.TOKEN: True,
-                    # Public: a signed statement, no secret; readable before any login, so a
-                    # rolled-back database is refused before this run writes anything.
-                    Attribute.PRIVATE: False,
-                    Attribute.MODIFIABLE: False,
-                    Attribute.APPLICATION: CHECKPOINT_APPLICATION,
-                    Attribute.LABEL: f"keystead-checkpoint-{seq:012d}",
-                    Attribute.VALUE: document,
-                }
-            )
-            try:
-                objects.append((f"keystead-checkpoint-{seq:012d}", created))
-                objects.sort(key=lambda o: o[0])
-                for _label, obj in objects[:-keep]:
-                    with contextlib.suppress(px.ObjectHandleInvalid):  # already gone
-                        obj.destroy()
-                del objects[:-keep]
-            except BaseException:
-                self._checkpoints = None  # unsure what is left: the next use searches again
-                raise
-
-    def _checkpoint_objects(self) -> list[tuple[str, Any]]:
-        """The checkpoint objects of this token, searched once per login and kept up to date
-        by ``store_checkpoint`` (the list itself: callers may change it)."""
-        if self._checkpoints is None and not self._indexed:
-            self._index_audit_objects()
-        if self._checkpoints is None:  # the token did not answer the index search usefully
-            found = self._session.get_objects(
-                {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: CHECKPOINT_APPLICATION}
-            )
-            self._checkpoints = [(str(obj[Attribute.LABEL]), obj) for obj in found]
-        return self._checkpoints
+            self._audit.store_checkpoint(self._session, seq, document, keep)
 
     @recovering
     def checkpoint_documents(self) -> list[bytes]:
         with pkcs11_errors("reading audit checkpoints"):
-            return [bytes(obj[Attribute.VALUE]) for _label, obj in self._checkpoint_objects()]
+            return self._audit.checkpoint_documents(self._session)
 
     @writes
     @recovering_handle_only
@@ -1351,36 +1188,6 @@ class TokenSession:
 
 
 _KEY_PARTS = (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY)
-
-# What holding the audit keys takes (``ensure_audit_keys``): a generic secret for SHA256-HMAC and
-# an EC P-256 pair for ECDSA checkpoints, stored as token objects beside CKO_DATA checkpoints.
-AUDIT_MECHANISMS = ("GENERIC_SECRET_KEY_GEN", "SHA256_HMAC", "EC_KEY_PAIR_GEN", "ECDSA")
-
-
-def audit_keys_refusal(module: Pkcs11Module, info: TokenInfo) -> str | None:
-    """Why ``info`` cannot hold the workstation's audit keys, going by its mechanism list
-    (None when it lists everything they need). tpm2-pkcs11 1.9 lists no
-    GENERIC_SECRET_KEY_GEN (it generates no secret keys at all)."""
-    listed = module.mechanisms(info.serial)
-    missing = [m for m in AUDIT_MECHANISMS if m not in listed]
-    if not missing:
-        return None
-    return (
-        f"Token '{info.label}' cannot hold the audit keys: it does not offer "
-        f"{', '.join(missing)} (the audit log needs an HMAC secret key and an EC P-256 "
-        "signing key on its token)"
-    )
-
-
-def public_checkpoint_documents(module: Pkcs11Module, serial: str) -> list[bytes]:
-    """The checkpoint documents a token shows without a login (a read-only session; nothing is
-    written to the token). Raises TokenNotPresent / TokenError."""
-    token = module.token(serial)
-    with pkcs11_errors("reading audit checkpoints"), token.open(rw=False) as session:
-        found = session.get_objects(
-            {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: CHECKPOINT_APPLICATION}
-        )
-        return [bytes(obj[Attribute.VALUE]) for obj in found]
 
 
 def _key_part_last(obj: Any) -> int:

@@ -289,7 +289,8 @@ def install(session: TokenSession) -> Faults:
     faults._real_lib = module._lib
     module._lib = FaultyLib(module._lib, faults)
     session._session = faults.wrap_session(session._session)
-    session._found = {k: faults.wrap_object(v) for k, v in session._found.items()}
+    audit = session._audit  # the audit key handles it keeps (app.hsm.audit_objects)
+    audit.found = {k: faults.wrap_object(v) for k, v in audit.found.items()}
     return faults
 
 
