@@ -786,7 +786,8 @@ class BackupService:
         )
         audit_bytes = fmt.unseal(kek, manifest.backup_id, fmt.AUDIT, data[fmt.AUDIT])
         audit_entries, audit_head = _verified_audit(_parse_json(audit_bytes, fmt.AUDIT), manifest)
-        records = _records(metadata, manifest)
+        spkis = _metadata_spkis(metadata)
+        records = _records(metadata, spkis, manifest)
         newest = self.repo.newest_generation()
         if manifest.generation < newest and not override_generation:
             raise PolicyError(
@@ -797,8 +798,12 @@ class BackupService:
             )
         skipped: list[Refusal] = []
         wanted: list[tuple[KeyRecord, fmt.KeyEntry]] = []
+        # What this workstation holds, read once (a query per key and name was 22,000 queries
+        # for 11,000 keys).
+        here = {k.id: k for k in self.keys.all()}
+        names_here = {k.name for k in here.values()}
         for record_, entry in records:
-            current = self.keys.get(record_.id)
+            current = here.get(record_.id)
             if current is not None:
                 reason = (
                     f"recorded here as {current.state.title.lower()}"
@@ -808,7 +813,7 @@ class BackupService:
                 skipped.append(Refusal(record_.id, record_.name, reason))
             elif record_.state in (*_GONE, KeyState.COMPROMISED):
                 skipped.append(Refusal(record_.id, record_.name, "compromised: never restored"))
-            elif self.keys.by_name(record_.name) is not None:
+            elif record_.name in names_here:
                 skipped.append(Refusal(record_.id, record_.name, "another key here has that name"))
             else:
                 wanted.append((record_, entry))
@@ -852,7 +857,7 @@ class BackupService:
                         if entry.value_len == PRIVATE_VALUE_LEN:
                             kek_session.restore_private(
                                 blob[entry.offset : entry.offset + entry.wrapped_len],
-                                _entry_spki(metadata, entry),
+                                _entry_spki(spkis, entry),
                                 record_.name,
                                 record_.cka_id,
                                 private,
@@ -883,7 +888,7 @@ class BackupService:
                                     wrap_trusted=TrustedWrap.OK,
                                     token_sync=TokenSync.OK,
                                 ),
-                                _spki(metadata, record_.id),
+                                spkis.get(record_.id),
                             )
                         self.repo.keep_audit(
                             manifest.backup_id,
@@ -937,12 +942,13 @@ class BackupService:
         """Every key unwrapped into a session object and compared: AES keys by KCV, private
         keys by a signature that must verify under the recorded public key."""
         session = self.tokens.session(token_ref)
+        spkis = _metadata_spkis(metadata)
         done = 0
         with user_kek(session.module, session.info, kek) as kek_session:
             for entry in manifest.keys:
                 wrapped = blob[entry.offset : entry.offset + entry.wrapped_len]
                 if entry.value_len == PRIVATE_VALUE_LEN:
-                    kek_session.check_private(wrapped, _entry_spki(metadata, entry), entry.name)
+                    kek_session.check_private(wrapped, _entry_spki(spkis, entry), entry.name)
                     done += 1
                     continue
                 kcv = kek_session.drill(wrapped, entry.value_len)
@@ -973,7 +979,9 @@ def _parse_json(data: bytes, name: str) -> Any:
         raise BackupIntegrityError(f"{name} decrypts but is not JSON.") from None
 
 
-def _records(metadata: Any, manifest: fmt.Manifest) -> list[tuple[KeyRecord, fmt.KeyEntry]]:
+def _records(
+    metadata: Any, spkis: Mapping[str, bytes], manifest: fmt.Manifest
+) -> list[tuple[KeyRecord, fmt.KeyEntry]]:
     """Key records from the metadata, paired with their manifest entries (same order, ids and
     KCVs), or BackupIntegrityError."""
     try:
@@ -985,17 +993,17 @@ def _records(metadata: Any, manifest: fmt.Manifest) -> list[tuple[KeyRecord, fmt
         raise BackupIntegrityError("metadata.enc and the manifest list different keys.")
     for record_, entry in zip(records, manifest.keys, strict=True):
         if entry.value_len == PRIVATE_VALUE_LEN:
-            _entry_spki(metadata, entry)  # the pair check needs the recorded public key
+            _entry_spki(spkis, entry)  # the pair check needs the recorded public key
             continue
         if (record_.kcv or "").upper() != (entry.kcv or "").upper() or not entry.kcv:
             raise BackupIntegrityError(f"Key '{entry.name}': metadata and manifest KCVs differ.")
     return list(zip(records, manifest.keys, strict=True))
 
 
-def _entry_spki(metadata: Any, entry: fmt.KeyEntry) -> bytes:
-    """A private key's SubjectPublicKeyInfo from the sealed metadata; its SHA-256 must be the
-    manifest's fingerprint."""
-    spki = _spki(metadata, entry.id)
+def _entry_spki(spkis: Mapping[str, bytes], entry: fmt.KeyEntry) -> bytes:
+    """A private key's SubjectPublicKeyInfo from the sealed metadata (``_metadata_spkis``); its
+    SHA-256 must be the manifest's fingerprint."""
+    spki = spkis.get(entry.id)
     if spki is None or fmt.sha256_hex(spki) != (entry.fingerprint or "").lower():
         raise BackupIntegrityError(
             f"Key '{entry.name}': the recorded public key does not match the manifest's "
@@ -1004,11 +1012,18 @@ def _entry_spki(metadata: Any, entry: fmt.KeyEntry) -> bytes:
     return spki
 
 
-def _spki(metadata: Any, key_id: str) -> bytes | None:
-    for doc in metadata["keys"]:
-        if doc["id"] == key_id and doc.get("spki"):
-            return base64.b64decode(doc["spki"])
-    return None
+def _metadata_spkis(metadata: Any) -> dict[str, bytes]:
+    """key id -> the SubjectPublicKeyInfo (DER) the sealed metadata records for it, read in one
+    pass (a search of the metadata per key was quadratic: 11,000 keys, 121 million steps).
+    BackupIntegrityError when the metadata or a public key in it is malformed."""
+    try:
+        return {
+            str(doc["id"]): base64.b64decode(doc["spki"], validate=True)
+            for doc in metadata["keys"]
+            if doc.get("spki")
+        }
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise BackupIntegrityError("metadata.enc holds a malformed key record.") from None
 
 
 def _verified_audit(doc: Any, manifest: fmt.Manifest) -> tuple[int, str]:

@@ -172,3 +172,41 @@ def test_destroyed_keys_are_never_brought_back_and_older_generations_are_refused
         "kept-key": "already on this workstation",
     }
     assert station(station.ws.keys.resolve, a.id).state is KeyState.DESTROYED
+
+
+def test_a_key_whose_name_is_taken_here_is_skipped_and_the_holder_untouched(
+    station: Station, second: Station, tmp_path: Path
+) -> None:
+    """Restore into a workstation that already holds another key of one of the backup's
+    names: that key is skipped with its reason, the rest restored, and the holder unchanged
+    (what this workstation holds is read once, not looked up per key)."""
+    gen = station.ws.keys.generate
+    station(gen, TOKEN, Algorithm.AES_256, "data-key", backup_able=True)
+    station(gen, TOKEN, Algorithm.AES_256, "twin-name", backup_able=True)
+    created = station(
+        station.ws.backup.create,
+        tmp_path,
+        TOKEN,
+        SO_PIN,
+        PIN,
+        threshold=2,
+        custodians=("alice", "bob"),
+        deliver=lambda card: None,
+    )
+    station.lock()
+
+    second.initialize()
+    holder = second(second.ws.keys.generate, TOKEN, Algorithm.AES_256, "twin-name")
+    report = second(
+        second.ws.backup.restore,
+        created.directory,
+        KekSecret(mnemonics=created.share_set.mnemonics),
+        TOKEN,
+    )
+    assert [k.name for k in report.restored] == ["data-key"]
+    assert {s.name: s.reason for s in report.skipped} == {
+        "twin-name": "another key here has that name"
+    }
+    names = {k.name: k for k in second(second.ws.keys.repo.all)}
+    assert names["twin-name"] == holder
+    assert set(names) == {"data-key", "twin-name"}
