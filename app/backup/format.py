@@ -45,6 +45,14 @@ def directory_name(generation: int, backup_id: str) -> str:
     return f"keystead-backup-g{generation:06d}-{backup_id[:8]}"
 
 
+_DIRECTORY_NAME = re.compile(r"keystead-backup-g[0-9]{6,}-[0-9a-f]{8}")
+
+
+def is_directory_name(name: str) -> bool:
+    """Whether ``name`` has the form ``directory_name`` gives."""
+    return _DIRECTORY_NAME.fullmatch(name) is not None
+
+
 def kek_check_value(kek: bytes) -> str:
     """The KEK check value: the first 3 bytes of AES-ECB(KEK, 16 zero bytes), upper-case hex
     (the conventional KCV of an AES key)."""

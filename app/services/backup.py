@@ -272,6 +272,8 @@ def verify_directory(
     if not directory.is_dir():
         raise BackupIntegrityError(f"{directory} is not a backup directory.")
     present = sorted(p.name for p in directory.iterdir())
+    if fmt.MANIFEST not in present:
+        _refuse_a_medium(directory)
     missing = [n for n in fmt.ALL_FILES if n not in present]
     extra = [n for n in present if n not in fmt.ALL_FILES]
     if fmt.MANIFEST in missing:
@@ -328,6 +330,21 @@ def verify_directory(
     if end != len(data[fmt.KEYS]):
         raise BackupIntegrityError("keys.bin holds bytes the manifest does not account for.")
     return manifest, data
+
+
+def _refuse_a_medium(directory: Path) -> None:
+    """A directory without a manifest that holds backup directories is the medium (or the
+    folder) backups were written to, not a backup: name the ones it holds, newest first."""
+    held = sorted(
+        (p.name for p in directory.iterdir() if p.is_dir() and fmt.is_directory_name(p.name)),
+        reverse=True,
+    )
+    if held:
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise BackupIntegrityError(
+            f"{directory} holds backups, it is not one: give one of its backup directories "
+            f"({shown}), e.g. {directory / held[0]}."
+        )
 
 
 class BackupService:

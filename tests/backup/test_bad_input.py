@@ -111,6 +111,34 @@ def test_an_extra_file(station: Station, made: CreatedBackup, extra: str) -> Non
     refused(station, made, f"not part of the backup: {extra}")
 
 
+def test_the_medium_given_instead_of_a_backup_names_the_backups_on_it(
+    station: Station, made: CreatedBackup
+) -> None:
+    """A sibling of "the manifest is missing": the directory is the stick (or folder) the
+    backups were written to. Verify and restore name its backup directories, newest first."""
+    newer = backup(station, made.directory.parent)
+    (made.directory.parent / "notes").mkdir()  # not a backup: not named
+    secret = KekSecret(mnemonics=made.share_set.mnemonics[:2])  # type: ignore[union-attr]
+    check = untouched(station)
+    for attempt in (
+        lambda: station(station.ws.backup.verify, made.directory.parent),
+        lambda: station(station.ws.backup.restore, made.directory.parent, secret, TOKEN),
+    ):
+        with pytest.raises(BackupIntegrityError) as caught:
+            attempt()
+        message = caught.value.message
+        assert "holds backups, it is not one" in message
+        assert f"({newer.directory.name}, {made.directory.name})" in message
+        assert message.endswith(f"e.g. {newer.directory}.")
+        assert "notes" not in message
+    check()
+    # An empty directory is still "no manifest: incomplete".
+    empty = made.directory.parent / "empty"
+    empty.mkdir()
+    with pytest.raises(BackupIntegrityError, match="incomplete"):
+        station(station.ws.backup.verify, empty)
+
+
 def test_files_from_two_backups_mixed(station: Station, made: CreatedBackup) -> None:
     other = backup(station, made.directory.parent)
     for name in fmt.DATA_FILES:

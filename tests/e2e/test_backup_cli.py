@@ -50,6 +50,9 @@ def test_backup_create_list_verify(cli: Cli, tmp_path: Path) -> None:  # noqa: F
 
     plain = cli.json("backup", "verify", str(directory))
     assert plain["signature"] == "valid" and plain["kek_checked"] is False
+    # The stick itself, not the backup on it: the error names the backup directory to give.
+    error = cli.error("backup", "verify", str(stick))
+    assert "holds backups, it is not one" in error and str(directory) in error
     two = tmp_path / "two.json"
     two.write_text(json.dumps([shares["shares"][2]["words"], shares["shares"][0]["words"]]))
     drilled = cli.json("backup", "verify", str(directory), "--drill", "--shares-in", str(two))
