@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.errors import KeysteadError
-from app.storage.files import write_atomic
+from app.storage.files import write_atomic, write_atomic_many
 
 log = logging.getLogger(__name__)
 
@@ -424,6 +424,9 @@ class FileStore:
         # (no Path per file), so a login on a token of 10,000 objects stays a stat per file.
         seen_now: dict[str, tuple[int, int, int]] = {}
         seen = self._seen
+        # Changed files are copied in one batch: one fsync per file and one per directory
+        # (a restore of 11,000 keys made 22,000 fsyncs one file at a time).
+        copies: list[tuple[Path, bytes]] = []
         for directory in self._token_dirs():
             live_names: set[str] = set()
             with os.scandir(directory) as entries:
@@ -435,7 +438,9 @@ class FileStore:
                     key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
                     seen_now[entry.path] = key
                     if seen.get(entry.path) != key:
-                        self._copy(Path(entry.path))
+                        copy = self._shadow_update(Path(entry.path))
+                        if copy is not None:
+                            copies.append(copy)
             shadow_dir = self.shadow / directory.name
             if shadow_dir.is_dir() and (directory / TOKEN_OBJECT).exists():
                 with os.scandir(shadow_dir) as shadows:
@@ -446,23 +451,31 @@ class FileStore:
                     ]
                 for path in stale:
                     Path(path).unlink(missing_ok=True)
+        write_atomic_many(copies)
         self._seen = seen_now
 
     def _copy(self, live: Path) -> None:
+        copy = self._shadow_update(live)
+        if copy is not None:
+            write_atomic(*copy)
+
+    def _shadow_update(self, live: Path) -> tuple[Path, bytes] | None:
+        """(shadow path, content) when ``live`` differs from its shadow and verifies as a
+        complete file; None otherwise (a file that fails verification keeps its old shadow)."""
         data = _read(live)
         if data is None:
-            return
+            return None
         shadow = self._shadow_of(live)
         old = _read(shadow)
         if old == data:
-            return
+            return None
         try:
             verify_object_file(data, live.name, None if old is None else _types_or_none(old))
         except Damaged as exc:
             log.warning("token file %s not copied: %s", live, exc)
-            return
+            return None
         shadow.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(shadow, data)
+        return shadow, data
 
 
 def _types_or_none(data: bytes) -> frozenset[int] | None:

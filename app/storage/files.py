@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.errors import DiskFull, KeysteadError, StorageError, ValidationError
@@ -41,6 +42,44 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
                 f"The disk holding {path.parent} is full; {path.name} was not changed."
             ) from exc
         raise StorageError(f"Could not write {path}: {exc.strerror}.") from exc
+
+
+def write_atomic_many(items: Sequence[tuple[Path, bytes]], mode: int = 0o600) -> None:
+    """``write_atomic`` for many files at once, with the same guarantee per file (a crash leaves
+    each either old or new): every temp file written and fsynced, then all renamed, then each
+    directory fsynced once instead of once per file (half the fsyncs for a batch in one
+    directory). DiskFull or StorageError; temp files are removed on failure."""
+    temps: list[tuple[Path, Path]] = []
+    current = Path()
+    try:
+        for path, data in items:
+            current = path
+            tmp = path.with_name(f".{path.name}.tmp")
+            temps.append((tmp, path))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for tmp, path in temps:
+            current = path
+            os.replace(tmp, path)
+        for directory in dict.fromkeys(path.parent for _tmp, path in temps):
+            current = directory
+            fsync_directory(directory)
+    except OSError as exc:
+        for tmp, _path in temps:
+            tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(
+                f"The disk holding {current.parent} is full; {current.name} was not changed."
+            ) from exc
+        raise StorageError(f"Could not write {current}: {exc.strerror}.") from exc
 
 
 def read_regular(
