@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.cli import args as cli_args
 from app.cli import output
 
 if TYPE_CHECKING:  # imported where used, so the parser (and --help) stays light
@@ -17,6 +19,42 @@ from app.cli.session import (
     _login_audit_token,
     _with_workstation,
 )
+
+
+def register(sub: Any) -> None:
+    """Add the ``audit`` command group to the top-level subparsers ``sub``."""
+    audit = sub.add_parser("audit", help="the tamper-evident audit history").add_subparsers(
+        dest="action", required=True
+    )
+    listing = audit.add_parser("list", help="entries, filtered")
+    listing.add_argument(
+        "--since",
+        type=cli_args.start_date,
+        help="ISO 8601, UTC unless a zone is given; a date alone: 00:00",
+    )
+    listing.add_argument(
+        "--until",
+        type=cli_args.end_date,
+        help="ISO 8601, UTC unless a zone is given; a date alone: the end of that day",
+    )
+    listing.add_argument("--operator")
+    listing.add_argument("--action", dest="audit_action")
+    listing.add_argument("--key", help="entries about this key (uuid or name)")
+    listing.add_argument("--outcome", choices=["success", "denied", "failed", "aborted"])
+    listing.set_defaults(run=cmd_audit_list)
+    audit.add_parser("verify", help="recompute the chain, check MACs and checkpoints").set_defaults(
+        run=cmd_audit_verify
+    )
+    export = audit.add_parser("export", help="write every entry to a file")
+    export.add_argument("--format", choices=["csv", "json"], required=True)
+    export.add_argument("--out", required=True, type=Path)
+    export.set_defaults(run=cmd_audit_export)
+    audit.add_parser("checkpoint", help="sign a checkpoint of the chain now").set_defaults(
+        run=cmd_audit_checkpoint
+    )
+    audit.add_parser(
+        "intents", help="token writes interrupted and not yet settled (write-ahead intents)"
+    ).set_defaults(run=cmd_audit_intents)
 
 
 def cmd_audit_list(args: argparse.Namespace) -> int:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import json
 import sys
-import unicodedata
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from app.cli.terminal import one_line as one_line  # re-exported
+
 if TYPE_CHECKING:  # shapes only: `keystead --help` must not import the layers below
+    from datetime import datetime
+
     from app.domain.keys import InventoryItem, KeyRecord, TokenObject
     from app.hsm.capabilities import Capabilities
     from app.hsm.mechanisms import MechanismRow
@@ -188,59 +188,10 @@ def details_dict(details: KeyDetails) -> dict[str, Any]:
 
 # --- the terminal boundary ---------------------------------------------------------------------
 
-_KEEP = frozenset("\n")
-
-
-def escape_text(text: str) -> str:
-    """``text`` safe for a terminal: control, format (bidi), line and paragraph separator
-    characters are shown escaped (``\\x1b``, ``\\u202e``); newlines stay. Never raises."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch in _KEEP or unicodedata.category(ch) not in {"Cc", "Cf", "Zl", "Zp", "Cs"}:
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(f"\\u{ord(ch):04x}")
-    return "".join(out)
-
-
-def one_line(text: str) -> str:
-    """``text`` as one terminal line: escaped, with its newlines shown as ``\\n``."""
-    return escape_text(text).replace("\n", "\\n")
-
-
-class EscapingStream(io.TextIOBase):
-    """A text stream that escapes what is written to it (``escape_text``): every word the
-    CLI prints passes here, so reasons, labels and token strings cannot drive the terminal."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-
-    def write(self, text: str) -> int:
-        self.raw.write(escape_text(text))
-        return len(text)
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return bool(self.raw.isatty())
-
-    def fileno(self) -> int:
-        return int(self.raw.fileno())
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.raw, "encoding", "utf-8"))
-
 
 def print_json(value: Any) -> None:
+    import json  # not needed for --help
+
     json.dump(value, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")
 

@@ -33,6 +33,68 @@ from app.cli.session import (
 )
 
 
+def register_tokens(sub: Any) -> None:
+    """Add the ``tokens`` command group to the top-level subparsers ``sub``."""
+    tokens = sub.add_parser("tokens", help="tokens present").add_subparsers(
+        dest="action", required=True
+    )
+    tokens.add_parser("list", help="tokens present, flags, objects, login").set_defaults(
+        run=cmd_tokens_list
+    )
+    show_token = tokens.add_parser("show", help="one token: details, mechanisms, capabilities")
+    show_token.add_argument("token", help="label or serial")
+    show_token.add_argument("--probe", action="store_true", help="run the capability probe again")
+    show_token.set_defaults(run=cmd_tokens_show)
+    init_token = tokens.add_parser("init", help="erase a token and give it a new label (SO PIN)")
+    init_token.add_argument("token", help="label or serial")
+    init_token.add_argument("--label", required=True, help="the new label")
+    init_token.add_argument(
+        "--confirm", metavar="LABEL", help="the current label, typed again (asked if missing)"
+    )
+    init_token.set_defaults(run=cmd_tokens_init)
+    tokens.add_parser("blank", help="blank (uninitialised) slots of every module").set_defaults(
+        run=cmd_tokens_blank
+    )
+    init_blank = tokens.add_parser(
+        "init-blank", help="initialise a blank slot of any module (new SO and user PIN)"
+    )
+    init_blank.add_argument("--module", required=True, help="the module's library path")
+    init_blank.add_argument("--slot", required=True, type=int, help="slot id from `tokens blank`")
+    init_blank.add_argument("--label", required=True, help="the new token's label")
+    init_blank.add_argument(
+        "--confirm", metavar="LABEL", help="the new label, typed again (asked if missing)"
+    )
+    init_blank.set_defaults(run=cmd_tokens_init_blank)
+    for name, helptext in (
+        ("init-pin", "set or reset the user PIN as security officer (unblocks it)"),
+        ("change-pin", "change the user PIN"),
+        ("change-so-pin", "change the SO PIN"),
+    ):
+        command = tokens.add_parser(name, help=helptext)
+        command.add_argument("token", help="label or serial")
+        command.set_defaults(run=cmd_tokens_pin, pin_action=name)
+    soft = tokens.add_parser("create-soft", help="create another embedded SoftHSM token")
+    soft.add_argument("--label", required=True)
+    soft.set_defaults(run=cmd_tokens_create_soft)
+
+
+def register_modules(sub: Any) -> None:
+    """Add the ``modules`` command group to the top-level subparsers ``sub``."""
+    modules = sub.add_parser("modules", help="PKCS#11 modules").add_subparsers(
+        dest="action", required=True
+    )
+    modules.add_parser("list", help="list configured modules").set_defaults(run=cmd_modules_list)
+    add = modules.add_parser("add", help="load a PKCS#11 module by path and remember it")
+    add.add_argument("path")
+    add.set_defaults(run=cmd_modules_add)
+    remove = modules.add_parser("remove", help="stop using a module (its keys stay recorded)")
+    remove.add_argument("path")
+    remove.set_defaults(run=cmd_modules_remove)
+    modules.add_parser(
+        "offered", help="modules registered with p11-kit that are not configured"
+    ).set_defaults(run=cmd_modules_offered)
+
+
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> list[dict[str, Any]]:
         _login_all_optional(ws)

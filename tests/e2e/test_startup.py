@@ -7,6 +7,7 @@ names a real process loaded, so a heavy import slipping back in fails here."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -38,14 +39,51 @@ UNUSED_BY_KEYS = (
     "psutil",
 )
 
+# Not needed for --help either (issue 17: the parser is filled in per command group, and the
+# command modules, logging and the core thread are loaded only by a command that runs).
+LAZY_FOR_HELP = (
+    "app.cli.keys",
+    "app.cli.tokens",
+    "app.cli.audit",
+    "app.cli.init",
+    "app.cli.backup",
+    "app.cli.ceremony",
+    "app.cli.certs",
+    "app.cli.operators",
+    "app.cli.session",
+    "app.cli.output",
+    "app.paths",
+    "app.services",
+    "app.domain",
+    "platformdirs",
+    "logging",
+    "threading",
+    "json",
+    "typing",
+    "dataclasses",
+)
+# A group's own help builds that group only.
+OTHER_GROUPS = (
+    "app.cli.tokens",
+    "app.cli.audit",
+    "app.cli.init",
+    "app.cli.backup",
+    "app.cli.ceremony",
+    "app.cli.operators",
+    "app.cli.airgap",
+    "app.cli.selftest",
+)
+
 _PROBE = """
-import json, sys
+import sys
 from app.cli.main import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+modules = sorted(sys.modules)
+import json
+print(json.dumps({"code": code, "modules": modules}), file=sys.stderr)
 """
 
 
@@ -63,6 +101,25 @@ def _loaded(*argv: str, env: dict[str, str] | None = None) -> tuple[int, set[str
     return report["code"], set(report["modules"]), done.stdout + "".join(messages)
 
 
+@functools.cache
+def _interpreter() -> frozenset[str]:
+    """What a bare interpreter in this environment has loaded (under the tests the network
+    guard's sitecustomize brings ``typing``): not the parser's doing."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return frozenset(done.stdout.split())
+
+
+def _added(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """The ``names`` (or their submodules) loaded beyond the bare interpreter's."""
+    return _hits(modules - _interpreter(), names)
+
+
 def _hits(modules: set[str], names: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
 
@@ -74,11 +131,37 @@ def test_help_imports_no_service_layer_token_or_database_library() -> None:
     assert _hits(modules, HEAVY) == []
 
 
+def test_help_fills_in_no_command_group() -> None:
+    code, modules, out = _loaded("--help")
+    assert code == 0
+    assert "lock-status" in out and "ceremony" in out  # listed from the static table
+    assert _added(modules, LAZY_FOR_HELP) == []
+
+
+def test_a_usage_error_at_the_top_level_loads_no_command_group() -> None:
+    code, modules, out = _loaded("no-such-group")
+    assert code == 2
+    assert "invalid choice: 'no-such-group'" in out
+    assert _added(modules, LAZY_FOR_HELP) == []
+
+
 def test_subcommand_help_imports_nothing_heavy_either() -> None:
     code, modules, out = _loaded("keys", "generate", "--help")
     assert code == 0
     assert "--algorithm" in out
     assert _hits(modules, HEAVY) == []
+    assert "app.cli.keys" in modules  # the one group asked for
+    assert _hits(modules, OTHER_GROUPS) == []
+
+
+def test_a_usage_error_inside_a_group_fills_in_that_group_only() -> None:
+    code, modules, out = _loaded("audit", "list", "--since", "yesterday-ish")
+    assert code == 2
+    assert "keystead audit list: error: argument --since: 'yesterday-ish'" in out
+    assert out.count("error:") == 1
+    assert "app.cli.audit" in modules
+    assert _hits(modules, HEAVY) == []
+    assert _hits(modules, tuple(m for m in OTHER_GROUPS if m != "app.cli.audit")) == []
 
 
 def test_version_still_reports_the_installed_version() -> None:
