@@ -7,12 +7,13 @@ Run by hand (not part of the tests), from the repository root:
 
 Goals (issue 17), each >= 0.8x the peer's rate, measured in the same run on the same entries:
 
-- **chain**: Keystead's verifier without the token (``verify_chain(iter_events(db))``: reads
-  every entry through Keystead's storage layer, recomputes and compares every hash, order and
-  time checks) against the **raw peer**: bare ``sqlcipher3.connect`` + ``PRAGMA key`` with the
-  same raw key, one ``SELECT`` of the stored columns, the canonical bytes built with an f-string
-  and ``json``'s string quoting as ``docs/audit-verification.md`` specifies, ``hashlib.sha256``
-  chained and compared with the stored hash and link. No Keystead code in the peer.
+- **chain**: Keystead's verifier without the token (``verify_chain(iter_event_rows(db))``, the
+  path ``AuditService.verify`` takes: streams every stored row through Keystead's storage
+  layer, recomputes and compares every hash, order and time checks) against the **raw peer**:
+  bare ``sqlcipher3.connect`` + ``PRAGMA key`` with the same raw key, one ``SELECT`` of the
+  stored columns, the canonical bytes built with an f-string and ``json``'s string quoting as
+  ``docs/audit-verification.md`` specifies, ``hashlib.sha256`` chained and compared with the
+  stored hash and link. No Keystead code in the peer.
 - **full ``audit verify``**: ``ws.audit.verify()`` (chain + a token HMAC per entry + the token's
   checkpoints) against a **raw python-pkcs11 MAC loop**: the same bare SELECT, the hashlib chain
   as above, and per entry ``key.sign(entry_hash, mechanism=SHA256_HMAC)`` with the audit MAC key
@@ -53,7 +54,7 @@ from app.hsm.session import AUDIT_MAC_ID
 from app.paths import Home
 from app.services.executor import CoreExecutor
 from app.services.workstation import SoftTokenRequest, Workstation
-from app.storage.events import iter_events
+from app.storage.events import iter_event_rows
 from app.storage.keyslots import KdfCost, KeySlotFile
 from benchmarks.common import SOFTHSM_MODULE, machine_line
 
@@ -230,7 +231,7 @@ def main() -> None:
                 lambda: raw_chain(home.database, key)
             )
             report, times["Keystead verifier, chain only"] = timed(
-                lambda: verify_chain(iter_events(ws.db))
+                lambda: verify_chain(iter_event_rows(ws.db))
             )
             assert report.ok, report.summary()
             _, times["raw peer: SELECT + chain + python-pkcs11 HMAC"] = timed(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False)
@@ -119,12 +119,37 @@ class AuditEntry(NamedTuple):
         return value if isinstance(value, dict) else {}
 
     def canonical(self) -> bytes:
-        """Equal to ``canonical(...)`` of the parsed values, built from the stored texts."""
-        return (
-            f'{{"action":{_quote(self.action)},"details":{self.details_json},'
-            f'"operators":{self.operators_json},"outcome":{_quote(self.outcome)},'
-            f'"seq":{self.seq},"subject":{_quote(self.subject)},"ts":{_quote(self.ts)}}}'
-        ).encode()
+        """The entry's canonical encoding (``stored_canonical``)."""
+        return stored_canonical(
+            self.seq,
+            self.ts,
+            self.operators_json,
+            self.action,
+            self.subject,
+            self.outcome,
+            self.details_json,
+        )
+
+
+def stored_canonical(
+    seq: int,
+    ts: str,
+    operators_json: str,
+    action: str,
+    subject: str,
+    outcome: str,
+    details_json: str,
+) -> bytes:
+    """THE canonical encoding of an entry (the module docstring; docs/audit-verification.md),
+    from its stored texts: the operators and details already as ``json_text``. The writer
+    (``AuditEntry.canonical``, ``canonical``) and the verifier (``verify_chain``) both call this
+    one function, so they cannot drift. The keys are written in sorted order by hand: the
+    result equals ``json_text`` of the whole object (tests/unit/test_audit_chain.py)."""
+    return (
+        f'{{"action":{_quote(action)},"details":{details_json},'
+        f'"operators":{operators_json},"outcome":{_quote(outcome)},'
+        f'"seq":{seq},"subject":{_quote(subject)},"ts":{_quote(ts)}}}'
+    ).encode()
 
 
 def canonical(
@@ -136,16 +161,10 @@ def canonical(
     outcome: str,
     details: dict[str, Any],
 ) -> bytes:
-    body = {
-        "seq": seq,
-        "ts": ts,
-        "operators": list(operators),
-        "action": action,
-        "subject": subject,
-        "outcome": outcome,
-        "details": details,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The canonical encoding of an entry given as parsed values (``stored_canonical``)."""
+    return stored_canonical(
+        seq, ts, json_text(list(operators)), action, subject, outcome, json_text(details)
+    )
 
 
 def entry_hash(canonical_bytes: bytes, prev_hash: bytes) -> bytes:
@@ -260,8 +279,14 @@ class Report:
 MacCheck = Callable[[bytes, bytes], bool]  # (entry_hash, mac) -> valid
 
 
+# One stored entry as the verifier reads it: AuditEntry's fields in AuditEntry's order (an
+# AuditEntry is one), e.g. a row of ``SELECT seq, ts, operators, action, subject, outcome,
+# details, prev_hash, entry_hash, mac`` (``app.storage.events.iter_event_rows``).
+EntryRow = Sequence[Any]
+
+
 def verify_chain(
-    entries: Iterable[AuditEntry],
+    entries: Iterable[EntryRow],
     mac_check: MacCheck | None = None,
     checkpoints: Iterable[Checkpoint] = (),
     has_checkpoint_record: Callable[[int], bool] | None = None,
@@ -269,82 +294,85 @@ def verify_chain(
 ) -> Report:
     """Recompute the chain from the first entry and compare with MACs and checkpoints.
 
+    ``entries`` are ``AuditEntry`` values or rows of the same ten fields in the same order
+    (``EntryRow``): the verifier streams them, hashing ``stored_canonical`` of each row's
+    stored texts, and builds an ``AuditEntry`` only for an entry that fails a check (to name
+    the fault). Memory stays constant: only the last two hashes and the hash at the newest
+    checkpoint are kept.
+
     ``mac_check`` is None when the token is not at hand (an offline export): MACs are then
     neither required nor checked. ``checkpoints`` must already have valid signatures.
     Entries before ``mac_from`` predate the audit key (migrated databases) and need no MAC.
     """
     report = Report()
-    expected_seq = 1
+    newest = max(checkpoints, key=lambda c: c.seq, default=None)
+    watch = newest.seq if newest is not None else 0
+    watched: bytes | None = None
+    expected = 1
     prev = GENESIS
+    before_prev: bytes | None = None  # the hash of entry ``expected - 2``
     last_ts = ""
-    heads: dict[int, bytes] = {}
-    for entry in entries:
-        report.entries += 1
-        if entry.seq != expected_seq:
-            fault = Fault.MISSING if entry.seq > expected_seq else Fault.REORDERED
-            return _fail(
-                report,
-                fault,
-                expected_seq if fault is Fault.MISSING else entry.seq,
-                f"expected entry {expected_seq}, found {entry.seq}.",
+    unmaced = report.unmaced
+    macs = 0
+    sha256 = hashlib.sha256
+    encode = stored_canonical
+    for row in entries:
+        seq, ts, operators, action, subject, outcome, details, prev_hash, stored, mac = row
+        if (
+            seq != expected
+            or prev_hash != prev
+            or ts < last_ts
+            or sha256(
+                DOMAIN_TAG + encode(seq, ts, operators, action, subject, outcome, details) + prev
+            ).digest()
+            != stored
+        ):
+            entry = AuditEntry(
+                seq,
+                ts,
+                operators,
+                action,
+                subject,
+                outcome,
+                details,
+                bytes(prev_hash or GENESIS),  # NULL in rows written before the chain existed
+                bytes(stored or GENESIS),
+                None if mac is None else bytes(mac),
             )
-        content_ok = hash_of(entry) == entry.entry_hash
-        if not content_ok and _moved(entry):
-            return _fail(
-                report,
-                Fault.REORDERED,
-                entry.seq,
-                "it was recorded at another position in the chain.",
-            )
-        if entry.prev_hash != prev:
-            if entry.seq >= 3 and entry.prev_hash == heads.get(entry.seq - 2):
-                return _fail(
-                    report,
-                    Fault.INSERTED,
-                    entry.seq - 1,
-                    "it is not linked into the chain between its neighbours.",
-                )
-            return _fail(
-                report,
-                Fault.MODIFIED,
-                entry.seq - 1,
-                "its hash no longer matches the link the next entry recorded.",
-            )
-        if not content_ok:
-            return _fail(
-                report, Fault.MODIFIED, entry.seq, "its contents do not match its recorded hash."
-            )
-        if entry.ts < last_ts:
-            return _fail(
-                report, Fault.TIME, entry.seq, "its time is earlier than the entry before."
-            )
+            found = _first_fault(entry, expected, prev, before_prev, last_ts)
+            if found is not None:
+                report.entries, report.macs_checked = expected, macs
+                return _fail(report, *found)
+            stored = entry.entry_hash
         if mac_check is not None:
-            if entry.mac is None:
-                if needs_seal(entry.action, entry.outcome) and entry.seq >= mac_from:
+            if mac is None:
+                if needs_seal(action, outcome) and seq >= mac_from:
+                    report.entries, report.macs_checked = expected, macs
                     return _fail(
                         report,
                         Fault.MAC_MISSING,
-                        entry.seq,
-                        f"'{entry.action}' must carry the token's MAC.",
+                        seq,
+                        f"'{action}' must carry the token's MAC.",
                     )
-                report.unmaced.append(entry.seq)
-            elif not mac_check(entry.entry_hash, entry.mac):
+                unmaced.append(seq)
+            elif not mac_check(stored, bytes(mac)):
+                report.entries, report.macs_checked = expected, macs
                 return _fail(
                     report,
                     Fault.MAC_INVALID,
-                    entry.seq,
+                    seq,
                     "the token does not vouch for it (forged or re-hashed).",
                 )
             else:
-                report.macs_checked += 1
-        elif entry.mac is None:
-            report.unmaced.append(entry.seq)
-        heads[entry.seq] = entry.entry_hash
-        prev = entry.entry_hash
-        last_ts = entry.ts
-        expected_seq += 1
-    last_seq = expected_seq - 1
-    newest = max(checkpoints, key=lambda c: c.seq, default=None)
+                macs += 1
+        elif mac is None:
+            unmaced.append(seq)
+        if seq == watch:
+            watched = stored
+        before_prev, prev, last_ts = prev, stored, ts
+        expected += 1
+    last_seq = expected - 1
+    report.entries, report.macs_checked = last_seq, macs
     if newest is not None:
         report.checkpoint_seq = newest.seq
         if newest.seq > last_seq:
@@ -357,7 +385,7 @@ def verify_chain(
                 f"checkpoint {newest.seq} of {newest.time} vouches for {newest.seq} "
                 f"entries; only {last_seq} are here.",
             )
-        if heads.get(newest.seq) != newest.head:
+        if watched != newest.head:
             return _fail(
                 report,
                 Fault.CHECKPOINT_MISMATCH,
@@ -365,6 +393,38 @@ def verify_chain(
                 f"entry {newest.seq} is not the one checkpoint {newest.seq} signed.",
             )
     return report
+
+
+def _first_fault(
+    entry: AuditEntry, expected_seq: int, prev: bytes, before_prev: bytes | None, last_ts: str
+) -> tuple[Fault, int, str] | None:
+    """What is wrong with ``entry``, the ``expected_seq``-th, after an entry whose hash is
+    ``prev`` (and one before it whose hash is ``before_prev``) written at ``last_ts``: the
+    fault, the entry it names and why; None if nothing is (e.g. a NULL link in an old row)."""
+    if entry.seq != expected_seq:
+        if entry.seq > expected_seq:
+            return Fault.MISSING, expected_seq, f"expected entry {expected_seq}, found {entry.seq}."
+        return Fault.REORDERED, entry.seq, f"expected entry {expected_seq}, found {entry.seq}."
+    content_ok = hash_of(entry) == entry.entry_hash
+    if not content_ok and _moved(entry):
+        return Fault.REORDERED, entry.seq, "it was recorded at another position in the chain."
+    if entry.prev_hash != prev:
+        if entry.seq >= 3 and entry.prev_hash == before_prev:
+            return (
+                Fault.INSERTED,
+                entry.seq - 1,
+                "it is not linked into the chain between its neighbours.",
+            )
+        return (
+            Fault.MODIFIED,
+            entry.seq - 1,
+            "its hash no longer matches the link the next entry recorded.",
+        )
+    if not content_ok:
+        return Fault.MODIFIED, entry.seq, "its contents do not match its recorded hash."
+    if entry.ts < last_ts:
+        return Fault.TIME, entry.seq, "its time is earlier than the entry before."
+    return None
 
 
 def _moved(entry: AuditEntry, reach: int = 3) -> bool:

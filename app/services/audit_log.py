@@ -37,6 +37,7 @@ from app.storage.events import (
     entry_hash_at,
     has_checkpoint,
     head,
+    iter_event_rows,
     iter_events,
     query_events,
     save_checkpoint,
@@ -305,7 +306,7 @@ class AuditLog:
 
         checkpoints = self._token_checkpoints(session) if session else []
         report = verify_chain(
-            iter_events(self.db),
+            iter_event_rows(self.db),
             check,
             checkpoints,
             lambda seq: has_checkpoint(self.db, seq),
