@@ -7,15 +7,11 @@ Objects are found by CKA_ID, never by handle. Results are plain data (``Generate
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import secrets
-import sys
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import pkcs11
 import pkcs11.exceptions as px
@@ -46,6 +42,13 @@ from app.hsm.audit_objects import AUDIT_MAC_ID as AUDIT_MAC_ID  # re-exported
 from app.hsm.audit_objects import audit_keys_refusal as audit_keys_refusal  # re-exported
 from app.hsm.audit_objects import (  # re-exported
     public_checkpoint_documents as public_checkpoint_documents,
+)
+from app.hsm.decorators import (
+    HANDLE_STALE,
+    is_stale,
+    recovering,
+    recovering_handle_only,
+    writes,
 )
 from app.hsm.errors import describe, pkcs11_errors, translate, unmapped_code
 from app.hsm.module import USER_STATES, Pkcs11Module, TokenInfo
@@ -130,116 +133,6 @@ _CLASS_USAGES = {
     ObjectClass.PRIVATE_KEY: PRIVATE_USAGES,
     ObjectClass.PUBLIC_KEY: PUBLIC_USAGES,
 }
-
-
-# A session the module no longer knows, or a device that dropped off and may be back: reopen
-# once and re-find objects by CKA_ID. Reopening fails as "removed" when the token is not there,
-# and as "log in again" when the login went with the old session.
-_STALE = (px.SessionHandleInvalid, px.SessionClosed, px.DeviceRemoved)
-# Codes that say the call never reached the token: the only retry a PIN change allows.
-_HANDLE_STALE = (px.SessionHandleInvalid, px.SessionClosed)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _is_stale(exc: BaseException, stale: tuple[type[BaseException], ...] = _STALE) -> bool:
-    return isinstance(exc, stale) or (
-        isinstance(exc, KeysteadError) and isinstance(exc.__cause__, stale)
-    )
-
-
-def _drop_stale_finalizer(previous: Callable[[Any], object], unraisable: Any) -> None:
-    """python-pkcs11 ends an abandoned object search in ``__del__``; on a stale handle that
-    fails again and would print a traceback. Expected here, so it is only logged."""
-    if isinstance(unraisable.exc_value, _STALE):
-        log.debug("ending a search on a stale session failed, as expected")
-        return
-    previous(unraisable)
-
-
-def _drop_stale_print(previous: Callable[..., object], kind: Any, value: Any, tb: Any) -> None:
-    """Cython prints a failing ``__del__`` through ``sys.excepthook`` too; same filter."""
-    if isinstance(value, _STALE):
-        return
-    previous(kind, value, tb)
-
-
-def _release_frames(exc: BaseException | None) -> None:
-    while exc is not None:
-        if exc.__traceback__ is not None:
-            traceback.clear_frames(exc.__traceback__)
-        exc = exc.__cause__ or exc.__context__
-
-
-def writes(
-    method: Callable[Concatenate[TokenSession, P], R],
-) -> Callable[Concatenate[TokenSession, P], R]:
-    """A method that can change the token's files: when it returns or fails, the module's
-    store guard brings its verified shadow copies up to date (``app.hsm.filestore``)."""
-
-    @functools.wraps(method)
-    def wrapper(self: TokenSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self.module.wrote()
-
-    return wrapper
-
-
-def recovering(
-    method: Callable[Concatenate[TokenSession, P], R],
-) -> Callable[Concatenate[TokenSession, P], R]:
-    """Run a session method; if the module says the session is stale (or the device dropped
-    off), reopen the session once and run it again (objects are found by CKA_ID, so nothing
-    else is kept). For calls that are safe to repeat."""
-    return _recovering(method, _STALE)
-
-
-def recovering_handle_only(
-    method: Callable[Concatenate[TokenSession, P], R],
-) -> Callable[Concatenate[TokenSession, P], R]:
-    """Like ``recovering``, but only when the call cannot have reached the token (a stale
-    handle): for calls that must not happen twice, such as a PIN change."""
-    return _recovering(method, _HANDLE_STALE)
-
-
-def _recovering(
-    method: Callable[Concatenate[TokenSession, P], R],
-    stale: tuple[type[BaseException], ...],
-) -> Callable[Concatenate[TokenSession, P], R]:
-    def wrapper(self: TokenSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        previous, previous_except = sys.unraisablehook, sys.excepthook
-        sys.unraisablehook = functools.partial(_drop_stale_finalizer, previous)
-        sys.excepthook = functools.partial(_drop_stale_print, previous_except)
-        try:
-            return method(self, *args, **kwargs)
-        except (KeysteadError, px.PKCS11Error) as exc:
-            if not _is_stale(exc, stale):
-                if isinstance(exc, (TokenNotLoggedIn, px.UserNotLoggedIn)):
-                    self.lost = True  # the token says the login is gone: ask for the PIN again
-                elif isinstance(exc, TokenError) and not isinstance(exc, TokenRemoved):
-                    self.still_present()  # a vague failure of a token that went away
-                raise
-            _release_frames(exc)  # end abandoned searches now, while their noise is dropped
-        finally:
-            sys.unraisablehook, sys.excepthook = previous, previous_except
-        self.reopen()
-        try:
-            return method(self, *args, **kwargs)
-        except TokenNotLoggedIn:
-            self.lost = True
-            raise TokenNotLoggedIn(
-                f"Token '{self.info.label}' forgot the login (it was removed or went to sleep). "
-                "Log in again; nothing was changed."
-            ) from None
-        except TokenRemoved:
-            self.lost = True
-            raise
-
-    functools.update_wrapper(wrapper, method)
-    return wrapper
 
 
 @dataclass(frozen=True)
@@ -436,7 +329,7 @@ class TokenSession:
         generator, or a stale session handle (reopened by ``recovering``), proves nothing."""
         try:
             self._session.generate_random(64)
-        except (px.RandomNoRNG, px.FunctionNotSupported, *_HANDLE_STALE):
+        except (px.RandomNoRNG, px.FunctionNotSupported, *HANDLE_STALE):
             return
         except px.PKCS11Error as exc:
             self.lost = True
@@ -1037,7 +930,7 @@ class TokenSession:
             self._session.set_pin(old_pin, new_pin)
         except px.PKCS11Error as exc:
             error = translate(exc, f"changing the user PIN of token '{self.info.label}'")
-            if isinstance(error, TokenRemoved) and not _is_stale(exc, _HANDLE_STALE):
+            if isinstance(error, TokenRemoved) and not is_stale(exc, HANDLE_STALE):
                 # The answer was lost: the token may or may not have changed the PIN.
                 error = TokenRemoved(
                     f"{error.message} The token may have changed the PIN before it stopped "
