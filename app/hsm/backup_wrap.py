@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from pkcs11.util.ec import decode_ec_public_key
 
 from app.domain.algorithms import Usage
 from app.errors import BackupIntegrityError, PinLocked, TokenError, WrongPin
+from app.hsm.direct import DirectSession
 from app.hsm.errors import pkcs11_errors
 from app.hsm.module import Pkcs11Module, TokenInfo
 from app.hsm.templates import PRIVATE_USAGES, PUBLIC_USAGES, SECRET_USAGES, USAGE_ATTR
@@ -49,6 +51,16 @@ class WrappedKey:
 
 
 PRIVATE_VALUE_LEN = 0
+# What wrap_all reads of each object in its one C_GetAttributeValue: attribute -> buffer bytes
+# (a CKA_ID of any sane length; CK_ULONG; a KCV is 3 bytes). A longer value is read again.
+_SECRET_FACTS: dict[int, int] = {
+    Attribute.ID: 256,
+    Attribute.VALUE_LEN: 8,
+    Attribute.CHECK_VALUE: 64,
+}
+_PRIVATE_FACTS: dict[int, int] = {Attribute.ID: 256}
+# An RFC 5649 blob of an AES key is 40 bytes, of an RSA-4096 PKCS#8 key about 2,400.
+_WRAP_BUFFER = 4096
 # A private key's unwrapped copy in a drill or a restore check: it can only sign, a session
 # object, destroyed at once. ENCRYPT / VERIFY / WRAP are not private-key attributes: SoftHSM
 # refuses them in the template, so they are left out (python-pkcs11 would otherwise add them).
@@ -169,10 +181,11 @@ def _check_login(rv: int, who: str, label: str) -> None:
 class KekSession:
     """An open session holding the backup KEK as a session object."""
 
-    def __init__(self, session: pkcs11.Session, kek: Any, label: str) -> None:
+    def __init__(self, session: pkcs11.Session, kek: Any, label: str, module_path: str) -> None:
         self._session = session
         self._kek = kek
         self._label = label
+        self._module_path = module_path
 
     def wrap_all(
         self,
@@ -181,46 +194,56 @@ class KekSession:
         private: frozenset[str] = frozenset(),
     ) -> list[WrappedKey]:
         """RFC 5649 wraps of the secret keys with these CKA_IDs, done by the token, in order.
-        The token is searched once (a search by CKA_ID scans every object: one per key would
-        be quadratic). TokenError if a CKA_ID matches no secret key, or more than one.
-        ``step(n)`` is called after each n-th key (it may raise to stop). CKA_IDs in
-        ``private`` name RSA / EC private keys: wrapped as PKCS#8 (``value_len`` 0)."""
+        The token is searched once per object class (a search by CKA_ID scans every object:
+        one per key would be quadratic). TokenError if a CKA_ID matches no key, or more than
+        one; then nothing is wrapped. ``step(n)`` is called after each n-th key (it may raise
+        to stop). CKA_IDs in ``private`` name RSA / EC private keys: wrapped as PKCS#8
+        (``value_len`` 0).
+
+        The loop makes its calls directly (app/hsm/direct.py): one C_GetAttributeValue per
+        object for its CKA_ID and the facts kept for the manifest, and one C_WrapKey per key,
+        where python-pkcs11 makes each call twice (length, then value) and reads ten more
+        attributes per object found."""
         with pkcs11_errors(f"wrapping keys for the backup on token '{self._label}'"):
-            # One C_GetAttributeValue per object: its CKA_ID, and the facts kept for the
-            # manifest (a second call per key cost a third of the backup's time).
-            by_id: dict[str, list[tuple[Any, dict[Attribute, Any]]]] = {}
+            direct = DirectSession(self._module_path, self._session)
+            found: dict[str, list[tuple[int, dict[int, bytes | None]]]] = {}
             wanted = set(cka_ids)
-            facts = [Attribute.ID, Attribute.VALUE_LEN, Attribute.CHECK_VALUE]
-            for obj in self._session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
-                attrs = obj.get_attributes(facts)
-                cka_id = bytes(attrs.get(Attribute.ID) or b"").hex()
-                if cka_id in wanted and cka_id not in private:
-                    by_id.setdefault(cka_id, []).append((obj, attrs))
-            if private:
-                for obj in self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
-                    cka_id = bytes(obj[Attribute.ID] or b"").hex()
-                    if cka_id in private:
-                        by_id.setdefault(cka_id, []).append(
-                            (obj, {Attribute.VALUE_LEN: PRIVATE_VALUE_LEN})
-                        )
-            result = []
+            for object_class, ids, sizes in (
+                (ObjectClass.SECRET_KEY, wanted - private, _SECRET_FACTS),
+                (ObjectClass.PRIVATE_KEY, wanted & private, _PRIVATE_FACTS),
+            ):
+                if not ids:
+                    continue
+                for handle in direct.find(int(object_class)):
+                    attrs = direct.attributes(handle, sizes)
+                    cka_id = (attrs[Attribute.ID] or b"").hex()
+                    if cka_id in ids:
+                        found.setdefault(cka_id, []).append((handle, attrs))
             for cka_id in cka_ids:
-                found = by_id.get(cka_id, [])
-                if len(found) != 1:
+                count = len(found.get(cka_id, []))
+                if count != 1:
                     raise TokenError(
-                        f"Token '{self._label}' holds {len(found)} keys with CKA_ID "
+                        f"Token '{self._label}' holds {count} keys with CKA_ID "
                         f"{cka_id}; nothing was written."
                     )
-                key, attrs = found[0]
-                wrapped = bytes(self._kek.wrap_key(key, mechanism=WRAP_MECHANISM))
+            kek = int(self._kek.handle)
+            result = []
+            for cka_id in cka_ids:
+                handle, attrs = found[cka_id][0]
+                wrapped = direct.wrap(int(WRAP_MECHANISM), kek, handle, _WRAP_BUFFER)
+                if cka_id in private:
+                    value_len = PRIVATE_VALUE_LEN
+                else:
+                    raw_len = attrs[Attribute.VALUE_LEN]
+                    if raw_len is None:
+                        raise TokenError(
+                            f"Token '{self._label}' gives no CKA_VALUE_LEN for the key with "
+                            f"CKA_ID {cka_id}; nothing was written."
+                        )
+                    value_len = int.from_bytes(raw_len, sys.byteorder)
                 check = attrs.get(Attribute.CHECK_VALUE)
                 result.append(
-                    WrappedKey(
-                        cka_id,
-                        wrapped,
-                        int(attrs[Attribute.VALUE_LEN]),
-                        bytes(check).hex().upper() if check else None,
-                    )
+                    WrappedKey(cka_id, wrapped, value_len, check.hex().upper() if check else None)
                 )
                 if step is not None:
                     step(len(result))
@@ -421,7 +444,7 @@ def trusted_kek(
     with trusted_session_object(
         module, info, _kek_template(kek, trusted=True), so_pin, user_pin, "the trusted backup KEK"
     ) as (session, kek_object):
-        yield KekSession(session, kek_object, info.label)
+        yield KekSession(session, kek_object, info.label, module.path)
 
 
 @contextlib.contextmanager
@@ -464,7 +487,9 @@ def trusted_session_object(
                 log.error("could not destroy %s on %s", what, info.serial)
         with contextlib.suppress(px.PKCS11Error):
             session.close()  # opened without a PIN: python-pkcs11 does not log out here
-        module.wrote()  # logins rewrote token.object: the store's shadow copies follow
+        # Logins rewrote token.object, and nothing else of the store changed (the object is
+        # a session object): its shadow follows, without a stat of every object file.
+        module.wrote(token_object_only=True)
 
 
 @contextlib.contextmanager
@@ -478,7 +503,7 @@ def user_kek(module: Pkcs11Module, info: TokenInfo, kek: bytes) -> Iterator[KekS
     try:
         with pkcs11_errors(f"loading the backup KEK into token '{info.label}'"):
             kek_object = session.create_object(_kek_template(kek, trusted=False))
-        yield KekSession(session, kek_object, info.label)
+        yield KekSession(session, kek_object, info.label, module.path)
     finally:
         if kek_object is not None:
             with contextlib.suppress(px.PKCS11Error):

@@ -60,11 +60,10 @@ class BackupRepository:
                 backup.verified_at,
             ),
         )
-        for key_id in key_ids:
-            self.db.execute(
-                "INSERT INTO key_backups (key_id, backup_id, generation) VALUES (?, ?, ?)",
-                (key_id, backup.id, backup.generation),
-            )
+        self.db.executemany(  # one statement for every key (11,000 INSERTs took 1 s)
+            "INSERT INTO key_backups (key_id, backup_id, generation) VALUES (?, ?, ?)",
+            [(key_id, backup.id, backup.generation) for key_id in key_ids],
+        )
 
     def all(self) -> list[BackupRecord]:
         rows = self.db.query(f"SELECT {_COLUMNS} FROM backups ORDER BY generation")  # noqa: S608
