@@ -53,3 +53,14 @@ def test_only_the_group_argparse_selects_is_filled_in() -> None:
     (groups,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     filled = {name for name, p in groups.choices.items() if len(p._actions) > 1}
     assert filled == {"keys"}
+
+
+def test_argparse_messages_are_looked_up_once_and_read_the_same() -> None:
+    import gettext
+
+    cli_main.build_parser()
+    lookup = argparse._  # type: ignore[attr-defined]
+    cli_main.build_parser()
+    assert argparse._ is lookup  # type: ignore[attr-defined]  # remembered once, not re-wrapped
+    for text in ("usage: ", "options", "show this help message and exit"):
+        assert lookup(text) == gettext.gettext(text)
