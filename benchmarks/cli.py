@@ -5,6 +5,10 @@ Run by hand (not part of the tests), from the repository root:
     .venv/bin/python benchmarks/cli.py [--rounds 7] [--objects 0]
     .venv/bin/python benchmarks/cli.py --rounds 7 --objects 5000     # token holding 5,000 objects
 
+Also timed: **the floor** of any Python keys command (a child that imports pkcs11, sqlcipher3
+and cryptography's Argon2id and key wrap, then C_Initialize, C_Login and lists every object with
+python-pkcs11; no Keystead code), to show how much of 3x pkcs11-tool a Python process has left.
+
 Goals (issue 17): whole-process ``keystead keys list`` and ``keys generate`` within 3x
 pkcs11-tool's time plus the Argon2id unlock, reported with and without the KDF; ``keystead
 --help`` within 3x ``python -c pass``; the cost of a command independent of the number of
@@ -76,6 +80,17 @@ with token.open(rw=True, user_pin=sys.argv[3]) as session:
         session.generate_key(KeyType.AES, 128, store=True, label=f"filler-{i}",
                              id=b"fill" + i.to_bytes(4, "big"),
                              template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
+"""
+
+
+# The floor of any Python ``keys list``: import the three libraries a keys command needs, then
+# C_Initialize, C_Login and list every object with python-pkcs11 (no Keystead code).
+_FLOOR = """
+import sys, pkcs11, sqlcipher3
+import cryptography.hazmat.primitives.kdf.argon2, cryptography.hazmat.primitives.keywrap
+lib = pkcs11.lib(sys.argv[1])
+with lib.get_token(token_label=sys.argv[2]).open(user_pin=sys.argv[3]) as session:
+    list(session.get_objects())
 """
 
 
@@ -162,8 +177,10 @@ def main() -> None:
             serial["n"] += 1
             return f"bench-{serial['n']}"
 
+        floor = [sys.executable, "-c", _FLOOR, SOFTHSM_MODULE, TOKEN, USER_PIN]
         contenders: dict[str, object] = {
             "python -c pass": lambda: _run([sys.executable, "-c", "pass"], env_a),
+            "python: the floor of a keys command": lambda: _run(floor, env_a),
             "keystead --help": lambda: _run([KEYSTEAD, "--help"], env_a),
             "pkcs11-tool --list-objects --login": lambda: _run(
                 [*tool, "--login", "--pin", USER_PIN, "--list-objects"], env_a
@@ -204,6 +221,12 @@ def main() -> None:
         print("\nratios (goal: <= 3x):")
         print(f"  --help / python -c pass                     "
               f"{_ratio_text(s['keystead --help'], s['python -c pass'])}")
+        floor_s = s["python: the floor of a keys command"]
+        print(f"  floor of a keys command / pkcs11-tool list    "
+              f"{_ratio_text(floor_s, s['pkcs11-tool --list-objects --login'])}"
+              "   (no Keystead code)")
+        print(f"  keys list B / the floor                      "
+              f"{_ratio_text(s['keystead keys list (B, no KDF cost)'], floor_s)}")
         for verb, peer in (("list", "pkcs11-tool --list-objects --login"),
                            ("generate", "pkcs11-tool --keygen AES:32")):
             print(f"  keys {verb} B (no KDF) / pkcs11-tool      "
