@@ -121,7 +121,8 @@ class AppController(QObject):
         def submitted(operator: str, passphrase: str) -> None:
             self.bridge.run(
                 lambda: Workstation.unlock(
-                    home, operator, passphrase, wait=LOCK_WAIT, program=PROGRAM
+                    home, operator, passphrase, wait=LOCK_WAIT, program=PROGRAM,
+                    defer_checks=True,  # paint first; the window runs them right after
                 ),
                 unlocked,
                 lambda error: dialog.failed(message(error), failures_note(home)),
@@ -171,7 +172,10 @@ class AppController(QObject):
         """The window locked the workstation; after Lock now or the idle lock, a blank
         window (no key name on screen) under the unlock dialog."""
         if relock and not self.screenshot:
+            why = self.window.lock_message if self.window is not None else ""
             self._show_locked()
+            if why and isinstance(self.dialog, UnlockDialog):
+                self.dialog.failed(why, failures_note(self.home))
 
     def _present(self, widget: QWidget) -> None:
         widget.show()

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.services.tokens import TokenStatus
 from ui.approvals import QtApprovalSource
-from ui.errors import show_error
+from ui.errors import message, show_error
 from ui.icons import icon
 from ui.idle import IdleWatch
 from ui.menus import build_menu_bar
@@ -141,6 +141,16 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.tokens_label)
         bar.addWidget(self.due_label)
         bar.addWidget(self.risk_label)
+        # Paint first, integrity checks after (DESIGN.md "Storage"): said until they pass.
+        self.integrity_label = QLabel("Checking database integrity…", self)
+        self.integrity_label.setObjectName("integrityLabel")
+        self.integrity_label.setToolTip(
+            "The whole-file checks of the database run right after the inventory is shown. "
+            "Nothing is changed until they pass; if they fail the workstation locks."
+        )
+        self.integrity_label.setVisible(session.integrity_pending)
+        bar.addPermanentWidget(self.integrity_label)
+        self.lock_message = ""  # why the window locked itself, for the unlock dialog
         bar.addPermanentWidget(self.database_label)
         self.airgap = AirGapStatus(session, self)
         bar.addPermanentWidget(self.airgap)
@@ -201,12 +211,35 @@ class MainWindow(QMainWindow):
         show_error(self, error)
 
     def start(self) -> None:
-        """Load the first data: tokens, then (through tokens_changed) the inventory."""
+        """Load the first data: tokens, then (through tokens_changed) the inventory; then,
+        if the unlock deferred them, the database's integrity checks."""
+        if self.session.integrity_pending:
+            self.inventory.settled.connect(self._finish_unlock)
         self.session.refresh_tokens()
         self.airgap.start()
         self.operators.refresh()
         self.policy.refresh()
         self.session.run(lambda ws: ws.idle_lock_minutes(), self.idle.set_minutes)
+
+    def _finish_unlock(self) -> None:
+        """The inventory is on screen: run the deferred integrity checks and the unlock's
+        records on the core thread (any write queued after waits for them)."""
+        self.inventory.settled.disconnect(self._finish_unlock)
+        self.session.run(
+            lambda ws: ws.finish_unlock(), self._integrity_passed, self._integrity_failed
+        )
+
+    def _integrity_passed(self, _result: object) -> None:
+        self.session.integrity_pending = False
+        self.integrity_label.hide()
+
+    def _integrity_failed(self, error: BaseException) -> None:
+        """A check failed (or the unlock could not be recorded): nothing was written; lock,
+        and say why in the unlock dialog, as an unlock of a damaged file does."""
+        self.integrity_label.setText("Database damaged: locking…")
+        self.lock_message = message(error)
+        log.error("deferred unlock step failed: %s", self.lock_message)
+        self.lock_now("database damaged")
 
     def show_page(self, page: QWidget) -> None:
         self.nav.setCurrentRow(self.pages.indexOf(page))

@@ -44,6 +44,9 @@ class GuiSession(QObject):
         self.audit_serial: str | None = None  # the workstation's audit token, once designated
         self.audit_label = ""  # its label when last seen (for words when it is gone)
         self.is_locked = False
+        # Unlocked with the integrity checks deferred (paint first): the window runs them
+        # (``Workstation.finish_unlock``) right after the inventory is painted.
+        self.integrity_pending = workstation.integrity_pending
         self.roles: frozenset[Role] = workstation.unlocked_roles
         self.gate = RoleGate(self.roles, self)
 

@@ -57,7 +57,7 @@ from app.services.token_inspect import TokenInspector
 from app.services.tokens import TokenService
 from app.services.trusted_wrap import protect_pending
 from app.storage import rotation
-from app.storage.database import Database
+from app.storage.database import Checks, Database
 from app.storage.home_lock import HomeLock
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.operators import OperatorRepository
@@ -487,6 +487,7 @@ class Workstation:
         clock: Callable[[], datetime] = utc_now,
         wait: float = 0.0,
         program: str | None = None,
+        defer_checks: bool = False,
     ) -> Workstation:
         """Open the workstation with the operator's own keyslot.
 
@@ -505,13 +506,19 @@ class Workstation:
         into the audit chain here, at the next successful unlock, as ``workstation.unlock``
         entries with outcome ``failed``. A keyslot whose operator is disabled or removed in
         the database opens nothing.
+
+        ``defer_checks`` (the window: paint first, DESIGN.md "Storage"): the database's two
+        whole-file integrity checks and the unlock's own records (the ``workstation.unlock``
+        entry, sealed wrong passphrases, store repairs, token intents) are left for
+        ``finish_unlock``, which the first write of any kind runs itself; until then the
+        workstation serves reads only. Without it (the CLI) both happen here, the same way.
         """
         assert_core_thread()
         if not home.exists():
             KeySlotFile.load(home.keyslots)  # raises WorkstationMissing, in its words
         home_lock = None if home.read_only() else HomeLock.acquire(home.root, program, wait)
         try:
-            return cls._unlock_locked(home, operator, passphrase, clock, home_lock)
+            return cls._unlock_locked(home, operator, passphrase, clock, home_lock, defer_checks)
         except BaseException:
             if home_lock is not None:
                 home_lock.release()
@@ -525,6 +532,7 @@ class Workstation:
         passphrase: str,
         clock: Callable[[], datetime],
         home_lock: HomeLock | None,
+        defer_checks: bool = False,
     ) -> Workstation:
         """``unlock`` once the process lock is held (None: a read-only home). Recovering a
         cut-short rotation and counting wrong passphrases write files: they come after it."""
@@ -536,7 +544,7 @@ class Workstation:
             return cls._open_read_only(home, operator, slots.workstation_id, clock, database_key)
         database_key = checker.open_slot(operator, passphrase)
         slots = KeySlotFile.load(home.keyslots)
-        db = Database.open(home.database, database_key)
+        db = Database.open(home.database, database_key, defer_checks=defer_checks)
         workstation: Workstation | None = None
         try:
             recorded_id = SettingsRepository(db).get("workstation_id")
@@ -566,23 +574,10 @@ class Workstation:
                     f"Operator '{operator}' is disabled or removed on this workstation; "
                     "a security officer can enable them again."
                 )
-            sealed = workstation._seal_failures(checker)
-            if recovered is not None:
-                workstation._record_recovery(recovered)
-            with db.transaction():
-                _record(
-                    db,
-                    when=clock(),
-                    operators=(operator,),
-                    action="workstation.unlock",
-                    subject=f"workstation:{slots.workstation_id}",
-                    outcome=Outcome.SUCCESS,
-                    details={"failures_since_last_unlock": sealed} if sealed else None,
-                )
-            workstation.tokens.record_repairs()
-            # Token-level intents left by a kill (a half-made embedded token, an interrupted
-            # initialisation or PIN change) need no login to be settled.
-            workstation.tokens.intents.reconcile(TOKEN_INTENTS)
+            # The unlock's own records: the first write (after the integrity checks).
+            db.before_first_write = lambda: workstation._record_unlock(checker, recovered)
+            if not defer_checks:
+                workstation.finish_unlock()
         except BaseException:
             if workstation is not None:
                 workstation.tokens.close()
@@ -594,6 +589,40 @@ class Workstation:
         except KeysteadError as exc:  # the unlock stands; rotation will say what is missing
             log.warning("keyslot of %s not upgraded: %s", operator, exc.message)
         return workstation
+
+    def finish_unlock(self) -> None:
+        """Run what ``unlock(defer_checks=True)`` left: both integrity checks, then the
+        unlock's records; nothing if done already (any write runs this first). Raises
+        DatabaseDamaged if a check fails (then nothing is written, ever, through this
+        workstation: lock it)."""
+        assert_core_thread()
+        self.db.require_checked()
+
+    @property
+    def integrity_pending(self) -> bool:
+        """True while the deferred integrity checks have not passed (reads only)."""
+        return self.db.checks_pending
+
+    def _record_unlock(self, checker: PassphraseChecker, recovered: str | None) -> None:
+        """The unlock's records, in this order: wrong passphrases since the last unlock, a
+        rotation recovered, the ``workstation.unlock`` entry, store repairs, token intents."""
+        sealed = self._seal_failures(checker)
+        if recovered is not None:
+            self._record_recovery(recovered)
+        with self.db.transaction():
+            _record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="workstation.unlock",
+                subject=f"workstation:{self.workstation_id}",
+                outcome=Outcome.SUCCESS,
+                details={"failures_since_last_unlock": sealed} if sealed else None,
+            )
+        self.tokens.record_repairs()
+        # Token-level intents left by a kill (a half-made embedded token, an interrupted
+        # initialisation or PIN change) need no login to be settled.
+        self.tokens.intents.reconcile(TOKEN_INTENTS)
 
     @classmethod
     def _open_read_only(
@@ -826,11 +855,21 @@ class Workstation:
         """Close sessions, unload modules and close the database (``reason``: "idle",
         "requested", … recorded in the lock entry)."""
         assert_core_thread()
-        if self.read_only:
-            self.tokens.close()
-            self.db.close()
+        if self.read_only or self.db.checks is Checks.FAILED:
+            # Read-only, or damaged (deferred checks failed): nothing may be written, and no
+            # checkpoint may vouch for this file.
+            try:
+                self.tokens.close()
+                self.db.close()
+                self._database_key = b""
+            finally:
+                if self._home_lock is not None:
+                    self._home_lock.release()
             return
         try:
+            # Deferred checks and the unlock's records come before the lock's (a damaged file
+            # raises DatabaseDamaged here; the lock still closes everything below).
+            self.finish_unlock()
             if self.audit.sealing:
                 try:
                     self.audit.checkpoint("lock")

@@ -3,6 +3,14 @@
 Every open asserts the SQLCipher 4 settings and runs ``cipher_integrity_check`` and
 ``quick_check``; a failure is ``DatabaseDamaged`` and the file is left as it was. The connection
 belongs to the thread that opened it (the core worker): ``check_same_thread`` stays on.
+
+The two whole-file checks (about 0.9 s at 100,000 keys) may be deferred (``defer_checks``,
+DESIGN.md "Storage": paint first, integrity checks after): reads are served at once (every page
+read is still HMAC-checked by SQLCipher), and no write of any kind is accepted until both checks
+have passed. The first write runs them itself (``require_checked``), so a write can never land
+before them; a SQLite authorizer refuses any write statement that reaches the connection another
+way while they are pending. A failure is kept: every later write raises the same
+``DatabaseDamaged``.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +48,24 @@ EXPECTED_SETTINGS = {
 Row = tuple[Any, ...]
 
 
+class Checks(Enum):
+    """Where the open's two whole-file integrity checks stand."""
+
+    PENDING = "pending"  # deferred: reads only until they pass
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"  # the file is damaged: nothing is ever written through this connection
+
+
+# Statement kinds a SQLite authorizer sees that change the file (sqlite3.h action codes):
+# CREATE/DROP of indexes, tables, triggers and views (1-17), INSERT 18, PRAGMA 19 (only
+# setting ones write), TRANSACTION 22 is allowed (reads use none), UPDATE 23, ATTACH 24,
+# DETACH 25, ALTER 26, REINDEX 27, ANALYZE 28, CREATE/DROP VTABLE 29-30, SAVEPOINT 32 allowed.
+_WRITE_ACTIONS = frozenset({*range(1, 19), 23, 24, 26, 27, 28, 29, 30})
+_SQLITE_OK = 0
+_SQLITE_DENY = 1
+
+
 def _damaged(path: Path, detail: str) -> DatabaseDamaged:
     return DatabaseDamaged(
         f"The database {path} is damaged ({detail}). The file was left untouched; restore it "
@@ -56,6 +83,11 @@ class Database:
         # an entry hash. Events that need it are refused while it is None.
         self.sealer: Callable[[bytes], bytes] | None = None
         self.read_only = False  # opened from a read-only home: every transaction is refused
+        self.checks = Checks.PASSED  # open() sets PENDING when the checks are deferred
+        self._checks_error: DatabaseDamaged | None = None
+        # Run once, right after deferred checks pass and before the write that ran them (the
+        # workstation's own unlock records, which must precede any other change).
+        self.before_first_write: Callable[[], None] | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -69,10 +101,17 @@ class Database:
         return db
 
     @classmethod
-    def open(cls, path: Path, key: bytes, read_only: bool = False) -> Database:
+    def open(
+        cls, path: Path, key: bytes, read_only: bool = False, defer_checks: bool = False
+    ) -> Database:
         """Open and check the database. With ``read_only`` (a home on a read-only mount, as
         an auditor's copy) SQLite opens it with ``mode=ro``: nothing can be written, and a
-        database that needs a migration is refused rather than changed."""
+        database that needs a migration is refused rather than changed.
+
+        With ``defer_checks`` the two whole-file checks are left PENDING (reads only) until
+        ``require_checked`` runs them, which the first write does itself; a database that
+        needs a migration (a write) is checked now. Raises DatabaseDamaged (the key does not
+        open the file, or a check failed), StorageError (settings, schema version)."""
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -83,6 +122,11 @@ class Database:
             raise _damaged(path, "the file is empty (0 bytes)")
         db = cls._connect(path, key, read_only)
         try:
+            current = db._schema_version()
+            if defer_checks and not read_only and current == LATEST:
+                db.checks = Checks.PENDING
+                db._conn.set_authorizer(_refuse_writes)
+                return db
             db._check()
             if read_only:
                 if int(db.scalar("PRAGMA user_version")) != LATEST:
@@ -132,6 +176,47 @@ class Database:
             raise
         return db
 
+    def _schema_version(self) -> int:
+        """``user_version``, reading page 1 (a wrong key or a damaged header fails here)."""
+        try:
+            self.scalar("SELECT count(*) FROM sqlite_master")
+            return int(self.scalar("PRAGMA user_version"))
+        except sqlcipher3.DatabaseError as exc:
+            raise _damaged(self.path, str(exc)) from exc
+
+    @property
+    def checks_pending(self) -> bool:
+        """True until deferred integrity checks have passed (or failed)."""
+        return self.checks in (Checks.PENDING, Checks.RUNNING)
+
+    def require_checked(self) -> None:
+        """Make sure both whole-file checks have passed before anything is written: run them
+        now if they are pending (core thread), then ``before_first_write``. Raises the same
+        DatabaseDamaged on every call once they failed."""
+        if self.checks is Checks.PASSED and self.before_first_write is None:
+            return
+        if self.checks is Checks.FAILED:
+            raise self._checks_error or _damaged(self.path, "an integrity check failed")
+        if self.checks is Checks.RUNNING:
+            raise StorageError("A write was attempted while the integrity checks ran.")
+        if self.checks is Checks.PENDING:
+            self.checks = Checks.RUNNING
+            try:
+                self._check()
+            except DatabaseDamaged as exc:
+                self.checks = Checks.FAILED
+                self._checks_error = exc
+                raise
+            except BaseException:
+                self.checks = Checks.PENDING  # not a verdict (e.g. interrupted): run again
+                raise
+            self._conn.set_authorizer(None)
+            self.checks = Checks.PASSED
+            log.info("database integrity checks passed (deferred)")
+        first, self.before_first_write = self.before_first_write, None
+        if first is not None:
+            first()
+
     def _check(self) -> None:
         try:
             self.scalar("SELECT count(*) FROM sqlite_master")
@@ -167,12 +252,14 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One IMMEDIATE transaction; rolled back on any exception. Deferred integrity
+        checks run first (``require_checked``)."""
         if self.read_only:
             raise ReadOnlyHome(
                 f"{self.path.parent} is read-only: this command would change the workstation. "
                 "Use a writable copy; nothing was changed."
             )
-        """One IMMEDIATE transaction; rolled back on any exception."""
+        self.require_checked()
         with self._errors():
             self._conn.execute("BEGIN IMMEDIATE")
         try:
@@ -212,11 +299,14 @@ class Database:
         return bool(self._conn.in_transaction)
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        """Run one statement (a change: deferred integrity checks run first)."""
+        self.require_checked()
         with self._errors():
             cursor = self._conn.execute(sql, params)
         return int(cursor.rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.require_checked()
         with self._errors():
             self._conn.executemany(sql, rows)
 
@@ -240,6 +330,7 @@ class Database:
             raise StorageError("The database key must be 32 bytes.")
         if path.exists():
             raise StorageError(f"{path} exists; nothing was exported.")
+        self.require_checked()  # never copy a file that has not passed its checks
         version = int(self.scalar("PRAGMA user_version"))
         with self._errors():
             # A raw key in SQLCipher's x'..' form; hex only, never text from a person.
@@ -269,6 +360,12 @@ class Database:
             raise
         self._conn.close()
         self._conn = fresh._conn
+
+
+def _refuse_writes(action: int, *_names: str | None) -> int:
+    """SQLite authorizer while deferred checks are pending: any statement that would change
+    the file is refused at prepare time (a backstop behind ``require_checked``)."""
+    return _SQLITE_DENY if action in _WRITE_ACTIONS else _SQLITE_OK
 
 
 def _statements(script: str) -> list[str]:

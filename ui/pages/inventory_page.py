@@ -72,6 +72,7 @@ HIDE_FIRST = (
 class InventoryPage(QWidget):
     loaded = Signal(int)  # number of rows, after each refresh
     due_counted = Signal(int)  # keys due for deactivation, after each refresh
+    settled = Signal()  # a load ended (shown, or failed): what waited for the paint may run
 
     def __init__(self, session: GuiSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -192,7 +193,9 @@ class InventoryPage(QWidget):
         self.due_only.toggled.connect(self.model.set_due_only)
         self.not_backed_up.toggled.connect(self.model.set_at_risk_only)
         session.keys_changed.connect(self.refresh)
-        session.tokens_changed.connect(lambda _: self.refresh())
+        # A bound method, not a lambda: a lambda held by the session's signal keeps the page,
+        # its 100,000 rows and the locked window alive after a lock (issue 17).
+        session.tokens_changed.connect(self._tokens_changed)
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -206,6 +209,9 @@ class InventoryPage(QWidget):
             self._items_loaded,
             self._load_failed,
         )
+
+    def _tokens_changed(self, _statuses: list[object]) -> None:
+        self.refresh()
 
     def _items_loaded(self, prepared: Prepared) -> None:
         items = prepared.items
@@ -222,7 +228,9 @@ class InventoryPage(QWidget):
             self.select_key(selected_id)
         self.loaded.emit(len(items))
         self.due_counted.emit(self.model.due_count)
-        # Paint first; build the filter index on the core thread afterwards.
+        self.settled.emit()
+        # Paint first; build the filter index on the core thread afterwards (queued after
+        # whatever ``settled`` started, e.g. the deferred integrity checks).
         self.session.run(
             lambda _ws: build_filter_index(items, due_before),
             lambda index: self.model.set_filter_index(items, index),
@@ -231,6 +239,7 @@ class InventoryPage(QWidget):
     def _load_failed(self, error: BaseException) -> None:
         self.progress.hide()
         self.count.setText("Inventory not loaded: " + message(error))
+        self.settled.emit()
 
     def _apply_filter(self) -> None:
         self.model.set_filter(self.filter.text())
