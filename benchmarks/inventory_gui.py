@@ -54,7 +54,7 @@ from collections.abc import Callable
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, QEvent, Qt
 from PySide6.QtWidgets import QApplication
 
 from app.paths import Home
@@ -145,7 +145,10 @@ def window_round(
         profiler.dump_stats(PROFILE)
     window.close()  # locks on the core thread, then closes
     wait_until(app, lambda: not window.isVisible())
+    # As the product's event loop does after a lock (ui/main.py deletes the locked window):
+    # processEvents() alone never runs a deferred delete, which kept every round's window.
     window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     app.processEvents()
     return times, names
 

@@ -182,7 +182,9 @@ class TokensPage(QWidget):
         self.tree.installEventFilter(self)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
-        session.tokens_changed.connect(lambda _statuses: self.reload())
+        # A bound method, not a lambda: a lambda held by the session's signal keeps this page
+        # (and through it the whole locked window and its inventory) alive after a lock.
+        session.tokens_changed.connect(self._tokens_changed)
         self._update_actions()
 
     def _menu_button(self, text: str, glyph: QIcon, menu: QMenu) -> QToolButton:
@@ -223,6 +225,9 @@ class TokensPage(QWidget):
             menu.popup(self.tree.viewport().mapToGlobal(position))
 
     # --- loading ---------------------------------------------------------------------------
+
+    def _tokens_changed(self, _statuses: list[object]) -> None:
+        self.reload()
 
     def reload(self) -> None:
         self.session.run(_snapshot, self._show)
