@@ -43,10 +43,15 @@ def tallies(db: Database, key_id: str | None = None) -> dict[str, UsageTally]:
 
 
 def usage_due(
-    db: Database, keys: Sequence[KeyRecord], limits: UsageLimits
+    db: Database,
+    keys: Sequence[KeyRecord],
+    limits: UsageLimits,
+    counted: dict[str, UsageTally] | None = None,
 ) -> dict[str, str]:
-    """Live keys at or near a usage limit of their purpose: key id → why."""
-    counted = tallies(db)
+    """Live keys at or near a usage limit of their purpose: key id → why. ``counted``: the
+    ``tallies`` already read (the inventory reads them once for both)."""
+    if counted is None:
+        counted = tallies(db)
     found: dict[str, str] = {}
     for key in keys:
         if key.state not in _LIVE or key.id not in counted:

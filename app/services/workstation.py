@@ -266,10 +266,10 @@ class Workstation:
         """Per key id: protect uses, and why a usage limit makes it due (inventory)."""
         from app.services import usage_counts
 
-        counted = usage_counts.tallies(self.db)
+        counted = usage_counts.tallies(self.db)  # one grouped query over the audit chain
         return (
             {k: t.uses for k, t in counted.items()},
-            usage_counts.usage_due(self.db, keys, self.usage_limits),
+            usage_counts.usage_due(self.db, keys, self.usage_limits, counted),
         )
 
     @property

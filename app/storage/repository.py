@@ -69,10 +69,23 @@ _STATES = {s.value: s for s in KeyState}
 _SYNC = {s.value: s for s in TokenSync}
 _TRUSTED_WRAP = {s.value: s for s in TrustedWrap}
 _NO_TAGS: tuple[str, ...] = ()
+# Tag and exposure lists repeat across an inventory (a few distinct JSON texts for 100,000
+# rows): each distinct text is decoded once per listing instead of json.loads per row.
+_LISTS: dict[str, tuple[str, ...]] = {"[]": _NO_TAGS}
+
+
+def _json_list(text: str) -> tuple[str, ...]:
+    found = _LISTS.get(text)
+    if found is None:
+        found = tuple(json.loads(text))
+        if len(_LISTS) < 4096:  # bounded: free-form lists do not grow it without end
+            _LISTS[text] = found
+    return found
 
 
 def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
     parse = datetime.fromisoformat
+    lists = _LISTS.get
     return KeyRecord._make(
         (
             r[0],
@@ -88,7 +101,7 @@ def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
             r[10],
             parse(r[11]),
             r[12],
-            _NO_TAGS if r[13] == "[]" else tuple(json.loads(r[13])),
+            lists(r[13]) or _json_list(r[13]),
             r[14],
             r[15] and parse(r[15]),
             r[16] and parse(r[16]),
@@ -97,7 +110,7 @@ def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
             r[19],
             _SYNC[r[20]],
             _TRUSTED_WRAP[r[21]],
-            _NO_TAGS if r[22] == "[]" else tuple(json.loads(r[22])),
+            lists(r[22]) or _json_list(r[22]),
         )
     )
 

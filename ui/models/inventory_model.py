@@ -251,6 +251,7 @@ class Prepared(NamedTuple):
     presence_totals: dict[Presence, int]
     due_count: int
     orders: dict[Column, list[int]]
+    at_risk_count: int  # keys in no verified backup (``at_risk``)
 
 
 def prepare_inventory(
@@ -277,6 +278,7 @@ def prepare_inventory(
         dict(Counter(presence)),
         sum(due),
         {sort_column: column_order(items, sort_column, text)},
+        sum(1 for item in items if at_risk(item)),
     )
 
 
@@ -321,6 +323,7 @@ class InventoryModel(QAbstractTableModel):
         self._due: bytes = b""
         self._presence_totals: dict[Presence, int] = {}
         self._due_count = 0
+        self._at_risk_count = 0
         self._visible_counts: dict[Presence, int] | None = None
         self._visible: list[int] = []
         self._filter = ""
@@ -351,6 +354,7 @@ class InventoryModel(QAbstractTableModel):
         self._due = prepared.due
         self._presence_totals = prepared.presence_totals
         self._due_count = prepared.due_count
+        self._at_risk_count = prepared.at_risk_count
         self._visible_counts = None
         self._visible = self._compute_visible()
         self.endResetModel()
@@ -389,7 +393,9 @@ class InventoryModel(QAbstractTableModel):
 
     @property
     def at_risk_count(self) -> int:
-        return sum(1 for item in self._items if at_risk(item))
+        """Keys in no verified backup, over all items (counted with the inventory, on the
+        core thread)."""
+        return self._at_risk_count
 
     @property
     def due_count(self) -> int:
