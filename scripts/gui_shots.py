@@ -5,7 +5,8 @@
 
 Makes a fresh demo workstation (test values only: fixed passphrase and PINs, a fast KDF) in a
 temporary directory, with keys in several states, then shows VIEW full screen: a page
-(overview, inventory, tokens, audit, audit-verified; ceremony: the root-CA template waiting for
+(overview, inventory, integrity-pending: the inventory painted before the deferred integrity
+checks, held there; tokens, audit, audit-verified; ceremony: the root-CA template waiting for
 a sign-off; ceremony-register: registering; ceremony-done: completed) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
 adopt, adopted, wrap-for, import-wrapped, import-public, distribution, use-menu,
@@ -149,6 +150,9 @@ def main() -> int:
         ws.approvals.source = None
         if view in ("seal", "overview-alert"):
             ws.tokens.logout(ws.tokens.find("Demo").serial)
+        if view == "integrity-pending":  # unlocked as the window's unlock dialog does
+            ws.lock()
+            ws = Workstation.unlock(home, "officer", PASSPHRASE, defer_checks=True)
         return ws
 
     ws = bridge.executor.call(make)
@@ -158,6 +162,9 @@ def main() -> int:
     window.resize(app.primaryScreen().availableGeometry().size())  # no window manager here
     window.show()
     window.start()
+    if view == "integrity-pending":  # held in the state between paint and the checks
+        window.inventory.settled.disconnect(window._finish_unlock)
+        view = "inventory"
     QTimer.singleShot(2500, lambda: open_view(window, view))
     app.exec()
     bridge.shutdown()
