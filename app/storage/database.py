@@ -314,6 +314,20 @@ class Database:
         with self._errors():
             return list(self._conn.execute(sql, params).fetchall())
 
+    def batches(
+        self, sql: str, params: Sequence[Any] = (), size: int = 4096
+    ) -> Iterator[list[Row]]:
+        """The rows of ``sql`` in lists of up to ``size``: a caller that turns each row into
+        something else never holds every raw row at once (the inventory's 100,000 rows)."""
+        with self._errors():
+            cursor = self._conn.execute(sql, params)
+        while True:
+            with self._errors():
+                rows = cursor.fetchmany(size)
+            if not rows:
+                return
+            yield rows
+
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self._conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
