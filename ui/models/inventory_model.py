@@ -4,8 +4,9 @@ A QSortFilterProxyModel calls back into Python per comparison (about 29 s to sor
 DESIGN.md). Here the model holds the inventory items and a list of visible row numbers:
 - display texts are made when a row is first painted (only the visible screenful at first);
 - sort keys are computed per column at its first sort, then reused;
-- the filter index (one lower-case haystack per row) is built on the core thread right after the
-  table is painted (``build_filter_index``) and handed in with ``set_filter_index``.
+- the filter index (one lower-case haystack per row, every column's order) is built on the core
+  thread right after the table is painted (``build_filter_index``) and handed in with
+  ``set_filter_index``; display texts stay made on demand.
 Filter and sort then only reorder integers.
 
 No per-row work on the GUI thread at load, filter or sort (issue 17: 100,000 keys must paint
@@ -192,10 +193,11 @@ def _haystack(item: InventoryItem, texts: tuple[str, ...]) -> str:
 
 
 class FilterIndex(NamedTuple):
-    """Texts, haystacks and every column's ascending order (item numbers), in item order.
-    Pure Python: built on the core thread."""
+    """Haystacks and every column's ascending order (item numbers), in item order. Pure
+    Python: built on the core thread. The display texts it was made from are not kept: the
+    model makes them for the rows painted (a screenful), and holding all of them cost ~50 MB
+    at 100,000 keys (issue 17's peak-memory target)."""
 
-    texts: list[tuple[str, ...]]
     haystacks: list[str]
     orders: dict[Column, list[int]]
 
@@ -211,7 +213,7 @@ def build_filter_index(
         for column in (Column if orders else ())
     }
     return FilterIndex(
-        texts, [_haystack(i, t) for i, t in zip(items, texts, strict=True)], by_column
+        [_haystack(i, t) for i, t in zip(items, texts, strict=True)], by_column
     )
 
 
@@ -367,7 +369,6 @@ class InventoryModel(QAbstractTableModel):
         """Accept an index built off the GUI thread, if it is for the items shown now."""
         if items is not self._items:
             return
-        self._texts = list(index.texts)
         self._haystacks = index.haystacks
         self._orders = {**index.orders, **self._orders}
         if self._filter:
@@ -442,7 +443,7 @@ class InventoryModel(QAbstractTableModel):
             return self._sorted(list(chosen))
         if self._haystacks is None:  # index not here yet: build it now, once
             index = build_filter_index(self._items, self.due_before, orders=False)
-            self._texts, self._haystacks = list(index.texts), index.haystacks
+            self._haystacks = index.haystacks
         haystacks = self._haystacks
         return self._sorted([i for i in chosen if needle in haystacks[i]])
 
