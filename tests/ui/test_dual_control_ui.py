@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
+from shiboken6 import isValid
 
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.lifecycle import Action
@@ -191,7 +192,8 @@ def test_idle_lock_blanks_the_screen_and_ctrl_l_locks(qtbot, qapp, bridge, tmp_p
     qtbot.waitUntil(lambda: controller.lock_screen is not None, timeout=20000)
     screen = controller.lock_screen
     assert isinstance(screen, LockScreen) and isinstance(controller.dialog, UnlockDialog)
-    qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
+    # (the locked window is hidden, then deleted by the controller)
+    qtbot.waitUntil(lambda: not isValid(window) or not window.isVisible(), timeout=20000)
     visible = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
     texts = [label.text() for w in visible for label in w.findChildren(QLabel) if label.isVisible()]
     assert texts and not any(KEY in text for text in texts)
