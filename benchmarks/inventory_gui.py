@@ -55,7 +55,7 @@ from collections.abc import Callable
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, Qt
+from PySide6.QtCore import QCoreApplication, QEvent, Qt
 from PySide6.QtWidgets import QApplication
 
 from app.paths import Home
@@ -75,16 +75,12 @@ def _build_in_child(tmp: str, n: int, fast_kdf: bool) -> None:
 
 
 def wait_until(app: QApplication, done: Callable[[], bool], timeout: float = 600.0) -> None:
-    """Run the event loop until ``done()``, as ``app.exec()`` would: blocked until an event
-    comes (a core job's result is one; the window's 1 s timers wake it too). A loop that
-    polled every 0.5 ms took the GIL from the core thread 2,000 times a second, slowing the
-    very job being timed (the product's idle GUI thread does not)."""
     deadline = time.perf_counter() + timeout
-    wait = QEventLoop.ProcessEventsFlag.AllEvents | QEventLoop.ProcessEventsFlag.WaitForMoreEvents
     while not done():
-        app.processEvents(wait)
+        app.processEvents()
         if time.perf_counter() > deadline:
             raise RuntimeError("timed out waiting for the window")
+        time.sleep(0.0005)
 
 
 PROFILE = os.environ.get("KEYSTEAD_BENCH_PROFILE")  # a file: cProfile of the GUI thread's sorts
