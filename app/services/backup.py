@@ -36,9 +36,9 @@ from app.backup import format as fmt
 from app.backup import media, shares
 from app.domain.algorithms import Family
 from app.domain.audit import AuditEntry, Checkpoint, verify_chain
+from app.domain.backup_rules import unwrappable_reason
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.lifecycle import usage_in_state
-from app.domain.names import validate_name
 from app.errors import (
     BackupIntegrityError,
     DiskFull,
@@ -162,15 +162,8 @@ def plan_keys(keys: Sequence[KeyRecord], serial: str, chosen: set[str] | None) -
             )
         elif key.token_serial != serial:
             refused.append(Refusal(key.id, key.name, f"on another token ({key.token_label})"))
-        elif key.algorithm.family is Family.EDDSA:
-            refused.append(
-                Refusal(
-                    key.id,
-                    key.name,
-                    "Ed25519 private keys cannot be wrapped out of the token (SoftHSM 2.6.1 "
-                    "answers CKR_KEY_NOT_WRAPPABLE)",
-                )
-            )
+        elif (never := unwrappable_reason(key.algorithm)) is not None:
+            refused.append(Refusal(key.id, key.name, never))
         else:
             taken.append(key)
     if chosen is not None:
@@ -417,16 +410,12 @@ class BackupService:
         called as keys are wrapped and files written and read back; if it raises
         OperationCancelled, the new directory is removed and nothing is recorded."""
         assert_core_thread()
-        custodians = [validate_name(c, "Custodian name") for c in custodians]
+        custodians = shares.custodian_plan(custodians, threshold)
         session = self.tokens.session(token_ref)
         info = session.info
         subject = f"token:{info.serial}"
         if not custodians and recovery_passphrase is None:
             raise ValidationError("Protect the backup KEK with custodians' shares or a passphrase.")
-        if custodians and not 2 <= threshold <= len(custodians):
-            raise ValidationError(
-                f"Shares must be M-of-N with 2 <= M <= N; got {threshold}-of-{len(custodians)}."
-            )
         if recovery_passphrase is not None:
             check_passphrase_strength(recovery_passphrase)
         if not target.is_dir():

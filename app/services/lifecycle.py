@@ -15,6 +15,7 @@ from types import EllipsisType
 from typing import Any, NamedTuple
 
 from app.domain.algorithms import Purpose, Usage
+from app.domain.backup_rules import unwrappable_reason
 from app.domain.identity import parse_exposure, select_key
 from app.domain.keys import KeyRecord, KeyState, TokenSync
 from app.domain.lifecycle import (
@@ -643,7 +644,9 @@ class LifecycleService:
             key.algorithm,
             self._successor_name(key.name),
             key.purpose,
-            key.extractable,
+            # Backup-able as its predecessor, unless no backup could ever hold it (an Ed25519
+            # key recorded backup-able before that rule): then it stays on its token.
+            key.extractable and unwrappable_reason(key.algorithm) is None,
             replaces=key,
         )
 

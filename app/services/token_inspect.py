@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from app.domain.algorithms import Algorithm, Family, Purpose
+from app.domain.algorithms import Algorithm, Purpose
+from app.domain.backup_rules import backup_refusal as rules_refusal
 from app.errors import KeysteadError
 from app.hsm.capabilities import Capabilities, probe
 from app.hsm.errors import pkcs11_errors
@@ -250,18 +251,12 @@ def remember_trial(db: Database, serial: str, trial: TrialResult) -> None:
 
 
 def backup_refusal(db: Database, serial: str, label: str, algorithm: Algorithm) -> str | None:
-    """Why a "must be backed up" key of ``algorithm`` makes no sense on this token, going by
-    its probe (None when the probe says it can be wrapped, or the token was not probed)."""
+    """Why a "must be backed up" key of ``algorithm`` cannot be made on this token (None: it
+    can): the backup wrapper's own rule (``app.domain.backup_rules``), narrowed by the token's
+    capability probe when it was probed."""
     capabilities, _when = stored_capabilities(db, serial)
-    if capabilities is None or algorithm.symmetric:
-        return None
-    family = {Family.RSA: "RSA", Family.EC: "EC", Family.EDDSA: "Ed25519"}.get(algorithm.family)
-    if family is None or capabilities.private_key_wrap.get(family, True):
-        return None
-    return (
-        f"Token '{label}' cannot wrap {family} private keys (its capability probe found so), "
-        f"so a {family} key made there could never be backed up. Generate it without "
-        "'must be backed up', or choose another algorithm."
+    return rules_refusal(
+        algorithm, label, capabilities.private_key_wrap if capabilities is not None else None
     )
 
 

@@ -55,7 +55,16 @@ def test_private_keys_round_trip_and_recover(
     gen = ws.keys.generate
     ec_key = station(gen, TOKEN, Algorithm.EC_P256, "ec-signer", Purpose.SIGNING, True)
     rsa_key = station(gen, TOKEN, Algorithm.RSA_2048, "rsa-signer", Purpose.SIGNING, True)
-    ed_key = station(gen, TOKEN, Algorithm.ED25519, "ed-signer", Purpose.SIGNING, True)
+    # Ed25519 cannot be made backup-able any more; a record from before that rule (extractable)
+    # is still planned honestly: left out, with the reason.
+    ed_key = station(gen, TOKEN, Algorithm.ED25519, "ed-signer", Purpose.SIGNING)
+
+    def mark_extractable() -> None:
+        with ws.db.transaction():
+            ws.db.execute("UPDATE keys SET extractable = 1 WHERE id = :id", {"id": ed_key.id})
+
+    station(mark_extractable)
+    assert station(ws.keys.resolve, ed_key.id).extractable
     (tmp_path / "msg").write_bytes(MESSAGE)
     spkis = station(ws.keys.repo.spkis)
     for key in (ec_key, rsa_key):

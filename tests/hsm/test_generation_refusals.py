@@ -318,18 +318,22 @@ def test_a_name_taken_between_check_and_insert_destroys_the_new_token_object(
     assert station.key_count() == 2
 
 
-def test_a_backup_able_key_the_token_cannot_wrap_is_refused_once_probed(station: Station) -> None:
+def test_a_backup_able_key_no_backup_can_wrap_is_refused_probed_or_not(station: Station) -> None:
+    """Outside testers: ``--backup-able`` on Ed25519 was accepted although the backup can never
+    wrap it (SoftHSM answers CKR_KEY_NOT_WRAPPABLE). The backup's own rule refuses it at
+    generation, before the token is asked, with or without a capability probe."""
     ws = station.ws
-    # Before the probe Keystead does not guess: the key is made.
-    before = station(ws.keys.generate, TOKEN, Algorithm.ED25519, "ed-early", None, True)
-    assert before.extractable
+    count = station.key_count()
+    before = peer_keys(station.home)
+    with pytest.raises(UnsupportedAlgorithm, match="An ED25519 key cannot be made backup-able"):
+        station(ws.keys.generate, TOKEN, Algorithm.ED25519, "ed-early", None, True)
     caps = station(ws.inspect.capabilities, TOKEN)
     assert caps.private_key_wrap["Ed25519"] is False  # SoftHSM 2.6.1 (DESIGN.md)
-    count = station.key_count()
-    with pytest.raises(UnsupportedAlgorithm, match="cannot wrap Ed25519 private keys"):
+    with pytest.raises(UnsupportedAlgorithm, match="cannot be made backup-able"):
         station(ws.keys.generate, TOKEN, Algorithm.ED25519, "ed-backup", None, True)
     assert station.key_count() == count
-    # Not backed up, or a family the token can wrap: both fine.
+    assert peer_keys(station.home) == before  # nothing was made on the token
+    # Not backed up, or a family the backup can wrap: both fine.
     station(ws.keys.generate, TOKEN, Algorithm.ED25519, "ed-local")
     station(ws.keys.generate, TOKEN, Algorithm.EC_P256, "ec-backup", None, True)
     assert station.key_count() == count + 2

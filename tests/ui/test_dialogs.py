@@ -163,6 +163,22 @@ def test_generate_purposes_follow_algorithm(qtbot):  # type: ignore[no-untyped-d
     assert "Extractable: yes" in dialog.preview.text()
 
 
+def test_generate_offers_no_backup_for_keys_no_backup_can_hold(qtbot):  # type: ignore[no-untyped-def]
+    """The dialog asks the backup's own rule: Ed25519 cannot be ticked "must be backed up"."""
+    dialog = GenerateKeyDialog([TOKEN])
+    qtbot.addWidget(dialog)
+    dialog.backup.setChecked(True)
+    dialog.algorithm.setCurrentIndex(list(Algorithm).index(Algorithm.ED25519))
+    assert not dialog.backup.isChecked() and not dialog.backup.isEnabled()
+    assert "CKR_KEY_NOT_WRAPPABLE" in dialog.backup.toolTip()
+    assert "Extractable: no" in dialog.preview.text()
+    dialog.set_busy(True)
+    dialog.set_busy(False)
+    assert not dialog.backup.isEnabled()  # not re-enabled after a refused generation
+    dialog.algorithm.setCurrentIndex(list(Algorithm).index(Algorithm.EC_P256))
+    assert dialog.backup.isEnabled() and dialog.backup.toolTip() == ""
+
+
 def test_generate_refuses_bad_name_and_emits_request(qtbot):  # type: ignore[no-untyped-def]
     dialog = GenerateKeyDialog([TOKEN])
     qtbot.addWidget(dialog)

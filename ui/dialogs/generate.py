@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.algorithms import Algorithm, Purpose, allowed_purposes, usage_for
+from app.domain.backup_rules import unwrappable_reason
 from app.domain.names import MAX_NAME_LENGTH, validate_name
 from app.errors import KeysteadError
 from app.hsm.module import TokenInfo
@@ -116,6 +117,11 @@ class GenerateKeyDialog(QDialog):
         for purpose in allowed_purposes(algorithm):
             self.purpose.addItem(purpose.title, purpose)
         self.purpose.blockSignals(False)
+        never = unwrappable_reason(algorithm)  # the backup's own rule, as generation applies it
+        if never is not None:
+            self.backup.setChecked(False)
+        self.backup.setEnabled(never is None)
+        self.backup.setToolTip(f"Not for {algorithm.value}: {never}." if never else "")
         self._update_preview()
 
     def _update_preview(self) -> None:
@@ -162,10 +168,11 @@ class GenerateKeyDialog(QDialog):
             self.algorithm,
             self.purpose,
             self.name,
-            self.backup,
             self.wider,
         ):
             widget.setEnabled(not busy)
+        never = unwrappable_reason(self.algorithm.currentData())
+        self.backup.setEnabled(not busy and never is None)
         self.generate_button.setEnabled(not busy)
         self.progress.setVisible(busy)
         # C_GenerateKey(Pair) cannot be interrupted: say so rather than offer a Cancel that lies.
