@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import shamir_mnemonic
 from shamir_mnemonic.share import Share
 
-from app.errors import BackupIntegrityError
+from app.domain.names import validate_name
+from app.errors import BackupIntegrityError, ValidationError
 
 # SLIP-39's PBKDF2 cost: 10000 × 2^e iterations. e = 1 (the package's default).
 ITERATION_EXPONENT = 1
@@ -33,6 +34,19 @@ class ShareSet:
     threshold: int
     mnemonics: tuple[str, ...] = field(repr=False)
     custodians: tuple[str, ...]
+
+
+def custodian_plan(custodians: Sequence[str], threshold: int) -> list[str]:
+    """The custodians' names (the operator-name rule) for an M-of-N split with
+    ``2 <= threshold <= len(custodians)``; ValidationError otherwise. An empty list is allowed
+    here (a passphrase-only backup); the one rule ``backup create`` and a ceremony's
+    validation apply."""
+    names = [validate_name(c, "Custodian name") for c in custodians]
+    if names and not 2 <= threshold <= len(names):
+        raise ValidationError(
+            f"Shares must be M-of-N with 2 <= M <= N; got {threshold}-of-{len(names)}."
+        )
+    return names
 
 
 def split(

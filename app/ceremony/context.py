@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from app.domain.names import has_control
 from app.errors import CeremonyError, OperationCancelled
 from app.services.prompter import SecretKind
 
@@ -18,6 +19,26 @@ if TYPE_CHECKING:
 
 RULE_FILE = "KS-CEREMONY-FILE"
 RULE_KEY_TOKEN = "KS-CEREMONY-KEY-TOKEN"  # noqa: S105 (a rule id)
+
+
+def plain_file_name(name: str, what: str = "file") -> str:
+    """``name`` when it is a plain name of a ``what`` directly in the ceremony's working
+    directory: not empty, no directory part (``a/b``, ``../x``, an absolute path), not ``.`` or
+    ``..``, no control or invisible character, at most 255 bytes. CeremonyError otherwise."""
+    if (
+        not name
+        or Path(name).name != name
+        or name in {".", ".."}
+        or "\\" in name
+        or has_control(name)
+        or len(name.encode("utf-8")) > 255
+    ):
+        raise CeremonyError(
+            f"'{name}' must be a plain {what} name in the ceremony's working directory "
+            "(no path, no '..', no control characters).",
+            RULE_FILE,
+        )
+    return name
 
 
 class CeremonyDesk(Protocol):
@@ -54,12 +75,7 @@ class StepContext:
     def file(self, name: str, *, new: bool) -> Path:
         """A file directly in the ceremony's working directory (no path, no '..'). A new
         output must not exist (never written over); an input must."""
-        if not name or Path(name).name != name or name in {".", ".."}:
-            raise CeremonyError(
-                f"'{name}' must be a plain file name in the ceremony's working directory.",
-                RULE_FILE,
-            )
-        path = self.workdir / name
+        path = self.workdir / plain_file_name(name)
         if new and path.exists():
             raise CeremonyError(
                 f"{path} exists; a ceremony never writes over a file. Move it away first.",

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from app.errors import ValidationError
 
 if TYPE_CHECKING:
     from app.ceremony.context import StepContext
@@ -32,6 +35,35 @@ StepFunction = Callable[["StepContext", Mapping[str, Any]], Outputs]
 
 
 @dataclass(frozen=True)
+class Preflight:
+    """What a step's parameter check may consult beyond the script. Validation without a
+    workstation leaves both None (only the script's own values are checked); ``ceremony run``
+    (and ``validate`` on an unlocked workstation) gives them, so a key name already taken or an
+    output file already in the working directory is refused before anyone registers.
+
+    ``free_name(name)``: the key service's own rule (valid and unused), returns the name;
+    ``workdir``: the ceremony's working directory."""
+
+    free_name: Callable[[str], str] | None = None
+    workdir: Path | None = None
+
+
+StepCheck = Callable[[Mapping[str, Any], Preflight], None]
+
+
+class ParamRefused(ValidationError):
+    """A step's parameter ``field`` has a value the step would refuse when run."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _no_check(params: Mapping[str, Any], preflight: Preflight) -> None:
+    """A step type whose parameters need nothing beyond their declared kinds."""
+
+
+@dataclass(frozen=True)
 class StepSpec:
     name: str
     title: str
@@ -43,6 +75,12 @@ class StepSpec:
     # Expectations checked before the action (the function itself compares them): e.g. the
     # SHA-256 of the CSR to sign, the fingerprint of the key to destroy.
     prechecked: frozenset[str] = field(default_factory=frozenset)
+    # The values the step would refuse when run, refused by validation with the same rules
+    # (the step function calls it first, so there is one place per decision).
+    check: StepCheck = _no_check
+    # Parameters naming what the step creates: two steps of one script may not name the same.
+    new_keys: tuple[str, ...] = ()
+    new_files: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, StepSpec] = {}
@@ -57,6 +95,9 @@ def step_type(
     outputs: tuple[str, ...] = (),
     varying: tuple[str, ...] = (),
     prechecked: tuple[str, ...] = (),
+    check: StepCheck = _no_check,
+    new_keys: tuple[str, ...] = (),
+    new_files: tuple[str, ...] = (),
 ) -> Callable[[StepFunction], StepFunction]:
     """Register ``fn`` as the step type ``name``."""
 
@@ -72,6 +113,9 @@ def step_type(
             frozenset(varying),
             fn,
             frozenset(prechecked),
+            check,
+            new_keys,
+            new_files,
         )
         return fn
 

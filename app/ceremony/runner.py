@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from app.ceremony import script as scripts
 from app.ceremony import transcript
 from app.ceremony.context import CeremonyDesk, StepContext
+from app.ceremony.registry import Preflight
 from app.domain.roles import Role
 from app.errors import CeremonyError, KeysteadError, TokenNotLoggedIn
 from app.services.audit import Outcome, record, record_alone
@@ -109,6 +110,9 @@ class Ceremonies:
                     f"{workdir} is not a directory; give the ceremony's working directory.",
                     "KS-CEREMONY-FILE",
                 )
+            # The steps' own rules against this workstation before anyone registers: a key
+            # name already taken, an output file already in the working directory.
+            scripts.check_values(script, self.preflight(workdir))
         except KeysteadError as exc:
             record_alone(
                 ws.db,
@@ -164,6 +168,10 @@ class Ceremonies:
                 },
             )
         return CeremonyRun(ws, row.id)
+
+    def preflight(self, workdir: Path | None) -> Preflight:
+        """What the steps' parameter checks consult on this workstation."""
+        return Preflight(free_name=self.ws.keys.free_name, workdir=workdir)
 
     def _token(self, script: scripts.Script, profile: str) -> TokenInfo:
         key, wanted = script.selector(profile)
@@ -490,6 +498,7 @@ class CeremonyRun:
             {s.step_id: s.outputs for s in self.repo.steps(self.id)[:position]},
         )
         try:
+            scripts.check_step(step, Ceremonies(self.ws).preflight(Path(self.row.workdir)))
             outputs = step.spec.run(context, step.params)
         except KeysteadError as exc:
             self._fail(position, f"step '{step.id}' failed: {exc.message}")

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.ceremony.registry import Kind, StepSpec, spec
+from app.ceremony.registry import Kind, ParamRefused, Preflight, StepSpec, spec
 from app.domain.fingerprints import pgp_words
 from app.errors import CeremonyScriptError, ValidationError
 from app.storage.files import read_regular
@@ -63,6 +63,7 @@ RULE_PARAM_TYPE = "KS-CEREMONY-PARAM-TYPE"
 RULE_SECRET = "KS-CEREMONY-SECRET"  # noqa: S105 (a rule id)
 RULE_PROFILE = "KS-CEREMONY-PROFILE"
 RULE_EXPECT = "KS-CEREMONY-EXPECT"
+RULE_PARAM_VALUE = "KS-CEREMONY-PARAM-VALUE"
 
 PROFILES = {"rehearsal": "token_label", "production": "token_serial"}
 PARTICIPANT_ROLES = ("witness", "custodian", "auditor")
@@ -234,8 +235,56 @@ def _validate(doc: dict[str, Any], data: bytes, text: str) -> Script:
     for index, raw in enumerate(raw_steps):
         line = lines[index] if index < len(lines) else None
         steps.append(_step(raw, index, line, steps, custodians, auditor))
-    return Script(
+    script = Script(
         name, title, description, tuple(steps), profiles, witnesses, custodians, auditor, data
+    )
+    check_values(script, Preflight())
+    return script
+
+
+def check_values(script: Script, preflight: Preflight) -> None:
+    """Refuse any parameter value a step would refuse when run, with the step's own rules
+    (``StepSpec.check``: algorithm, purpose, key name, file names, profiles, shares…), and
+    two steps creating the same key or file. With ``preflight`` from a workstation, also a key
+    name already taken there or an output file already in the working directory. Raises
+    ``CeremonyScriptError`` (``KS-CEREMONY-PARAM-VALUE``) naming the step, its line and the
+    field."""
+    keys: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for step in script.steps:
+        found = step.spec
+        try:
+            found.check(step.params, preflight)
+            for field_name, seen in [(f, keys) for f in found.new_keys] + [
+                (f, files) for f in found.new_files
+            ]:
+                value = str(step.params.get(field_name, "")).strip()
+                if value in seen:
+                    what = "key" if seen is keys else "file"
+                    raise ParamRefused(
+                        field_name, f"step '{seen[value]}' already makes the {what} '{value}'."
+                    )
+                seen[value] = step.id
+        except ParamRefused as exc:
+            raise _refused(step, exc) from exc
+
+
+def check_step(step: Step, preflight: Preflight) -> None:
+    """One step's parameter values against its own rules (``check_values`` for one step, as
+    the runner applies them again just before the step acts)."""
+    try:
+        step.spec.check(step.params, preflight)
+    except ParamRefused as exc:
+        raise _refused(step, exc) from exc
+
+
+def _refused(step: Step, exc: ParamRefused) -> CeremonyScriptError:
+    where = f"step '{step.id}'" + (f" (line {step.line})" if step.line else "")
+    return CeremonyScriptError(
+        f"{where}, parameter '{exc.field}': {exc.message}",
+        RULE_PARAM_VALUE,
+        line=step.line,
+        step=step.id,
     )
 
 

@@ -9,17 +9,21 @@ its own to them. Secrets (PINs) are asked through the desk at the moment they ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from app.ceremony.context import StepContext
-from app.ceremony.registry import Kind, Outputs, step_type
-from app.domain.algorithms import parse_algorithm, parse_purpose
+from app.ceremony.context import StepContext, plain_file_name
+from app.ceremony.registry import Kind, Outputs, ParamRefused, Preflight, step_type
+from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose, usage_for
+from app.domain.backup_rules import backup_refusal
 from app.domain.keys import KeyRecord
 from app.domain.lifecycle import Action
-from app.errors import AuditIntegrityError, CeremonyError
+from app.domain.names import validate_key_name, validate_token_label
+from app.errors import AuditIntegrityError, CeremonyError, KeysteadError
 from app.services.prompter import SecretKind
+
+T = TypeVar("T")
 
 RULE_PRECHECK = "KS-CEREMONY-EXPECTATION"
 KEY_OUTPUTS = ("key_id", "name", "algorithm", "kcv", "fingerprint")
@@ -37,6 +41,98 @@ def _key_outputs(key: KeyRecord, prefix: str = "") -> Outputs:
     if key.fingerprint:
         found[f"{prefix}fingerprint"] = key.fingerprint
     return found
+
+
+# --- parameter checks: the rules the services apply when the step runs, callable before -----
+# (``ceremony validate``, ``Ceremonies.begin``) and again by ``CeremonyRun.perform``.
+
+
+def _field(name: str, check: Callable[[], T]) -> T:
+    """Run one of the services' own rules on parameter ``name``; its refusal names the field."""
+    try:
+        return check()
+    except KeysteadError as exc:
+        raise ParamRefused(name, exc.message) from exc
+
+
+def _new_key_name(params: Mapping[str, Any], pre: Preflight, field: str = "name") -> None:
+    """A key the step creates: the key-name rule, and (on a workstation) not already taken."""
+    rule = pre.free_name or validate_key_name
+    _field(field, lambda: rule(str(params[field])))
+
+
+def _new_file(params: Mapping[str, Any], pre: Preflight, field: str = "out") -> None:
+    """A file the step writes: a plain name, and (with a working directory) not there yet."""
+    name = _field(field, lambda: plain_file_name(str(params[field])))
+    if pre.workdir is not None and (pre.workdir / name).exists():
+        raise ParamRefused(
+            field,
+            f"{pre.workdir / name} exists; a ceremony never writes over a file. Move it away "
+            "first.",
+        )
+
+
+def _input_file(params: Mapping[str, Any], field: str) -> None:
+    """A file the step reads (made before the ceremony or by an earlier step): a plain name."""
+    _field(field, lambda: plain_file_name(str(params[field])))
+
+
+def _algorithm(params: Mapping[str, Any]) -> Algorithm:
+    return _field("algorithm", lambda: parse_algorithm(str(params["algorithm"])))
+
+
+def check_generate(params: Mapping[str, Any], pre: Preflight) -> None:
+    algorithm = _algorithm(params)
+    if "purpose" in params:
+        purpose = _field("purpose", lambda: parse_purpose(str(params["purpose"])))
+        _field("purpose", lambda: usage_for(algorithm, purpose))
+    if params.get("backup", False):
+        refusal = backup_refusal(algorithm, "the ceremony token")
+        if refusal is not None:
+            raise ParamRefused("backup", refusal)
+    _new_key_name(params, pre)
+
+
+def check_token_init(params: Mapping[str, Any], pre: Preflight) -> None:
+    _field("label", lambda: validate_token_label(str(params["label"])))
+
+
+def check_self_sign(params: Mapping[str, Any], pre: Preflight) -> None:
+    from app.pki.build import parse_name
+    from app.services.certificates import issuing_profile
+
+    profile = str(params.get("profile", "root-ca"))
+    _field("profile", lambda: issuing_profile(profile, 1, self_signed=True))
+    _field("days", lambda: issuing_profile(profile, int(params["days"]), self_signed=True))
+    _field("subject", lambda: parse_name(str(params["subject"])))
+    _new_file(params, pre)
+
+
+def check_sign_csr(params: Mapping[str, Any], pre: Preflight) -> None:
+    from app.services.certificates import issuing_profile
+
+    profile = str(params.get("profile", "intermediate-ca"))
+    _field("profile", lambda: issuing_profile(profile, 1, self_signed=False))
+    _field("days", lambda: issuing_profile(profile, int(params["days"]), self_signed=False))
+    _input_file(params, "csr")
+    _new_file(params, pre)
+    if str(params["csr"]) == str(params["out"]):
+        raise ParamRefused("out", "The certificate cannot be written over the CSR it is for.")
+
+
+def check_csr(params: Mapping[str, Any], pre: Preflight) -> None:
+    from app.pki.build import parse_name
+
+    _field("subject", lambda: parse_name(str(params["subject"])))
+    _new_file(params, pre)
+
+
+def check_backup_create(params: Mapping[str, Any], pre: Preflight) -> None:
+    from app.backup.shares import custodian_plan
+
+    _field("to", lambda: plain_file_name(str(params["to"]), "directory"))
+    custodians = [str(c) for c in params["custodians"]]
+    _field("custodians", lambda: custodian_plan(custodians, int(params["threshold"])))
 
 
 def _precheck(ctx: StepContext, name: str, actual: str) -> None:
@@ -95,6 +191,7 @@ def token_check(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     required=("label",),
     outputs=("serial", "label"),
     varying=("serial",),
+    check=check_token_init,
 )
 def token_init(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     ws = ctx.ws
@@ -134,6 +231,8 @@ def audit_checkpoint(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     required=("name", "algorithm"),
     outputs=KEY_OUTPUTS,
     varying=KEY_VARYING,
+    check=check_generate,
+    new_keys=("name",),
 )
 def key_generate(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     algorithm = parse_algorithm(str(params["algorithm"]))
@@ -249,6 +348,8 @@ def _sha256(data: bytes) -> str:
     required=("key", "subject", "days", "out"),
     outputs=CERT_OUTPUTS,
     varying=CERT_VARYING,
+    check=check_self_sign,
+    new_files=("out",),
 )
 def cert_self_sign(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     key = ctx.key(str(params["key"]))
@@ -289,6 +390,8 @@ def _cert_outputs(der: bytes, file: str) -> Outputs:
     outputs=(*CERT_OUTPUTS, "csr_sha256"),
     varying=(*CERT_VARYING, "csr_sha256"),
     prechecked=("csr_sha256",),
+    check=check_sign_csr,
+    new_files=("out",),
 )
 def cert_sign_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     issuer = ctx.key(str(params["issuer"]))
@@ -313,6 +416,8 @@ def cert_sign_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     required=("key", "subject", "out"),
     outputs=("csr_sha256", "file"),
     varying=("csr_sha256",),
+    check=check_csr,
+    new_files=("out",),
 )
 def cert_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     key = ctx.key(str(params["key"]))
@@ -331,13 +436,11 @@ def cert_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     required=("to", "custodians", "threshold"),
     outputs=("backup_id", "generation", "kek_check_value", "keys", "directory"),
     varying=("backup_id", "generation", "kek_check_value", "directory"),
+    check=check_backup_create,
 )
 def backup_create(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     ws = ctx.ws
-    name = str(params["to"])
-    target = ctx.workdir / name
-    if not name or Path(name).name != name or name in {".", ".."}:
-        raise CeremonyError(f"'{name}' must be a plain directory name.", "KS-CEREMONY-FILE")
+    target = ctx.workdir / plain_file_name(str(params["to"]), "directory")
     target.mkdir(mode=0o700, exist_ok=True)
     info = ws.tokens.find(ctx.token)
     so_pin = ctx.secret(

@@ -41,6 +41,16 @@ def register(sub: Any) -> None:
     )
     validate = ceremony.add_parser("validate", help="check a script without running it")
     validate.add_argument("file", help="a script file, or a template name")
+    validate.add_argument(
+        "--workdir",
+        type=Path,
+        help="also refuse output files already in this working directory",
+    )
+    validate.add_argument(
+        "--script-only",
+        action="store_true",
+        help="do not unlock the workstation (key names are then not checked against its keys)",
+    )
     validate.set_defaults(run=cmd_validate)
     run = ceremony.add_parser("run", help="run a ceremony (prompts for each step and sign-off)")
     run.add_argument("file", help="a script file, or a template name")
@@ -180,7 +190,28 @@ def _load(ref: str) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """The script's own checks (every step's parameter values by the rules its run applies);
+    then, on an initialised workstation (unlocked as every command), the key names against
+    its keys and, with ``--workdir``, the output files against that directory."""
+    from app.ceremony import script as scripts
+    from app.ceremony.registry import Preflight
+
     script = _load(args.file)
+    workdir = args.workdir.resolve() if args.workdir else None
+    if workdir is not None and not workdir.is_dir():
+        raise ValidationError(f"{workdir} is not a directory; give the ceremony's working one.")
+    against = not args.script_only and args.home_dir.exists()
+    if against:
+        from app.cli.session import _with_workstation
+
+        def body(ws: Workstation) -> None:
+            from app.ceremony.runner import Ceremonies
+
+            scripts.check_values(script, Ceremonies(ws).preflight(workdir))
+
+        _with_workstation(args, body)
+    elif workdir is not None:
+        scripts.check_values(script, Preflight(workdir=workdir))
     if args.json:
         output.print_json(
             {
@@ -190,12 +221,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "pgp_words": script.words,
                 "steps": [{"id": s.id, "type": s.type} for s in script.steps],
                 "profiles": script.profiles,
+                "checked_against_workstation": against,
+                "checked_workdir": str(workdir) if workdir is not None else None,
             }
         )
         return 0
     print(f"{script.title} ({script.name}): valid, {len(script.steps)} steps.")
     for index, step in enumerate(script.steps, 1):
         print(f"  {index:>2}. {step.id} [{step.type}]")
+    if not against:
+        print(
+            "Not checked against a workstation: 'ceremony run' also refuses key names already "
+            "in use there."
+        )
     _print_hash(script)
     return 0
 

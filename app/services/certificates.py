@@ -159,14 +159,10 @@ class CertificateService:
         """A self-signed certificate (a root CA) for the key, from a self-signed profile."""
         assert_core_thread()
         key = self.keys.resolve(key_ref)
-        profile = profile_named(profile_name, self.profile_file)
-        if not profile.self_signed:
-            raise ValidationError(
-                f"Profile '{profile.name}' is for certificates issued by a CA; use sign-csr."
-            )
+        profile = issuing_profile(profile_name, days, self_signed=True, path=self.profile_file)
         name = build.parse_name(subject)
         now = self.clock()
-        not_after = now + timedelta(days=_days(days, profile))
+        not_after = now + timedelta(days=days)
         check_target(target, overwrite)
         spki = self._spki(key)
         choice, sign = self._signer(key)
@@ -201,9 +197,7 @@ class CertificateService:
         allow, and a validity beyond the issuer's."""
         assert_core_thread()
         issuer = self.keys.resolve(issuer_ref)
-        profile = profile_named(profile_name, self.profile_file)
-        if profile.self_signed:
-            raise ValidationError(f"Profile '{profile.name}' is for self-signed certificates.")
+        profile = issuing_profile(profile_name, days, self_signed=False, path=self.profile_file)
         request = _load_csr(csr_path)
         build.check_name(request.subject)
         _check_public_key(request.public_key())
@@ -231,7 +225,7 @@ class CertificateService:
                 f"'{profile.name}' certificate below it",
             )
         now = self.clock()
-        not_after = now + timedelta(days=_days(days, profile))
+        not_after = now + timedelta(days=days)
         ca_cert = x509.load_der_x509_certificate(ca.der)
         if not_after > ca_cert.not_valid_after_utc:
             raise ValidationError(
@@ -561,12 +555,24 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _days(days: int, profile: Profile) -> int:
+def issuing_profile(
+    name: str, days: int, *, self_signed: bool, path: Path = PROFILE_FILE
+) -> Profile:
+    """The certificate profile ``name`` for a self-signed certificate (``self_signed``) or one
+    issued for a CSR, with a validity of ``days`` it allows. ValidationError otherwise. The one
+    rule ``certs self-sign``/``sign-csr`` and a ceremony script's validation apply."""
+    profile = profile_named(name, path)
+    if self_signed and not profile.self_signed:
+        raise ValidationError(
+            f"Profile '{profile.name}' is for certificates issued by a CA; use sign-csr."
+        )
+    if not self_signed and profile.self_signed:
+        raise ValidationError(f"Profile '{profile.name}' is for self-signed certificates.")
     if not 1 <= days <= profile.max_days:
         raise ValidationError(
             f"Profile '{profile.name}' allows 1 to {profile.max_days} days; {days} asked."
         )
-    return days
+    return profile
 
 
 def _parse_utc(text: str) -> datetime:

@@ -380,3 +380,60 @@ def test_a_ceremony_that_cannot_start_is_closed_not_left_registering(
     assert "KS-CEREMONY-QUORUM" in result.stderr
     listed = room.json("ceremony", "list")
     assert [c["state"] for c in listed] == ["abandoned"], listed
+
+
+def test_validate_applies_the_runs_checks_and_the_run_refuses_the_same(
+    room: Cli, tmp_path: Path
+) -> None:
+    """Issue (outside testers): validate accepted DES, a control character in a key name, a
+    '../' output and a key name already on the workstation, which the run then refused. Each is
+    refused by validate naming the step and field, and by run before anyone registers."""
+    bad = tmp_path / "bad.toml"
+    generate = (template_dir() / "generate-kek.toml").read_text()
+    root = (template_dir() / "root-ca.toml").read_text()
+    cases: list[tuple[str, str]] = [
+        (generate.replace('algorithm = "AES-256"', 'algorithm = "DES"'), "'algorithm'"),
+        (generate.replace('name = "kek-2026"', 'name = "kek\\u202e2026"'), "'name'"),
+        (generate.replace('name = "kek-2026"', 'name = "kek\\u00072026"'), "'name'"),
+        (generate.replace('purpose = "key-wrapping"', 'purpose = "signing"'), "'purpose'"),
+        (root.replace('out = "root-ca.pem"', 'out = "../root-ca.pem"'), "'out'"),
+        (root.replace('out = "root-ca.pem"', 'out = "/tmp/root-ca.pem"'), "'out'"),
+    ]
+    for text, field in cases:
+        bad.write_text(text)
+        refusal = room.error("ceremony", "validate", str(bad))
+        assert "step '" in refusal and f"parameter {field}" in refusal, refusal
+        ran = room.error(
+            "ceremony", "run", str(bad), "--profile", "rehearsal", "--workdir", str(tmp_path)
+        )
+        assert f"parameter {field}" in ran
+    assert room.json("ceremony", "list") == []
+    # A key name already on this workstation: validate (unlocked, as every command) refuses it;
+    # --script-only says it did not look; run refuses before anyone registers (denied entry).
+    room.run(
+        "keys", "generate", "--token", REHEARSAL, "--algorithm", "AES-256", "--name", "kek-2026"
+    )
+    refusal = room.error("ceremony", "validate", "generate-kek")
+    assert "step 'generate'" in refusal and "parameter 'name'" in refusal
+    assert "already exists" in refusal
+    offline = room.run("ceremony", "validate", "generate-kek", "--script-only").stdout
+    assert "Not checked against a workstation" in offline
+    ran = room_run(
+        room,
+        "ceremony",
+        "run",
+        "generate-kek",
+        "--profile",
+        "rehearsal",
+        "--workdir",
+        str(tmp_path),
+        stdin="YES\n",
+        expect=1,
+    ).stderr
+    assert "parameter 'name'" in ran and "already exists" in ran
+    assert room.json("ceremony", "list") == []
+    # An output file already in the working directory: validate --workdir and run refuse it.
+    (tmp_path / "root-ca.pem").write_bytes(b"an earlier certificate")
+    refusal = room.error("ceremony", "validate", "root-ca", "--workdir", str(tmp_path))
+    assert "parameter 'out'" in refusal and "never writes over a file" in refusal
+    assert (tmp_path / "root-ca.pem").read_bytes() == b"an earlier certificate"
