@@ -92,6 +92,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 "entries": report.entries,
                 "macs_checked": report.macs_checked,
                 "unsealed": report.unmaced,
+                "unsealed_by_action": report.unmaced_actions,
                 "checkpoint": report.checkpoint_seq,
                 "fault": report.fault.value if report.fault else None,
                 "bad_seq": report.bad_seq,
@@ -102,6 +103,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(report.summary())
         if report.detail and report.ok:
             print(report.detail)
+        if report.ok and report.unmaced:
+            print(report.unmaced_note())
     if not report.ok:
         print(f"keystead: error: {output.one_line(report.summary())}", file=sys.stderr)
         return 1

@@ -253,10 +253,28 @@ class Report:
     entries: int = 0
     macs_checked: int = 0
     unmaced: list[int] = field(default_factory=list)
+    # The entries without a token MAC by what they record: "workstation.unlock", or an action
+    # with its outcome when that is not a success ("key.generate denied").
+    unmaced_actions: dict[str, int] = field(default_factory=dict)
     checkpoint_seq: int | None = None
     fault: Fault | None = None
     bad_seq: int | None = None
     detail: str = ""
+
+    def unmaced_note(self) -> str:
+        """Why entries carry no token MAC, for an auditor reading the summary: how many of
+        each kind, and that they are so by design ("" when every entry has one)."""
+        if not self.unmaced:
+            return ""
+        kinds = sorted(self.unmaced_actions.items(), key=lambda item: (-item[1], item[0]))
+        listed = ", ".join(f"{what} {count}" for what, count in kinds)
+        return (
+            f"Entries without a token MAC ({len(self.unmaced)}): {listed}. By design: what is "
+            "recorded before or without the audit token's login (unlock, login, lock, "
+            "initialisation, token set-up, write-ahead intent markers) and refusals or "
+            "failures, recorded even when the token is away. Every other successful change "
+            "must carry the MAC; verification fails where one does not."
+        )
 
     @property
     def ok(self) -> bool:
@@ -272,7 +290,11 @@ class Report:
         if self.macs_checked:
             text += f", {self.macs_checked} token MACs valid"
         if self.unmaced:
-            text += f"; {len(self.unmaced)} written while the audit token was not logged in"
+            share = round(100 * len(self.unmaced) / self.entries) if self.entries else 0
+            text += (
+                f"; {len(self.unmaced)} ({share} %) carry no token MAC by design (unlock, "
+                "login, lock, refusals: recorded while the audit token is not logged in)"
+            )
         return text + "."
 
 
@@ -313,6 +335,7 @@ def verify_chain(
     before_prev: bytes | None = None  # the hash of entry ``expected - 2``
     last_ts = ""
     unmaced = report.unmaced
+    kinds = report.unmaced_actions  # what the unsealed entries record (summary note)
     macs = 0
     sha256 = hashlib.sha256
     encode = stored_canonical
@@ -355,6 +378,8 @@ def verify_chain(
                         f"'{action}' must carry the token's MAC.",
                     )
                 unmaced.append(seq)
+                what = action if outcome == "success" else f"{action} {outcome}"
+                kinds[what] = kinds.get(what, 0) + 1
             elif not mac_check(stored, bytes(mac)):
                 report.entries, report.macs_checked = expected, macs
                 return _fail(
@@ -367,6 +392,8 @@ def verify_chain(
                 macs += 1
         elif mac is None:
             unmaced.append(seq)
+            what = action if outcome == "success" else f"{action} {outcome}"
+            kinds[what] = kinds.get(what, 0) + 1
         if seq == watch:
             watched = stored
         before_prev, prev, last_ts = prev, stored, ts

@@ -240,3 +240,55 @@ def test_an_old_row_without_a_link_still_verifies() -> None:
     rows = [tuple(e) for e in chain]
     rows[0] = (*rows[0][:7], None, *rows[0][8:])
     assert verify_chain(rows, _check).ok
+
+
+def _labelled_chain(rows: list[tuple[str, str, bool]]) -> list[AuditEntry]:
+    """Entries (action, outcome, has a MAC) linked into a valid chain; the MAC is b"ok"."""
+    prev = bytes(32)
+    chain = []
+    for seq, (action, outcome, maced) in enumerate(rows, start=1):
+        made = AuditEntry.of(
+            seq, f"2026-01-01T00:00:{seq:02d}", ["a"], action, "s", outcome, {}, prev
+        )
+        made = made._replace(prev_hash=prev)
+        made = made._replace(entry_hash=hash_of(made), mac=b"ok" if maced else None)
+        chain.append(made)
+        prev = made.entry_hash
+    return chain
+
+
+def test_the_summary_says_how_many_carry_no_mac_and_why() -> None:
+    """Outside testers: about 30 % of entries carry no token MAC (unlock, login, lock by design)
+    and the summary did not say so; an auditor was surprised."""
+    rows = [
+        ("workstation.unlock", "success", False),
+        ("token.login", "success", False),
+        ("key.generate", "success", True),
+        ("key.destroy", "denied", False),
+        ("key.activate", "success", True),
+        ("workstation.lock", "success", False),
+        ("workstation.unlock", "success", False),
+        ("key.suspend", "success", True),
+        ("key.resume", "success", True),
+        ("key.deactivate", "success", True),
+    ]
+    report = verify_chain(_labelled_chain(rows), mac_check=lambda digest, mac: mac == b"ok")
+    assert report.ok and report.macs_checked == 5
+    assert report.unmaced_actions == {
+        "workstation.unlock": 2,
+        "token.login": 1,
+        "key.destroy denied": 1,
+        "workstation.lock": 1,
+    }
+    summary = report.summary()
+    assert "10 entries verified" in summary and "5 token MACs valid" in summary
+    assert "5 (50 %) carry no token MAC by design" in summary
+    note = report.unmaced_note()
+    assert note.startswith("Entries without a token MAC (5): workstation.unlock 2, ")
+    assert "key.destroy denied 1" in note and "By design" in note
+    # Every entry sealed: nothing to explain.
+    sealed = verify_chain(_labelled_chain([("key.generate", "success", True)]), lambda d, m: True)
+    assert sealed.unmaced_note() == "" and "MAC by design" not in sealed.summary()
+    # A successful change without its MAC is not "by design": verification fails there.
+    forged = verify_chain(_labelled_chain([("key.generate", "success", False)]), lambda d, m: True)
+    assert not forged.ok and forged.bad_seq == 1

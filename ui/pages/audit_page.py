@@ -267,6 +267,7 @@ class AuditPage(QWidget):
         if not report.ok:
             self._verify_text += "\n" + TAMPER_NEXT_STEPS
         self.banner.setText(self._verify_text)
+        self.banner.setToolTip(report.unmaced_note() if report.ok else "")
         self._banner("ok" if report.ok else "bad")
         if not report.ok and report.bad_seq is not None:
             self._clear_filters()
