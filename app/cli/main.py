@@ -264,10 +264,11 @@ def _main(argv: list[str] | None) -> int:
     # Only a command that runs needs these (``--help`` and usage errors end in ``_parse``).
     import logging
 
+    from app.cli.logs import hold_log_lines
     from app.paths import resolve_home
     from app.services.executor import CoreExecutor
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    held = hold_log_lines()  # the error line first; warnings after it (or at the end)
     executor = CoreExecutor()
     try:
         args.home_dir = resolve_home(args.home)
@@ -293,6 +294,8 @@ def _main(argv: list[str] | None) -> int:
         return 1
     finally:
         executor.shutdown()
+        with contextlib.suppress(OSError, ValueError):
+            held.flush_to(sys.stderr)
 
 
 def _unexpected(exc: BaseException) -> str:

@@ -118,7 +118,13 @@ class TokenService:
                 self.module_errors.pop(path, None)
             except ModuleLoadError as exc:
                 self.module_errors[path] = exc.message
-                log.warning("module %s failed to load", path)
+                log.warning(
+                    "registered PKCS#11 module %s could not be loaded (%s); its tokens are not "
+                    "listed. If it is gone for good: keystead modules remove %s",
+                    path,
+                    exc.message,
+                    path,
+                )
 
     def _load(self, path: str) -> Pkcs11Module:
         if not is_softhsm(path):

@@ -206,6 +206,58 @@ def test_tokens_list_json(cli: Cli) -> None:
     assert "SoftHSM" in module["manufacturer"] and module["description"]
 
 
+def test_backup_able_ed25519_is_refused_at_generation(cli: Cli) -> None:
+    """Outside testers: '--backup-able' on Ed25519 was accepted though no backup can wrap it."""
+    before = peer_keys(cli.home, TOKEN, PIN)
+    args = ("keys", "generate", "--token", TOKEN, "--algorithm", "ED25519", "--name", "ed")
+    refusal = cli.error(*args, "--backup-able")
+    assert "cannot be made backup-able" in refusal and "without 'backup-able'" in refusal
+    assert "\n" not in refusal and "Traceback" not in refusal
+    assert cli.json("keys", "list") == []
+    assert peer_keys(cli.home, TOKEN, PIN) == before
+    assert generate(cli, "ED25519", "ed")["extractable"] is False  # without it: made
+
+
+def test_the_error_line_comes_before_the_warnings(cli: Cli, tmp_path: Path) -> None:
+    """Outside testers: a WARNING log line was printed above the error, so the first line an
+    officer read was not what went wrong. Here a registered module whose file is gone warns at
+    every start; a refused command prints its error first, the warning after it (once, with
+    what to do); a command that works prints the warning at its end."""
+    import shutil
+    import subprocess
+
+    gone = tmp_path / "vendor-pkcs11.so"
+    shutil.copy(MODULE, gone)
+    cli.run("modules", "add", str(gone))
+    gone.unlink()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(KEYSTEAD), "--home", str(cli.home), *args],
+            env=cli.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    refused = run("keys", "show", "no-such-key")
+    lines = refused.stderr.splitlines()
+    assert (
+        refused.returncode == 1
+        and lines[0] == "keystead: error: No key with id or name 'no-such-key'."
+    )
+    warnings = lines[1:]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING ")
+    assert str(gone) in warnings[0] and f"keystead modules remove {gone}" in warnings[0]
+    listed = run("keys", "list")
+    assert listed.returncode == 0 and listed.stderr.splitlines() == warnings
+    removed = run("modules", "remove", str(gone))  # and then the start is quiet again
+    assert removed.returncode == 0 and removed.stderr.splitlines() == warnings
+    assert run("keys", "list").stderr == ""
+
+
 def test_generate_list_and_show(cli: Cli) -> None:
     ec = generate(cli, "EC-P256", "root-sign")
     aes = generate(cli, "aes-256", "data-kek", "--purpose", "key-wrapping", "--backup-able")
@@ -592,7 +644,12 @@ def test_token_administration_commands(cli: Cli) -> None:
         ("token.init-pin", "failed"),
         ("token.init", "denied"),
     ]
-    assert cli.run("audit", "verify").returncode == 0
+    verified = cli.run("audit", "verify").stdout
+    # The entries without a token MAC are counted and explained (unlock, login, lock by design).
+    assert "carry no token MAC by design" in verified
+    assert "Entries without a token MAC (" in verified and "workstation.unlock" in verified
+    document = cli.json("audit", "verify")
+    assert sum(document["unsealed_by_action"].values()) == len(document["unsealed"]) > 0
 
 
 def test_modules_remove_and_offered(cli: Cli) -> None:
