@@ -4,13 +4,14 @@ in public keys, under dual control (``DistributionService``; format in docs/key-
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.args import add_input, add_output, on_key
-from app.cli.secrets import require_secret
-from app.errors import ValidationError
+from app.cli.secrets import interactive, require_secret
+from app.errors import OperationCancelled, ValidationError
 from app.services.prompter import SecretKind
 
 if TYPE_CHECKING:  # the parser stays light (tests/e2e/test_startup.py)
@@ -54,6 +55,12 @@ def register(keys: Any) -> None:
     )
     unwrap.add_argument(
         "--expect-kcv", help="the KCV the sender read out; anything else is refused"
+    )
+    unwrap.add_argument(
+        "--expect-purpose",
+        metavar="PURPOSE",
+        help="the purpose the sender read out (asked at a terminal if missing; required "
+        "otherwise): the file's purpose is covered by no check value",
     )
     unwrap.add_argument(
         "--backup-able",
@@ -124,6 +131,7 @@ def cmd_wrap_for(args: argparse.Namespace) -> int:
             "key_id": made.key.id,
             "key_name": made.key.name,
             "kcv": made.kcv,
+            "purpose": made.key.purpose.value,
             "mechanism": made.mechanism.value,
             "recipient": made.recipient,
             "recipient_name": made.recipient_name,
@@ -143,7 +151,10 @@ def cmd_wrap_for(args: argparse.Namespace) -> int:
         f"into '{row['out']}' (SHA-256 {row['file_sha256']}); audit entry #{row['audit_seq']}."
     )
     print(f"Note: {row['note']}")
-    print(f"Read the KCV {row['kcv']} to the recipient; they import with --expect-kcv.")
+    print(
+        f"Read the KCV {row['kcv']} and the purpose '{row['purpose']}' to the recipient; they "
+        f"import with --expect-kcv {row['kcv']} --expect-purpose {row['purpose']}."
+    )
     return 0
 
 
@@ -158,6 +169,11 @@ def _import_row(done: Any) -> dict[str, Any]:
 
 def cmd_import_wrapped(args: argparse.Namespace) -> int:
     from app.cli.session import _login, _login_audit_token, _with_workstation
+    from app.domain.algorithms import parse_purpose
+
+    expected = parse_purpose(args.expect_purpose) if args.expect_purpose is not None else None
+    if expected is None and interactive():
+        expected = _confirm_purpose(args.source)
 
     def body(ws: Workstation) -> dict[str, Any]:
         _login_audit_token(ws, required=False)
@@ -170,6 +186,7 @@ def cmd_import_wrapped(args: argparse.Namespace) -> int:
                 unwrapping_key=args.unwrapping_key,
                 expect_kcv=args.expect_kcv,
                 backup_able=args.backup_able,
+                expect_purpose=expected,
             )
         )
 
@@ -184,6 +201,29 @@ def cmd_import_wrapped(args: argparse.Namespace) -> int:
     )
     print(f"Read aloud: {' '.join(row['identifier_words'])}")
     return 0
+
+
+def _confirm_purpose(source: Path) -> Any:
+    """At a terminal: show what the file says (key, algorithm, purpose, KCV, sender) and have
+    the officer type the purpose the sender read out; the service compares it."""
+    from app.domain import transfer
+    from app.domain.algorithms import parse_purpose
+    from app.storage.files import read_regular
+
+    made = transfer.decode(read_regular(source, "transfer file", transfer.MAX_FILE_BYTES))
+    print(
+        f"The file holds {made.algorithm.value} key '{made.key_name}' for purpose "
+        f"'{made.purpose.value}', KCV {made.kcv}, from {', '.join(made.operators) or '?'}. "
+        "The purpose is covered by no check value: compare it with what the sender read out.",
+        file=sys.stderr,
+    )
+    try:
+        answer = input("Type the purpose the sender read out: ").strip()
+    except (EOFError, KeyboardInterrupt) as exc:
+        raise OperationCancelled("No purpose was confirmed; nothing was imported.") from exc
+    if not answer:
+        raise OperationCancelled("No purpose was confirmed; nothing was imported.")
+    return parse_purpose(answer)
 
 
 def cmd_import_public(args: argparse.Namespace) -> int:

@@ -303,13 +303,20 @@ class DistributionService:
         unwrapping_key: str | None = None,
         expect_kcv: str | None = None,
         backup_able: bool = False,
+        expect_purpose: Purpose | None = None,
     ) -> ImportResult:
         """Unwrap the key in the transfer file ``source`` onto token ``token_ref`` as a new
         PRE_ACTIVE key ``name``, with its full template, after its KCV matched (and equals
         ``expect_kcv`` when given). ``unwrapping_key``: the managed RSA key-wrapping key (or
         shared AES KEK) the file was made for; found by the file's recipient when omitted.
         NotAuthentic for a damaged, truncated, altered or other-recipient file; nothing is
-        left on the token by any refusal."""
+        left on the token by any refusal.
+
+        ``expect_purpose`` is required: the purpose the sender read out with the KCV. The
+        file's purpose decides the imported key's usage flags, and neither its KCV nor its
+        SHA-256 (not a signature: anyone can re-seal an edited file) covers it, so it is
+        compared like ``expect_kcv`` before anything is asked or written
+        (``KS-TRANSFER-PURPOSE``)."""
         assert_core_thread()
         subject = f"key:{name}"
         self.approvals.check_initiator("key.import", subject)
@@ -326,6 +333,7 @@ class DistributionService:
                 f"The file's key has KCV {made.kcv}, you expected {expect_kcv.strip().upper()}; "
                 "nothing was imported."
             )
+        check_purpose(made, expect_purpose)
         session = self.tokens.session(token_ref)
         info = session.info
         if unwrapping.token_serial != info.serial:
@@ -648,3 +656,23 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(_read_limited(path, MAX_RECIPIENT_BYTES)).hexdigest()
+
+
+RULE_PURPOSE = "KS-TRANSFER-PURPOSE"
+
+
+def check_purpose(made: TransferFile, expected: Purpose | None) -> None:
+    """Refuse an import whose purpose was not confirmed, or differs from the one the sender
+    read out (the file's purpose is covered by no check value; see ``import_wrapped``)."""
+    if expected is None:
+        raise ValidationError(
+            f"Confirm the key's purpose: the file says '{made.purpose.value}', and neither its "
+            "KCV nor its checksum covers the purpose, so compare it with what the sender read "
+            f"out (--expect-purpose). Nothing was imported. [{RULE_PURPOSE}]"
+        )
+    if expected is not made.purpose:
+        raise ValidationError(
+            f"The file's key is for '{made.purpose.value}', the sender read out "
+            f"'{expected.value}': the file may have been altered. Nothing was imported; ask the "
+            f"sender for a new file. [{RULE_PURPOSE}]"
+        )

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from app.domain import transfer
 from tests.e2e.test_cli import TOKEN, Cli, bare_cli, cli, generate, with_witness  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +35,7 @@ def test_wrap_for_a_fresh_workstation_and_import(cli: Cli, tmp_path: Path) -> No
         "keys", "wrap-for", "payments-zmk", "--recipient", str(pub), "--out", str(out)
     ).stdout
     assert key["kcv"] in text and "SHA-1" in text and incoming["fingerprint"] in text
+    assert f"--expect-kcv {key['kcv']} --expect-purpose encryption" in text  # what to read out
     doc = json.loads(out.read_text())
     assert doc["key"]["kcv"] == key["kcv"]
     shown = cli.json("keys", "show", "payments-zmk")
@@ -45,6 +47,26 @@ def test_wrap_for_a_fresh_workstation_and_import(cli: Cli, tmp_path: Path) -> No
     assert "already exists" in cli.error(
         "keys", "wrap-for", "payments-zmk", "--recipient", str(pub), "--out", str(out)
     )
+
+    # Outside testers: the purpose is covered by no check value, so a re-sealed file could
+    # change it. Without the purpose the sender read out, or with a file saying another one,
+    # the import is refused before anything is asked or written.
+    importing = ("keys", "import-wrapped", "--token", TOKEN, "--name", "zmk")
+    unconfirmed = second.error(*importing, "--in", str(out), "--expect-kcv", key["kcv"])
+    assert "--expect-purpose" in unconfirmed and "'encryption'" in unconfirmed
+    body = json.loads(out.read_text())
+    body.pop("sha256")
+    body["key"]["purpose"] = "key-wrapping"
+    resealed = tmp_path / "resealed.transfer"
+    resealed.write_bytes(
+        transfer._canonical({**body, "sha256": transfer._digest(body)}) + b"\n"
+    )
+    checked = ("--expect-kcv", key["kcv"], "--expect-purpose", "encryption")
+    refusal = second.error(*importing, "--in", str(resealed), *checked)
+    assert "'key-wrapping'" in refusal and "may have been altered" in refusal
+    assert "KS-TRANSFER-PURPOSE" in refusal
+    assert second.json("keys", "list")[0]["name"] == "incoming"
+    assert len(second.json("keys", "list")) == 1
 
     # Workstation 2 imports it: PRE_ACTIVE, same KCV.
     row = second.json(
@@ -58,6 +80,8 @@ def test_wrap_for_a_fresh_workstation_and_import(cli: Cli, tmp_path: Path) -> No
         "zmk",
         "--expect-kcv",
         key["kcv"],
+        "--expect-purpose",
+        "encryption",
     )
     assert row["kcv"] == key["kcv"] and row["state"] == "PRE_ACTIVE"
     listed = {k["name"]: k for k in second.json("keys", "list")}

@@ -22,7 +22,7 @@ from app.domain.lifecycle import Action
 from app.domain.public_formats import PublicFormat
 from app.errors import NotAuthentic, NotFoundError, PolicyError, ValidationError
 from app.paths import Home
-from app.services.distribution import RULE_KNOWN_KEY
+from app.services.distribution import RULE_KNOWN_KEY, RULE_PURPOSE
 from app.services.executor import CoreExecutor
 from app.services.keys import identity_of
 from tests.backup.test_round_trip import cipher
@@ -105,6 +105,7 @@ def test_wrapped_on_token_a_imports_on_fresh_token_b_with_the_same_kcv(
         out,
         "shared-data-copy",
         expect_kcv=key.kcv,
+        expect_purpose=Purpose.ENCRYPTION,
     )
     assert imported.key.kcv == key.kcv
     assert imported.key.state is KeyState.PRE_ACTIVE
@@ -128,11 +129,14 @@ def test_wrapped_on_token_a_imports_on_fresh_token_b_with_the_same_kcv(
     assert (tmp_path / "back.txt").read_bytes() == plain.read_bytes()
     # The same file again is a replay: refused, whether the key is live or retired here.
     objects = len(peer_keys(second.home))
-    again = _bad(second, second.ws.distribution.import_wrapped, TOKEN, out, "again")
+    importing = second.ws.distribution.import_wrapped
+    again = _bad(second, importing, TOKEN, out, "again", expect_purpose=Purpose.ENCRYPTION)
     assert isinstance(again, PolicyError) and again.rule == RULE_KNOWN_KEY
     assert "already holds" in again.message
     second(second.ws.lifecycle.transition, imported.key.id, Action.COMPROMISE, reason="leaked")
-    retired = _bad(second, second.ws.distribution.import_wrapped, TOKEN, out, "resurrect")
+    retired = _bad(
+        second, importing, TOKEN, out, "resurrect", expect_purpose=Purpose.ENCRYPTION
+    )
     assert isinstance(retired, PolicyError) and retired.rule == RULE_KNOWN_KEY
     assert "never brought back" in retired.message
     assert len(peer_keys(second.home)) == objects  # nothing was unwrapped
@@ -204,20 +208,37 @@ def test_bad_transfer_files_leave_nothing_on_the_token(
             path,
             f"in-{name}",
             unwrapping_key="incoming",
+            expect_purpose=Purpose.ENCRYPTION,
         )
         assert "othing" in error.message, (name, error.message)
         assert _object_ids(second) == before, name
         assert second(second.ws.keys.repo.by_name, f"in-{name}") is None, name
     # The right file, but given another unwrapping key: the recipient check refuses it.
-    _bad(
-        second, second.ws.distribution.import_wrapped, TOKEN, good, "x", unwrapping_key="other-kek"
-    )
+    importing = second.ws.distribution.import_wrapped
+    enc = Purpose.ENCRYPTION
+    _bad(second, importing, TOKEN, good, "x", unwrapping_key="other-kek", expect_purpose=enc)
     # A wrong expected KCV.
-    _bad(second, second.ws.distribution.import_wrapped, TOKEN, good, "y", expect_kcv="123456")
+    _bad(second, importing, TOKEN, good, "y", expect_kcv="123456", expect_purpose=enc)
     assert _object_ids(second) == before
+    # Outside testers: the purpose is covered by no check value, so a re-sealed file could
+    # change it (an encryption key arriving as a key-wrapping or MAC key). The import needs the
+    # purpose the sender read out, and refuses a file that says another, before anything.
+    for new_purpose in ("key-wrapping", "mac"):
+        content = resealed(lambda b, p=new_purpose: b["key"].update(purpose=p))
+        changed = variant(f"purpose-{new_purpose}", content)
+        error = _bad(
+            second, importing, TOKEN, changed, "p", expect_kcv=key.kcv, expect_purpose=enc
+        )
+        assert RULE_PURPOSE in error.message and "may have been altered" in error.message
+        assert f"'{new_purpose}'" in error.message
+    unconfirmed = _bad(second, importing, TOKEN, good, "z", expect_kcv=key.kcv)
+    assert RULE_PURPOSE in unconfirmed.message and "'encryption'" in unconfirmed.message
+    assert _object_ids(second) == before
+    assert second(second.ws.keys.repo.by_name, "p") is None
+    assert [e for e in second.events("key.import") if e.subject in {"key:p", "key:z"}] == []
     # And the good file still imports afterwards (found by its recipient).
-    done = second(second.ws.distribution.import_wrapped, TOKEN, good, "finally")
-    assert done.key.kcv == key.kcv
+    done = second(importing, TOKEN, good, "finally", expect_purpose=enc)
+    assert done.key.kcv == key.kcv and done.key.purpose is enc
 
 
 def test_bad_recipients_and_keys_are_refused_before_the_token(
@@ -561,7 +582,13 @@ def test_aes_kwp_file_from_an_independent_peer_imports_under_the_shared_kek(
     )
     kek_path = tmp_path / "kek.transfer"
     kek_path.write_bytes(kek_file.encode())
-    kek = station(station.ws.distribution.import_wrapped, TOKEN, kek_path, "shared-kek").key
+    kek = station(
+        station.ws.distribution.import_wrapped,
+        TOKEN,
+        kek_path,
+        "shared-kek",
+        expect_purpose=Purpose.KEY_WRAPPING,
+    ).key
     assert kek.purpose is Purpose.KEY_WRAPPING and kek.kcv == kcv(kek_value)
     kek = station(station.ws.lifecycle.transition, kek.id, Action.ACTIVATE)
     made = transfer.TransferFile(
@@ -580,7 +607,13 @@ def test_aes_kwp_file_from_an_independent_peer_imports_under_the_shared_kek(
     )
     path = tmp_path / "kwp.transfer"
     path.write_bytes(made.encode())
-    done = station(station.ws.distribution.import_wrapped, TOKEN, path, "from-peer")
+    done = station(
+        station.ws.distribution.import_wrapped,
+        TOKEN,
+        path,
+        "from-peer",
+        expect_purpose=Purpose.ENCRYPTION,
+    )
     assert done.key.kcv == kcv(key_value) and done.key.state is KeyState.PRE_ACTIVE
     enc = Cipher(algorithms.AES(key_value), modes.CBC(bytes(16))).encryptor()
     padded = b"attack at dawn" + bytes([2]) * 2

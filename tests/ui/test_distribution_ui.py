@@ -130,3 +130,28 @@ def test_wrap_for_and_import_public_through_the_dialogs(  # type: ignore[no-unty
     assert imported.result is not None, imported.status.text()
     assert imported.result.key.state is KeyState.PRE_ACTIVE
     assert "read aloud" in imported.status.text()
+
+
+def test_import_wrapped_needs_the_purpose_the_sender_read_out(  # type: ignore[no-untyped-def]
+    qtbot, gui_session, tmp_path: Path
+):
+    """Outside testers: the file's purpose is covered by no check value; the dialog asks for the
+    purpose read out with the KCV (the service compares it) and runs nothing without it."""
+    from ui.dialogs.distribution import ImportWrappedDialog
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    actions = UseActions(gui_session, parent)
+    dialog = actions.open(IMPORT_WRAPPED)
+    assert isinstance(dialog, ImportWrappedDialog)
+    assert dialog.expect_purpose.currentData() is None  # no default to click through
+    assert "not covered by the KCV" in dialog.expect_purpose.toolTip()
+    source = tmp_path / "in.transfer"
+    source.write_bytes(b"{}")
+    dialog.source.setText(str(source))
+    dialog.name.setText("incoming")
+    dialog.start()
+    assert "purpose the sender read out" in dialog.status.text()
+    assert dialog.result is None and dialog.run_button.isEnabled()
+    choices = [dialog.expect_purpose.itemData(i) for i in range(dialog.expect_purpose.count())]
+    assert choices == [None, *Purpose]

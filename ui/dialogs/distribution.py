@@ -238,7 +238,8 @@ class WrapForDialog(_JobDialog):
         return (
             f"Wrapped for {result.recipient_name} [{result.recipient[:16]}…] with "
             f"{result.mechanism.value} into {result.output}; file SHA-256 {result.file_sha256}; "
-            f"audit entry #{result.event_seq}. Read the KCV {result.kcv} to the recipient."
+            f"audit entry #{result.event_seq}. Read the KCV {result.kcv} and the purpose "
+            f"'{result.key.purpose.value}' to the recipient."
         )
 
 
@@ -269,6 +270,17 @@ class ImportWrappedDialog(_JobDialog):
         self.expect_kcv = QLineEdit(self)
         self.expect_kcv.setPlaceholderText("the KCV the sender read out, e.g. 6AF1EC")
         self.form.addRow("Expected KCV:", self.expect_kcv)
+        # The file's purpose decides the key's usage and no check value covers it: the officer
+        # picks what the sender read out; the service compares (KS-TRANSFER-PURPOSE).
+        self.expect_purpose = QComboBox(self)
+        self.expect_purpose.addItem("— what the sender read out —", None)
+        for purpose in Purpose:
+            self.expect_purpose.addItem(purpose.title, purpose)
+        self.expect_purpose.setToolTip(
+            "The purpose is not covered by the KCV or the file's checksum; an altered file "
+            "could change it. Choose the purpose the sender read out with the KCV."
+        )
+        self.form.addRow("Purpose read out:", self.expect_purpose)
         self.backup_able = QCheckBox("Backup-able (extractable by a trusted KEK only)", self)
         self.form.addRow("", self.backup_able)
         self.finish_layout()
@@ -285,6 +297,9 @@ class ImportWrappedDialog(_JobDialog):
         )
         unwrapping = self.unwrapping.text().strip() or None
         expect = self.expect_kcv.text().strip() or None
+        purpose: Purpose | None = self.expect_purpose.currentData()
+        if purpose is None:
+            raise ValueError("Choose the purpose the sender read out (with the KCV).")
         backup_able = self.backup_able.isChecked()
 
         def run(ws: Workstation) -> Any:
@@ -295,6 +310,7 @@ class ImportWrappedDialog(_JobDialog):
                 unwrapping_key=unwrapping,
                 expect_kcv=expect,
                 backup_able=backup_able,
+                expect_purpose=purpose,
             )
 
         return run
