@@ -78,6 +78,9 @@ ACTION_TITLES: dict[str, str] = {
     "operator.reset-passphrase": "Reset an operator's passphrase",
     "policy.set": "Change the approval policy",
     "workstation.rotate-key": "Rotate the workstation key",
+    "cert.self-sign": "Issue a self-signed (root CA) certificate",
+    "cert.sign-csr": "Issue a certificate for a signing request",
+    "cert.crl": "Sign a certificate revocation list",
 }
 
 # Any other security officer or key custodian may approve by default (two people); a
@@ -113,6 +116,11 @@ DEFAULT_POLICY: dict[str, PolicyRule] = {
         ("operator.reset-passphrase", 1, _OFFICERS),
         ("policy.set", 1, _OFFICERS),
         ("workstation.rotate-key", 1, _OFFICERS),
+        # Certificate issuance: one person by default (the key's use is already checked); an
+        # officer can require approvers for a CA's issuance on the Policy page.
+        ("cert.self-sign", 0, _KEY_APPROVERS),
+        ("cert.sign-csr", 0, _KEY_APPROVERS),
+        ("cert.crl", 0, _KEY_APPROVERS),
     )
 }
 

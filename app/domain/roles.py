@@ -87,6 +87,10 @@ INITIATOR_ROLES: dict[str, frozenset[Role]] = {
     "workstation.rotate-key": _OFFICER,
     "workstation.idle-lock": _OFFICER,
     "ceremony.run": frozenset({KC, SO}),
+    # Certificate issuance signs with a key: whoever may sign with it (key.sign) may start it.
+    "cert.self-sign": _KEYS,
+    "cert.sign-csr": _KEYS,
+    "cert.crl": _KEYS,
 }
 
 

@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from app.domain.approval import Authorisation
 from app.domain.keys import KeyRecord
 from app.domain.usage import Operation
 from app.errors import KeysteadError, NotFoundError, PolicyError, ValidationError
@@ -30,6 +31,7 @@ from app.pki import build
 from app.pki.lint import Finding, lint_certificate, lint_crl, refuse_on_errors
 from app.pki.profiles import PROFILE_FILE, Profile, profile_named
 from app.pki.reasons import REASONS
+from app.services.approvals import ApprovalService
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.key_use import KeyUseService, check_target
@@ -81,7 +83,9 @@ class CertificateService:
         use: KeyUseService,
         operator: str,
         clock: Callable[[], datetime],
+        approvals: ApprovalService,
     ) -> None:
+        self.approvals = approvals  # cert.self-sign / cert.sign-csr / cert.crl (policy)
         self.db = db
         self.tokens = tokens
         self.keys = keys
@@ -166,6 +170,18 @@ class CertificateService:
         check_target(target, overwrite)
         spki = self._spki(key)
         choice, sign = self._signer(key)
+        who = self.approvals.obtain(
+            "cert.self-sign",
+            f"key:{key.id}",
+            {
+                "key": key.name,
+                "fingerprint": key.fingerprint,
+                "subject": subject.strip(),
+                "profile": profile.name,
+                "days": days,
+                "output": target.name,
+            },
+        )
         spec = build.CertificateSpec(
             serial=build.new_serial(),
             issuer=name,
@@ -179,7 +195,7 @@ class CertificateService:
             extended_key_usage=profile.extended_key_usage,
             crl_urls=profile.crl_urls,
         )
-        return self._issue(key, key.id, spec, choice, sign, profile, None, target, overwrite)
+        return self._issue(key, key.id, spec, choice, sign, profile, None, target, overwrite, who)
 
     def sign_csr(
         self,
@@ -237,6 +253,19 @@ class CertificateService:
         )
         subject_key = self.repo.managed_key(hashlib.sha256(spki).hexdigest())
         choice, sign = self._signer(issuer)
+        who = self.approvals.obtain(
+            "cert.sign-csr",
+            f"key:{issuer.id}",
+            {
+                "issuer": issuer.name,
+                "subject": request.subject.rfc4514_string(),
+                "subject_public_key_sha256": hashlib.sha256(spki).hexdigest(),
+                "csr_sha256": _sha(request.public_bytes(serialization.Encoding.DER)),
+                "profile": profile.name,
+                "days": days,
+                "output": target.name,
+            },
+        )
         from asn1crypto import x509 as asn1_x509
 
         spec = build.CertificateSpec(
@@ -254,7 +283,7 @@ class CertificateService:
             crl_urls=profile.crl_urls,
         )
         return self._issue(
-            issuer, subject_key, spec, choice, sign, profile, ca_cert, target, overwrite
+            issuer, subject_key, spec, choice, sign, profile, ca_cert, target, overwrite, who
         )
 
     def _issue(
@@ -268,6 +297,7 @@ class CertificateService:
         issuer_cert: x509.Certificate | None,
         target: Path,
         overwrite: bool,
+        who: Authorisation,
     ) -> Issued:
         tbs = build.certificate_tbs(spec, choice)
         der = self._attempt(
@@ -318,6 +348,7 @@ class CertificateService:
             overwrite,
             lambda out: out.write(to_pem(der, "CERTIFICATE")),
             within=lambda: self.repo.insert(stored),
+            operators=who,
         )
         return Issued(der, target, findings, serial=serial)
 
@@ -431,6 +462,17 @@ class CertificateService:
             for c in self.repo.revoked_by(issuer.id)
         ]
         choice, sign = self._signer(issuer)
+        who = self.approvals.obtain(
+            "cert.crl",
+            f"key:{issuer.id}",
+            {
+                "issuer": issuer.name,
+                "number": number,
+                "revoked": len(entries),
+                "days": days,
+                "output": target.name,
+            },
+        )
         tbs = build.crl_tbs(
             asn1_x509.Name.load(ca_cert.subject.public_bytes()),
             build.key_identifier(self._spki(issuer)),
@@ -472,6 +514,7 @@ class CertificateService:
             overwrite,
             lambda out: out.write(to_pem(der, "X509 CRL")),
             within=lambda: self.repo.insert_crl(stored),
+            operators=who,
         )
         return Issued(der, target, findings, number=number)
 

@@ -242,7 +242,7 @@ class Workstation:
         from app.services.certificates import CertificateService
 
         return CertificateService(
-            self.db, self.tokens, self.keys, self.use, self.operator, self.clock
+            self.db, self.tokens, self.keys, self.use, self.operator, self.clock, self.approvals
         )
 
     @cached_property

@@ -323,3 +323,62 @@ def test_a_stored_certificate_exports_as_pem_and_der_and_is_recorded(
     assert len(exports) == 2
     assert {json.loads(e.details_json)["format"] for e in exports} == {"pem", "der"}
     assert all(json.loads(e.details_json)["serial"] == cert.serial for e in exports)
+
+
+class _Nobody:
+    """An approval source with no second person at hand (the approver did not come)."""
+
+    def credentials(self, request: object, rule: object) -> list[object]:
+        return []
+
+
+@pytest.mark.parametrize("action", ["cert.self-sign", "cert.sign-csr", "cert.crl"])
+def test_an_officer_can_require_approval_for_certificate_issuance(
+    bench: Bench, tmp_path: Path, pki: dict[str, object], action: str
+) -> None:
+    """Outside testers: certificate issuance had no dual-control policy action. Each is a
+    policy action; with one approver required a real second operator (the enrolled witness,
+    with their passphrase) stands behind it and is named in the entry; without one nothing is
+    written and a denied entry says why."""
+    from tests.support import WITNESS, Witness
+
+    ws = bench.ws
+    root = pki["root"]
+    assert isinstance(root, KeyRecord)
+    assert bench(ws.approvals.rule, action).approvals == 0  # one person by default
+    bench(ws.approvals.set_rule, action, 1)  # itself approved by the witness (policy.set)
+    assert bench(ws.approvals.rule, action).approvals == 1
+    csr = foreign_csr(tmp_path / "leaf.csr", ec.generate_private_key(ec.SECP256R1()))
+
+    def issue(out: Path) -> object:
+        if action == "cert.self-sign":
+            return bench(ws.certs.self_sign, root.id, "root-ca", "CN=Second Root", 365, out)
+        if action == "cert.sign-csr":
+            return bench(ws.certs.sign_csr, root.id, csr, "end-entity", 30, out)
+        return bench(ws.certs.issue_crl, root.id, out, days=7)
+
+    ws.approvals.source = _Nobody()  # type: ignore[assignment]
+    refused = tmp_path / "refused.pem"
+    with pytest.raises(PolicyError):
+        issue(refused)
+    assert not refused.exists()
+    before = bench(ws.certs.listing)
+    denied = [e for e in bench.events() if e.action == action]
+    assert [e.outcome for e in denied] == ["denied"]
+
+    witness = Witness(ws)
+    ws.approvals.source = witness
+    made = tmp_path / "made.pem"
+    issue(made)
+    assert made.exists()
+    assert [r.action for r in witness.asked] == [action]
+    asked = dict(witness.asked[0].parameters)
+    assert asked["output"] == "made.pem" and "days" in asked
+    [entry] = [
+        e
+        for e in bench.events()
+        if e.outcome == "success" and e.details.get("approval", {}).get("policy") == action
+    ]
+    assert tuple(entry.operators)[1:] == (WITNESS,)
+    if action != "cert.crl":
+        assert len(bench(ws.certs.listing)) == len(before) + 1
