@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from app.domain.fingerprints import hex_groups, pgp_words
+from app.domain.fingerprints import identifier_text, pgp_words
 
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){3,64}$")
 
@@ -17,6 +17,7 @@ def spoken(value: str) -> list[str] | None:
 
 
 def grouped(value: str) -> str:
-    """Hex identifiers in groups (``AB12:CD34``), anything else as it is."""
+    """Hex identifiers as ``keys show`` shows them (``identifier_text``: a KCV in one piece,
+    longer values in ``AB12:CD34`` groups), anything else as it is."""
     text = value.strip()
-    return hex_groups(bytes.fromhex(text)) if _HEX.match(text) else value
+    return identifier_text(bytes.fromhex(text)) if _HEX.match(text) else value

@@ -295,7 +295,12 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
     ):
         if row.get(field) is not None:
             label = field.removesuffix("_text").replace("_", " ")
-            print(f"{label:>14}: {row[field]}")
+            value = row[field]
+            if field in ("kcv", "fingerprint"):  # as the ceremony and the GUI show them
+                from app.domain.fingerprints import identifier_text
+
+                value = identifier_text(bytes.fromhex(value))
+            print(f"{label:>14}: {value}")
     if row["identifier_words"]:
         print(f"{'read aloud':>14}: {' '.join(row['identifier_words'])}")
     distribution.print_distribution(row["distribution"])
@@ -329,6 +334,13 @@ def cmd_keys_adopt(args: argparse.Namespace) -> int:
     candidate = result["candidate"]
     if args.json:
         output.print_json(result.get("key", candidate))
+        return 0
+    if "key" not in result and candidate["managed_as"] is not None:
+        print(
+            f"Already adopted: the {candidate['object_kind']} with CKA_ID {candidate['cka_id']} "
+            f"on token '{candidate['token']}' is managed as key '{candidate['managed_as']}' "
+            f"(keystead keys show '{candidate['managed_as']}'). Adopting it would change nothing."
+        )
         return 0
     if "key" not in result:
         _print_candidate(candidate)

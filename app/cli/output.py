@@ -155,6 +155,7 @@ def candidate_dict(candidate: AdoptionCandidate) -> dict[str, Any]:
         },
         "exposure_text": [e.title for e in candidate.exposure],
         "refusal": candidate.refusal,
+        "managed_as": candidate.managed_as,
         "objects": [e.describe for e in candidate.objects],
         "attributes": candidate.attributes,
     }

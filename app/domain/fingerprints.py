@@ -535,3 +535,16 @@ def hex_groups(data: bytes, group: int = 2) -> str:
     text = data.hex().upper()
     step = group * 2
     return ":".join(text[i : i + step] for i in range(0, len(text), step))
+
+
+SHORT_IDENTIFIER_BYTES = 4  # a KCV (3 bytes) reads as the token's own tools show it
+
+
+def identifier_text(data: bytes) -> str:
+    """How Keystead shows a key identifier or hash to people, everywhere (``keys show``, the
+    ceremony's outputs, the GUI's key panels): upper-case hex; a short value such as a
+    3-byte KCV in one piece (``6AF1EC``, as CKA_CHECK_VALUE is usually printed), a longer
+    one (fingerprints, hashes) in 2-byte groups (``AB12:CD34:…``)."""
+    if len(data) <= SHORT_IDENTIFIER_BYTES:
+        return data.hex().upper()
+    return hex_groups(data)

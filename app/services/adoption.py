@@ -42,7 +42,8 @@ class AdoptionCandidate:
     is set only when exactly one fits. ``cleared_on_activation`` maps each purpose allowed for
     the algorithm to the usage flags activation would clear ("PRIVATE_KEY.DECRYPT", ...).
     ``refusal`` is why it cannot be adopted at all; ``needs_new_id`` that it can only be
-    adopted after Keystead gives it a fresh CKA_ID.
+    adopted after Keystead gives it a fresh CKA_ID; ``managed_as`` the name of the managed key
+    it already is (adopted or generated here), so a dry run says so instead of an analysis.
     """
 
     token_serial: str
@@ -54,6 +55,8 @@ class AdoptionCandidate:
     cleared_on_activation: dict[Purpose, tuple[str, ...]] = field(default_factory=dict)
     exposure: tuple[Exposure, ...] = ()
     refusal: str | None = None
+    # The managed key these very objects already are (its name): adoption has nothing to do.
+    managed_as: str | None = None
 
     @property
     def cka_id(self) -> str:

@@ -694,7 +694,11 @@ class KeyService:
         parts = _parts_of(key, entries)
         live = session.attributes_of([e.position for e in parts])
         attributes = {e.object_class: live.get(e.position, {}) for e in parts}
-        return candidate_for(key, parts, attributes)
+        candidate = candidate_for(key, parts, attributes)
+        existing = self.repo.by_token_object(candidate.token_serial, candidate.cka_id)
+        if existing is not None and not candidate.needs_new_id:
+            return replace(candidate, managed_as=existing.name)
+        return candidate
 
     def adopt(
         self,
@@ -864,9 +868,11 @@ class KeyService:
         """The purpose to record and whether the officer chose it; raises what refuses it."""
         if candidate.refusal:
             raise TokenError(f"{candidate.refusal} Nothing was changed.")
-        existing = self.repo.by_token_object(candidate.token_serial, candidate.cka_id)
-        if existing is not None and not candidate.needs_new_id:
-            raise ValidationError(f"That object is already managed as key '{existing.name}'.")
+        if candidate.managed_as is not None:
+            raise ValidationError(
+                f"That object is already managed as key '{candidate.managed_as}'; nothing was "
+                "changed."
+            )
         if candidate.needs_new_id and not new_id:
             why = (
                 "has no CKA_ID"

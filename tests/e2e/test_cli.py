@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from app.domain.fingerprints import hex_groups
 from app.paths import Home
 from tests.hsm.kit import MODULE, peer_keys, peer_public_key, pkcs11_tool, spki
 
@@ -301,6 +302,8 @@ def test_generate_list_and_show(cli: Cli) -> None:
     assert len(shown["identifier_words"]) == 32
     text = cli.run("keys", "show", aes["id"]).stdout
     assert "read aloud" in text and f"kcv: {aes['kcv']}" in text
+    shown_ec = cli.run("keys", "show", ec["id"]).stdout  # grouped as the ceremony shows it
+    assert f"fingerprint: {hex_groups(bytes.fromhex(ec['fingerprint']))}" in shown_ec
     assert "EXTRACTABLE        True" in text and "NEVER_EXTRACTABLE  False" in text
     listing = cli.run("keys", "list").stdout
     assert listing.splitlines()[0].split()[:4] == ["NAME", "ALGORITHM", "PURPOSE", "STATE"]
@@ -807,3 +810,21 @@ def test_keys_list_shows_the_cka_id_of_unmanaged_objects(cli: Cli) -> None:
     assert adopted["fingerprint"] == chosen and adopted["cka_id"] != "788908"
     shown = cli.run("keys", "adopt", "--token", TOKEN, "--id", "c0ffee", "--dry-run").stdout
     assert "EXPOSED: not sensitive" in shown and "purposes its usage flags fit" in shown
+    assert "Already adopted" not in shown
+    # Outside testers: a dry run on a key already adopted showed the analysis as if it were
+    # new. It says it is managed, by which name, and that adopting would change nothing; the
+    # adoption itself is refused with the same name. The same for a key generated here.
+    cli.run(
+        "keys", "adopt", "--token", TOKEN, "--id", "c0ffee", "--purpose", "encryption",
+        "--accept-exposed", "--name", "foreign-adopted",
+    )
+    again = ("keys", "adopt", "--token", TOKEN, "--id", "c0ffee")
+    shown = cli.run(*again, "--dry-run").stdout
+    assert shown.startswith("Already adopted:") and "'foreign-adopted'" in shown
+    assert "EXPOSED" not in shown and "would change nothing" in shown
+    assert cli.json(*again, "--dry-run")["managed_as"] == "foreign-adopted"
+    refused = cli.error(*again, "--purpose", "encryption", "--accept-exposed")
+    assert "already managed as key 'foreign-adopted'" in refused
+    made = generate(cli, "AES-128", "made-here")
+    shown = cli.run("keys", "adopt", "--token", TOKEN, "--id", made["cka_id"], "--dry-run").stdout
+    assert shown.startswith("Already adopted:") and "'made-here'" in shown

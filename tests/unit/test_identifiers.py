@@ -85,3 +85,18 @@ def test_backoff_never_shrinks_and_is_capped(failures: int) -> None:
     assert 0 <= wait <= BACKOFF_MAX
     assert backoff_seconds(failures + 1) >= wait
     assert (wait == 0) is (failures < FREE_ATTEMPTS)
+
+
+def test_one_display_for_identifiers_everywhere() -> None:
+    """Outside testers: the ceremony showed a KCV as 'ABC1:23' while keys show printed
+    'ABC123'. One formatter: a KCV in one piece, longer values in 2-byte groups; the ceremony
+    (CLI, GUI page, PDF) and keys show both use it."""
+    from app.ceremony.words import grouped
+    from app.domain.fingerprints import identifier_text
+
+    assert identifier_text(bytes.fromhex("6af1ec")) == "6AF1EC"
+    assert grouped("6af1ec") == "6AF1EC"
+    fingerprint = bytes(range(32))
+    assert identifier_text(fingerprint) == hex_groups(fingerprint)
+    assert grouped(fingerprint.hex()) == hex_groups(fingerprint)
+    assert grouped("not hex") == "not hex"

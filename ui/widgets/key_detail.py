@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.domain.fingerprints import hex_groups
+from app.domain.fingerprints import identifier_text
 from app.domain.identity import Exposure, parse_exposure
 from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, TokenSync
 from app.domain.text import safe_token_text
@@ -310,9 +310,14 @@ class KeyDetailPanel(QFrame):
 
     def _record_fields(self, record: KeyRecord) -> list[tuple[str, str]]:
         identifier = (
-            ("KCV", record.kcv or "not provided by the token")
+            (
+                "KCV",
+                identifier_text(bytes.fromhex(record.kcv))
+                if record.kcv
+                else "not provided by the token",
+            )
             if record.algorithm.symmetric
-            else ("SHA-256 fingerprint", hex_groups(bytes.fromhex(record.fingerprint or "")))
+            else ("SHA-256 fingerprint", identifier_text(bytes.fromhex(record.fingerprint or "")))
         )
         fields = [
             ("State", record.state.title),

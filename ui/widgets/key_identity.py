@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QFormLayout, QLabel, QWidget
 
-from app.domain.fingerprints import hex_groups, pgp_words
+from app.domain.fingerprints import identifier_text as shown_identifier
+from app.domain.fingerprints import pgp_words
 from app.domain.keys import KeyRecord
 from ui.widgets.copyable import CopyableValue
 
@@ -17,7 +18,7 @@ def identifier_label(key: KeyRecord) -> str:
 
 def identifier_text(key: KeyRecord) -> str:
     raw = bytes.fromhex(key.identifier) if key.identifier else b""
-    return breakable(hex_groups(raw)) if raw else "unknown (not provided by the token)"
+    return breakable(shown_identifier(raw)) if raw else "unknown (not provided by the token)"
 
 
 def breakable(grouped: str) -> str:
