@@ -7,7 +7,8 @@ Makes a fresh demo workstation (test values only: fixed passphrase and PINs, a f
 temporary directory, with keys in several states, then shows VIEW full screen: a page
 (overview, inventory, integrity-pending: the inventory painted before the deferred integrity
 checks, held there; tokens, audit, audit-verified; ceremony: the root-CA template waiting for
-a sign-off; ceremony-register: registering; ceremony-done: completed) or a dialog (destroy, compromise,
+a sign-off; ceremony-register: registering; ceremony-done: completed; ceremony-history: the
+list of earlier ceremonies, one paused and one abandoned) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
 adopt, adopted, wrap-for, import-wrapped, import-public, distribution, use-menu,
 use-menu-auditor), or the backup views: backup-page, each wizard step (backup-target,
@@ -201,6 +202,14 @@ def ceremony_demo(ws: Workstation, view: str) -> str:
         return run.id
     run.register_external("Eve Example", "Example Audit LLP", "witness")
     run.start()
+    if view == "ceremony-history":  # a paused rehearsal and an abandoned one, listed
+        run.perform(None)  # type: ignore[arg-type]
+        run.pause("paused for the lunch break")
+        other = Ceremonies(ws).begin(
+            scripts.load(template_dir() / "destroy-key.toml"), "rehearsal", work
+        )
+        other.abandon("wrong key named in the script; a corrected script is being reviewed")
+        return run.id
     steps = len(run.script.steps) if view == "ceremony-done" else 2
     for position in range(steps):
         run.perform(None)  # type: ignore[arg-type]  (the root-CA steps ask for nothing)
@@ -369,6 +378,10 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
 
         page = window.ceremony
         window.show_page(page)
+        if view == "ceremony-history":  # nothing open: the list, the paused one chosen
+            page.reload_history()
+            QTimer.singleShot(1500, lambda: page.history.selectRow(1))
+            return
         ident = CEREMONY[0]
         page.session.run(lambda ws: _snapshot(ws, ident), page._shown)
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.ceremony.runner import CeremonyRun, Participant, Phase, State
+from app.ceremony.runner import Ceremonies, CeremonyRun, Participant, Phase, State
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,49 @@ def snapshot(run: CeremonyRun) -> CeremonyView:
         auditor_needed=script.auditor,
         eligible=eligible,
     )
+
+
+@dataclass(frozen=True)
+class CeremonySummary:
+    """One ceremony of this workstation as the Ceremony page lists it (``ceremony list``'s
+    facts, with its administrator and times). Times are the stored UTC ISO 8601 texts."""
+
+    id: str
+    name: str
+    title: str
+    profile: str
+    state: State
+    administrator: str
+    token_label: str
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    step: int  # the step it is on (0-based), or the number done when it ended
+    steps: int
+
+    @property
+    def resumable(self) -> bool:
+        """Paused, or left running by a process that ended (``CeremonyRun.resume``)."""
+        return self.state in {State.PAUSED, State.RUNNING}
+
+
+def summaries(ceremonies: Ceremonies) -> list[CeremonySummary]:
+    """(Core thread.) Every ceremony of the workstation, newest first."""
+    rows = ceremonies.listing()
+    return [
+        CeremonySummary(
+            id=row.id,
+            name=row.name,
+            title=row.title,
+            profile=row.profile,
+            state=State(row.state),
+            administrator=row.administrator,
+            token_label=row.token_label,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            step=row.step_index,
+            steps=len(ceremonies.repo.steps(row.id)),
+        )
+        for row in reversed(rows)
+    ]

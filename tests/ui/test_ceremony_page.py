@@ -183,3 +183,83 @@ def test_a_backup_ceremony_hands_out_share_cards_from_the_gui(  # type: ignore[n
     outputs = dict(page.view.steps[1].outputs)
     assert outputs["keys"] == "data-kek" and outputs["kek_check_value"]
     assert (work / "backup" / outputs["directory"] / "manifest.json").is_file()
+
+
+def _history(page) -> list[tuple[str, ...]]:  # type: ignore[no-untyped-def]
+    table = page.history
+    return [
+        tuple(table.item(r, c).text() for c in range(table.columnCount()))
+        for r in range(table.rowCount())
+    ]
+
+
+def test_earlier_ceremonies_are_listed_and_resumed_or_abandoned(  # type: ignore[no-untyped-def]
+    qtbot, page, tmp_path: Path, gui_session, monkeypatch
+) -> None:
+    """Outside testers: the page did not list earlier ceremonies, so a paused one could only be
+    resumed from the CLI. The list shows each (started, name, state, ended, administrator, id);
+    Resume and Abandon act on the chosen one as the CLI does, gated by role."""
+    from PySide6.QtWidgets import QInputDialog
+
+    from app.domain.roles import Role
+    from ui.pages.ceremony_page import CeremonyPage
+
+    work = tmp_path / "work"
+    work.mkdir()
+    write_csr(work)
+    page.template_box.setCurrentIndex(page.template_box.findText("root-ca"))
+    page.workdir_edit.setText(str(work))
+    page.begin_button.click()
+    _wait(qtbot, page, lambda v: v.state is State.REGISTERING)
+    page.kind_box.setCurrentText("operator")
+    page.name_edit.setText(WITNESS)
+    page.person_pass.setText(WITNESS_PASS)
+    page.register_button.click()
+    _wait(qtbot, page, lambda v: len(v.participants) == 2)
+    page.kind_box.setCurrentText("external")
+    page.name_edit.setText(EXTERNAL[0])
+    page.org_edit.setText(EXTERNAL[1])
+    page.register_button.click()
+    _wait(qtbot, page, lambda v: len(v.participants) == 3)
+    page.start_button.click()
+    _wait(qtbot, page, lambda v: v.state is State.RUNNING)
+    page.pause_button.click()
+    _wait(qtbot, page, lambda v: v.state is State.PAUSED)
+    paused_id = page.view.id
+
+    # A fresh page (the window opened again): the paused ceremony is listed.
+    again = CeremonyPage(gui_session)
+    qtbot.addWidget(again)
+    again.resize(1024, 700)
+    again.show()
+    qtbot.waitUntil(lambda: again.history.rowCount() == 1, timeout=60_000)
+    [row] = _history(again)
+    assert "root-ca" in row[1] and row[2].startswith("paused, step 1 of")
+    assert row[3] == "—" and row[4] == "officer" and row[5] == paused_id[:8]
+    assert not again.resume_history_button.isEnabled()  # nothing chosen yet
+    again.history.selectRow(0)
+    assert again.resume_history_button.isEnabled() and again.abandon_history_button.isEnabled()
+    # An auditor sees the list but may not resume or abandon.
+    gui_session.gate.set_roles(frozenset({Role.AUDITOR}))
+    assert not again.resume_history_button.isEnabled()
+    assert "auditor" in again.resume_history_button.toolTip()
+    gui_session.gate.set_roles(frozenset({Role.SECURITY_OFFICER, Role.KEY_CUSTODIAN}))
+    again._history_selection()
+    again.resume_history_button.click()
+    qtbot.waitUntil(
+        lambda: again.view is not None and again.view.state is State.RUNNING, timeout=60_000
+    )
+    assert again.view.id == paused_id and again.perform_button.isEnabled()
+    qtbot.waitUntil(lambda: _history(again)[0][2].startswith("running"), timeout=60_000)
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("rehearsal stopped", True))
+    again.history.selectRow(0)
+    again.abandon_history_button.click()
+    qtbot.waitUntil(
+        lambda: again.view is not None and again.view.state is State.ABANDONED, timeout=60_000
+    )
+    qtbot.waitUntil(lambda: _history(again)[0][2] == "abandoned", timeout=60_000)
+    row = _history(again)[0]
+    assert row[3] != "—"  # ended at
+    assert not again.resume_history_button.isEnabled()
+    assert not again.abandon_history_button.isEnabled()

@@ -14,23 +14,27 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
     QPushButton,
     QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from app.ceremony.runner import Phase, State
-from app.ceremony.view import CeremonyView
+from app.ceremony.view import CeremonySummary, CeremonyView
 from app.ceremony.words import grouped, spoken
 from app.services.prompter import SecretKind
 from ui.errors import message
@@ -235,7 +239,54 @@ class CeremonyPage(QWidget):
         layout.addLayout(controls)
         self.error_line = ErrorLine(body)
         layout.addWidget(self.error_line)
+
+        # --- earlier ceremonies (the CLI's ceremony list / resume / abandon) ----------------
+        history_box = QGroupBox("Ceremonies of this workstation", body)
+        history_layout = QVBoxLayout(history_box)
+        self.history = QTableWidget(0, len(HISTORY_COLUMNS), history_box)
+        self.history.setObjectName("ceremonyHistory")
+        self.history.setHorizontalHeaderLabels(HISTORY_COLUMNS)
+        self.history.verticalHeader().setVisible(False)
+        self.history.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.history.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.history.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.history.setMinimumHeight(150)
+        history_layout.addWidget(self.history)
+        history_buttons = QHBoxLayout()
+        self.open_history_button = QPushButton("Open", history_box)
+        self.open_history_button.setObjectName("openCeremony")
+        self.open_history_button.setToolTip("Show this ceremony: its steps, outputs, sign-offs")
+        self.resume_history_button = QPushButton("Resume", history_box)
+        self.resume_history_button.setObjectName("resumeCeremony")
+        self.resume_history_button.setToolTip(
+            "Continue a paused ceremony, or one a closed window left running (its "
+            "administrator, with its token logged in)"
+        )
+        self.abandon_history_button = QPushButton("Abandon…", history_box)
+        self.abandon_history_button.setObjectName("abandonCeremony")
+        for widget in (
+            self.open_history_button,
+            self.resume_history_button,
+            self.abandon_history_button,
+        ):
+            history_buttons.addWidget(widget)
+        history_buttons.addStretch(1)
+        history_layout.addLayout(history_buttons)
+        layout.addWidget(history_box)
+        self.summaries: list[CeremonySummary] = []
         layout.addStretch(1)
+        gate = session.gate
+        for button in (
+            self.resume_history_button,
+            self.abandon_history_button,
+            self.resume_button,
+            self.abandon_button,
+            self.begin_button,
+        ):
+            gate.guard(button, "ceremony.run")
 
         self.kind_box.currentTextChanged.connect(self._kind_changed)
         self.open_button.clicked.connect(self._open)
@@ -248,8 +299,105 @@ class CeremonyPage(QWidget):
         self.resume_button.clicked.connect(lambda: self._act(lambda run: run.resume()))
         self.abandon_button.clicked.connect(self._abandon)
         self.pdf_button.clicked.connect(self._save_pdf)
+        self.history.itemSelectionChanged.connect(self._history_selection)
+        self.history.itemDoubleClicked.connect(lambda _item: self._open_selected())
+        self.open_history_button.clicked.connect(self._open_selected)
+        self.resume_history_button.clicked.connect(self._resume_selected)
+        self.abandon_history_button.clicked.connect(self._abandon_selected)
         self._load_templates()
         self._render()
+        self.reload_history()
+
+    # --- earlier ceremonies ----------------------------------------------------------------
+
+    def reload_history(self) -> None:
+        """Read the workstation's ceremonies (a core job) into the table."""
+
+        def job(ws: Any) -> list[CeremonySummary]:
+            from app.ceremony.runner import Ceremonies
+            from app.ceremony.view import summaries
+
+            return summaries(Ceremonies(ws))
+
+        self.session.run(job, self._show_history, self._failed_quietly)
+
+    def _show_history(self, rows: list[CeremonySummary]) -> None:
+        chosen = self.selected_summary()
+        self.summaries = rows
+        self.history.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            at = f", step {row.step + 1} of {row.steps}" if row.resumable else ""
+            cells = (
+                _when(row.started_at or row.created_at),
+                f"{row.title} ({row.name}, {row.profile})",
+                row.state.value + at,
+                _when(row.ended_at) if row.ended_at else "—",
+                row.administrator,
+                row.id[:8],
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, row.id)
+                if column == len(cells) - 1:
+                    item.setToolTip(row.id)
+                elif column == 1:
+                    item.setToolTip(
+                        f"{row.title} — {row.name}, {row.profile}, token {row.token_label}"
+                    )
+                self.history.setItem(index, column, item)
+            if chosen is not None and chosen.id == row.id:
+                self.history.selectRow(index)
+        self._history_selection()
+
+    def selected_summary(self) -> CeremonySummary | None:
+        rows = self.history.selectionModel().selectedRows() if self.history.model() else []
+        if not rows or not 0 <= rows[0].row() < len(self.summaries):
+            return None
+        return self.summaries[rows[0].row()]
+
+    def _history_selection(self) -> None:
+        chosen = self.selected_summary()
+        self.open_history_button.setEnabled(chosen is not None)
+        self.resume_history_button.setEnabled(chosen is not None and chosen.resumable)
+        self.abandon_history_button.setEnabled(chosen is not None and not chosen.state.ended)
+
+    def _open_selected(self) -> None:
+        chosen = self.selected_summary()
+        if chosen is None:
+            return
+        self.error_line.clear_error()
+        ident = chosen.id
+        self.session.run(lambda ws: _snapshot(ws, ident), self._shown, self._failed_quietly)
+
+    def _on_selected(self, action: Any) -> None:
+        chosen = self.selected_summary()
+        if chosen is None:
+            return
+        ident = chosen.id
+        self.error_line.clear_error()
+
+        def job(ws: Any) -> CeremonyView:
+            from app.ceremony.runner import Ceremonies
+            from app.ceremony.view import snapshot
+
+            run = Ceremonies(ws).get(ident)
+            action(run)
+            return snapshot(run)
+
+        self.session.run(job, self._shown, self._failed)
+
+    def _resume_selected(self) -> None:
+        self._on_selected(lambda run: run.resume())
+
+    def _abandon_selected(self) -> None:
+        chosen = self.selected_summary()
+        if chosen is None:
+            return
+        reason, ok = QInputDialog.getText(
+            self, "Abandon the ceremony", f"Why is '{chosen.title}' abandoned?"
+        )
+        if ok and reason.strip():
+            self._on_selected(lambda run: run.abandon(reason.strip()))
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -273,6 +421,7 @@ class CeremonyPage(QWidget):
     def _shown(self, view: CeremonyView) -> None:
         self.view = view
         self._render()
+        self.reload_history()  # its state in the list follows
 
     def refresh(self) -> None:
         if self.view is None:
@@ -541,6 +690,14 @@ class CeremonyPage(QWidget):
         self.resume_button.setEnabled(paused)
         self.abandon_button.setEnabled(view is not None and not view.state.ended)
         self.pdf_button.setEnabled(view is not None)
+
+
+HISTORY_COLUMNS = ["Started (UTC)", "Ceremony", "State", "Ended (UTC)", "Administrator", "Id"]
+
+
+def _when(text: str) -> str:
+    """A stored UTC ISO 8601 time as ``YYYY-MM-DD HH:MM``."""
+    return text[:16].replace("T", " ")
 
 
 def _lines(words: list[str]) -> str:
