@@ -690,6 +690,9 @@ class CeremonyPage(QWidget):
         self.resume_button.setEnabled(paused)
         self.abandon_button.setEnabled(view is not None and not view.state.ended)
         self.pdf_button.setEnabled(view is not None)
+        # The open ceremony's own controls only with one open: the list below has its own.
+        for widget in (self.pause_button, self.resume_button, self.abandon_button, self.pdf_button):
+            widget.setVisible(view is not None)
 
 
 HISTORY_COLUMNS = ["Started (UTC)", "Ceremony", "State", "Ended (UTC)", "Administrator", "Id"]
