@@ -150,6 +150,8 @@ def test_import_wrapped_needs_the_purpose_the_sender_read_out(  # type: ignore[n
     source.write_bytes(b"{}")
     dialog.source.setText(str(source))
     dialog.name.setText("incoming")
+    if dialog.token.count() == 0:  # this session lists no logged-in token: give it one
+        dialog.token.addItem("Life", "0000000000000000")
     dialog.start()
     assert "purpose the sender read out" in dialog.status.text()
     assert dialog.result is None and dialog.run_button.isEnabled()
