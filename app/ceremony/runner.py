@@ -672,21 +672,17 @@ class CeremonyRun:
         interrupted = self.state is State.RUNNING
         if not interrupted:
             self._require(State.PAUSED, "resume")
-        if self.ws.operator != self.administrator:
-            self._refuse(
-                "ceremony.resume",
-                f"Only the ceremony's administrator '{self.administrator}' resumes it; "
-                f"'{self.ws.operator}' is unlocked.",
-                RULE_RESUME,
-            )
+        self._administrator_only("ceremony.resume", "resumes")
         self._token_ready()
         self._change(
             "ceremony.resume", {"state": State.RUNNING.value}, {"interrupted": interrupted}
         )
 
     def abandon(self, reason: str) -> None:
-        """Give the ceremony up (recorded, with a checkpoint if it had started)."""
+        """Give the ceremony up (recorded, with a checkpoint if it had started). Only its
+        administrator, as for resume: a paused ceremony is theirs to end."""
         assert_core_thread()
+        self._administrator_only("ceremony.abandon", "abandons")
         if self.state.ended:
             self._refuse(
                 "ceremony.abandon", f"The ceremony is {self.state.value} already.", RULE_STATE
@@ -696,6 +692,20 @@ class CeremonyRun:
         self._end(State.ABANDONED, "ceremony.abandon", reason.strip(), Outcome.ABORTED)
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _administrator_only(self, action: str, verb: str) -> None:
+        """The one rule for taking up or ending a ceremony that was begun: the unlocked
+        operator still holds a role that may run ceremonies (``ceremony.run``; PolicyError,
+        KS-ROLE-REQUIRED) and is the ceremony's administrator (CeremonyError,
+        KS-CEREMONY-RESUME). Each refusal is a denied entry."""
+        self.ws.approvals.check_initiator("ceremony.run", f"ceremony:{self.id}")
+        if self.ws.operator != self.administrator:
+            self._refuse(
+                action,
+                f"Only the ceremony's administrator '{self.administrator}' {verb} it; "
+                f"'{self.ws.operator}' is unlocked. Nothing was changed.",
+                RULE_RESUME,
+            )
 
     def _resolved(self, step: scripts.Step) -> dict[str, str]:
         rows = {s.step_id: s.outputs for s in self.repo.steps(self.id)}

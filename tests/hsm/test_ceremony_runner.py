@@ -280,3 +280,41 @@ def test_a_failing_step_leaves_token_and_database_consistent(rb: Bench, tmp_path
     assert "intermediate.csr" in rb(lambda: run.row.reason)
     assert not (tmp_path / "intermediate-ca.pem").exists()
     _consistent(rb)
+
+
+@pytest.mark.parametrize("who", ["auditor", "other-officer"])
+def test_only_the_administrator_abandons_or_resumes_a_ceremony(
+    rb: Bench, tmp_path: Path, who: str
+) -> None:
+    """Outside testers: an auditor ended another administrator's paused ceremony for good.
+    Abandon now applies resume's rule (one place): an auditor is refused for the role, another
+    officer for not being the administrator; each refusal is a denied entry and the ceremony
+    stays paused, for its administrator to resume or abandon."""
+    from app.domain.roles import Role
+    from app.errors import KeysteadError, PolicyError
+    from app.services.workstation import Workstation
+
+    script = template("rotate-key")
+    run = begin(rb, script, tmp_path)
+    register_all(rb, run, script)
+    rb(run.start)
+    rb(run.pause, "lunch")
+    roles = frozenset({Role.AUDITOR}) if who == "auditor" else frozenset({Role.SECURITY_OFFICER})
+    rb(rb.ws.roster.add, who, roles, AUDITOR_PASS, AUDITOR_PASS)
+    rb(rb.ws.lock)
+    rb.ws = rb(Workstation.unlock, rb.home, who, AUDITOR_PASS, clock=rb.clock)
+    other = rb(Ceremonies(rb.ws).get, run.id)
+    expected: type[KeysteadError] = PolicyError if who == "auditor" else CeremonyError
+    with pytest.raises(expected) as refused:
+        rb(other.abandon, "nope")
+    assert "Nothing was changed" in refused.value.message
+    with pytest.raises(expected):
+        rb(other.resume)
+    assert rb(lambda: other.state) is State.PAUSED
+    denied = [e for e in rb.events() if e.outcome == "denied" and run.id in e.subject]
+    assert len(denied) == 2
+    rb.reopen()  # the administrator
+    again = rb(Ceremonies(rb.ws).get, run.id)
+    rb(rb.ws.tokens.login, "Rehearsal", PIN)
+    rb(again.abandon, "the room was interrupted")
+    assert rb(lambda: again.state) is State.ABANDONED
