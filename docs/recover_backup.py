@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 
 DATA_FILES = ("keys.bin", "metadata.enc", "audit.enc")
 ALL_FILES = (*DATA_FILES, "manifest.json", "manifest.sig")
+# An AES key's value length by algorithm; every other algorithm is a private key (PKCS#8).
+AES_VALUE_LEN = {"AES-128": 16, "AES-192": 24, "AES-256": 32}
 INFO = {"metadata.enc": b"keystead-backup-v1 metadata", "audit.enc": b"keystead-backup-v1 audit"}
 
 
@@ -66,6 +68,26 @@ def private_key_value(unwrapped: bytes, fingerprint: str | None) -> bytes:
     )
     if not fingerprint or hashlib.sha256(spki).hexdigest() != fingerprint.lower():
         raise Refused("a private key does not match its public key fingerprint")
+    return value
+
+
+def key_value(kek: bytes, entry: dict, unwrapped: bytes) -> bytes:
+    """One key's value from its unwrapped bytes: the AES key cut to its algorithm's length and
+    checked against its KCV, or the PKCS#8 of a private key checked against its fingerprint.
+    A manifest from Keystead before 2026-11-30 may give an AES key value_len 0 (the length of
+    a restored or imported key was not read from the token): the algorithm decides."""
+    secret = AES_VALUE_LEN.get(entry["algorithm"])
+    if secret is None:  # RSA / EC: PKCS#8, zero-padded by the token
+        if entry["value_len"] != 0:
+            raise Refused(f"a {entry['algorithm']} key with a secret value length")
+        return private_key_value(unwrapped, entry["fingerprint"])
+    if entry["value_len"] not in (0, secret):
+        raise Refused(f"an {entry['algorithm']} key with value_len {entry['value_len']}")
+    value = unwrapped[:secret]
+    if any(unwrapped[secret:]) or len(value) != secret:
+        raise Refused(f"an {entry['algorithm']} key does not unwrap to {secret} bytes")
+    if not entry["kcv"] or kek_check_value(value) != entry["kcv"].upper():
+        raise Refused("the key does not match its KCV")
     return value
 
 
@@ -164,21 +186,27 @@ def main() -> int:
         os.mkdir(args.out, 0o700)
         (args.out / "metadata.json").write_bytes(metadata)
         (args.out / "audit.json").write_bytes(audit)
-        for entry in manifest["keys"]:
+        failed = []
+        for entry in manifest["keys"]:  # one bad key never stops the recovery of the others
             wrapped = data["keys.bin"][entry["offset"]: entry["offset"] + entry["wrapped_len"]]
-            unwrapped = aes_key_unwrap_with_padding(kek, wrapped)
-            if entry["value_len"] == 0:  # RSA / EC: PKCS#8, zero-padded by the token
-                value = private_key_value(unwrapped, entry["fingerprint"])
-            else:
-                value = unwrapped[: entry["value_len"]]
-                if not entry["kcv"] or kek_check_value(value) != entry["kcv"].upper():
-                    raise Refused(f"key {entry['name']} does not match its KCV")
+            try:
+                value = key_value(kek, entry, aes_key_unwrap_with_padding(kek, wrapped))
+            except Exception as exc:  # named per key, then the next key
+                reason = str(exc) if isinstance(exc, Refused) else type(exc).__name__
+                print(f"NOT RECOVERED: {entry['id']}  {entry['name']}  {entry['algorithm']}: "
+                      f"{reason}", file=sys.stderr)
+                failed.append(entry["name"])
+                continue
             fd = os.open(args.out / f"{entry['id']}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                          0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(value)
             check = f"KCV {entry['kcv']}" if entry["kcv"] else f"SHA-256 {entry['fingerprint']}"
             print(f"{entry['id']}  {entry['name']}  {entry['algorithm']}  {check}")
+        if failed:
+            print(f"refused: {len(failed)} of {len(manifest['keys'])} keys not recovered "
+                  f"({', '.join(failed)}); the others are in {args.out}", file=sys.stderr)
+            return 1
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1

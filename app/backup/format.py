@@ -208,6 +208,49 @@ class Manifest:
         return manifest
 
 
+# A secret (AES) key's value length, by the manifest's algorithm name. Every other algorithm is
+# a private key: value_len PRIVATE_VALUE_LEN, a PKCS#8 PrivateKeyInfo cut at its DER length.
+AES_VALUE_LEN = {"AES-128": 16, "AES-192": 24, "AES-256": 32}
+PRIVATE_VALUE_LEN = 0
+
+
+def unwrap_length(entry: KeyEntry, strict: bool = False) -> int:
+    """How many bytes of ``entry``'s unwrapped value are the key: an AES key's length from its
+    algorithm (16, 24, 32), or ``PRIVATE_VALUE_LEN`` (0) for an RSA / EC private key.
+
+    The entry's kind must agree with its algorithm, and an AES key's ``wrapped_len`` must be
+    the RFC 5649 length of its value (value rounded up to 8, plus 8). Keystead before
+    2026-11-30 wrote value_len 0 for AES keys that had been restored or imported (SoftHSM
+    leaves CKA_VALUE_LEN at 0 on unwrapped keys): such an entry is read by its algorithm (the
+    manifest is signed; the algorithm is as trusted as the length), unless ``strict`` (the
+    read-back of a backup being written, which must be exact). BackupIntegrityError naming
+    the key and the fault otherwise."""
+    secret = AES_VALUE_LEN.get(entry.algorithm)
+    if secret is None:
+        if entry.value_len != PRIVATE_VALUE_LEN:
+            raise BackupIntegrityError(
+                f"manifest.json: key {entry.name!r} is an {entry.algorithm} private key but "
+                f"its entry gives a secret value of {entry.value_len} bytes."
+            )
+        return PRIVATE_VALUE_LEN
+    if entry.value_len != secret and (strict or entry.value_len != PRIVATE_VALUE_LEN):
+        kind = (
+            "a private key"
+            if entry.value_len == PRIVATE_VALUE_LEN
+            else f"a {entry.value_len}-byte value"
+        )
+        raise BackupIntegrityError(
+            f"manifest.json: key {entry.name!r} is an {entry.algorithm} key ({secret} bytes) "
+            f"but its entry marks it as {kind}."
+        )
+    if entry.wrapped_len != (secret + 7) // 8 * 8 + 8:
+        raise BackupIntegrityError(
+            f"manifest.json: key {entry.name!r} is an {entry.algorithm} key but its wrapping "
+            f"has {entry.wrapped_len} bytes (RFC 5649 gives {(secret + 7) // 8 * 8 + 8})."
+        )
+    return secret
+
+
 def _key_entry(raw: Any) -> KeyEntry:
     doc = _dict(raw)
     entry = KeyEntry(

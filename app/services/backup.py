@@ -49,7 +49,6 @@ from app.errors import (
     ValidationError,
 )
 from app.hsm.backup_wrap import (
-    PRIVATE_VALUE_LEN,
     WrappedKey,
     token_random,
     trusted_kek,
@@ -317,6 +316,7 @@ def verify_directory(
         data[name] = content
     end = 0
     for entry in sorted(manifest.keys, key=lambda e: e.offset):
+        fmt.unwrap_length(entry)  # its kind agrees with its algorithm
         if entry.offset != end:
             raise BackupIntegrityError(f"keys.bin: key {entry.name!r} is not where it should be.")
         end = entry.offset + entry.wrapped_len
@@ -588,6 +588,7 @@ class BackupService:
                     f"Key '{key.name}' on the token has KCV {wrap.kcv}, the record says "
                     f"{key.kcv}; nothing was written."
                 )
+            value_len = _value_len(key, wrap)
             entries.append(
                 fmt.KeyEntry(
                     id=key.id,
@@ -597,7 +598,7 @@ class BackupService:
                     state=key.state.value,
                     kcv=key.kcv,
                     fingerprint=key.fingerprint,
-                    value_len=wrap.value_len,
+                    value_len=value_len,
                     offset=len(blob),
                     wrapped_len=len(wrap.wrapped),
                 )
@@ -680,6 +681,8 @@ class BackupService:
                 raise media.media_error(exc, directory / fmt.MANIFEST) from exc
             if read_back.encode() != manifest_bytes or data_back != files:
                 raise BackupIntegrityError("The files read back differ from those written.")
+            for entry in read_back.keys:  # never "verified" for an entry restore would refuse
+                fmt.unwrap_length(entry, strict=True)
             for name in (fmt.METADATA, fmt.AUDIT):
                 fmt.unseal(kek, backup_id, name, data_back[name])
             progress("verify", 1, 1)
@@ -860,7 +863,8 @@ class BackupService:
                         private, public = usage_in_state(
                             record_.algorithm, record_.purpose, record_.state
                         )
-                        if entry.value_len == PRIVATE_VALUE_LEN:
+                        length = fmt.unwrap_length(entry)
+                        if length == fmt.PRIVATE_VALUE_LEN:
                             kek_session.restore_private(
                                 blob[entry.offset : entry.offset + entry.wrapped_len],
                                 _entry_spki(spkis, entry),
@@ -875,7 +879,7 @@ class BackupService:
                             continue
                         kek_session.restore_secret(
                             blob[entry.offset : entry.offset + entry.wrapped_len],
-                            entry.value_len,
+                            length,
                             record_.name,
                             record_.cka_id,
                             private | public,
@@ -953,11 +957,12 @@ class BackupService:
         with user_kek(session.module, session.info, kek) as kek_session:
             for entry in manifest.keys:
                 wrapped = blob[entry.offset : entry.offset + entry.wrapped_len]
-                if entry.value_len == PRIVATE_VALUE_LEN:
+                length = fmt.unwrap_length(entry)
+                if length == fmt.PRIVATE_VALUE_LEN:
                     kek_session.check_private(wrapped, _entry_spki(spkis, entry), entry.name)
                     done += 1
                     continue
-                kcv = kek_session.drill(wrapped, entry.value_len)
+                kcv = kek_session.drill(wrapped, length)
                 if not entry.kcv or not kcv:
                     raise BackupIntegrityError(
                         f"Key '{entry.name}' has no KCV to compare; the drill cannot prove it."
@@ -976,6 +981,22 @@ class BackupService:
         return public.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+
+def _value_len(key: KeyRecord, wrap: WrappedKey) -> int:
+    """The manifest's value_len of ``key``: an AES key's length from its algorithm, never the
+    token's CKA_VALUE_LEN alone (SoftHSM leaves it 0 on unwrapped keys: restored and imported
+    ones, and 0 marks a private key); ``fmt.PRIVATE_VALUE_LEN`` for RSA / EC. A token that
+    states another length for an AES key than its algorithm's is refused."""
+    if key.algorithm.family is not Family.AES:
+        return fmt.PRIVATE_VALUE_LEN
+    length = key.algorithm.spec.bits // 8
+    if wrap.value_len not in (0, length):
+        raise BackupIntegrityError(
+            f"Key '{key.name}' is recorded as {key.algorithm.value} but its token object has "
+            f"{wrap.value_len} bytes; nothing was written."
+        )
+    return length
 
 
 def _parse_json(data: bytes, name: str) -> Any:
@@ -998,7 +1019,7 @@ def _records(
     if [r.id for r in records] != [e.id for e in manifest.keys]:
         raise BackupIntegrityError("metadata.enc and the manifest list different keys.")
     for record_, entry in zip(records, manifest.keys, strict=True):
-        if entry.value_len == PRIVATE_VALUE_LEN:
+        if fmt.unwrap_length(entry) == fmt.PRIVATE_VALUE_LEN:
             _entry_spki(spkis, entry)  # the pair check needs the recorded public key
             continue
         if (record_.kcv or "").upper() != (entry.kcv or "").upper() or not entry.kcv:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,3 +118,29 @@ def test_share_parser(text: str) -> None:
 def test_kek_check_value_is_the_aes_kcv() -> None:
     # FIPS-197 style known answer: AES-256 of the zero block under the zero key.
     assert fmt.kek_check_value(bytes(32)) == "DC95C0"
+
+
+def _entry(algorithm: str, value_len: int, wrapped_len: int) -> fmt.KeyEntry:
+    return fmt.KeyEntry(
+        "id", "k1", algorithm, "encryption", "ACTIVE", "ABC123", None, value_len, 0, wrapped_len
+    )
+
+
+def test_an_entrys_kind_follows_its_algorithm() -> None:
+    """F0: value_len 0 marks a private key; an AES entry's length comes from its algorithm."""
+    for algorithm, length in (("AES-128", 16), ("AES-192", 24), ("AES-256", 32)):
+        wrapped = (length + 7) // 8 * 8 + 8
+        assert fmt.unwrap_length(_entry(algorithm, length, wrapped), strict=True) == length
+        # Written before the fix (restored / imported key): read by its algorithm, except by
+        # the read-back of a backup being written.
+        assert fmt.unwrap_length(_entry(algorithm, 0, wrapped)) == length
+        with pytest.raises(BackupIntegrityError, match="marks it as a private key"):
+            fmt.unwrap_length(_entry(algorithm, 0, wrapped), strict=True)
+        with pytest.raises(BackupIntegrityError, match="marks it as a 8-byte value"):
+            fmt.unwrap_length(_entry(algorithm, 8, wrapped))
+        with pytest.raises(BackupIntegrityError, match="its wrapping has"):
+            fmt.unwrap_length(_entry(algorithm, length, wrapped + 8))
+    for algorithm in ("RSA-2048", "EC-P256", "EC-P384", "RSA-4096"):
+        assert fmt.unwrap_length(_entry(algorithm, 0, 1224), strict=True) == 0
+        with pytest.raises(BackupIntegrityError, match="private key but its entry gives"):
+            fmt.unwrap_length(_entry(algorithm, 32, 1224))
