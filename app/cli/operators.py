@@ -366,7 +366,7 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> int:
-        _common()._login_audit_token(ws, required=False)
+        _common()._login_audit_token(ws, required=True)  # it vouches for the new key
         count: int = ws.rotate_key()
         return count
 

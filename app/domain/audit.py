@@ -38,6 +38,10 @@ UNMACED_ALLOWED = frozenset(
         "token.session-lost",
         # Damaged embedded token files put right at open, before any login.
         "token.store-repair",
+        # How an interrupted workstation-key rotation ended, put right at the next unlock
+        # (before any login); the rotation itself was vouched for by the token's "before key
+        # rotation" checkpoint, which names both database keys.
+        "workstation.rotation-recovered",
         # Write-ahead intents are markers, not changes: the change itself carries its seal.
         "intent.begin",
         "intent.resolve",
@@ -179,7 +183,12 @@ def hash_of(entry: AuditEntry) -> bytes:
 class Checkpoint:
     """A signed statement: the chain had ``seq`` entries ending in ``head`` at ``time``, in the
     workstation ``workstation`` whose database key has the identity ``database``
-    (``database_identity``; empty in checkpoints made before it was bound)."""
+    (``database_identity``; empty in checkpoints made before it was bound).
+
+    ``next_database`` is set only on the checkpoint made just before a workstation-key
+    rotation: the identity of the key the database is being moved to. The rollback check
+    accepts either key against it, so a crash (or a token error) between the rotation's
+    commit and the "after" checkpoint never locks the workstation out."""
 
     workstation: str
     seq: int
@@ -187,6 +196,13 @@ class Checkpoint:
     time: str
     signature: bytes = b""  # DER ECDSA signature over ``message()``
     database: str = ""
+    next_database: str = ""
+
+    def vouches_for(self, database_id: str) -> bool:
+        """Whether this checkpoint names ``database_id`` (an unbound one names any)."""
+        if not self.database or not database_id:
+            return True
+        return database_id in (self.database, self.next_database)
 
     def message(self) -> bytes:
         body: dict[str, Any] = {
@@ -198,6 +214,8 @@ class Checkpoint:
         }
         if self.database:
             body["database"] = self.database
+        if self.next_database:
+            body["next_database"] = self.next_database
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def to_json(self) -> dict[str, Any]:
@@ -210,6 +228,8 @@ class Checkpoint:
         }
         if self.database:
             doc["database"] = self.database
+        if self.next_database:
+            doc["next_database"] = self.next_database
         return doc
 
     @classmethod
@@ -221,6 +241,7 @@ class Checkpoint:
             str(doc["time"]),
             bytes.fromhex(doc["signature"]),
             str(doc.get("database", "")),
+            str(doc.get("next_database", "")),
         )
 
 

@@ -209,7 +209,7 @@ class AuditLog:
                 f"{newest.workstation}, not to this one ({self.workstation_id}): the keyslot "
                 f"file or the database was replaced or edited. {advice}"
             )
-        if newest.database and self.database_id and newest.database != self.database_id:
+        if not newest.vouches_for(self.database_id):
             raise DatabaseRolledBack(
                 f"The audit token's newest checkpoint ({newest.time}) vouches for another "
                 f"database key: the database or the keyslot file was replaced. {advice}"
@@ -251,15 +251,22 @@ class AuditLog:
         key = serialization.load_der_public_key(base64.b64decode(encoded))
         return key if isinstance(key, ec.EllipticCurvePublicKey) else None
 
-    def checkpoint(self, reason: str) -> Checkpoint:
-        """Sign the current head, keep it on the token and in the database; audited."""
+    def checkpoint(self, reason: str, next_database: str = "") -> Checkpoint:
+        """Sign the current head, keep it on the token and in the database; audited.
+        ``next_database``: the identity of the key a workstation-key rotation is about to move
+        the database to (see ``Checkpoint``), else empty."""
         assert_core_thread()
         session = self._session()
         if session is None:
             raise AuditIntegrityError("Log in to the audit token to make a checkpoint.")
         seq, digest = head(self.db)
         unsigned = Checkpoint(
-            self.workstation_id, seq, digest, utc_text(self.clock()), database=self.database_id
+            self.workstation_id,
+            seq,
+            digest,
+            utc_text(self.clock()),
+            database=self.database_id,
+            next_database=next_database,
         )
         signed = Checkpoint(
             unsigned.workstation,
@@ -268,6 +275,7 @@ class AuditLog:
             unsigned.time,
             session.sign_checkpoint(unsigned.message()),
             self.database_id,
+            next_database,
         )
         with self.db.transaction():
             save_checkpoint(self.db, signed)
@@ -278,7 +286,12 @@ class AuditLog:
                 action="audit.checkpoint",
                 subject=f"workstation:{self.workstation_id}",
                 outcome=Outcome.SUCCESS,
-                details={"seq": seq, "head": digest.hex(), "reason": reason},
+                details={
+                    "seq": seq,
+                    "head": digest.hex(),
+                    "reason": reason,
+                    **({"next_database": next_database} if next_database else {}),
+                },
             )
             session.store_checkpoint(seq, json.dumps(signed.to_json()).encode())
         return signed

@@ -58,6 +58,7 @@ from app.services.tokens import TokenService
 from app.services.trusted_wrap import protect_pending
 from app.storage import rotation
 from app.storage.database import Checks, Database
+from app.storage.events import unsealed_refusal
 from app.storage.home_lock import HomeLock
 from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.operators import OperatorRepository
@@ -661,7 +662,7 @@ class Workstation:
                 self.db,
                 when=self.clock(),
                 operators=(self.operator,),
-                action="workstation.rotate-key",
+                action="workstation.rotation-recovered",
                 subject=f"workstation:{self.workstation_id}",
                 outcome=Outcome.SUCCESS if recovered == "completed" else Outcome.ABORTED,
                 details={"interrupted": True, "recovery": recovered},
@@ -675,6 +676,10 @@ class Workstation:
         ``app.storage.rotation``. Returns the number of keyslots re-sealed."""
         assert_core_thread()
         subject = f"workstation:{self.workstation_id}"
+        if not self.audit.sealing:
+            # Refused before anything: the checkpoints that vouch for the database key are
+            # the token's, so a rotation it cannot vouch for would lock every operator out.
+            raise unsealed_refusal(self.db, "workstation.rotate-key")
         self.approvals.check_initiator("workstation.rotate-key", subject)
         slots = KeySlotFile.load(self.home.keyslots)
         missing = slots.without_key_pair()
@@ -698,10 +703,12 @@ class Workstation:
         who = self.approvals.obtain(
             "workstation.rotate-key", subject, {"keyslots": ", ".join(slots.operators())}
         )
-        if self.audit.sealing:  # the chain as it stands, vouched for by the token
-            self.audit.checkpoint("before key rotation")
-        slots = KeySlotFile.load(self.home.keyslots)  # as it is now, after the approval
         new_key = new_database_key()
+        # The chain as it stands, vouched for by the token under the old key *and* the new
+        # one: whichever pair a crash or a token error leaves on disk, the next unlock's
+        # rollback check accepts it (app.storage.rotation recovers the files).
+        self.audit.checkpoint("before key rotation", next_database=database_identity(new_key))
+        slots = KeySlotFile.load(self.home.keyslots)  # as it is now, after the approval
         resealed = slots.resealed(new_key)
         try:
             rotation.rotate_files(

@@ -38,6 +38,23 @@ def _entry(row: Sequence[Any]) -> AuditEntry:
     )
 
 
+def unsealed_refusal(db: Database, action: str) -> AuditTokenNotLoggedIn:
+    """The refusal of a change ``action`` while no audit token seals entries (the words say
+    whether the workstation has an audit token at all). Callers that must refuse *before*
+    touching anything (a rotation of the database key) raise it themselves."""
+    if db.scalar("SELECT value FROM meta WHERE key = 'audit_token_serial'") is None:
+        return AuditTokenNotLoggedIn(
+            f"'{action}' must be sealed by the workstation's audit token, and this "
+            "workstation has none yet. Add one (keystead tokens create-soft --label LABEL, "
+            "or keystead modules add PATH for a hardware token) and log in to it; nothing "
+            "was changed."
+        )
+    return AuditTokenNotLoggedIn(
+        f"'{action}' must be sealed by the workstation's audit token, which is not logged "
+        "in. Log in to it first; nothing was changed."
+    )
+
+
 def append_event(
     db: Database,
     *,
@@ -72,17 +89,7 @@ def append_event(
             # unsealed, as it would be with the token logged out (verification lists it).
             mac = None
     elif needs_seal(action, outcome):
-        if db.scalar("SELECT value FROM meta WHERE key = 'audit_token_serial'") is None:
-            raise AuditTokenNotLoggedIn(
-                f"'{action}' must be sealed by the workstation's audit token, and this "
-                "workstation has none yet. Add one (keystead tokens create-soft --label LABEL, "
-                "or keystead modules add PATH for a hardware token) and log in to it; nothing "
-                "was changed."
-            )
-        raise AuditTokenNotLoggedIn(
-            f"'{action}' must be sealed by the workstation's audit token, which is not logged "
-            "in. Log in to it first; nothing was changed."
-        )
+        raise unsealed_refusal(db, action)
     db.execute(
         f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
         (

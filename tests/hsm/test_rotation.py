@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import DatabaseDamaged, PolicyError
+from app.errors import AuditTokenNotLoggedIn, DatabaseDamaged, PolicyError
 from app.paths import Home
 from app.services.workstation import Workstation
 from app.storage import rotation
@@ -159,3 +159,82 @@ def test_old_keyslots_get_their_key_pair_at_unlock(tmp_path: Path, on_core) -> N
     assert KeySlotFile.load(home.keyslots).without_key_pair() == []
     ws = on_core(Workstation.unlock, home, "legacy officer", "migration test passphrase")
     on_core(ws.lock)
+
+
+SERVICE_CHILD = """
+import os, signal, sys
+from pathlib import Path
+from app.paths import Home
+from app.services.workstation import Workstation
+from tests.hsm.kit import OPERATOR, PASSPHRASE, PIN, TOKEN
+from tests.support import with_witness
+
+target = sys.argv[2]
+ws = with_witness(Workstation.unlock(Home(Path(sys.argv[1])), OPERATOR, PASSPHRASE))
+ws.tokens.login(TOKEN, PIN)
+
+
+def step(name):
+    if name == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+ws.rotate_key(step)
+"""
+
+
+@pytest.mark.parametrize("step", ["exported", "committed", "db-renamed", "slots-renamed", "done"])
+def test_rotation_killed_in_the_service_never_locks_the_workstation_out(
+    station: Station, step: str
+) -> None:
+    """The attack report's F14: a kill after the commit point (or a token error storing the
+    "after" checkpoint, which leaves the same state as a kill at "done") left the token's
+    newest checkpoint naming the old database key, and every later unlock was refused. The
+    "before" checkpoint now names the key the database is moving to as well."""
+    station(enrol_witness, station.ws)
+    before = station(lambda: counts(station.ws.db))
+    old_slots = station.home.keyslots.read_bytes()
+    station.lock()
+    child = subprocess.run(
+        [sys.executable, "-c", SERVICE_CHILD, str(station.home.root), step],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    ws = station.unlock()  # the rollback check accepts whichever key the files are under
+    after = station(lambda: counts(ws.db))
+    assert after[1:] == before[1:]
+    assert after[0] > before[0]  # the before-checkpoint (and the recovery) are on record
+    rotated = station.home.keyslots.read_bytes() != old_slots
+    assert rotated == (STEPS.index(step) >= COMMITTED)
+    [start] = [
+        e
+        for e in station.events("audit.checkpoint")
+        if json.loads(e.details_json)["reason"] == "before key rotation"
+    ]
+    assert json.loads(start.details_json)["next_database"]
+    assert station(ws.audit.verify).ok
+    station.unlock(WITNESS, WITNESS_PASS)  # every operator still gets in
+    station.unlock()
+
+
+def test_rotation_without_the_audit_token_changes_nothing(station: Station) -> None:
+    """F14a: with the audit token logged out the rotation re-keyed both files, said "nothing
+    was changed", and the next unlock was refused for good. It is refused before any file."""
+    station(enrol_witness, station.ws)
+    slots_before = station.home.keyslots.read_bytes()
+    db_before = station.home.database.read_bytes()
+    station(station.ws.tokens.logout, station.serial)
+    with pytest.raises(AuditTokenNotLoggedIn, match="nothing was changed"):
+        station(station.ws.rotate_key)
+    assert station.home.keyslots.read_bytes() == slots_before
+    assert not rotation.intent_file(station.home).exists()
+    assert not rotation.next_database(station.home).exists()
+    station.lock()
+    assert station.home.database.read_bytes() != b""  # still there, and:
+    ws = station.unlock()
+    assert station(ws.audit.verify).ok
+    del db_before
