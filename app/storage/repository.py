@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 from app.domain.algorithms import Algorithm, Purpose
@@ -69,23 +70,23 @@ _STATES = {s.value: s for s in KeyState}
 _SYNC = {s.value: s for s in TokenSync}
 _TRUSTED_WRAP = {s.value: s for s in TrustedWrap}
 _NO_TAGS: tuple[str, ...] = ()
-# Tag and exposure lists repeat across an inventory (a few distinct JSON texts for 100,000
-# rows): each distinct text is decoded once per listing instead of json.loads per row.
-_LISTS: dict[str, tuple[str, ...]] = {"[]": _NO_TAGS}
 
 
-def _json_list(text: str) -> tuple[str, ...]:
-    found = _LISTS.get(text)
+def _json_list(decoded: dict[str, tuple[str, ...]], text: str) -> tuple[str, ...]:
+    """A tags/exposure JSON list, decoded once per distinct text within one listing: they
+    repeat across an inventory (a few distinct texts for 100,000 rows). ``decoded`` lives
+    only as long as the listing (no record text stays cached after it)."""
+    found = decoded.get(text)
     if found is None:
-        found = tuple(json.loads(text))
-        if len(_LISTS) < 4096:  # bounded: free-form lists do not grow it without end
-            _LISTS[text] = found
+        found = decoded[text] = tuple(json.loads(text))
     return found
 
 
-def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
+def _key_from_row(
+    r: tuple[Any, ...], decoded: dict[str, tuple[str, ...]] | None = None
+) -> KeyRecord:
     parse = datetime.fromisoformat
-    lists = _LISTS.get
+    lists = {} if decoded is None else decoded
     return KeyRecord._make(
         (
             r[0],
@@ -101,7 +102,7 @@ def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
             r[10],
             parse(r[11]),
             r[12],
-            lists(r[13]) or _json_list(r[13]),
+            _NO_TAGS if r[13] == "[]" else _json_list(lists, r[13]),
             r[14],
             r[15] and parse(r[15]),
             r[16] and parse(r[16]),
@@ -110,7 +111,7 @@ def _key_from_row(r: tuple[Any, ...]) -> KeyRecord:
             r[19],
             _SYNC[r[20]],
             _TRUSTED_WRAP[r[21]],
-            lists(r[22]) or _json_list(r[22]),
+            _NO_TAGS if r[22] == "[]" else _json_list(lists, r[22]),
         )
     )
 
@@ -188,8 +189,9 @@ class KeyRepository:
         enabled = gc.isenabled()
         gc.disable()
         try:
+            decoded: dict[str, tuple[str, ...]] = {}
             for rows in self.db.batches(f"SELECT {_KEY_COLUMNS} FROM keys"):
-                records.extend(map(_key_from_row, rows))  # never all raw rows at once
+                records.extend(map(_key_from_row, rows, repeat(decoded)))  # never all raw
             return records
         finally:
             if enabled:
