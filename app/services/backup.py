@@ -37,6 +37,7 @@ from app.backup import media, shares
 from app.domain.algorithms import Family
 from app.domain.audit import AuditEntry, Checkpoint, verify_chain
 from app.domain.backup_rules import unwrappable_reason
+from app.domain.kdf import kdf_cost_problem
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.lifecycle import usage_in_state
 from app.errors import (
@@ -192,6 +193,11 @@ def _passphrase_slot(kek: bytes, passphrase: str) -> dict[str, Any]:
 
 
 def kek_from_passphrase(slot: Mapping[str, Any], passphrase: str) -> bytes:
+    problem = kdf_cost_problem(slot.get("memory_kib"), slot.get("iterations"), slot.get("lanes"))
+    if problem is not None:  # refused before Argon2id runs: a hostile cost cannot hang it
+        raise BackupIntegrityError(
+            f"The manifest's passphrase entry is refused: {problem}. Nothing was touched."
+        )
     try:
         derived = Argon2id(
             salt=base64.b64decode(slot["salt"]),

@@ -66,6 +66,7 @@ class PassphraseChecker:
         slots = KeySlotFile.load(self.home.keyslots)
         if operator not in slots.operators():
             raise UnknownOperator(f"There is no operator named '{operator}' on this workstation.")
+        slots.check_cost(operator)
         attempt = self.failures.begin(operator, self.clock())
         try:
             key = slots.open(operator, passphrase)

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap_with_padding,
 )
 
+from app.domain.kdf import kdf_cost_problem
 from app.errors import StorageError, UnknownOperator, WorkstationMissing, WrongPassphrase
 from app.storage.files import write_atomic
 
@@ -229,6 +230,18 @@ class KeySlotFile:
         self.slots = [s for s in self.slots if s.operator != operator]
         return len(self.slots) != before
 
+    def check_cost(self, operator: str) -> None:
+        """Refuse ``operator``'s slot when its stored Argon2id cost is outside Keystead's
+        bounds (``app.domain.kdf``), before any passphrase is tried: an edited cost must
+        neither hang the machine nor count as a wrong passphrase. Raises StorageError."""
+        slot = self.find(operator)
+        problem = kdf_cost_problem(slot.memory_kib, slot.iterations, slot.lanes)
+        if problem is not None:
+            raise StorageError(
+                f"The keyslot of operator '{operator}' is damaged: {problem}. Another "
+                "operator can open the workstation and re-enrol them; nothing was counted."
+            )
+
     def _kek(self, slot: KeySlot, passphrase: str) -> bytes:
         """The key-encryption key this passphrase gives the slot, derived from the form the
         slot was made from: NFC, or for older slots (no ``normalization``) the passphrase as
@@ -236,6 +249,9 @@ class KeySlotFile:
         and the like for damaged fields."""
         if slot.normalization not in ("", "NFC"):
             raise ValueError("unknown normalization")
+        problem = kdf_cost_problem(slot.memory_kib, slot.iterations, slot.lanes)
+        if problem is not None:  # refused before Argon2id runs: an edited cost cannot hang it
+            raise ValueError(problem)
         cost = KdfCost(slot.memory_kib, slot.iterations, slot.lanes)
         salt = _unb64(slot.salt)
         forms = _forms(passphrase, slot.normalization)

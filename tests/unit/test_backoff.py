@@ -133,3 +133,17 @@ def test_a_killed_check_still_counts(tmp_path: Path, passphrase: str) -> None:
     assert record.state("alice").consecutive == 1
     assert [(f.operator, f.reason) for f in record.unsealed()] == [("alice", "interrupted")]
     assert json.loads(home.unlock_failures.read_text())["format"] == "keystead-unlock-failures"
+
+
+def test_an_edited_argon2_cost_is_not_counted_as_a_wrong_passphrase(tmp_path: Path) -> None:
+    """The attack report's F18: a keyslot whose cost was edited to 60 passes hung the unlock
+    for 20 s and then counted against alice. It is refused at once and counts nothing."""
+    home = make_home(tmp_path)
+    doc = json.loads(home.keyslots.read_text())
+    doc["slots"][0]["iterations"] = 60
+    home.keyslots.write_text(json.dumps(doc))
+    for passphrase in (RIGHT, WRONG):
+        with pytest.raises(StorageError, match="damaged: its Argon2id iterations"):
+            PassphraseChecker(home, Clock()).open_slot("alice", passphrase)
+    assert UnlockFailures(home.unlock_failures).state("alice").consecutive == 0
+    assert PassphraseChecker(home, Clock()).open_slot("bob", RIGHT) == KEY

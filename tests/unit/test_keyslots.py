@@ -271,3 +271,34 @@ def test_a_slot_written_before_normalisation_keeps_opening(
     assert KeySlotFile.load(path).open("op", typed) == key
     with pytest.raises(WrongPassphrase):
         KeySlotFile.load(path).open("op", "cafe")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("memory_kib", 4 * 1024 * 1024),  # 4 GiB: would exhaust the machine's memory
+        ("memory_kib", 7),  # below RFC 9106's 8 KiB per lane
+        ("iterations", 60),  # the attack report's F18: 20 s per try, unbounded
+        ("iterations", 10**9),
+        ("lanes", 10**6),
+        ("iterations", True),  # JSON true is not a number of passes
+        ("memory_kib", 1024.5),
+    ],
+)
+def test_an_edited_argon2_cost_is_refused_before_argon2_runs(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    """A keyslot's stored cost is input: out of bounds it is 'damaged', at once (no hang),
+    and the other operator's slot still opens."""
+    slots, _ = make(tmp_path)
+
+    def damage(doc: dict[str, Any]) -> None:
+        doc["slots"][0][field] = value
+
+    rewrite(slots, damage)
+    loaded = KeySlotFile.load(slots.path)
+    with pytest.raises(StorageError, match="damaged: its Argon2id"):
+        loaded.check_cost(ALICE[0])
+    with pytest.raises(StorageError, match="damaged"):
+        loaded.open(*ALICE)
+    assert KeySlotFile.load(slots.path).open(*BOB) is not None
