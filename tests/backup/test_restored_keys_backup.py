@@ -236,6 +236,7 @@ def test_an_imported_key_is_backed_up_with_its_length(
         out,
         "got",
         expect_kcv=key.kcv,
+        expect_purpose=Purpose.ENCRYPTION,
         backup_able=True,
     )
     made, shares = _backup(second, tmp_path / "stick")
