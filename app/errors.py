@@ -147,6 +147,17 @@ class WorkstationInUse(StorageError):
         self.holder = holder
 
 
+# What to do when the database cannot be trusted (damaged, or older than the token says).
+# A Keystead backup (``keystead backup``) holds keys, their records and the audit history but
+# not the database file, the keyslots, operators or policy: the words say both ways back.
+RESTORE_HOME_ADVICE = (
+    "Restore keystead.db together with keyslots.json from a copy of this workstation's home "
+    "if you keep one; otherwise initialise a new workstation and run 'keystead backup "
+    "restore' from your latest Keystead backup, which brings back the keys, their records "
+    "and the audit history (operators and policy are set up again)."
+)
+
+
 class DatabaseDamaged(StorageError):
     """The database file fails SQLCipher's page authentication or SQLite's checks."""
 

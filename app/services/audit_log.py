@@ -26,7 +26,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.domain.audit import AuditEntry, Checkpoint, Report, verify_chain
-from app.errors import AuditIntegrityError, DatabaseRolledBack, KeysteadError, ValidationError
+from app.errors import (
+    RESTORE_HOME_ADVICE,
+    AuditIntegrityError,
+    DatabaseRolledBack,
+    KeysteadError,
+    ValidationError,
+)
 from app.hsm.session import TokenSession, audit_keys_refusal, public_checkpoint_documents
 from app.services.audit import Outcome, record
 from app.services.executor import assert_core_thread
@@ -202,7 +208,7 @@ class AuditLog:
         newest = max(self._signed(documents), key=lambda c: (c.seq, c.time), default=None)
         if newest is None:
             return
-        advice = "Restore the latest verified backup of this workstation; nothing was changed."
+        advice = f"Nothing was changed. {RESTORE_HOME_ADVICE}"
         if newest.workstation != self.workstation_id:
             raise DatabaseRolledBack(
                 f"The audit token's newest checkpoint ({newest.time}) belongs to workstation "

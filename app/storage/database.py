@@ -26,6 +26,7 @@ from typing import Any
 import sqlcipher3
 
 from app.errors import (
+    RESTORE_HOME_ADVICE,
     DatabaseDamaged,
     DiskFull,
     ReadOnlyHome,
@@ -68,8 +69,8 @@ _SQLITE_DENY = 1
 
 def _damaged(path: Path, detail: str) -> DatabaseDamaged:
     return DatabaseDamaged(
-        f"The database {path} is damaged ({detail}). The file was left untouched; restore it "
-        "from your latest verified backup."
+        f"The database {path} is damaged ({detail}). The file was left untouched. "
+        + RESTORE_HOME_ADVICE
     )
 
 

@@ -148,7 +148,7 @@ def test_damage_outside_the_inventory_paints_then_refuses_every_write(
         assert len([i for i in items if i.record]) == 3
         with pytest.raises(DatabaseDamaged, match="damaged") as caught:
             station(ws.finish_unlock)
-        assert "restore it from your latest verified backup" in caught.value.message
+        assert "keystead backup restore" in caught.value.message
         assert ws.db.checks is Checks.FAILED
         # Every later write gets the same refusal, before anything reaches the file.
         def write_setting() -> None:
