@@ -56,7 +56,8 @@ from pkcs11 import KeyType
 
 from app.domain.algorithms import Algorithm, Purpose, allowed_purposes, usage_for
 from app.domain.keys import KeyRecord, KeyState
-from app.hsm.session import _ENUMERATION_ATTRIBUTES, TokenSession
+from app.hsm.key_attributes import ENUMERATION_ATTRIBUTES
+from app.hsm.session import TokenSession
 from app.hsm.templates import KEY_TYPE, KeySpec, private_template, public_template, secret_template
 from app.paths import Home
 from app.services.executor import CoreExecutor
@@ -185,7 +186,7 @@ def record_half(ws: Workstation, ts: TokenSession, made: list[Made]) -> Counter[
 def raw_enumeration(ts: TokenSession) -> list[dict[Any, Any]]:
     """The raw peer: python-pkcs11 on the same session, one batched read per object."""
     session = ts._session
-    return [obj.get_attributes(_ENUMERATION_ATTRIBUTES) for obj in session.get_objects()]
+    return [obj.get_attributes(ENUMERATION_ATTRIBUTES) for obj in session.get_objects()]
 
 
 def run_tool(conf: Path, *args: str, capture: bool = False) -> tuple[str, float]:

@@ -34,7 +34,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from app.domain.algorithms import Algorithm, Family, Purpose
 from app.hsm.errors import describe, translate
-from app.hsm.session import _ec_point, spki_of
+from app.hsm.key_attributes import ec_point, spki_of
 from app.hsm.templates import CURVE_PARAMS
 from app.hsm.trials import TrialResult, generation_trial, usage_enforced
 
@@ -576,7 +576,7 @@ class _Probe:
                 if ok:
                     self.note(EDDSA, "the token does not verify its own signature")
                 return False
-            point = _ec_point(public[Attribute.EC_POINT])
+            point = ec_point(public[Attribute.EC_POINT])
         try:
             ed25519.Ed25519PublicKey.from_public_bytes(point).verify(signature, EDDSA_MESSAGE)
         except (InvalidSignature, ValueError):

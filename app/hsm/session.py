@@ -15,10 +15,9 @@ from typing import Any
 
 import pkcs11
 import pkcs11.exceptions as px
-from asn1crypto.core import OctetString
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.constants import TokenFlag
@@ -51,11 +50,19 @@ from app.hsm.decorators import (
     writes,
 )
 from app.hsm.errors import describe, pkcs11_errors, translate, unmapped_code
+from app.hsm.key_attributes import (
+    ENUMERATION_ATTRIBUTES,
+    FLAG_ATTRIBUTES,
+    KEY_CLASSES,
+    SHOWN_ATTRIBUTES,
+    algorithm_of,
+    named_attributes,
+    spki_of,
+)
 from app.hsm.module import USER_STATES, Pkcs11Module, TokenInfo
 from app.hsm.templates import (
     GENERATE_MECHANISM,
     KEY_TYPE,
-    PARAMS_CURVE,
     PRIVATE_USAGES,
     PUBLIC_USAGES,
     SECRET_USAGES,
@@ -71,63 +78,6 @@ from app.hsm.trials import Enforcement, TrialResult, generation_trial, usage_enf
 
 log = logging.getLogger(__name__)
 
-# What the detail panel and the read-back show, in this order.
-SHOWN_ATTRIBUTES = (
-    Attribute.CLASS,
-    Attribute.KEY_TYPE,
-    Attribute.LABEL,
-    Attribute.ID,
-    Attribute.TOKEN,
-    Attribute.PRIVATE,
-    Attribute.MODIFIABLE,
-    Attribute.SENSITIVE,
-    Attribute.EXTRACTABLE,
-    Attribute.WRAP_WITH_TRUSTED,
-    Attribute.ALWAYS_SENSITIVE,
-    Attribute.NEVER_EXTRACTABLE,
-    Attribute.ENCRYPT,
-    Attribute.DECRYPT,
-    Attribute.SIGN,
-    Attribute.VERIFY,
-    Attribute.WRAP,
-    Attribute.UNWRAP,
-    Attribute.DERIVE,
-    Attribute.LOCAL,
-)
-# Boolean attributes read with every object (exposure and usage).
-_FLAG_ATTRIBUTES = (
-    Attribute.SENSITIVE,
-    Attribute.ALWAYS_SENSITIVE,
-    Attribute.EXTRACTABLE,
-    Attribute.NEVER_EXTRACTABLE,
-    Attribute.WRAP_WITH_TRUSTED,
-    Attribute.MODIFIABLE,
-    Attribute.ENCRYPT,
-    Attribute.DECRYPT,
-    Attribute.SIGN,
-    Attribute.VERIFY,
-    Attribute.WRAP,
-    Attribute.UNWRAP,
-    Attribute.DERIVE,
-)
-# One batched read per object during enumeration (attributes an object does not have are left
-# out of the answer; sensitive values are never asked for).
-_ENUMERATION_ATTRIBUTES = [
-    Attribute.CLASS,
-    Attribute.KEY_TYPE,
-    Attribute.ID,
-    Attribute.LABEL,
-    Attribute.APPLICATION,
-    Attribute.VALUE_LEN,
-    Attribute.MODULUS_BITS,
-    Attribute.EC_PARAMS,
-    Attribute.CHECK_VALUE,
-    Attribute.MODULUS,
-    Attribute.PUBLIC_EXPONENT,
-    Attribute.EC_POINT,
-    *_FLAG_ATTRIBUTES,
-]
-_KEY_CLASSES = {ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY}
 _CLASS_USAGES = {
     ObjectClass.SECRET_KEY: SECRET_USAGES,
     ObjectClass.PRIVATE_KEY: PRIVATE_USAGES,
@@ -172,77 +122,6 @@ class GeneratedKey:
     spki: bytes | None
     fingerprint: str | None
     attributes: dict[str, dict[str, Any]]  # object class name -> attribute name -> value
-
-
-def _named(attributes: dict[Attribute, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for attribute in SHOWN_ATTRIBUTES:
-        if attribute in attributes:
-            value = attributes[attribute]
-            if isinstance(value, bytes) and attribute is Attribute.ID:
-                value = value.hex()
-            elif hasattr(value, "name"):
-                value = value.name
-            out[attribute.name] = value
-    return out
-
-
-def _ec_point(raw: bytes) -> bytes:
-    """CKA_EC_POINT is normally a DER OCTET STRING; some tokens give the raw point."""
-    try:
-        return bytes(OctetString.load(raw).native)
-    except ValueError:
-        return raw
-
-
-def spki_of(public: dict[Attribute, Any], family: Family) -> bytes:
-    """DER SubjectPublicKeyInfo built from a public key's attributes."""
-    key: Any
-    if family is Family.RSA:
-        numbers = rsa.RSAPublicNumbers(
-            int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
-            int.from_bytes(public[Attribute.MODULUS], "big"),
-        )
-        key = numbers.public_key()
-    elif family is Family.EC:
-        curve_name = PARAMS_CURVE.get(public[Attribute.EC_PARAMS])
-        curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}.get(curve_name or "")
-        if curve is None:
-            raise UnsupportedAlgorithm("The key's elliptic curve is not one Keystead manages.")
-        key = ec.EllipticCurvePublicKey.from_encoded_point(
-            curve, _ec_point(public[Attribute.EC_POINT])
-        )
-    else:
-        key = ed25519.Ed25519PublicKey.from_public_bytes(_ec_point(public[Attribute.EC_POINT]))
-    return bytes(
-        key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-def algorithm_of(attributes: dict[Attribute, Any]) -> Algorithm | None:
-    """Keystead's algorithm for an object's type and size, or None if it manages no such key."""
-    key_type = attributes.get(Attribute.KEY_TYPE)
-    if key_type == KeyType.AES:
-        return {16: Algorithm.AES_128, 24: Algorithm.AES_192, 32: Algorithm.AES_256}.get(
-            attributes.get(Attribute.VALUE_LEN, 0)
-        )
-    if key_type == KeyType.RSA:
-        bits = attributes.get(Attribute.MODULUS_BITS) or 8 * len(
-            attributes.get(Attribute.MODULUS) or b""  # private keys give the modulus only
-        )
-        return {2048: Algorithm.RSA_2048, 3072: Algorithm.RSA_3072, 4096: Algorithm.RSA_4096}.get(
-            bits
-        )
-    if key_type in (KeyType.EC, KeyType.EC_EDWARDS):
-        curve = PARAMS_CURVE.get(attributes.get(Attribute.EC_PARAMS, b""))
-        return {
-            "P-256": Algorithm.EC_P256,
-            "P-384": Algorithm.EC_P384,
-            "Ed25519": Algorithm.ED25519,
-        }.get(curve or "")
-    return None
 
 
 class TokenSession:
@@ -427,7 +306,7 @@ class TokenSession:
                         f"The token created key '{spec.label}' with attributes other than asked "
                         f"for ({', '.join(wrong)}); it was destroyed and nothing was recorded."
                     )
-                shown[ObjectClass(actual[Attribute.CLASS]).name] = _named(actual)
+                shown[ObjectClass(actual[Attribute.CLASS]).name] = named_attributes(actual)
                 if spec.algorithm.symmetric:
                     check = actual.get(Attribute.CHECK_VALUE)
                     kcv = bytes(check).hex().upper() if check else None
@@ -492,7 +371,7 @@ class TokenSession:
         keys and checkpoint objects are left out. Text is already safe (untrusted mapper)."""
         result: list[tuple[Any, TokenEntry]] = []
         for obj in self._session.get_objects(template or {}):
-            attrs = obj.get_attributes(_ENUMERATION_ATTRIBUTES)
+            attrs = obj.get_attributes(ENUMERATION_ATTRIBUTES)
             raw_id = bytes(attrs.get(Attribute.ID, b"") or b"")
             if raw_id in AUDIT_IDS:
                 continue  # the workstation's own audit keys are not inventory
@@ -510,7 +389,7 @@ class TokenSession:
         cls = attrs.get(Attribute.CLASS)
         class_name = getattr(cls, "name", None) or f"CLASS_0x{int(cls or 0):x}"
         key_type = attrs.get(Attribute.KEY_TYPE)
-        is_key = cls in _KEY_CLASSES
+        is_key = cls in KEY_CLASSES
         algorithm = algorithm_of(attrs) if is_key else None
         kcv = None
         fingerprint = None
@@ -534,7 +413,7 @@ class TokenSession:
             algorithm=algorithm,
             kcv=kcv,
             fingerprint=fingerprint,
-            flags=frozenset(a.name for a in _FLAG_ATTRIBUTES if attrs.get(a) is True),
+            flags=frozenset(a.name for a in FLAG_ATTRIBUTES if attrs.get(a) is True),
         )
 
     @recovering
@@ -691,7 +570,9 @@ class TokenSession:
         result: dict[str, dict[str, Any]] = {}
         with pkcs11_errors("reading key attributes"):
             for obj, entry in self._key(identity):
-                result[entry.object_class] = _named(obj.get_attributes(list(SHOWN_ATTRIBUTES)))
+                result[entry.object_class] = named_attributes(
+                    obj.get_attributes(list(SHOWN_ATTRIBUTES))
+                )
         return result
 
     @recovering
@@ -708,7 +589,7 @@ class TokenSession:
         wanted = set(indexes)
         with pkcs11_errors("reading object attributes"):
             return {
-                e.position: _named(o.get_attributes(list(SHOWN_ATTRIBUTES)))
+                e.position: named_attributes(o.get_attributes(list(SHOWN_ATTRIBUTES)))
                 for o, e in self._entries()
                 if e.position in wanted
             }
@@ -1021,7 +902,7 @@ class TokenSession:
                 for obj in self._session.get_objects(
                     {Attribute.KEY_TYPE: key_type, Attribute.ID: b"", Attribute.LABEL: ""}
                 )
-                if getattr(obj, "object_class", None) in _KEY_CLASSES
+                if getattr(obj, "object_class", None) in KEY_CLASSES
             ]
             self._check_logged_in()  # else private objects were not in the answer
             if not found:
