@@ -9,16 +9,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import pkcs11
 import pkcs11.exceptions as px
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.constants import TokenFlag
 
@@ -36,8 +31,8 @@ from app.errors import (
     UnsupportedAlgorithm,
 )
 from app.hsm.attributes import untrusted_mapper
-from app.hsm.audit_objects import AUDIT_IDS, CHECKPOINT_APPLICATION, AuditObjects
 from app.hsm.audit_objects import AUDIT_MAC_ID as AUDIT_MAC_ID  # re-exported
+from app.hsm.audit_objects import AuditObjects
 from app.hsm.audit_objects import audit_keys_refusal as audit_keys_refusal  # re-exported
 from app.hsm.audit_objects import (  # re-exported
     public_checkpoint_documents as public_checkpoint_documents,
@@ -49,13 +44,11 @@ from app.hsm.decorators import (
     recovering_handle_only,
     writes,
 )
+from app.hsm.enumeration import objects_of_key, prove_pairs, read_entries, signature_proof
 from app.hsm.errors import describe, pkcs11_errors, translate, unmapped_code
 from app.hsm.key_attributes import (
-    ENUMERATION_ATTRIBUTES,
-    FLAG_ATTRIBUTES,
     KEY_CLASSES,
     SHOWN_ATTRIBUTES,
-    algorithm_of,
     named_attributes,
     spki_of,
 )
@@ -363,153 +356,14 @@ class TokenSession:
 
     # --- enumeration and reads -------------------------------------------------------------
 
-    def _entries(
-        self, template: dict[Attribute, Any] | None = None
-    ) -> list[tuple[Any, TokenEntry]]:
-        """Every object (or those matching ``template``) with what identifies it: one batched
-        attribute read per object, a second one for public values. The workstation's own audit
-        keys and checkpoint objects are left out. Text is already safe (untrusted mapper)."""
-        result: list[tuple[Any, TokenEntry]] = []
-        for obj in self._session.get_objects(template or {}):
-            attrs = obj.get_attributes(ENUMERATION_ATTRIBUTES)
-            raw_id = bytes(attrs.get(Attribute.ID, b"") or b"")
-            if raw_id in AUDIT_IDS:
-                continue  # the workstation's own audit keys are not inventory
-            cls = attrs.get(Attribute.CLASS)
-            if cls == ObjectClass.DATA and str(attrs.get(Attribute.APPLICATION, "")) == (
-                CHECKPOINT_APPLICATION
-            ):
-                continue  # the workstation's own audit checkpoints
-            result.append((obj, self._entry(len(result), obj, attrs, raw_id)))
-        return result
-
-    def _entry(
-        self, index: int, obj: Any, attrs: dict[Attribute, Any], raw_id: bytes
-    ) -> TokenEntry:
-        cls = attrs.get(Attribute.CLASS)
-        class_name = getattr(cls, "name", None) or f"CLASS_0x{int(cls or 0):x}"
-        key_type = attrs.get(Attribute.KEY_TYPE)
-        is_key = cls in KEY_CLASSES
-        algorithm = algorithm_of(attrs) if is_key else None
-        kcv = None
-        fingerprint = None
-        if cls == ObjectClass.SECRET_KEY and attrs.get(Attribute.CHECK_VALUE):
-            kcv = bytes(attrs[Attribute.CHECK_VALUE]).hex().upper()
-        elif is_key and algorithm is not None:
-            family = algorithm.family
-            if cls == ObjectClass.PUBLIC_KEY or (
-                cls == ObjectClass.PRIVATE_KEY and family is Family.RSA
-            ):
-                try:
-                    fingerprint = hashlib.sha256(spki_of(attrs, family)).hexdigest()
-                except (KeyError, ValueError, UnsupportedAlgorithm):
-                    fingerprint = None  # a public value Keystead cannot read: no identity
-        return TokenEntry(
-            position=index,
-            object_class=class_name,
-            key_type=(getattr(key_type, "name", None) or str(key_type)) if is_key else "",
-            label=str(attrs.get(Attribute.LABEL) or ""),
-            cka_id=raw_id.hex(),
-            algorithm=algorithm,
-            kcv=kcv,
-            fingerprint=fingerprint,
-            flags=frozenset(a.name for a in FLAG_ATTRIBUTES if attrs.get(a) is True),
-        )
-
     @recovering
     def key_objects(self) -> list[TokenObject]:
         """Every object on the token, listed honestly (``app.domain.identity.group_objects``):
         secret keys, pairs, lone halves, certificates and data objects."""
         with pkcs11_errors(f"listing the objects on token '{self.info.label}'"):
-            entries = self._prove_pairs(self._entries())
+            entries = prove_pairs(self._session, read_entries(self._session))
         self.still_present()  # an absent SoftHSM token answers the search with nothing
         return group_objects([e for _o, e in entries], self.info.serial, self.info.label)
-
-    def _prove_pairs(self, found: list[tuple[Any, TokenEntry]]) -> list[tuple[Any, TokenEntry]]:
-        """EC/EdDSA private keys carry no public value. Where one could pair with more than one
-        public key (or several share a CKA_ID and curve), the private key signs a random
-        challenge and the public key that verifies it gives its fingerprint."""
-        out = list(found)
-        publics = [(o, e) for o, e in found if e.object_class == "PUBLIC_KEY" and e.fingerprint]
-        for position, (obj, entry) in enumerate(found):
-            if entry.object_class != "PRIVATE_KEY" or entry.fingerprint or entry.algorithm is None:
-                continue
-            rivals = [
-                e
-                for _o, e in found
-                if e.object_class == "PRIVATE_KEY"
-                and e.cka_id == entry.cka_id
-                and e.algorithm is entry.algorithm
-            ]
-            peers = [
-                (o, e)
-                for o, e in publics
-                if e.cka_id == entry.cka_id and e.algorithm is entry.algorithm
-            ]
-            if len(rivals) == 1 and len(peers) <= 1:
-                continue  # pairs by CKA_ID and curve alone
-            proven = self._proof(obj, entry, [e for _o, e in peers])
-            if proven:
-                out[position] = (obj, entry._replace(fingerprint=proven))
-        return out
-
-    def _proof(self, private: Any, entry: TokenEntry, peers: list[TokenEntry]) -> str | None:
-        """The fingerprint of the public key that verifies a signature by ``private``."""
-        if "SIGN" not in entry.flags or entry.algorithm is None or not peers:
-            return None
-        challenge = secrets.token_bytes(32)
-        family = entry.algorithm.family
-        try:
-            if family is Family.EC:
-                digest = hashlib.sha256(challenge).digest()
-                raw = bytes(private.sign(digest, mechanism=Mechanism.ECDSA))
-                half = len(raw) // 2
-                signature = encode_dss_signature(
-                    int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
-                )
-            else:
-                signature = bytes(private.sign(challenge, mechanism=Mechanism.EDDSA))
-        except px.PKCS11Error:
-            return None
-        for peer in peers:
-            public = self._public_by_fingerprint(peer)
-            if public is None:
-                continue
-            try:
-                if isinstance(public, ec.EllipticCurvePublicKey):
-                    public.verify(signature, challenge, ec.ECDSA(hashes.SHA256()))
-                elif isinstance(public, ed25519.Ed25519PublicKey):
-                    public.verify(signature, challenge)
-                else:
-                    continue
-            except InvalidSignature:
-                continue
-            return peer.fingerprint
-        return None
-
-    def _public_by_fingerprint(self, peer: TokenEntry) -> Any:
-        for obj in self._session.get_objects(
-            {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: bytes.fromhex(peer.cka_id)}
-        ):
-            attrs = obj.get_attributes([Attribute.EC_PARAMS, Attribute.EC_POINT])
-            if peer.algorithm is None:
-                return None
-            try:
-                der = spki_of(attrs, peer.algorithm.family)
-            except (KeyError, ValueError, UnsupportedAlgorithm):
-                continue
-            if hashlib.sha256(der).hexdigest() == peer.fingerprint:
-                return serialization.load_der_public_key(der)
-        return None
-
-    def _key(self, identity: KeyIdentity) -> list[tuple[Any, TokenEntry]]:
-        """The objects of exactly this key (key object first), [] if it is not on the token.
-        Raises AmbiguousKey when the token holds more than one object that could be it."""
-        found = self._entries({Attribute.ID: bytes.fromhex(identity.cka_id)})
-        found = self._prove_pairs(found)
-        chosen = select_key([e for _o, e in found], identity)
-        by_index = {e.position: o for o, e in found}
-        return [(by_index[e.position], e) for e in chosen]
 
     @recovering
     def key_for_use(self, identity: KeyIdentity) -> Any:
@@ -524,7 +378,7 @@ class TokenSession:
         key is not on the token or its object cannot be proven to be it; nothing is used then.
         """
         with pkcs11_errors("finding the key on the token"):
-            chosen = self._key(identity)
+            chosen = objects_of_key(self._session, identity)
         if not chosen:
             self._check_logged_in()
             self.still_present()
@@ -547,7 +401,10 @@ class TokenSession:
         if not proven and entry.fingerprint is None and identity.fingerprint:
             halves = [e for _o, e in chosen[1:] if e.fingerprint == identity.fingerprint]
             with pkcs11_errors("checking the key on the token"):
-                proven = bool(halves) and self._proof(obj, entry, halves) == identity.fingerprint
+                proven = (
+                    bool(halves)
+                    and signature_proof(self._session, obj, entry, halves) == identity.fingerprint
+                )
         if not proven or (identity.kcv is None and identity.fingerprint is None):
             raise TokenError(
                 f"The object with the key's CKA_ID {identity.cka_id} on token "
@@ -561,15 +418,15 @@ class TokenSession:
     def entries_with_id(self, cka_id: str) -> list[TokenEntry]:
         """Every object with this CKA_ID as read (keys, certificates, data objects)."""
         with pkcs11_errors("finding the key's objects"):
-            found = self._entries({Attribute.ID: bytes.fromhex(cka_id)})
-            return [e for _o, e in self._prove_pairs(found)]
+            found = read_entries(self._session, {Attribute.ID: bytes.fromhex(cka_id)})
+            return [e for _o, e in prove_pairs(self._session, found)]
 
     @recovering
     def read_key(self, identity: KeyIdentity) -> dict[str, dict[str, Any]]:
         """Live attributes of this key's objects, by object class name."""
         result: dict[str, dict[str, Any]] = {}
         with pkcs11_errors("reading key attributes"):
-            for obj, entry in self._key(identity):
+            for obj, entry in objects_of_key(self._session, identity):
                 result[entry.object_class] = named_attributes(
                     obj.get_attributes(list(SHOWN_ATTRIBUTES))
                 )
@@ -579,7 +436,7 @@ class TokenSession:
     def entries(self) -> list[TokenEntry]:
         """Every object on the token as read (for adoption: which objects make which key)."""
         with pkcs11_errors(f"listing the objects on token '{self.info.label}'"):
-            found = self._prove_pairs(self._entries())
+            found = prove_pairs(self._session, read_entries(self._session))
         self.still_present()
         return [e for _o, e in found]
 
@@ -590,7 +447,7 @@ class TokenSession:
         with pkcs11_errors("reading object attributes"):
             return {
                 e.position: named_attributes(o.get_attributes(list(SHOWN_ATTRIBUTES)))
-                for o, e in self._entries()
+                for o, e in read_entries(self._session)
                 if e.position in wanted
             }
 
@@ -600,7 +457,9 @@ class TokenSession:
         if entry.algorithm is None:
             return None
         with pkcs11_errors("reading a public key"):
-            for obj, found in self._entries({Attribute.ID: bytes.fromhex(entry.cka_id)}):
+            for obj, found in read_entries(
+                self._session, {Attribute.ID: bytes.fromhex(entry.cka_id)}
+            ):
                 if (found.object_class, found.fingerprint) == (
                     entry.object_class,
                     entry.fingerprint,
@@ -615,7 +474,7 @@ class TokenSession:
         CKA_ID. Returns them as they are now. Refuses, changing nothing, if any of them cannot
         be found exactly once or the token will not change the ID."""
         with pkcs11_errors("giving the key a new CKA_ID"):
-            current = self._prove_pairs(self._entries())
+            current = prove_pairs(self._session, read_entries(self._session))
             targets = []
             for wanted in entries:
                 same = [
@@ -654,7 +513,7 @@ class TokenSession:
         """Current usage flags of this key's objects, by object class name."""
         result: dict[str, dict[str, bool]] = {}
         with pkcs11_errors("reading usage flags"):
-            for obj, entry in self._key(identity):
+            for obj, entry in objects_of_key(self._session, identity):
                 cls = ObjectClass[entry.object_class]
                 attrs = obj.get_attributes([USAGE_ATTR[u] for u in _CLASS_USAGES[cls]])
                 result[cls.name] = {Attribute(a).name: bool(v) for a, v in attrs.items()}
@@ -675,7 +534,7 @@ class TokenSession:
         """
         changed: list[tuple[Any, Attribute, bool]] = []
         with pkcs11_errors("finding the key's objects"):
-            objects = self._key(identity)
+            objects = objects_of_key(self._session, identity)
         try:
             for obj, entry in objects:
                 cls = ObjectClass[entry.object_class]
@@ -827,7 +686,7 @@ class TokenSession:
         itself last, so a failure half-way leaves the key whole on the token (and the record
         true) rather than a record of a key that is gone."""
         with pkcs11_errors("destroying a key"):
-            objects = list(reversed(self._key(identity)))  # the key object last
+            objects = list(reversed(objects_of_key(self._session, identity)))  # the key object last
             self._check_logged_in()  # else the private key was not in the answer
             if not objects:
                 self.still_present()
@@ -845,7 +704,10 @@ class TokenSession:
         if not identity.fingerprint:
             return []
         with pkcs11_errors("destroying a key"):
-            found = self._prove_pairs(self._entries({Attribute.ID: bytes.fromhex(identity.cka_id)}))
+            found = prove_pairs(
+                self._session,
+                read_entries(self._session, {Attribute.ID: bytes.fromhex(identity.cka_id)}),
+            )
             if select_key([e for _o, e in found], identity):
                 return []  # the key is whole: not a leftover
             halves = [
@@ -935,7 +797,7 @@ class TokenSession:
         """True if this key's secret or private object is on the token. Raises TokenRemoved if
         the token does not answer (an empty answer is only then trusted)."""
         with pkcs11_errors("looking for a key"):
-            if self._key(identity):
+            if objects_of_key(self._session, identity):
                 return True
         self._check_logged_in()
         self.still_present()
