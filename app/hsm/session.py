@@ -1,7 +1,11 @@
 """A logged-in session on one token: generate, enumerate, read and destroy key objects.
 
 Objects are found by CKA_ID, never by handle. Results are plain data (``GeneratedKey``,
-``TokenObject``, attribute dicts keyed by name); no python-pkcs11 object leaves this module.
+``TokenObject``, attribute dicts keyed by name); no python-pkcs11 object leaves ``app/hsm``.
+``TokenSession`` is the one entry point; the parts it calls live beside it: the audit key and
+checkpoint handles in ``audit_objects``, reading and proving objects in ``enumeration``, the
+attribute lists, SPKI and algorithm in ``key_attributes``, and its ``writes``/``recovering``
+decorators in ``decorators``.
 """
 
 from __future__ import annotations
