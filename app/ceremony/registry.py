@@ -9,16 +9,17 @@ the runner calls the function. Pure: no I/O here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.errors import ValidationError
+from app.errors import CeremonyError, ValidationError
 
 if TYPE_CHECKING:
     from app.ceremony.context import StepContext
+    from app.domain.audit import AuditEntry
 
 
 class Kind(Enum):
@@ -32,6 +33,21 @@ class Kind(Enum):
 
 Outputs = dict[str, str]
 StepFunction = Callable[["StepContext", Mapping[str, Any]], Outputs]
+# After an interruption (a kill, a power cut) between a step's recorded start and its recorded
+# outputs: given the audit entries written since the start, the outputs of the action that
+# completed then, or None when it did not (run it); raises CeremonyError when it cannot tell.
+StepSettle = Callable[["StepContext", Mapping[str, Any], Sequence["AuditEntry"]], Outputs | None]
+
+
+def cannot_tell(ctx: StepContext, params: Mapping[str, Any], since: Sequence[AuditEntry]) -> None:
+    """The default for a step type that does not say how to settle it: refuse (fail closed)."""
+    raise CeremonyError(
+        "Keystead cannot tell from its records whether this step's action completed before "
+        "the interruption, so it is not done a second time. Check the token (keystead tokens "
+        "list, keystead keys list) and the audit history (keystead audit list), then abandon "
+        "the ceremony (keystead ceremony abandon ID --reason TEXT) and begin it again.",
+        "KS-CEREMONY-INTERRUPTED",
+    )
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,8 @@ class StepSpec:
     # Parameters naming what the step creates: two steps of one script may not name the same.
     new_keys: tuple[str, ...] = ()
     new_files: tuple[str, ...] = ()
+    # What an interrupted start of this step left behind (see ``StepSettle``).
+    settle: StepSettle = cannot_tell
 
 
 REGISTRY: dict[str, StepSpec] = {}
@@ -98,6 +116,7 @@ def step_type(
     check: StepCheck = _no_check,
     new_keys: tuple[str, ...] = (),
     new_files: tuple[str, ...] = (),
+    settle: StepSettle = cannot_tell,
 ) -> Callable[[StepFunction], StepFunction]:
     """Register ``fn`` as the step type ``name``."""
 
@@ -116,6 +135,7 @@ def step_type(
             check,
             new_keys,
             new_files,
+            settle,
         )
         return fn
 

@@ -12,11 +12,13 @@ ceremony starts and when it ends; at the end the transcript (``app.ceremony.tran
 built from the records and its SHA-256 written into the chain. A failed step stops the
 ceremony with the reason; what the step's service already committed stays committed and
 consistent with the token (each service keeps its own write-ahead intent), and the transcript
-says so.
+says so. A step's start is recorded before its action, so a step interrupted by a kill is
+settled at resume from what its action left, never carried out twice (``perform``).
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 import uuid
 from collections.abc import Mapping
@@ -34,6 +36,7 @@ from app.errors import CeremonyError, KeysteadError, TokenNotLoggedIn
 from app.services.audit import Outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.storage.ceremonies import CeremonyRepository, CeremonyRow, ParticipantRow, StepRow
+from app.storage.events import events_after, list_events
 from app.storage.repository import utc_text
 
 if TYPE_CHECKING:
@@ -49,6 +52,10 @@ RULE_SIGNOFF = "KS-CEREMONY-SIGNOFF"
 RULE_QUORUM = "KS-CEREMONY-QUORUM"
 RULE_OUTPUT = "KS-CEREMONY-OUTPUT-MISMATCH"
 RULE_RESUME = "KS-CEREMONY-RESUME"
+RULE_INTERRUPTED = "KS-CEREMONY-INTERRUPTED"
+# A step whose start is recorded (``ceremony.step-begin``) and whose outputs are not yet: its
+# action may have run before a kill or power cut. Resume settles it before anything else.
+BEGUN = "begun"
 
 ADMINISTRATOR = "administrator"
 # Which operator roles a participant role needs (an external person has none to show).
@@ -232,6 +239,8 @@ class CeremonyRun:
         self.id = ceremony_id
         self.repo = CeremonyRepository(ws.db)
         self.script = scripts.parse(self.row.script)
+        # Whether the last ``perform`` took up what an interrupted start had completed.
+        self.settled_step = False
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -476,7 +485,14 @@ class CeremonyRun:
     def perform(self, desk: CeremonyDesk) -> dict[str, str]:
         """The administrator's "done" for the current step: run its action, compare outputs
         with the script's expectations, record them. Any failure stops the ceremony (state
-        ``failed``, the reason recorded) and is raised again."""
+        ``failed``, the reason recorded) and is raised again.
+
+        The step's start is recorded before its action (``ceremony.step-begin``). A step whose
+        start is recorded but not its outputs (the process was killed, the power went) is
+        settled first, never done twice: its type reads what the action completed from the
+        entries written since (the key generated, the backup written) and those are its
+        outputs; if the action did not complete it runs now; if the type cannot tell, refused
+        (KS-CEREMONY-INTERRUPTED, denied entry) with what to check."""
         assert_core_thread()
         self._require(State.RUNNING, "carry out a step")
         if self.phase is not Phase.PERFORM:
@@ -489,20 +505,18 @@ class CeremonyRun:
         step = self.script.steps[position]
         expect = self._resolved(step)
         self._token_ready()
-        context = StepContext(
-            self.ws,
-            self.row.token_serial,
-            Path(self.row.workdir),
-            desk,
-            {k: v for k, v in expect.items() if k in step.spec.prechecked},
-            {s.step_id: s.outputs for s in self.repo.steps(self.id)[:position]},
-        )
-        try:
-            scripts.check_step(step, Ceremonies(self.ws).preflight(Path(self.row.workdir)))
-            outputs = step.spec.run(context, step.params)
-        except KeysteadError as exc:
-            self._fail(position, f"step '{step.id}' failed: {exc.message}")
-            raise
+        context = self._context(position, desk)
+        settled = self._settled(position, step, context) if self.interrupted else None
+        if settled is not None:
+            outputs = settled
+        else:
+            self._begin_step(position, step)
+            try:
+                scripts.check_step(step, Ceremonies(self.ws).preflight(Path(self.row.workdir)))
+                outputs = step.spec.run(context, step.params)
+            except KeysteadError as exc:
+                self._fail(position, f"step '{step.id}' failed: {exc.message}")
+                raise
         mismatches = [
             f"{name}: expected {wanted}, got {outputs.get(name, '(none)')}"
             for name, wanted in expect.items()
@@ -540,9 +554,79 @@ class CeremonyRun:
                     "type": step.type,
                     "position": position,
                     "outputs": outputs,
+                    **({"settled": "completed before the interruption"} if settled else {}),
                 },
             )
+        self.settled_step = settled is not None
         return outputs
+
+    @property
+    def interrupted(self) -> bool:
+        """The current step was begun and its outputs never recorded (a kill, a power cut):
+        its action may have completed. ``perform`` settles it first, never doing it twice."""
+        row = self.row
+        if State(row.state) not in {State.RUNNING, State.PAUSED}:
+            return False
+        if row.step_index >= len(self.script.steps):
+            return False
+        return self.repo.steps(self.id)[row.step_index].state == BEGUN
+
+    def _context(self, position: int, desk: CeremonyDesk) -> StepContext:
+        """What the step at ``position`` acts with: its prechecked expectations (resolved)
+        and the outputs of the steps before it."""
+        step = self.script.steps[position]
+        expect = self._resolved(step)
+        return StepContext(
+            self.ws,
+            self.row.token_serial,
+            Path(self.row.workdir),
+            desk,
+            {k: v for k, v in expect.items() if k in step.spec.prechecked},
+            {s.step_id: s.outputs for s in self.repo.steps(self.id)[:position]},
+        )
+
+    def _begin_step(self, position: int, step: scripts.Step) -> None:
+        """Record the step's start (its intent) before its action: the step row ``begun``
+        and a ``ceremony.step-begin`` entry, whose sequence number marks what came after."""
+        ws = self.ws
+        with ws.db.transaction():
+            self.repo.put_step(
+                self.id,
+                StepRow(position, step.id, BEGUN, ws.operator, utc_text(ws.clock()), {}, [], ""),
+            )
+            record(
+                ws.db,
+                when=ws.clock(),
+                operators=(ws.operator,),
+                action="ceremony.step-begin",
+                subject=f"ceremony:{self.id}",
+                outcome=Outcome.SUCCESS,
+                details={"step": step.id, "type": step.type, "position": position},
+            )
+
+    def _settled(
+        self, position: int, step: scripts.Step, context: StepContext
+    ) -> dict[str, str] | None:
+        """The outputs of an interrupted step's action if it completed (read from the records
+        written since its ``ceremony.step-begin``), None if it did not (it runs now). When the
+        step type cannot tell, refused (denied entry): nothing is done twice."""
+        began = [
+            e.seq
+            for e in list_events(self.ws.db, f"ceremony:{self.id}")
+            if e.action == "ceremony.step-begin"
+            and json.loads(e.details_json).get("position") == position
+        ]
+        since = events_after(self.ws.db, began[-1]) if began else []
+        try:
+            return step.spec.settle(context, step.params, since)
+        except KeysteadError as exc:
+            self._refuse(
+                "ceremony.step",
+                f"Step '{step.id}' was begun before the ceremony was interrupted. "
+                f"{exc.message}",
+                RULE_INTERRUPTED,
+                cause=exc,
+            )
 
     def sign_off(self, name: str, initials: str, passphrase: str | None) -> bool:
         """A witness signs the current step: an operator with initials and their passphrase,

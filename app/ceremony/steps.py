@@ -9,12 +9,13 @@ its own to them. Secrets (PINs) are asked through the desk at the moment they ar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.ceremony.context import StepContext, plain_file_name
-from app.ceremony.registry import Kind, Outputs, ParamRefused, Preflight, step_type
+from app.ceremony.registry import Kind, Outputs, ParamRefused, Preflight, StepSettle, step_type
 from app.domain.algorithms import Algorithm, parse_algorithm, parse_purpose, usage_for
 from app.domain.backup_rules import backup_refusal
 from app.domain.keys import KeyRecord
@@ -24,6 +25,9 @@ from app.errors import AuditIntegrityError, CeremonyError, KeysteadError
 from app.services.prompter import SecretKind
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from app.domain.audit import AuditEntry
 
 RULE_PRECHECK = "KS-CEREMONY-EXPECTATION"
 KEY_OUTPUTS = ("key_id", "name", "algorithm", "kcv", "fingerprint")
@@ -135,6 +139,123 @@ def check_backup_create(params: Mapping[str, Any], pre: Preflight) -> None:
     _field("custodians", lambda: custodian_plan(custodians, int(params["threshold"])))
 
 
+# --- settling a step interrupted between its recorded start and its outputs -----------------
+
+
+def _rerun(ctx: StepContext, params: Mapping[str, Any], since: Sequence[AuditEntry]) -> None:
+    """A step that only reads or signs a checkpoint: doing it again changes nothing that
+    matters, so an interrupted one simply runs again."""
+    return None
+
+
+def _completed(
+    since: Sequence[AuditEntry], action: str, subject: str | None = None, **details: Any
+) -> tuple[str, dict[str, Any]] | None:
+    """(subject, details) of the last successful ``action`` entry since the step began (on
+    ``subject``, with these detail values), or None."""
+    found = None
+    for entry in since:
+        if entry.action != action or entry.outcome != "success":
+            continue
+        if subject is not None and entry.subject != subject:
+            continue
+        values = json.loads(entry.details_json)
+        if all(values.get(k) == v for k, v in details.items()):
+            found = (entry.subject, values)
+    return found
+
+
+def _subject_key(ctx: StepContext, subject: str) -> KeyRecord:
+    return ctx.key(subject.removeprefix("key:"))
+
+
+def _settle_generate(
+    ctx: StepContext, params: Mapping[str, Any], since: Sequence[AuditEntry]
+) -> Outputs | None:
+    done = _completed(since, "key.generate", name=validate_key_name(str(params["name"])))
+    return None if done is None else _key_outputs(_subject_key(ctx, done[0]))
+
+
+def _settle_transition(action: Action) -> StepSettle:
+    def settle(
+        ctx: StepContext, params: Mapping[str, Any], since: Sequence[AuditEntry]
+    ) -> Outputs | None:
+        key = ctx.key(str(params["key"]))
+        if _completed(since, f"key.{action.value}", f"key:{key.id}") is None:
+            return None
+        _precheck(ctx, "kcv", key.kcv or "")
+        _precheck(ctx, "fingerprint", key.fingerprint or "")
+        return {**_key_outputs(key), "state": key.state.value}
+
+    return settle
+
+
+def _settle_rotate(
+    ctx: StepContext, params: Mapping[str, Any], since: Sequence[AuditEntry]
+) -> Outputs | None:
+    key = ctx.key(str(params["key"]))
+    done = _completed(since, "key.rotate", f"key:{key.id}")
+    if done is None:
+        return None
+    return _rotation_outputs(ctx, key, ctx.ws.keys.resolve(str(done[1]["successor"])))
+
+
+def _settle_written(action: str, key_param: str) -> StepSettle:
+    """A certificate or request written to the working directory: taken up when the entry
+    naming the file is there and the file holds what the entry recorded."""
+
+    def settle(
+        ctx: StepContext, params: Mapping[str, Any], since: Sequence[AuditEntry]
+    ) -> Outputs | None:
+        key = ctx.key(str(params[key_param]))
+        name = str(params["out"])
+        done = _completed(since, action, f"key:{key.id}", output_name=name)
+        if done is None:
+            return None
+        path = ctx.workdir / name
+        data = path.read_bytes() if path.is_file() else b""
+        if _sha256(data) != done[1].get("output_sha256"):
+            raise CeremonyError(
+                f"The step wrote {path} before the interruption (recorded in the audit history), "
+                "but the file there now is not what was written. Nothing is issued twice: "
+                "abandon the ceremony and check the file.",
+                "KS-CEREMONY-INTERRUPTED",
+            )
+        found = _written_outputs(data, name, action)
+        if "csr" in params:  # sign-csr: the request it signed, as the run reads it
+            found["csr_sha256"] = _sha256(ctx.file(str(params["csr"]), new=False).read_bytes())
+        return found
+
+    return settle
+
+
+def _written_outputs(pem: bytes, name: str, action: str) -> Outputs:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    if action == "cert.csr":
+        request = x509.load_pem_x509_csr(pem)
+        return {"csr_sha256": _sha256(request.public_bytes(Encoding.DER)), "file": name}
+    cert = x509.load_pem_x509_certificate(pem)
+    return _cert_outputs(cert.public_bytes(Encoding.DER), name)
+
+
+def _settle_backup(
+    ctx: StepContext, params: Mapping[str, Any], since: Sequence[AuditEntry]
+) -> Outputs | None:
+    done = _completed(since, "backup.create")
+    if done is None:
+        return None  # nothing recorded: no backup of this step exists (shares handed out void)
+    record = next((r for r in ctx.ws.backup.backups() if r.id == done[1]["backup_id"]), None)
+    if record is None:
+        raise CeremonyError(
+            f"The audit history records backup {done[1]['backup_id']} of this step, but the "
+            "workstation has no record of it. Nothing is written twice: abandon the ceremony.",
+            "KS-CEREMONY-INTERRUPTED",
+        )
+    return _backup_outputs(Path(record.directory))
+
+
 def _precheck(ctx: StepContext, name: str, actual: str) -> None:
     wanted = ctx.expect.get(name)
     if wanted is not None and wanted.strip().lower() != actual.strip().lower():
@@ -152,6 +273,7 @@ def _precheck(ctx: StepContext, name: str, actual: str) -> None:
     params={},
     outputs=("audit_entries", "audit_head", "air_gapped"),
     varying=("audit_entries", "audit_head", "air_gapped"),
+    settle=_rerun,
 )
 def workstation_check(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     report = ctx.ws.audit.verify()
@@ -173,6 +295,7 @@ def workstation_check(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     params={},
     outputs=("serial", "label", "manufacturer", "model"),
     varying=("serial", "label", "manufacturer", "model"),
+    settle=_rerun,
 )
 def token_check(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     info = ctx.ws.tokens.find(ctx.token)
@@ -210,6 +333,7 @@ def token_init(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     params={},
     outputs=("seq", "head"),
     varying=("seq", "head"),
+    settle=_rerun,
 )
 def audit_checkpoint(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     made = ctx.ws.audit.checkpoint("ceremony step")
@@ -233,6 +357,7 @@ def audit_checkpoint(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     varying=KEY_VARYING,
     check=check_generate,
     new_keys=("name",),
+    settle=_settle_generate,
 )
 def key_generate(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     algorithm = parse_algorithm(str(params["algorithm"]))
@@ -268,6 +393,7 @@ def _transition(ctx: StepContext, params: Mapping[str, Any], action: Action) -> 
     outputs=(*KEY_OUTPUTS, "state"),
     varying=KEY_VARYING,
     prechecked=("kcv", "fingerprint"),
+    settle=_settle_transition(Action.ACTIVATE),
 )
 def key_activate(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     return _transition(ctx, params, Action.ACTIVATE)
@@ -281,6 +407,7 @@ def key_activate(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     outputs=(*KEY_OUTPUTS, "state"),
     varying=KEY_VARYING,
     prechecked=("kcv", "fingerprint"),
+    settle=_settle_transition(Action.DEACTIVATE),
 )
 def key_deactivate(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     return _transition(ctx, params, Action.DEACTIVATE)
@@ -294,6 +421,7 @@ def key_deactivate(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     outputs=(*KEY_OUTPUTS, "state"),
     varying=KEY_VARYING,
     prechecked=("kcv", "fingerprint"),
+    settle=_settle_transition(Action.DESTROY),
 )
 def key_destroy(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     return _transition(ctx, params, Action.DESTROY)
@@ -307,12 +435,17 @@ def key_destroy(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     outputs=(*KEY_OUTPUTS, "successor_id", "successor", "successor_kcv", "successor_fingerprint"),
     varying=(*KEY_VARYING, "successor_id", "successor_kcv", "successor_fingerprint"),
     prechecked=("kcv", "fingerprint"),
+    settle=_settle_rotate,
 )
 def key_rotate(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     key = ctx.key(str(params["key"]))
     _precheck(ctx, "kcv", key.kcv or "")
     _precheck(ctx, "fingerprint", key.fingerprint or "")
     successor = ctx.ws.lifecycle.rotate(key.id)
+    return _rotation_outputs(ctx, key, successor)
+
+
+def _rotation_outputs(ctx: StepContext, key: KeyRecord, successor: KeyRecord) -> Outputs:
     found = _key_outputs(key)
     found["successor_id"] = successor.id
     found["successor"] = successor.name
@@ -350,6 +483,7 @@ def _sha256(data: bytes) -> str:
     varying=CERT_VARYING,
     check=check_self_sign,
     new_files=("out",),
+    settle=_settle_written("cert.issue", "key"),
 )
 def cert_self_sign(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     key = ctx.key(str(params["key"]))
@@ -392,6 +526,7 @@ def _cert_outputs(der: bytes, file: str) -> Outputs:
     prechecked=("csr_sha256",),
     check=check_sign_csr,
     new_files=("out",),
+    settle=_settle_written("cert.issue", "issuer"),
 )
 def cert_sign_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     issuer = ctx.key(str(params["issuer"]))
@@ -418,6 +553,7 @@ def cert_sign_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     varying=("csr_sha256",),
     check=check_csr,
     new_files=("out",),
+    settle=_settle_written("cert.csr", "key"),
 )
 def cert_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     key = ctx.key(str(params["key"]))
@@ -437,6 +573,7 @@ def cert_csr(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     outputs=("backup_id", "generation", "kek_check_value", "keys", "directory"),
     varying=("backup_id", "generation", "kek_check_value", "directory"),
     check=check_backup_create,
+    settle=_settle_backup,
 )
 def backup_create(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     ws = ctx.ws
@@ -458,13 +595,20 @@ def backup_create(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
         chosen=chosen,
         deliver=ctx.desk.deliver_shares,
     )
-    manifest = created.manifest
+    return _backup_outputs(created.directory)
+
+
+def _backup_outputs(directory: Path) -> Outputs:
+    """What a backup step reads aloud, from the backup's own manifest."""
+    from app.backup import format as fmt
+
+    manifest = fmt.Manifest.parse((directory / fmt.MANIFEST).read_bytes())
     return {
         "backup_id": manifest.backup_id,
         "generation": str(manifest.generation),
         "kek_check_value": manifest.kek_check_value,
         "keys": ", ".join(sorted(e.name for e in manifest.keys)),
-        "directory": created.directory.name,
+        "directory": directory.name,
     }
 
 
@@ -475,6 +619,7 @@ def backup_create(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     params={"backup": Kind.TEXT},
     outputs=("backup_id", "kek_check_value", "drilled", "keys"),
     varying=("backup_id", "kek_check_value"),
+    settle=_rerun,
 )
 def backup_drill(ctx: StepContext, params: Mapping[str, Any]) -> Outputs:
     from app.backup import format as fmt

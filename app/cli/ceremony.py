@@ -412,6 +412,11 @@ def _steps(run: Any, desk: CliDesk) -> int:
                 run.pause("input ended")
                 raise
             outputs = run.perform(desk)
+            if run.settled_step:
+                print(
+                    "This step's action had completed before the interruption; its outputs "
+                    "are read back from the records (nothing was done twice)."
+                )
             _show_outputs(outputs)
         try:
             _collect_signoffs(run, step)
@@ -433,6 +438,11 @@ def _show_step(run: Any, step: Any, total: int) -> None:
     for name, value in step.expect.items():
         print(f"  expected {name}: {value}")
     print(f"  signed off by {step.quorum} of: {', '.join(step.signers)}")
+    if run.interrupted:
+        print(
+            "  This step was begun before the ceremony was interrupted: DONE first looks for "
+            "what its action completed, and never does it twice."
+        )
 
 
 def _show_outputs(outputs: dict[str, str]) -> None:

@@ -117,6 +117,17 @@ def list_events(db: Database, subject: str | None = None) -> list[AuditEntry]:
     return [_entry(r) for r in db.query(sql + " ORDER BY seq", params)]
 
 
+def events_after(db: Database, seq: int) -> list[AuditEntry]:
+    """The entries after ``seq``, in order (what happened since an entry was written)."""
+    return [
+        _entry(r)
+        for r in db.query(
+            f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq",  # noqa: S608
+            (seq,),
+        )
+    ]
+
+
 def iter_events(db: Database, batch: int = 20_000) -> Iterator[AuditEntry]:
     """Every entry in order, read in batches."""
     for row in iter_event_rows(db, batch):
