@@ -36,6 +36,14 @@ class ShareSet:
     custodians: tuple[str, ...]
 
 
+def share_words() -> frozenset[str]:
+    """The 1024 words of SLIP-39 share mnemonics (shamir-mnemonic's own list): what the
+    ceremony script's secret filter looks for in runs."""
+    from shamir_mnemonic.wordlist import WORDLIST
+
+    return frozenset(WORDLIST)
+
+
 def custodian_plan(custodians: Sequence[str], threshold: int) -> list[str]:
     """The custodians' names (the operator-name rule) for an M-of-N split with
     ``2 <= threshold <= len(custodians)``; ValidationError otherwise. An empty list is allowed

@@ -100,6 +100,24 @@ _SECRET_VALUE = re.compile(
     r"|(?i:\bpass(word|phrase)\b)\s*(is\b|:)\s*[\"']?[^\s\"',.;]+([ -][^\s\"',.;]+){2,}"
 )
 _WORDS = re.compile(r"^[a-z]+(\s+[a-z]+){19,}$")  # a SLIP-39 / BIP-39 mnemonic's shape
+# A run of this many SLIP-39 words in a row anywhere (a share is 20 or 33 of them; prose does
+# not string a dozen of them together).
+MNEMONIC_RUN = 12
+# Words that name a PIN or passphrase; digits within a few words of one read as its value
+# ("type 123456 as the PIN", "Enter 7731 when asked for the user PIN").
+_PIN_WORDS = frozenset(
+    {"pin", "pins", "puk", "sopin", "userpin", "passphrase", "password", "passcode", "passwd"}
+)
+_NEAR = 8  # words
+# Words as people write them: "SO-PIN" and "pin-2026" are one word each (a key named
+# "pin-2026" holds no PIN; "SO-PIN 99887766" does).
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
+# "passphrase AlicePassphrase-Zq91", "the PIN: x7Q!p2": a PIN/passphrase word followed by
+# one token shaped like a secret (a digit, an inner capital or an inner symbol, 6+ chars).
+_NAMED_SECRET = re.compile(
+    r"(?i)\b(?:pass(?:word|phrase|code)|pin|puk)\b(?:\s+(?:(?:is|was)\s+)?|\s*[:=]\s*)"
+    r"[\"'\u201c\u2018]?(?P<value>[^\s\"'\u201d\u2019]{6,})"
+)
 _DIGITS = re.compile(r"^\d{4,16}$")  # a PIN's shape
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 _STEPS_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*steps[ \t]*\]\]", re.MULTILINE)
@@ -513,17 +531,85 @@ def _key_is_secret(key: str) -> bool:
 def _value_is_secret(value: str, digits_allowed: bool) -> bool:
     text = value.strip()
     return bool(
-        _SECRET_VALUE.search(text)
+        looks_like_a_secret(text)
         or _WORDS.match(text.lower())
         or (not digits_allowed and _DIGITS.match(text))
     )
 
 
+def looks_like_a_secret(text: str) -> bool:
+    """True when ``text`` holds something shaped like a PIN, passphrase or share: ``pin=…``
+    forms, digits within a few words of a PIN or passphrase word (either order), a PIN or
+    passphrase word followed by a secret-shaped token, or a run of SLIP-39 share words."""
+    return bool(
+        _SECRET_VALUE.search(text)
+        or _digits_near_pin_word(text)
+        or _named_secret(text)
+        or mnemonic_run(text) is not None
+    )
+
+
+def _digits_near_pin_word(text: str) -> bool:
+    tokens = _TOKEN.findall(text)
+    # "SO-PIN", "user_pin" name one; "pin-2026" is an identifier
+    named = [i for i, t in enumerate(tokens) if re.split(r"[-_]", t.lower())[-1] in _PIN_WORDS]
+    return any(
+        abs(i - j) <= _NEAR
+        for j, t in enumerate(tokens)
+        if t.isdigit() and len(t) >= 4
+        for i in named
+    )
+
+
+def _named_secret(text: str) -> bool:
+    for match in _NAMED_SECRET.finditer(text):
+        value = match.group("value").strip(".,;:!?()[]{}<>")
+        if re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+", value):
+            continue  # an environment variable's name (KEYSTEAD_PASSPHRASE), not its value
+        inner = value[1:]
+        if len(value) >= 6 and (
+            any(c.isdigit() for c in value)
+            or (any(c.isupper() for c in inner) and any(c.islower() for c in value))
+            or re.search(r"[A-Za-z0-9][^A-Za-z0-9\s][A-Za-z0-9]", value)
+        ):
+            return True
+    return False
+
+
+def mnemonic_run(text: str) -> int | None:
+    """Where (character offset) a run of at least ``MNEMONIC_RUN`` SLIP-39 share words in a
+    row begins in ``text`` (case and punctuation between the words ignored), or None."""
+    from app.backup.shares import share_words
+
+    words = share_words()
+    run = 0
+    start = 0
+    for match in re.finditer(r"[A-Za-z]+", text):
+        if match.group().lower() in words:
+            if run == 0:
+                start = match.start()
+            run += 1
+            if run >= MNEMONIC_RUN:
+                return start
+        else:
+            run = 0
+    return None
+
+
 def _refuse_secret_lines(text: str) -> None:
     """Comments too: a script's bytes are kept in its transcript, so a PIN in a comment would
     be printed there. Every line is checked for a secret's shape (``pin=…``, "PIN 1234…")."""
+    found = mnemonic_run(text)  # a share may be wrapped over several lines
+    if found is not None:
+        number = text[:found].count("\n") + 1
+        raise CeremonyScriptError(
+            f"Line {number} holds a run of SLIP-39 share words (a custodian's share). Shares "
+            "are shown to each custodian at the ceremony, never written in a script; remove it.",
+            RULE_SECRET,
+            line=number,
+        )
     for number, line in enumerate(text.splitlines(), start=1):
-        if _SECRET_VALUE.search(line):
+        if looks_like_a_secret(line):
             raise CeremonyScriptError(
                 f"Line {number} looks like it holds a secret (a PIN, passphrase or share), in "
                 "a value or a comment. Secrets are typed at the ceremony, never written in a "
@@ -548,7 +634,7 @@ def _refuse_secrets(node: Any, path: str, text: str) -> None:
                     line=_line_of(text, str(key)),
                 )
             if here == "profiles.production.token_serial" and isinstance(value, str):
-                if _SECRET_VALUE.search(value) or _WORDS.match(value.lower()):
+                if looks_like_a_secret(value) or _WORDS.match(value.lower()):
                     raise CeremonyScriptError(
                         f"'{here}' looks like a secret; give the token's serial.", RULE_SECRET
                     )

@@ -241,3 +241,90 @@ def test_prose_about_pins_without_a_pin_still_parses() -> None:
         b'instruction = "Type the SO PIN, then the user PIN twice; approvers give a passphrase."',
     )
     assert scripts.parse(script).steps[0].instruction.startswith("Type the SO PIN")
+
+
+# --- secrets in prose (outside testers, F23) ---------------------------------------------------
+
+
+def _share(secret: bytes, index: int = 0) -> str:
+    from shamir_mnemonic import generate_mnemonics
+
+    return generate_mnemonics(1, [(2, 3)], secret, iteration_exponent=0)[0][index]
+
+
+REAL_SHARE = _share(bytes(range(32)))  # a 256-bit KEK gives 33 words, as backup create prints
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # the reproductions
+        b'note = "type 123456 as the PIN"\n',
+        b'note = "Enter 7731 when asked for the user PIN"\n',
+        b'note = "passphrase AlicePassphrase-Zq91"\n',
+        b'note = "Custodian alice share: ' + REAL_SHARE.encode() + b'"\n',
+        # siblings: other orders, words and places
+        b'note = "the SO-PIN, 27182818, is on the envelope"\n',
+        b'note = "PIN for the token: 0000"\n',
+        b'note = "use 4242 4242 as the passcode"\n',
+        b"# the password Tr0ub4dor&3 opens the safe\n",
+        b'note = "Passphrase: \\"Correct-Horse-7\\""\n',
+        b"# share of bob: " + REAL_SHARE.upper().encode() + b"\n",  # case does not matter
+        b"# " + ", ".join(REAL_SHARE.split()[:12]).encode() + b"\n",  # a partial share, commas
+        # a share wrapped over several lines (a multi-line string and comment lines)
+        b'note = """first custodian:\n' + "\n".join(REAL_SHARE.split()).encode() + b'\n"""\n',
+        b"# "
+        + " ".join(REAL_SHARE.split()[:10]).encode()
+        + b"\n# "
+        + " ".join(REAL_SHARE.split()[10:]).encode()
+        + b"\n",
+    ],
+)
+def test_pins_passphrases_and_shares_written_as_prose_are_refused(line: bytes) -> None:
+    script = GOOD.replace(b'title = "Demo"\n', b'title = "Demo"\n' + line)
+    error = refused(script)
+    assert error.rule == scripts.RULE_SECRET, error.message
+    # in a step's instruction too
+    if line.startswith(b'note = "') and line.endswith(b'"\n') and b'"""' not in line:
+        inside = line[len(b'note = "') : -2]
+        step = GOOD.replace(b'"Show the token."', b'"' + inside + b'"')
+        assert refused(step).rule == scripts.RULE_SECRET
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    secret=st.sampled_from([16, 32]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    index=st.integers(0, 2),
+    start=st.integers(0, 8),
+    prefix=st.sampled_from(["", "Custodian A: ", "share ", "Read this aloud - "]),
+    where=st.sampled_from(["instruction", "comment", "title"]),
+)
+def test_any_run_of_a_generated_share_is_refused(
+    secret: bytes, index: int, start: int, prefix: str, where: str
+) -> None:
+    """Real SLIP-39 shares (20 words for 128 bits, 33 for 256) and any 12 of their words in a
+    row, wherever they are written."""
+    words = _share(secret, index).split()
+    text = prefix + " ".join(words[start : start + max(12, len(words) - start)])
+    assert scripts.mnemonic_run(text) is not None
+    if where == "instruction":
+        script = GOOD.replace(b'"Show the token."', b'"' + text.encode() + b'"')
+    elif where == "comment":
+        script = GOOD.replace(b'title = "Demo"\n', b'title = "Demo"\n# ' + text.encode() + b"\n")
+    else:
+        script = GOOD.replace(b'title = "Demo"', b'title = "' + text.encode() + b'"')
+    assert refused(script).rule == scripts.RULE_SECRET
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        b"Type your passphrase (KEYSTEAD_PASSPHRASE) when asked.",
+        b"The security officer types the SO PIN and the user PIN; step 2 follows.",
+        b"Check the key pin-2026 on token 12345678; its KCV is read aloud.",
+        b"The PIN pad shows 8 digits; type the PIN when asked.",
+        b"Each custodian in turn reads their share alone and writes it on their card.",
+    ],
+)
+def test_prose_about_pins_and_shares_without_one_still_parses(instruction: bytes) -> None:
+    assert scripts.parse(GOOD.replace(b"Show the token.", instruction))
