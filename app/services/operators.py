@@ -5,7 +5,8 @@ Each operator has their own keyslot in ``keyslots.json``. Disabling or removing 
 their keyslot at once (their passphrase no longer opens anything); enabling them again needs a
 new passphrase typed by them. The keyslot file is written inside the database transaction of
 the change, so a failed write rolls the change back; a keyslot without an active operator row
-is refused at unlock. (Someone who could read the database key while enrolled keeps it:
+is refused at unlock, and removed (recorded) at the next unlock by an operator: a kill between
+saving the file and committing the record leaves one (``Workstation._remove_orphan_keyslots``). (Someone who could read the database key while enrolled keeps it:
 rotate the workstation key after removing a person you no longer trust.)
 """
 

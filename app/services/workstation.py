@@ -73,6 +73,9 @@ if TYPE_CHECKING:  # built on first use: see Workstation.use / .backup / .certs
 
 log = logging.getLogger(__name__)
 
+# Why a keyslot opens nothing and is removed at the next unlock.
+ORPHAN_SLOT = "no operator record (an operators add or enable was cut short)"
+
 ROLE_SECURITY_OFFICER = "security-officer"
 # Intents reconciled at the login to their token, and those reconciled at unlock.
 KEY_INTENTS = frozenset({"key.generate", "key.transition", "key.adopt-id"})
@@ -561,6 +564,7 @@ class Workstation:
             workstation.audit.precheck_rollback()
             record = workstation.approvals.operators.get(operator)
             if record is None or not record.active:
+                unrecorded = record is None
                 with db.transaction():
                     _record(
                         db,
@@ -569,7 +573,15 @@ class Workstation:
                         action="workstation.unlock",
                         subject=f"workstation:{slots.workstation_id}",
                         outcome=Outcome.DENIED,
-                        details={"refusal": "operator disabled or removed"},
+                        details={
+                            "refusal": ORPHAN_SLOT if unrecorded else "operator disabled or removed"
+                        },
+                    )
+                if unrecorded:
+                    raise OperatorDisabled(
+                        f"'{operator}' has a keyslot but {ORPHAN_SLOT}: it opens nothing and is "
+                        "removed at the next unlock by an operator. A security officer adds "
+                        f"'{operator}' again."
                     )
                 raise OperatorDisabled(
                     f"Operator '{operator}' is disabled or removed on this workstation; "
@@ -585,6 +597,7 @@ class Workstation:
             db.close()
             raise
         try:
+            slots = KeySlotFile.load(home.keyslots)  # as the unlock's records left it
             if slots.ensure_key_pair(operator, passphrase):
                 slots.save()  # a slot from before rotation support gets its key pair
         except KeysteadError as exc:  # the unlock stands; rotation will say what is missing
@@ -621,9 +634,49 @@ class Workstation:
                 details={"failures_since_last_unlock": sealed} if sealed else None,
             )
         self.tokens.record_repairs()
+        self._remove_orphan_keyslots()
         # Token-level intents left by a kill (a half-made embedded token, an interrupted
         # initialisation or PIN change) need no login to be settled.
         self.tokens.intents.reconcile(TOKEN_INTENTS)
+
+    def _remove_orphan_keyslots(self) -> None:
+        """Keyslots no active operator record vouches for: ``operators add`` / ``enable``
+        killed after keyslots.json was saved and before the record was committed (the file is
+        written inside the record's transaction). Such a slot wraps the database key under a
+        passphrase nobody approved, so it goes, and the entry says so (one per slot, written
+        before the file is saved: a kill in between removes and records it again next time).
+        A file that cannot be written is left for the next unlock (the slot opens nothing:
+        unlock refuses an operator without an active record)."""
+        slots = KeySlotFile.load(self.home.keyslots)
+        operators = self.approvals.operators
+        orphans = []
+        for name in slots.operators():
+            found = operators.get(name)
+            if found is None or not found.active:
+                orphans.append((name, found))
+        if not orphans:
+            return
+        for name, found in orphans:
+            with self.db.transaction():
+                _record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="operator.keyslot-orphan",
+                    subject=f"operator:{name}",
+                    outcome=Outcome.SUCCESS,
+                    details={
+                        "reason": ORPHAN_SLOT
+                        if found is None
+                        else "the operator is disabled or removed",
+                        "resolution": "keyslot removed",
+                    },
+                )
+            slots.remove(name)
+        try:
+            slots.save()
+        except KeysteadError as exc:
+            log.error("orphan keyslots not removed yet: %s", exc.message)
 
     @classmethod
     def _open_read_only(
