@@ -6,8 +6,9 @@ their keyslot at once (their passphrase no longer opens anything); enabling them
 new passphrase typed by them. The keyslot file is written inside the database transaction of
 the change, so a failed write rolls the change back; a keyslot without an active operator row
 is refused at unlock, and removed (recorded) at the next unlock by an operator: a kill between
-saving the file and committing the record leaves one (``Workstation._remove_orphan_keyslots``). (Someone who could read the database key while enrolled keeps it:
-rotate the workstation key after removing a person you no longer trust.)
+saving the file and committing the record leaves one (``Workstation._remove_orphan_keyslots``).
+(Someone who could read the database key while enrolled keeps it: rotate the workstation key
+after removing a person you no longer trust.)
 """
 
 from __future__ import annotations
