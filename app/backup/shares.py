@@ -49,7 +49,9 @@ def custodian_plan(custodians: Sequence[str], threshold: int) -> list[str]:
     ``2 <= threshold <= len(custodians)``; ValidationError otherwise. An empty list is allowed
     here (a passphrase-only backup); the one rule ``backup create`` and a ceremony's
     validation apply."""
-    names = [validate_name(c, "Custodian name") for c in custodians]
+    names: list[str] = []
+    for custodian in custodians:  # each distinct from the others (one person, one share)
+        names.append(validate_name(custodian, "Custodian name", distinct_from=names))
     if names and not 2 <= threshold <= len(names):
         raise ValidationError(
             f"Shares must be M-of-N with 2 <= M <= N; got {threshold}-of-{len(names)}."

@@ -19,7 +19,6 @@ settled at resume from what its action left, never carried out twice (``perform`
 from __future__ import annotations
 
 import json
-import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from app.ceremony import script as scripts
 from app.ceremony import transcript
 from app.ceremony.context import CeremonyDesk, StepContext
 from app.ceremony.registry import Preflight
+from app.domain.names import mixed_script, name_skeleton
 from app.domain.roles import Role
 from app.errors import CeremonyError, KeysteadError, TokenNotLoggedIn
 from app.services.audit import Outcome, record, record_alone
@@ -930,26 +930,7 @@ class CeremonyRun:
 
 
 def _same_person(a: str, b: str) -> bool:
-    """Names compared the way people read them: Unicode NFKC, case-folded, and with the
-    confusable look-alikes of Unicode TR 39 (Cyrillic 'о' for Latin 'o', …) folded to their
-    skeleton, so 'Officer' or 'оfficer' is the administrator 'officer'."""
-    return _skeleton(a) == _skeleton(b)
-
-
-def _skeleton(name: str) -> str:
-    return unicodedata.normalize("NFKC", name).casefold()
-
-
-_LOOKALIKE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
-
-
-def mixed_script(name: str) -> bool:
-    """True when the letters of ``name`` come from more than one of Latin, Cyrillic and Greek,
-    whose letters look alike (Unicode TR 39's mixed-script detection, by character name)."""
-    scripts = set()
-    for char in name:
-        if char.isalpha():
-            first = unicodedata.name(char, "").split(" ", 1)[0]
-            if first in _LOOKALIKE_SCRIPTS:
-                scripts.add(first)
-    return len(scripts) > 1
+    """Names compared the way people read them (``app.domain.names.name_skeleton``: NFKC,
+    case-folded), so 'Officer' is the administrator 'officer'; look-alike letters of another
+    script are refused by ``mixed_script``."""
+    return name_skeleton(a) == name_skeleton(b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Iterable
 
 from app.errors import ValidationError
 
@@ -28,8 +29,16 @@ def has_control(text: str) -> bool:
     )
 
 
-def validate_name(name: str, what: str = "Key name") -> str:
-    """Return ``name`` trimmed; refuse empty, over-long or control-character names."""
+def validate_name(
+    name: str, what: str = "Key name", *, distinct_from: Iterable[str] | None = None
+) -> str:
+    """Return ``name`` trimmed; refuse empty, over-long or control-character names.
+
+    With ``distinct_from`` (the names of people already there: operators, the other
+    custodians of one backup) it is a person's name, read aloud and signed under, so two more
+    rules hold: its letters come from one of Latin, Cyrillic and Greek (``mixed_script``), and
+    it does not read as one of those names (the same ``name_skeleton``: 'ALICE', 'Alice' or
+    'alicе' with a Cyrillic 'е' next to 'alice'). Each refusal is a ValidationError saying so."""
     # Normalised first: NFC can lengthen text, and the limits hold for the name that is kept.
     cleaned = unicodedata.normalize("NFC", name.strip())
     if not cleaned:
@@ -40,7 +49,43 @@ def validate_name(name: str, what: str = "Key name") -> str:
         )
     if has_control(cleaned):
         raise ValidationError(f"{what} contains control or invisible characters; remove them.")
+    if distinct_from is not None:
+        if mixed_script(cleaned):
+            raise ValidationError(
+                f"{what} '{cleaned}' mixes Latin, Cyrillic or Greek letters, which look alike; "
+                "type it in one script."
+            )
+        skeleton = name_skeleton(cleaned)
+        for other in distinct_from:
+            if other != cleaned and name_skeleton(other) == skeleton:
+                raise ValidationError(
+                    f"{what} '{cleaned}' reads as '{other}' (only case or look-alike letters "
+                    "differ); choose a name nobody can mistake for it."
+                )
     return cleaned
+
+
+def name_skeleton(name: str) -> str:
+    """How a name reads: Unicode NFKC (compatibility forms such as full-width letters and
+    ligatures folded) and case-folded. Two names with one skeleton are one person's to a
+    reader. (Unicode TR 39 skeletons also fold cross-script homoglyphs; those are kept out by
+    ``mixed_script`` instead: a name is in one script.)"""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+_LOOKALIKE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
+
+
+def mixed_script(name: str) -> bool:
+    """True when the letters of ``name`` come from more than one of Latin, Cyrillic and Greek,
+    whose letters look alike (Unicode TR 39's mixed-script detection, by character name)."""
+    scripts = set()
+    for char in unicodedata.normalize("NFKC", name):
+        if char.isalpha():
+            first = unicodedata.name(char, "").split(" ", 1)[0]
+            if first in _LOOKALIKE_SCRIPTS:
+                scripts.add(first)
+    return len(scripts) > 1
 
 
 def validate_key_name(name: str) -> str:

@@ -78,12 +78,13 @@ class OperatorService:
         subject = f"operator:{name.strip()}"
         self.approvals.check_initiator("operator.add", subject)
         try:
-            name = validate_name(name, "Operator name")
+            slots = KeySlotFile.load(self.home.keyslots)
+            known = {o.name for o in self.repo.all(True)} | set(slots.operators())
+            name = validate_name(name, "Operator name", distinct_from=known)
             validate_new_passphrase(passphrase, confirmation, name)
             if not roles:
                 raise ValidationError("Give the new operator at least one role.")
-            slots = KeySlotFile.load(self.home.keyslots)
-            if self.repo.get(name) is not None or name in slots.operators():
+            if name in known:
                 raise ValidationError(
                     f"Operator '{name}' already exists (or existed: names are not reused)."
                 )

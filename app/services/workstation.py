@@ -363,7 +363,7 @@ class Workstation:
         added). Every refusal comes before anything exists. Holds the home's process lock
         (``HomeLock``, waiting up to ``wait`` s) until ``lock``."""
         assert_core_thread()
-        operator = validate_name(operator, "Operator name")
+        operator = validate_name(operator, "Operator name", distinct_from=())
         validate_new_passphrase(passphrase, confirmation, operator)
         if soft_token is not None and audit_token is not None:
             raise ValidationError(

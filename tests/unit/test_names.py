@@ -171,3 +171,47 @@ def test_token_labels_that_would_read_back_escaped_are_refused(label: str) -> No
     if "\\" not in label:
         with pytest.raises(ValidationError, match="control or invisible"):
             validate_name(label, "Custodian name")
+
+
+# --- people's names: look-alikes (outside testers, F24) ---------------------------------------
+
+CYRILLIC_E = "\u0435"  # 'е', drawn like Latin 'e'
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ALICE",  # case
+        "Alice",
+        "ａｌｉｃｅ",  # full-width letters (NFKC folds them)
+        "alic" + CYRILLIC_E,  # a Cyrillic letter among Latin ones (mixed script)
+        "\u0430lice",  # Cyrillic 'а'
+        "ali\u0441e",  # Cyrillic 'с'
+        "alıce".replace("ı", "\u0456"),  # Cyrillic 'і'
+        "\u03b1lice",  # Greek alpha
+    ],
+)
+def test_a_person_whose_name_reads_as_another_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match=r"reads as 'alice'|mixes Latin"):
+        validate_name(name, "Operator name", distinct_from=["bob", "alice"])
+
+
+@pytest.mark.parametrize("name", ["alice2", "alicia", "Алиса", "Αλίκη", "bob-the-builder"])
+def test_distinct_people_are_accepted(name: str) -> None:
+    assert validate_name(name, "Operator name", distinct_from=["alice", "bob"]) == name
+
+
+def test_mixed_script_is_refused_even_alone_and_key_names_keep_their_rules() -> None:
+    with pytest.raises(ValidationError, match="mixes Latin"):
+        validate_name("alic" + CYRILLIC_E, "Operator name", distinct_from=())
+    # Key names are not people's names: only the general rules apply.
+    assert validate_name("ключ-AES") == "ключ-AES"
+
+
+def test_custodians_of_one_backup_are_distinct_people() -> None:
+    from app.backup.shares import custodian_plan
+
+    for pair in (["alice", "ALICE"], ["alice", "alic" + CYRILLIC_E], ["Bob", "bob "]):
+        with pytest.raises(ValidationError):
+            custodian_plan(pair, 2)
+    assert custodian_plan(["alice", "bob", "carol"], 2) == ["alice", "bob", "carol"]
