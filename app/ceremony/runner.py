@@ -453,11 +453,13 @@ class CeremonyRun:
         }
         short = []
         if counts["witness"] < script.witnesses:
-            short.append(f"{script.witnesses} witness(es), {counts['witness']} registered")
+            short.append(f"{script.witnesses} witness(es) needed, {counts['witness']} registered")
         if counts["custodian"] < script.custodians:
-            short.append(f"{script.custodians} custodian(s), {counts['custodian']} registered")
+            short.append(
+                f"{script.custodians} custodian(s) needed, {counts['custodian']} registered"
+            )
         if script.auditor and counts["auditor"] < 1:
-            short.append("an auditor, none registered")
+            short.append("an auditor needed, none registered")
         for step in script.steps:
             able = len(self.eligible_signers(step))
             if able < step.quorum:
@@ -467,7 +469,10 @@ class CeremonyRun:
                 )
         if short:
             self._refuse(
-                "ceremony.start", "The script needs " + "; ".join(short) + ".", RULE_QUORUM
+                "ceremony.start",
+                "Too few participants to start: " + "; ".join(short) + ". Register them; "
+                "nothing was started.",
+                RULE_QUORUM,
             )
         self._token_ready()
         made = self.ws.audit.checkpoint("ceremony start")

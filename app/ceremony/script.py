@@ -63,6 +63,7 @@ RULE_PARAM_TYPE = "KS-CEREMONY-PARAM-TYPE"
 RULE_SECRET = "KS-CEREMONY-SECRET"  # noqa: S105 (a rule id)
 RULE_PROFILE = "KS-CEREMONY-PROFILE"
 RULE_EXPECT = "KS-CEREMONY-EXPECT"
+RULE_QUORUM_FIELD = "KS-CEREMONY-QUORUM"
 RULE_PARAM_VALUE = "KS-CEREMONY-PARAM-VALUE"
 
 PROFILES = {"rehearsal": "token_label", "production": "token_serial"}
@@ -252,7 +253,7 @@ def _validate(doc: dict[str, Any], data: bytes, text: str) -> Script:
     steps: list[Step] = []
     for index, raw in enumerate(raw_steps):
         line = lines[index] if index < len(lines) else None
-        steps.append(_step(raw, index, line, steps, custodians, auditor))
+        steps.append(_step(raw, index, line, steps, witnesses, custodians, auditor))
     script = Script(
         name, title, description, tuple(steps), profiles, witnesses, custodians, auditor, data
     )
@@ -354,7 +355,13 @@ def _profiles(raw: Any) -> dict[str, dict[str, str]]:
 
 
 def _step(
-    raw: Any, index: int, line: int | None, earlier: list[Step], custodians: int, auditor: bool
+    raw: Any,
+    index: int,
+    line: int | None,
+    earlier: list[Step],
+    witnesses: int,
+    custodians: int,
+    auditor: bool,
 ) -> Step:
     where = f"step {index + 1}" + (f" (line {line})" if line else "")
     if not isinstance(raw, dict):
@@ -468,6 +475,18 @@ def _step(
     if not isinstance(quorum, int) or isinstance(quorum, bool) or not 1 <= quorum <= 10:
         raise CeremonyScriptError(
             f"{where}: quorum must be a number from 1 to 10.", RULE_FIELD, line=line
+        )
+    # The run refuses to start unless each step's quorum can be met by the participants
+    # registered; the script's [participants] are the ones it requires, so they must suffice.
+    required = {"witness": witnesses, "custodian": custodians, "auditor": int(auditor)}
+    able = sum(required[s] for s in set(signers))
+    if quorum > able:
+        raise CeremonyScriptError(
+            f"{where}: quorum {quorum} needs {quorum} sign-offs by {'/'.join(signers)}, but "
+            f"[participants] requires only {able} of them; raise [participants] or lower the "
+            "quorum.",
+            RULE_QUORUM_FIELD,
+            line=line,
         )
     return Step(
         step_id,

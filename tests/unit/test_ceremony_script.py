@@ -328,3 +328,55 @@ def test_any_run_of_a_generated_share_is_refused(
 )
 def test_prose_about_pins_and_shares_without_one_still_parses(instruction: bytes) -> None:
     assert scripts.parse(GOOD.replace(b"Show the token.", instruction))
+
+
+# --- quorum against the participants the script requires (outside testers, F7) --------------
+
+
+@pytest.mark.parametrize(
+    ("participants", "signers", "quorum"),
+    [
+        ("witnesses = 1", '["witness"]', 5),  # the reproduction
+        ("witnesses = 1", '["witness"]', 2),
+        ("witnesses = 1\ncustodians = 1", '["witness", "custodian"]', 3),
+        ("witnesses = 2\nauditor = true", '["auditor"]', 2),
+        ("witnesses = 1\ncustodians = 2", '["custodian"]', 3),
+    ],
+)
+def test_a_quorum_the_required_participants_cannot_meet_is_refused(
+    participants: str, signers: str, quorum: int
+) -> None:
+    script = _with_participants(GOOD, participants, signers, quorum)
+    error = refused(script)
+    assert error.rule == "KS-CEREMONY-QUORUM", error.message
+    assert f"quorum {quorum} needs {quorum} sign-offs" in error.message
+    assert "raise [participants] or lower the quorum" in error.message
+
+
+@pytest.mark.parametrize(
+    ("participants", "signers", "quorum"),
+    [
+        ("witnesses = 2", '["witness"]', 2),
+        ("witnesses = 1\ncustodians = 1", '["witness", "custodian"]', 2),
+        ("witnesses = 1\nauditor = true", '["witness", "auditor"]', 2),
+    ],
+)
+def test_a_quorum_the_required_participants_meet_parses(
+    participants: str, signers: str, quorum: int
+) -> None:
+    parsed = scripts.parse(_with_participants(GOOD, participants, signers, quorum))
+    assert parsed.steps[1].quorum == quorum
+
+
+def _with_participants(base: bytes, participants: str, signers: str, quorum: int) -> bytes:
+    text = base.replace(
+        b'title = "Demo"\n', b'title = "Demo"\n\n[participants]\n' + participants.encode() + b"\n"
+    )
+    return text.replace(
+        b'instruction = "Generate."\n',
+        b'instruction = "Generate."\nsigners = '
+        + signers.encode()
+        + b"\nquorum = "
+        + str(quorum).encode()
+        + b"\n",
+    )
