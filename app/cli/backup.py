@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli import output
 from app.cli.secrets import ask_secret, interactive, require_secret
+from app.cli.terminal import clear_screen
 from app.domain.names import validate_name
 from app.errors import OperationCancelled, ValidationError
 from app.services.prompter import SecretKind
@@ -24,7 +24,6 @@ from app.services.prompter import SecretKind
 if TYPE_CHECKING:
     from app.services.workstation import Workstation
 
-CLEAR = "\033[2J\033[H"
 MAX_SHARES_FILE = 1 << 20  # a SLIP-39 share set is a few KiB; more is not a shares file
 
 
@@ -257,7 +256,7 @@ def _show_shares(card: Any) -> None:
             zip(share_set.custodians, share_set.mnemonics, strict=True), start=1
         ):
             input(f"Hand the terminal to custodian '{custodian}', then press Enter.")
-            sys.stdout.write(CLEAR)
+            clear_screen()
             print(f"Share card - custodian {custodian}, share {index} of {total}")
             print(f"Backup {card.backup_id} (generation {card.generation})")
             print(f"Needs {share_set.threshold} of {total} shares.")
@@ -273,10 +272,9 @@ def _show_shares(card: Any) -> None:
                     )
                 )
             input("Write the words down, check them, then press Enter to clear the screen.")
-            sys.stdout.write(CLEAR)
-            sys.stdout.flush()
+            clear_screen()
     except (EOFError, KeyboardInterrupt) as exc:
-        sys.stdout.write(CLEAR)
+        clear_screen()
         raise OperationCancelled(
             "Share display stopped; nothing was written. Destroy any share card already "
             f"written for backup {card.backup_id}."

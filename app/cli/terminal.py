@@ -7,6 +7,7 @@ light: no ``typing``, no ``json``."""
 from __future__ import annotations
 
 import io
+import sys
 import unicodedata
 
 TYPE_CHECKING = False  # not typing's: importing typing is a measurable share of --help
@@ -63,3 +64,18 @@ class EscapingStream(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return str(getattr(self.raw, "encoding", "utf-8"))
+
+
+# ECMA-48 CUP (home) + ED 2 (erase the display) + xterm's ED 3 (erase the scroll-back), so a
+# custodian cannot scroll back to the previous custodian's share card.
+CLEAR_SCREEN = "\033[H\033[2J\033[3J"
+
+
+def clear_screen() -> None:
+    """Clear the terminal and its scroll-back. The one control sequence Keystead sends on
+    purpose: it is written past ``EscapingStream`` (which would print it as text, leaving the
+    last share card on screen), to the real stdout, and flushed."""
+    out = sys.stdout
+    raw = out.raw if isinstance(out, EscapingStream) else out
+    raw.write(CLEAR_SCREEN)
+    raw.flush()
