@@ -63,6 +63,9 @@ def demo(ws: Workstation) -> None:
     sus = keys.generate("Demo", Algorithm.RSA_2048, "partner-tls", Purpose.SIGNING)
     life.transition(sus.id, Action.ACTIVATE)
     life.transition(sus.id, Action.SUSPEND, "partner asked to pause the integration")
+    leaked = keys.generate("Demo", Algorithm.AES_256, "hr-export-key", Purpose.ENCRYPTION)
+    life.transition(leaked.id, Action.ACTIVATE)
+    life.transition(leaked.id, Action.COMPROMISE, "laptop with the export lost")
     for n in range(12):
         keys.generate("Demo", Algorithm.AES_128, f"tenant-{n:02d}-dek", Purpose.ENCRYPTION)
     # Distribution: a backup-able key used a few times and wrapped for a partner's HSM.

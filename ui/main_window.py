@@ -287,6 +287,8 @@ class MainWindow(QMainWindow):
                 self.inventory.show_filtered(due_only=True)
             elif target == "inventory:not-backed-up":
                 self.inventory.show_filtered(not_backed_up=True)
+            elif target == "inventory:compromised":
+                self.inventory.show_filtered("compromised")
             else:
                 self.inventory.show_filtered("missing on token")
         elif target == "audit:verify":
@@ -298,6 +300,7 @@ class MainWindow(QMainWindow):
 
     def _keys_loaded(self, _count: int) -> None:
         self.overview.show_keys(*self.inventory.model.totals(datetime.now(UTC)))
+        self.overview.show_compromised(self.inventory.model.compromised_count)
         at_risk = self.inventory.model.at_risk_count
         self.overview.show_at_risk(at_risk)
         self.risk_label.setText(f"{at_risk} not backed up" if at_risk else "")

@@ -122,3 +122,28 @@ def test_overview_figures_link_to_filtered_views(qtbot, bridge, workstation, gui
     assert window.audit.action.text() == "token.login"
     overview.audit.link.click()  # verify now
     qtbot.waitUntil(lambda: overview.audit.figure.text().startswith("verified at"), timeout=10000)
+
+
+def test_overview_counts_compromised_keys(qtbot, bridge, workstation, gui_session):  # type: ignore[no-untyped-def]
+    """New-user trial F1: the overview had no figure for a compromised key still on a token."""
+    from app.domain.lifecycle import Action
+    from ui.main_window import MainWindow
+
+    leaked = bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "leak")
+    bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "fine")
+    bridge.executor.call(
+        workstation.lifecycle.transition, leaked.id, Action.COMPROMISE, reason="laptop lost"
+    )
+    window = MainWindow(gui_session)
+    qtbot.addWidget(window)
+    window.presence_timer.stop()
+    window.show()
+    window.start()
+    overview = window.overview
+    qtbot.waitUntil(lambda: overview.compromised.state == "bad", timeout=10000)
+    assert overview.compromised.figure.text() == "1 compromised, not destroyed"
+    assert "compromised keys" in overview.verdict.text()
+    overview.compromised.link.click()
+    assert window.pages.currentWidget() is window.inventory
+    qtbot.waitUntil(lambda: window.inventory.model.rowCount() == 1, timeout=5000)
+    assert window.inventory.model.item_at(0).name == "leak"  # type: ignore[union-attr]

@@ -200,3 +200,32 @@ def test_the_detail_panel_says_a_state_is_recorded_not_enforced(qtbot):  # type:
     assert panel.sync.isVisibleTo(panel)
     panel.show_item(InventoryItem(Presence.PRESENT, key._replace(token_sync=TokenSync.OK)))
     assert not panel.sync.isVisibleTo(panel)
+
+
+def test_a_compromised_key_is_the_most_visible_row(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """New-user trial F1: a compromised key looked like any active key (plain row, a green
+    "Present on the token" banner). Its row is red and bold with advice, and the detail
+    panel's banner says COMPROMISED in the alarm style."""
+    from ui.widgets.key_detail import KeyDetailPanel
+
+    bad = record("leaked", Algorithm.RSA_2048, 5)._replace(state=KeyState.COMPROMISED)
+    model = InventoryModel()
+    model.set_items([*items(), InventoryItem(Presence.PRESENT, bad)])
+    model.sort(Column.NAME, Qt.SortOrder.AscendingOrder)
+    row = names(model).index("leaked")
+    plain = names(model).index("zeta")
+    red = model.index(row, Column.STATE).data(Qt.ItemDataRole.ForegroundRole)
+    assert red is not None and red.color().red() > red.color().green()
+    assert model.index(plain, Column.STATE).data(Qt.ItemDataRole.ForegroundRole) is None
+    for column in (Column.NAME, Column.STATE):
+        assert model.index(row, column).data(Qt.ItemDataRole.FontRole).bold()
+    assert "never use" in model.index(row, Column.STATE).data(Qt.ItemDataRole.ToolTipRole)
+
+    panel = KeyDetailPanel()
+    qtbot.addWidget(panel)
+    panel.show_item(InventoryItem(Presence.PRESENT, bad))
+    assert panel.presence.text().startswith("COMPROMISED")
+    assert panel.presence.property("state") == "missing"  # the red style
+    panel.show_item(items()[0])
+    assert panel.presence.text() == "Present on the token"
+    assert panel.presence.property("state") == "present"

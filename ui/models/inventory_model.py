@@ -86,6 +86,10 @@ LIVE_STATES = (KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.SUSPENDED)
 DUE_MARK = " · due"
 NOT_BACKED_UP = "NOT BACKED UP"
 _GONE = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
+COMPROMISED_ADVICE = (
+    "Compromised: never use this key to protect anything. Re-protect what it protected "
+    "under a new key, then destroy it."
+)
 
 
 def at_risk(item: InventoryItem) -> bool:
@@ -254,6 +258,7 @@ class Prepared(NamedTuple):
     due_count: int
     orders: dict[Column, list[int]]
     at_risk_count: int  # keys in no verified backup (``at_risk``)
+    compromised_count: int = 0  # keys recorded as compromised and not yet destroyed
 
 
 def prepare_inventory(
@@ -281,6 +286,7 @@ def prepare_inventory(
         sum(due),
         {sort_column: column_order(items, sort_column, text)},
         sum(1 for item in items if at_risk(item)),
+        sum(1 for item in items if item.record and item.record.state is KeyState.COMPROMISED),
     )
 
 
@@ -310,6 +316,9 @@ _ROLES = frozenset(
         Qt.ItemDataRole.TextAlignmentRole,  # the Uses column, right-aligned
     }
 )
+_COMPROMISED_LOOK = frozenset(
+    {Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.FontRole, Qt.ItemDataRole.ToolTipRole}
+)
 
 
 class InventoryModel(QAbstractTableModel):
@@ -326,6 +335,7 @@ class InventoryModel(QAbstractTableModel):
         self._presence_totals: dict[Presence, int] = {}
         self._due_count = 0
         self._at_risk_count = 0
+        self._compromised_count = 0
         self._visible_counts: dict[Presence, int] | None = None
         self._visible: list[int] = []
         self._filter = ""
@@ -357,6 +367,7 @@ class InventoryModel(QAbstractTableModel):
         self._presence_totals = prepared.presence_totals
         self._due_count = prepared.due_count
         self._at_risk_count = prepared.at_risk_count
+        self._compromised_count = prepared.compromised_count
         self._visible_counts = None
         self._visible = self._compute_visible()
         self.endResetModel()
@@ -397,6 +408,12 @@ class InventoryModel(QAbstractTableModel):
         """Keys in no verified backup, over all items (counted with the inventory, on the
         core thread)."""
         return self._at_risk_count
+
+    @property
+    def compromised_count(self) -> int:
+        """Keys recorded as compromised and not destroyed yet, over all items (counted with
+        the inventory, on the core thread)."""
+        return self._compromised_count
 
     @property
     def due_count(self) -> int:
@@ -539,7 +556,16 @@ class InventoryModel(QAbstractTableModel):
             return self._text(item_index)[column]
         if role == ObjectRole:
             return self._items[item_index]
-        presence = self._items[item_index].presence
+        item = self._items[item_index]
+        presence = item.presence
+        compromised = item.record is not None and item.record.state is KeyState.COMPROMISED
+        if compromised and role in _COMPROMISED_LOOK:  # the most visible row: red, bold
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return _MISSING
+            if role == Qt.ItemDataRole.FontRole and column in (Column.NAME, Column.STATE):
+                return _BOLD
+            if role == Qt.ItemDataRole.ToolTipRole and column == Column.STATE:
+                return COMPROMISED_ADVICE
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == Column.STATE and is_due(self._items[item_index], self.due_before):
                 return _UNMANAGED

@@ -46,7 +46,7 @@ COLUMN_WIDTHS = {
     Column.ALGORITHM: 92,
     Column.SIZE: 104,
     Column.PURPOSE: 104,
-    Column.STATE: 92,
+    Column.STATE: 120,  # "Compromised" in bold, whole; the longest title elides
     Column.PRESENCE: 150,
     Column.TOKEN: 90,
     Column.IDENTIFIER: 200,

@@ -100,6 +100,9 @@ class OverviewPage(QWidget):
         )
         self.airgap = Card("Air gap", "Show tokens", "tokens", body)
         self.backup = Card("Backups", "Show keys not backed up", "inventory:not-backed-up", body)
+        self.compromised = Card(
+            "Compromised keys", "Show compromised keys", "inventory:compromised", body
+        )
         self.at_risk: int | None = None
         self.cards = [
             self.tokens,
@@ -109,6 +112,7 @@ class OverviewPage(QWidget):
             self.logins,
             self.airgap,
             self.backup,
+            self.compromised,
         ]
         for position, card in enumerate(self.cards):
             grid.addWidget(card, position // 3, position % 3)
@@ -230,6 +234,17 @@ class OverviewPage(QWidget):
             f"{missing} missing" + (f", {absent} on a token not attached" if absent else ""),
             "bad" if missing else ("warn" if absent else "ok"),
             "Records whose token object is gone (destroyed keys are not counted).",
+        )
+        self._verdict()
+
+    def show_compromised(self, count: int) -> None:
+        self.compromised.set(
+            f"{count} compromised, not destroyed" if count else "none",
+            "bad" if count else "ok",
+            "Never use them: re-protect what they protected under new keys, then destroy "
+            "them."
+            if count
+            else "",
         )
         self._verdict()
 

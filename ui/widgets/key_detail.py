@@ -258,8 +258,14 @@ class KeyDetailPanel(QFrame):
         token = ""
         if self._item is not None:
             token = self._item.token_label
-        self.presence.setText(presence_text(presence, token))
-        self.presence.setProperty("state", presence.name.lower())
+        text, state = presence_text(presence, token), presence.name.lower()
+        record = self._item.record if self._item is not None else None
+        if record is not None and record.state is KeyState.COMPROMISED:
+            # Above all else: a present, usable-looking key must not read as "fine" (green).
+            where = text[0].lower() + text[1:]
+            text, state = f"COMPROMISED — never use this key; destroy it ({where})", "missing"
+        self.presence.setText(text)
+        self.presence.setProperty("state", state)
         self.presence.style().unpolish(self.presence)
         self.presence.style().polish(self.presence)
 
