@@ -76,6 +76,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="disaster recovery: restore an older generation (needs its own approval)",
     )
+    restore.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="restore the backup's key OLD as NEW (its name is taken here); repeatable, recorded",
+    )
     restore.set_defaults(run=cmd_restore)
 
 
@@ -339,13 +346,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from app.cli.session import _login, _login_audit_token, _with_workstation
 
     directory = args.dir.resolve()
+    renames: dict[str, str] = {}
+    for pair in args.rename:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new or old in renames:
+            raise ValidationError(
+                f"--rename takes OLD=NEW, each backup key once; got {pair!r}. Nothing was touched."
+            )
+        renames[old] = new
 
     def body(ws: Workstation) -> Any:
         _login_audit_token(ws, required=False)
         token = args.token or ws.audit.token_serial or ""
         _login(ws, token)
         return ws.backup.restore(
-            directory, _kek_secret(args, directory), token, args.override_generation
+            directory, _kek_secret(args, directory), token, args.override_generation, renames
         )
 
     report = _with_workstation(args, body)
@@ -353,18 +368,37 @@ def cmd_restore(args: argparse.Namespace) -> int:
         "backup_id": report.manifest.backup_id,
         "generation": report.manifest.generation,
         "restored": [k.name for k in report.restored],
-        "skipped": [{"key": s.name, "reason": s.reason} for s in report.skipped],
+        "rebound": [k.name for k in report.rebound],
+        "renamed": dict(report.renamed),
+        "skipped": [
+            {"key": s.name, "reason": s.reason, "needs_action": s.needs_action}
+            for s in report.skipped
+        ],
         "audit_entries": report.audit_entries,
+        "complete": not report.incomplete,
     }
     if args.json:
         output.print_json(row)
     else:
         for skip in report.skipped:
             print(f"Not restored: {skip.name}: {skip.reason}.")
+        for old, new in report.renamed:
+            print(f"Restored '{old}' as '{new}'.")
+        for key in report.rebound:
+            print(f"Restored '{key.name}', which was missing on its token; its record now points "
+                  f"at token '{key.token_label}'.")
         print(
             f"Restored {len(report.restored)} keys from generation {report.manifest.generation}; "
             f"its audit history ({report.audit_entries} entries) verified and kept."
         )
+    if report.incomplete:
+        left = [s.name for s in report.skipped if s.needs_action]
+        print(
+            f"keystead: error: {len(left)} key(s) of the backup were not restored and need you "
+            f"to act: {', '.join(left)} (see above); the others were restored.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

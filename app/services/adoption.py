@@ -57,6 +57,8 @@ class AdoptionCandidate:
     refusal: str | None = None
     # The managed key these very objects already are (its name): adoption has nothing to do.
     managed_as: str | None = None
+    # Set when a record here holds the same key material (KnownKeys): the refusal's rule.
+    known_rule: str | None = None
 
     @property
     def cka_id(self) -> str:

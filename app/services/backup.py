@@ -39,7 +39,9 @@ from app.domain.audit import AuditEntry, Checkpoint, verify_chain
 from app.domain.backup_rules import unwrappable_reason
 from app.domain.kdf import kdf_cost_problem
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
+from app.domain.known_keys import KnownKeys, material_of
 from app.domain.lifecycle import usage_in_state
+from app.domain.names import validate_key_name
 from app.errors import (
     BackupIntegrityError,
     DiskFull,
@@ -86,11 +88,15 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class Refusal:
-    """A key that will not be in the backup, and why (shown before anything is written)."""
+    """A key that will not be in the backup (or not restored), and why (shown before anything
+    is written). ``needs_action``: a restore left the key out for a reason someone must act on
+    (a name taken here, its token not logged in...), not because it is already here or retired;
+    the restore is then incomplete (the CLI exits 1)."""
 
     key_id: str
     name: str
     reason: str
+    needs_action: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,10 +136,21 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class RestoreReport:
+    """``restored``: keys brought onto the token, new records and ``rebound`` ones (a record
+    here whose token object was gone, now pointing at the restored object); ``renamed``:
+    backup name -> name here."""
+
     manifest: fmt.Manifest
     restored: tuple[KeyRecord, ...]
     skipped: tuple[Refusal, ...]
     audit_entries: int
+    rebound: tuple[KeyRecord, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def incomplete(self) -> bool:
+        """A key of the backup was left out for a reason someone must act on."""
+        return any(s.needs_action for s in self.skipped)
 
 
 @dataclass(frozen=True)
@@ -773,6 +790,7 @@ class BackupService:
         secret: KekSecret,
         token_ref: str,
         override_generation: bool = False,
+        renames: Mapping[str, str] | None = None,
     ) -> RestoreReport:
         """Bring the backup's keys onto the token and their records into this workstation.
 
@@ -783,6 +801,16 @@ class BackupService:
         unless ``override_generation`` (a separately approved disaster-recovery override).
         Each restored key is unwrapped first as a session copy whose KCV must match; a
         mismatch stops the restore and removes the keys this restore created on the token.
+
+        A key is "already here" by its record id or by its material (``KnownKeys``: algorithm
+        and KCV, or public-key fingerprint), so a key imported here by transfer or recorded as
+        compromised / destroyed under another id is not brought back either. A record here
+        whose token object is gone (its token logged in, no key object under its CKA_ID) is
+        restored onto the token and the record rebound to it. ``renames`` (backup name -> new
+        name) restores a key whose name is taken here under a new one; recorded. Keys left out
+        for a reason someone must act on are ``Refusal.needs_action`` (the report is
+        ``incomplete``). The token objects are covered by a write-ahead intent
+        (``key.restore``): a restore killed half way is settled at the next login.
         """
         assert_core_thread()
         session = self.tokens.session(token_ref)
@@ -811,27 +839,73 @@ class BackupService:
                 "disaster-recovery override; nothing was touched.",
                 rule="KS-BACKUP-GENERATION",
             )
+        renamed = _checked_renames(renames or {}, [r for r, _ in records])
         skipped: list[Refusal] = []
         wanted: list[tuple[KeyRecord, fmt.KeyEntry]] = []
+        rebinding: list[tuple[KeyRecord, fmt.KeyEntry]] = []
         # What this workstation holds, read once (a query per key and name was 22,000 queries
         # for 11,000 keys).
-        here = {k.id: k for k in self.keys.all()}
-        names_here = {k.name for k in here.values()}
+        here = self.keys.all()
+        held = KnownKeys(here)
+        names_here = {k.name for k in here}
+        present = _KeyPresence(self.tokens)
         for record_, entry in records:
-            current = here.get(record_.id)
-            if current is not None:
+            found = held.holding(record_.algorithm, record_.kcv, record_.fingerprint, record_.id)
+            if found is not None and found.record.id == record_.id and not found.retired:
+                current = found.record
+                where = present.of(current)
+                if where == _PRESENT:
+                    skipped.append(Refusal(record_.id, record_.name, "already on this workstation"))
+                elif where == _MISSING and material_of(
+                    current.algorithm, current.kcv, current.fingerprint
+                ) != material_of(record_.algorithm, record_.kcv, record_.fingerprint):
+                    skipped.append(
+                        Refusal(
+                            record_.id,
+                            record_.name,
+                            f"missing on token '{current.token_label}', but the record here "
+                            f"names another key ({current.identifier}) than the backup "
+                            f"({record_.identifier}); not restored",
+                            needs_action=True,
+                        )
+                    )
+                elif where == _MISSING:
+                    rebinding.append((current, entry))
+                else:
+                    skipped.append(
+                        Refusal(
+                            record_.id,
+                            record_.name,
+                            f"recorded here on token '{current.token_label}', which is not "
+                            "logged in, so whether its object is still there cannot be checked: "
+                            "log in to that token, or restore onto it with --token",
+                            needs_action=True,
+                        )
+                    )
+            elif found is not None:
                 reason = (
-                    f"recorded here as {current.state.title.lower()}"
-                    if current.state in (*_GONE, KeyState.COMPROMISED)
-                    else "already on this workstation"
+                    f"recorded here as {found.record.state.title.lower()}"
+                    if found.record.id == record_.id
+                    else found.describe()
                 )
                 skipped.append(Refusal(record_.id, record_.name, reason))
             elif record_.state in (*_GONE, KeyState.COMPROMISED):
                 skipped.append(Refusal(record_.id, record_.name, "compromised: never restored"))
-            elif record_.name in names_here:
-                skipped.append(Refusal(record_.id, record_.name, "another key here has that name"))
             else:
-                wanted.append((record_, entry))
+                name = renamed.get(record_.name, record_.name)
+                if name in names_here:
+                    skipped.append(
+                        Refusal(
+                            record_.id,
+                            record_.name,
+                            f"another key here has the name '{name}': restore it under a new "
+                            f"name with --rename {record_.name}=NEW",
+                            needs_action=True,
+                        )
+                    )
+                    continue
+                names_here.add(name)
+                wanted.append((record_._replace(name=name), entry))
         if override_generation:
             self.approve(
                 "backup.restore-override",
@@ -850,22 +924,40 @@ class BackupService:
                 "generation": manifest.generation,
                 "token": info.serial,
                 "keys": [r.id for r, _ in wanted],
+                "rebind": [r.id for r, _ in rebinding],
+                "renamed": dict(sorted(renamed.items())),
             },
         )
+        restoring = [*wanted, *rebinding]
         created: list[str] = []
         blob = data[fmt.KEYS]
+        intent: int | None = None
+        intents = self.tokens.intents
         try:
             with user_kek(session.module, info, kek) as kek_session:
-                taken = kek_session.ids_on_token() if wanted else set()
-                clashes = [r.name for r, _ in wanted if r.cka_id in taken]
+                taken = kek_session.ids_on_token() if restoring else set()
+                clashes = [r.name for r, _ in restoring if r.cka_id in taken]
                 if clashes:
                     raise TokenError(
                         f"Token '{info.label}' already holds objects with the CKA_IDs of "
                         f"{', '.join(clashes)}; nothing was restored. Adopt or rebind them, or "
                         "restore onto another token."
                     )
+                if restoring:
+                    # Written ahead of the token objects: a kill leaves them to the next login.
+                    intent = intents.begin(
+                        "key.restore",
+                        info.serial,
+                        subject,
+                        {
+                            "subject": subject,
+                            "backup_id": manifest.backup_id,
+                            "cka_ids": [r.cka_id for r, _ in restoring],
+                        },
+                        recorded_as="backup.restore",
+                    )
                 try:
-                    for record_, entry in wanted:
+                    for record_, entry in restoring:
                         private, public = usage_in_state(
                             record_.algorithm, record_.purpose, record_.state
                         )
@@ -895,7 +987,13 @@ class BackupService:
                         created.append(record_.cka_id)
                         taken.add(record_.cka_id)
                     now = self.clock()
+                    rebound = [
+                        r._replace(token_serial=info.serial, token_label=info.label)
+                        for r, _ in rebinding
+                    ]
                     with self.db.transaction():
+                        if intent is not None:
+                            intents.finish(intent)
                         for record_, _entry in wanted:
                             self.keys.insert(
                                 record_._replace(
@@ -906,6 +1004,8 @@ class BackupService:
                                 ),
                                 spkis.get(record_.id),
                             )
+                        for record_ in rebound:
+                            self.keys.rebind(record_)
                         self.repo.keep_audit(
                             manifest.backup_id,
                             manifest.workstation,
@@ -926,18 +1026,37 @@ class BackupService:
                                 "generation": manifest.generation,
                                 "token": info.serial,
                                 "restored": [r.id for r, _ in wanted],
-                                "skipped": [{"key": s.key_id, "reason": s.reason} for s in skipped],
+                                "rebound": [
+                                    {"key": r.id, "token_before": b.token_serial}
+                                    for r, (b, _) in zip(rebound, rebinding, strict=True)
+                                ],
+                                "renamed": [
+                                    {"key": r.id, "from": old, "to": r.name}
+                                    for r, _ in wanted
+                                    for old, new in renamed.items()
+                                    if new == r.name
+                                ],
+                                "skipped": [
+                                    {"key": s.key_id, "reason": s.reason, "action": s.needs_action}
+                                    for s in skipped
+                                ],
                                 "audit_entries": audit_entries,
                                 "audit_head": audit_head,
                                 "override_generation": override_generation,
                             },
                         )
-                except BaseException:
+                except BaseException as exc:
+                    left = False
                     for cka_id in created:
                         try:
                             kek_session.destroy_by_id(cka_id)
-                        except KeysteadError as exc:
-                            log.error("could not remove restored key %s: %s", cka_id, exc.message)
+                        except KeysteadError as failed:
+                            left = True
+                            log.error(
+                                "could not remove restored key %s: %s", cka_id, failed.message
+                            )
+                    if intent is not None and not left:  # else the next login settles it
+                        intents.abandon(intent, subject, getattr(exc, "message", "not recorded"))
                     raise
         except KeysteadError as exc:
             record_alone(
@@ -950,7 +1069,14 @@ class BackupService:
                 details={"backup_id": manifest.backup_id, "error": exc.message},
             )
             raise
-        return RestoreReport(manifest, tuple(r for r, _ in wanted), tuple(skipped), audit_entries)
+        return RestoreReport(
+            manifest,
+            tuple(r for r, _ in restoring),
+            tuple(skipped),
+            audit_entries,
+            tuple(rebound),
+            tuple(sorted(renamed.items())),
+        )
 
     def _drill(
         self, token_ref: str, kek: bytes, manifest: fmt.Manifest, blob: bytes, metadata: Any
@@ -1003,6 +1129,54 @@ def _value_len(key: KeyRecord, wrap: WrappedKey) -> int:
             f"{wrap.value_len} bytes; nothing was written."
         )
     return length
+
+
+_PRESENT, _MISSING, _UNCHECKED = "present", "missing", "unchecked"
+
+
+class _KeyPresence:
+    """Whether a record's key object is on its token: each logged-in token's objects listed
+    once, on first need (a search per key scans the whole token)."""
+
+    def __init__(self, tokens: TokenService) -> None:
+        self._tokens = tokens
+        self._keys: dict[str, set[str]] = {}
+
+    def of(self, key: KeyRecord) -> str:
+        """_PRESENT (a key object under its CKA_ID on its token, or no token object to
+        have), _MISSING (its token is logged in and holds none), _UNCHECKED (its token is
+        not logged in)."""
+        if not key.token_serial:
+            return _PRESENT  # verify-only: nothing on a token
+        if key.token_serial not in self._keys:
+            session = next(
+                (s for s in self._tokens.logged_in() if s.info.serial == key.token_serial), None
+            )
+            if session is None:
+                return _UNCHECKED
+            self._keys[key.token_serial] = {
+                o.cka_id for o in session.key_objects() if o.kind.is_key
+            }
+        return _PRESENT if key.cka_id in self._keys[key.token_serial] else _MISSING
+
+
+def _checked_renames(renames: Mapping[str, str], records: Sequence[KeyRecord]) -> dict[str, str]:
+    """``--rename OLD=NEW`` pairs checked before anything is touched: OLD is a key of the
+    backup, NEW a valid name given once. ValidationError otherwise."""
+    names = {r.name for r in records}
+    result: dict[str, str] = {}
+    for old, new in renames.items():
+        if old not in names:
+            raise ValidationError(
+                f"The backup holds no key named '{old}' to rename; nothing was touched."
+            )
+        result[old] = validate_key_name(new)
+    doubled = sorted({n for n in result.values() if list(result.values()).count(n) > 1})
+    if doubled:
+        raise ValidationError(
+            f"Two keys cannot both be renamed to '{doubled[0]}'; nothing was touched."
+        )
+    return result
 
 
 def _parse_json(data: bytes, name: str) -> Any:

@@ -25,6 +25,7 @@ from app.domain import transfer
 from app.domain.algorithms import Family, Purpose, usage_for
 from app.domain.fingerprints import pgp_words
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
+from app.domain.known_keys import RULE_KNOWN_KEY, KnownKeys
 from app.domain.public_import import PublicKeyInput, read_public
 from app.domain.transfer import TransferFile, WrapMechanism
 from app.errors import KeysteadError, PolicyError, TokenError, ValidationError
@@ -46,9 +47,6 @@ log = logging.getLogger(__name__)
 RULE_DISTRIBUTE_STATE = "KS-DIST-STATE"
 RULE_NOT_EXTRACTABLE = "KS-DIST-NOT-EXTRACTABLE"
 RULE_UNWRAP_KEY = "KS-DIST-UNWRAP-KEY"
-RULE_KNOWN_KEY = "KS-DIST-KNOWN-KEY"
-_RETIRED = frozenset({KeyState.COMPROMISED, KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED})
-
 DISTRIBUTABLE = frozenset({KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.DEACTIVATED})
 UNWRAP_STATES = frozenset({KeyState.ACTIVE, KeyState.DEACTIVATED})
 MAX_RECIPIENT_BYTES = 1 << 20
@@ -586,25 +584,27 @@ class DistributionService:
 
     def _refuse_known_key(self, made: TransferFile, subject: str) -> None:
         """Refuse (denied entry) a file whose key this workstation already holds or has
-        retired: the same key id, or the same algorithm and KCV. An import never brings back
-        a compromised or destroyed key (NIST SP 800-57 Part 1 §5.3.4: a compromised key is
-        not used to protect again) and never makes a second copy of a live one."""
-        for known in self.keys.repo.all():
-            same_kcv = bool(known.kcv) and str(known.kcv).upper() == made.kcv.upper()
-            if known.id != made.key_id and not (known.algorithm is made.algorithm and same_kcv):
-                continue
-            if known.state in _RETIRED:
-                why = (
-                    f"The file holds key '{known.name}' (KCV {made.kcv}), recorded here as "
-                    f"{known.state.title.lower()}; a retired key is never brought back"
-                )
-            else:
-                why = (
-                    f"The file holds key '{known.name}' (KCV {made.kcv}), which this "
-                    f"workstation already holds ({known.state.title.lower()}); a key is "
-                    "imported once"
-                )
-            self._deny("key.import", subject, why, RULE_KNOWN_KEY)
+        retired: the same key id, or the same algorithm and KCV (``KnownKeys``, the check
+        restore and adopt make too). An import never brings back a compromised or destroyed
+        key and never makes a second copy of a live one."""
+        found = KnownKeys(self.keys.repo.all()).holding(
+            made.algorithm, made.kcv, None, made.key_id
+        )
+        if found is None:
+            return
+        known = found.record
+        if found.retired:
+            why = (
+                f"The file holds key '{known.name}' (KCV {made.kcv}), recorded here as "
+                f"{known.state.title.lower()}; a retired key is never brought back"
+            )
+        else:
+            why = (
+                f"The file holds key '{known.name}' (KCV {made.kcv}), which this "
+                f"workstation already holds ({known.state.title.lower()}); a key is "
+                "imported once"
+            )
+        self._deny("key.import", subject, why, RULE_KNOWN_KEY)
 
     def _deny(self, action: str, subject: str, why: str, rule: str) -> None:
         error = PolicyError(f"{why}. Nothing was done.", rule)

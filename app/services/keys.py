@@ -33,10 +33,12 @@ from app.domain.keys import (
     TokenObject,
     TrustedWrap,
 )
+from app.domain.known_keys import RULE_KNOWN_KEY, KnownKeys
 from app.domain.names import validate_key_name
 from app.errors import (
     KeysteadError,
     NotFoundError,
+    PolicyError,
     TokenError,
     TokenNotLoggedIn,
     TokenNotPresent,
@@ -97,6 +99,7 @@ class KeyService:
         self.intents = intents or tokens.intents
         self.intents.handlers["key.generate"] = self._reconcile_generation
         self.intents.handlers["key.adopt-id"] = self._reconcile_adopt_id
+        self.intents.handlers["key.restore"] = self._reconcile_restore
         # Usage counters and usage-limit warnings per key id (wired by the workstation to
         # ``KeyUseService``, which depends on this service): (uses, why due).
         self.usage_of: (
@@ -445,6 +448,43 @@ class KeyService:
 
         return Resolution(ROLLED_BACK, found, apply)
 
+    def _reconcile_restore(self, intent: IntentRow) -> Resolution | None:
+        """A backup restore that never resolved (killed between unwrapping its keys onto the
+        token and recording them). Its CKA_IDs were free on the token when it began (restore
+        refuses otherwise): an object under one that a record here points at on this token is
+        kept (the restore rebound that record, or the key was adopted since); the objects under
+        the others are the restore's own and are destroyed, so the next restore finds the
+        token as before and restores them properly. Recorded as the restore's abort."""
+        serial = intent.token_serial
+        session = next((s for s in self.tokens.logged_in() if s.info.serial == serial), None)
+        if session is None or self.intents.writer_running(serial):
+            return None
+        kept: list[str] = []
+        destroyed = 0
+        for cka_id in (str(c) for c in intent.details.get("cka_ids", [])):
+            if self.repo.by_token_object(serial, cka_id) is not None:
+                kept.append(cka_id)
+            else:
+                destroyed += session.destroy_generated(cka_id)
+        found = {
+            "backup_id": intent.details.get("backup_id"),
+            "objects_destroyed": destroyed,
+            "kept_for_records": kept,
+        }
+
+        def apply() -> None:
+            record(
+                self.db,
+                when=self.clock(),
+                operators=(self.operator,),
+                action="backup.restore",
+                subject=str(intent.details.get("subject", f"token:{serial}")),
+                outcome=Outcome.ABORTED,
+                details={"token": serial, **found},
+            )
+
+        return Resolution(ROLLED_BACK, found, apply)
+
     def _clear_blank_keys(
         self, session: TokenSession, algorithm_name: str, before: frozenset[str] | None, what: str
     ) -> BlankKeys:
@@ -634,13 +674,14 @@ class KeyService:
         entries = session.entries()
         listed = group_objects(entries, session.info.serial, session.info.label)
         managed = {k.cka_id for k in self.repo.on_token(session.info.serial)}
+        held = KnownKeys(self.repo.all())
         result = []
         for key in listed:
             if key.kind in (ObjectKind.CERTIFICATE, ObjectKind.DATA, ObjectKind.OTHER):
                 continue
             if key.cka_id in managed and not key.shared_id:
                 continue
-            result.append(self._candidate(session, key, entries))
+            result.append(self._candidate(session, key, entries, held))
         return result
 
     def adoption_candidate(
@@ -689,7 +730,11 @@ class KeyService:
         return self._candidate(session, fits[0], entries)
 
     def _candidate(
-        self, session: TokenSession, key: TokenObject, entries: list[TokenEntry]
+        self,
+        session: TokenSession,
+        key: TokenObject,
+        entries: list[TokenEntry],
+        held: KnownKeys | None = None,
     ) -> AdoptionCandidate:
         parts = _parts_of(key, entries)
         live = session.attributes_of([e.position for e in parts])
@@ -698,6 +743,26 @@ class KeyService:
         existing = self.repo.by_token_object(candidate.token_serial, candidate.cka_id)
         if existing is not None and not candidate.needs_new_id:
             return replace(candidate, managed_as=existing.name)
+        algorithm = candidate.algorithm
+        if candidate.refusal is None and algorithm is not None and candidate.identifier:
+            symmetric = algorithm.symmetric
+            found = (held or KnownKeys(self.repo.all())).holding(
+                algorithm,
+                candidate.identifier if symmetric else None,
+                None if symmetric else candidate.identifier,
+            )
+            if found is not None:
+                advice = (
+                    ""
+                    if found.retired
+                    else "; a key is managed once (if that key's own object is gone, "
+                    "'keys rebind' points its record at this one)"
+                )
+                return replace(
+                    candidate,
+                    refusal=f"This object holds {found.describe()}{advice}.",
+                    known_rule=RULE_KNOWN_KEY,
+                )
         return candidate
 
     def adopt(
@@ -728,7 +793,7 @@ class KeyService:
                 candidate, name, purpose, accept_exposure, new_id
             )
             final_name = self.free_name(name or candidate.suggested_name or "")
-        except (ValidationError, TokenError) as exc:
+        except (ValidationError, TokenError, PolicyError) as exc:
             record_alone(
                 self.db,
                 when=self.clock(),
@@ -866,6 +931,8 @@ class KeyService:
         new_id: bool,
     ) -> tuple[Purpose, bool]:
         """The purpose to record and whether the officer chose it; raises what refuses it."""
+        if candidate.refusal and candidate.known_rule:
+            raise PolicyError(f"{candidate.refusal} Nothing was changed.", candidate.known_rule)
         if candidate.refusal:
             raise TokenError(f"{candidate.refusal} Nothing was changed.")
         if candidate.managed_as is not None:

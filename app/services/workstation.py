@@ -78,7 +78,7 @@ ORPHAN_SLOT = "no operator record (an operators add or enable was cut short)"
 
 ROLE_SECURITY_OFFICER = "security-officer"
 # Intents reconciled at the login to their token, and those reconciled at unlock.
-KEY_INTENTS = frozenset({"key.generate", "key.transition", "key.adopt-id"})
+KEY_INTENTS = frozenset({"key.generate", "key.transition", "key.adopt-id", "key.restore"})
 TOKEN_INTENTS = frozenset(
     {"token.create-soft", "token.init", "token.init-blank", "token.init-pin",
      "token.change-pin", "token.change-so-pin"}

@@ -205,8 +205,10 @@ def test_a_key_whose_name_is_taken_here_is_skipped_and_the_holder_untouched(
     )
     assert [k.name for k in report.restored] == ["data-key"]
     assert {s.name: s.reason for s in report.skipped} == {
-        "twin-name": "another key here has that name"
+        "twin-name": "another key here has the name 'twin-name': restore it under a new name "
+        "with --rename twin-name=NEW"
     }
+    assert report.incomplete
     names = {k.name: k for k in second(second.ws.keys.repo.all)}
     assert names["twin-name"] == holder
     assert set(names) == {"data-key", "twin-name"}

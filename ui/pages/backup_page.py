@@ -287,7 +287,15 @@ class BackupPage(QWidget):
             f"Restored {len(report.restored)} key(s) from backup generation "
             f"{report.manifest.generation}; {report.audit_entries} audit entries kept, verified."
         ]
+        lines += [
+            f"Restored '{k.name}', which was missing on its token; its record now points at "
+            f"token '{k.token_label}'."
+            for k in report.rebound
+        ]
         lines += [f"Not restored: {s.name}: {s.reason}." for s in report.skipped]
         self.last_report = "\n".join(lines)
         self.done.emit(lines[0])
-        QMessageBox.information(self, "Restore finished", self.last_report)
+        if report.incomplete:  # a key was left out for a reason someone must act on
+            QMessageBox.warning(self, "Restore incomplete", self.last_report)
+        else:
+            QMessageBox.information(self, "Restore finished", self.last_report)
