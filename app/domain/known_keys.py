@@ -67,6 +67,10 @@ class KnownKeys:
     def add(self, record: KeyRecord) -> None:
         self._by_id[record.id] = record
         material = material_of(record.algorithm, record.kcv, record.fingerprint)
+        if not record.token_serial and record.state not in RETIRED:
+            # A live verify-only record (an imported public key) holds no private key: its
+            # private half may still be restored or adopted. A retired one's never may.
+            return
         if material is not None:
             self._by_material.setdefault(material, []).append(record)
 
