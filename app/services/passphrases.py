@@ -29,6 +29,10 @@ class PassphraseChecker:
         self.home = home
         self.clock = clock
         self.failures = UnlockFailures(home.unlock_failures)
+        # Whether the side record was absent when this check began (it is written before
+        # every check, so after the first unlock it is always there): the unlock records it
+        # when the database says the file had existed (``Workstation._note_missing_failures``).
+        self.record_was_missing = False
 
     def throttle(self, operator: str) -> None:
         """Refuse a try that comes too early after wrong ones (nothing is checked or counted)."""
@@ -67,6 +71,7 @@ class PassphraseChecker:
         if operator not in slots.operators():
             raise UnknownOperator(f"There is no operator named '{operator}' on this workstation.")
         slots.check_cost(operator)
+        self.record_was_missing = self.record_was_missing or not self.failures.path.exists()
         attempt = self.failures.begin(operator, self.clock())
         try:
             key = slots.open(operator, passphrase)

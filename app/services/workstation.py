@@ -73,6 +73,8 @@ if TYPE_CHECKING:  # built on first use: see Workstation.use / .backup / .certs
 
 log = logging.getLogger(__name__)
 
+# Set once an unlock has seen unlock-failures.json: its absence later is recorded.
+FAILURES_FILE_SETTING = "unlock_failures_file"
 # Why a keyslot opens nothing and is removed at the next unlock.
 ORPHAN_SLOT = "no operator record (an operators add or enable was cut short)"
 
@@ -621,6 +623,7 @@ class Workstation:
         """The unlock's records, in this order: wrong passphrases since the last unlock, a
         rotation recovered, the ``workstation.unlock`` entry, store repairs, token intents."""
         sealed = self._seal_failures(checker)
+        self._note_missing_failures(checker)
         if recovered is not None:
             self._record_recovery(recovered)
         with self.db.transaction():
@@ -799,6 +802,34 @@ class Workstation:
         if self.audit.sealing:  # evidence outside the database now vouches for the new key
             self.audit.checkpoint("after key rotation")
         return len(resealed.slots)
+
+    def _note_missing_failures(self, checker: PassphraseChecker) -> None:
+        """The wrong-passphrase record (unlock-failures.json) is written before every
+        passphrase check and never deleted by Keystead, so once an unlock has seen it, its
+        absence at a later unlock means it was deleted: wrong passphrases and lock-outs since
+        the last unlock may have been erased. Recorded (``workstation.unlock-failures-missing``,
+        before any token login, so unsealed), so an auditor sees it; the database remembers
+        that the file existed (setting ``unlock_failures_file``)."""
+        settings = SettingsRepository(self.db)
+        seen = settings.get(FAILURES_FILE_SETTING) is not None
+        if seen and not checker.record_was_missing:
+            return
+        with self.db.transaction():
+            if seen:
+                _record(
+                    self.db,
+                    when=self.clock(),
+                    operators=(self.operator,),
+                    action="workstation.unlock-failures-missing",
+                    subject=f"workstation:{self.workstation_id}",
+                    outcome=Outcome.SUCCESS,
+                    details={
+                        "file": self.home.unlock_failures.name,
+                        "note": "the wrong-passphrase record was missing at this unlock: wrong "
+                        "passphrases and lock-outs since the last unlock may have been erased",
+                    },
+                )
+            settings.put(FAILURES_FILE_SETTING, "present")
 
     def _seal_failures(self, checker: PassphraseChecker) -> int:
         """Write the wrong passphrases of the side record into the audit chain (each once)."""

@@ -9,7 +9,9 @@ as a failure; only a success takes it back. Killing the process during the check
 counts as a failure and never resets the count. The file holds names and times only, no secret
 (operator names are visible in ``keyslots.json`` too). Someone who can delete it can reset the
 count; they could equally copy the database and attack it offline, which Argon2id's cost is
-there for.
+there for. Keystead never deletes the file (it holds an empty record when nothing is counted),
+so the next unlock notices a deleted one and records it
+(``workstation.unlock-failures-missing``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import StorageError
-from app.storage.files import fsync_directory, write_atomic
+from app.storage.files import write_atomic
 
 FORMAT = "keystead-unlock-failures"
 VERSION = 1
@@ -96,12 +98,9 @@ class UnlockFailures:
     # --- changing --------------------------------------------------------------------------
 
     def _save(self, doc: dict[str, Any]) -> None:
-        if not doc["names"] and not doc["unsealed"] and not doc["lost"]:
-            # Nothing counted and nothing to seal: no file (the home holds only what matters).
-            if self.path.exists():
-                self.path.unlink()
-                fsync_directory(self.path.parent)
-            return
+        # Written even when nothing is counted: the file is never removed by Keystead, so a
+        # missing one after an unlock has seen it means someone deleted it (and with it any
+        # failures and lock-outs), which the next unlock records.
         write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"))
 
     def begin(self, operator: str, now: datetime, reason: str = "interrupted") -> str:
