@@ -48,6 +48,7 @@ def register(sub: Any) -> None:
     export = audit.add_parser("export", help="write every entry to a file")
     export.add_argument("--format", choices=["csv", "json"], required=True)
     export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     export.set_defaults(run=cmd_audit_export)
     audit.add_parser("checkpoint", help="sign a checkpoint of the chain now").set_defaults(
         run=cmd_audit_checkpoint
@@ -114,7 +115,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_audit_export(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> int:
         _login_audit_token(ws, required=False)
-        return ws.audit.export(args.out.resolve(), args.format)
+        return ws.audit.export(args.out.resolve(), args.format, overwrite=args.overwrite)
 
     count = _with_workstation(args, body)
     if args.json:

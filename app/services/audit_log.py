@@ -413,11 +413,16 @@ class AuditLog:
             "entries": [_entry_json(e) for e in entries],
         }
 
-    def export(self, path: Path, fmt: str) -> int:
-        """Write every entry to ``path`` (csv for reading, json for verification); audited."""
+    def export(self, path: Path, fmt: str, overwrite: bool = False) -> int:
+        """Write every entry to ``path`` (csv for reading, json for verification); audited.
+        An existing file is replaced only with ``overwrite`` (evidence is never written over
+        by accident); ValidationError otherwise, before anything is read."""
         assert_core_thread()
         if fmt not in ("csv", "json"):
             raise ValidationError("Export format is csv or json.")
+        from app.services.key_use import check_target
+
+        check_target(path, overwrite)
         entries = list(iter_events(self.db))
         if fmt == "csv":
             data = _csv(entries)

@@ -327,9 +327,10 @@ class DistributionService:
         )
         self._refuse_known_key(made, subject)
         if expect_kcv is not None and expect_kcv.strip().upper() != made.kcv:
-            raise ValidationError(
-                f"The file's key has KCV {made.kcv}, you expected {expect_kcv.strip().upper()}; "
-                "nothing was imported."
+            raise ValidationError(  # (the file's own KCV is not shown: never copy it over)
+                f"The file's key does not have the KCV you expected "
+                f"({expect_kcv.strip().upper()}); nothing was imported. Do not import it: "
+                "confirm the KCV with the sender over another channel."
             )
         check_purpose(made, expect_purpose)
         session = self.tokens.session(token_ref)

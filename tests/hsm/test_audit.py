@@ -18,7 +18,13 @@ from app.domain.algorithms import Algorithm
 from app.domain.audit import Fault, canonical, entry_hash, json_text
 from app.domain.keys import KeyState
 from app.domain.lifecycle import Action
-from app.errors import AuditIntegrityError, DatabaseRolledBack, PolicyError, TokenRemoved
+from app.errors import (
+    AuditIntegrityError,
+    DatabaseRolledBack,
+    PolicyError,
+    TokenRemoved,
+    ValidationError,
+)
 from app.services.workstation import Workstation
 from tests.support import OPERATOR, PASS, PIN, Bench, peer_objects
 
@@ -259,3 +265,10 @@ def test_csv_export_is_readable(bench: Bench, tmp_path: Path) -> None:
     assert lines[0].startswith("seq,time_utc,operators,action")
     assert len(lines) == count + 1
     assert out.stat().st_mode & 0o077 == 0
+    # New-user trial F7: a second export silently replaced the first; evidence is replaced
+    # only when asked (the GUI's file dialog asks, the CLI has --overwrite).
+    first = out.read_bytes()
+    with pytest.raises(ValidationError, match="already exists"):
+        bench(bench.ws.audit.export, out, "csv")
+    assert out.read_bytes() == first
+    assert bench(bench.ws.audit.export, out, "csv", overwrite=True) == count + 1

@@ -218,7 +218,9 @@ def test_bad_transfer_files_leave_nothing_on_the_token(
     enc = Purpose.ENCRYPTION
     _bad(second, importing, TOKEN, good, "x", unwrapping_key="other-kek", expect_purpose=enc)
     # A wrong expected KCV.
-    _bad(second, importing, TOKEN, good, "y", expect_kcv="123456", expect_purpose=enc)
+    wrong = _bad(second, importing, TOKEN, good, "y", expect_kcv="123456", expect_purpose=enc)
+    # New-user trial F8: the refusal printed the file's KCV, inviting a hurried retype of it.
+    assert key.kcv not in str(wrong) and "another channel" in str(wrong)
     assert _object_ids(second) == before
     # Outside testers: the purpose is covered by no check value, so a re-sealed file could
     # change it (an encryption key arriving as a key-wrapping or MAC key). The import needs the

@@ -329,7 +329,8 @@ class AuditPage(QWidget):
             self._banner("ok")
             self.refresh()
 
-        self._run(lambda audit: audit.export(path, fmt), done)
+        # The file dialog has asked before replacing an existing file.
+        self._run(lambda audit: audit.export(path, fmt, overwrite=True), done)
 
 
 def _describe(entry: AuditEntry) -> str:
