@@ -90,7 +90,10 @@ def register(sub: Any) -> None:
             command.add_argument("--reason", required=True)
         if action is Action.COMPROMISE:
             command.add_argument(
-                "--date", type=cli_args.start_date, help="compromise date (ISO 8601)"
+                "--date",
+                type=cli_args.start_date,
+                help="compromise date (ISO 8601); without it the key's creation time, the "
+                "earliest it can have been compromised (SP 800-57: assume the worst)",
             )
             command.add_argument(
                 "--revoke-certificates",
@@ -290,6 +293,11 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         "fingerprint",
         "created_at",
         "created_by",
+        "activation_date",
+        "deactivation_date",
+        "compromise_date",
+        "replaces",
+        "replaced_by",
         "presence",
         "usage_count",
     ):
@@ -413,6 +421,13 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
     else:
         note = "" if row["token_sync"] == TokenSync.OK.value else f" ({row['token_sync_text']})"
         print(f"Key '{row['name']}' is now {row['state']}{note}.")
+        if action is Action.COMPROMISE:
+            given = getattr(args, "date", None) is not None
+            print(
+                f"Compromise date: {row['compromise_date']}"
+                + ("." if given else " (the key's creation: no --date was given, so everything "
+                   "it ever protected is treated as exposed).")
+            )
         if row.get("revoked_certificates"):
             print(
                 f"Revoked {len(row['revoked_certificates'])} certificate(s) of this key "

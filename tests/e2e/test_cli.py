@@ -506,7 +506,13 @@ def test_lifecycle_commands(cli: Cli) -> None:
     cli.run("keys", "suspend", "k", expect=2)  # --reason is required
     cli.run("keys", "suspend", "k", "--reason", "investigation")
     cli.run("keys", "compromise", "k", "--reason", "leak", "--date", "not-a-date", expect=2)
-    cli.run("keys", "compromise", "k", "--reason", "leak", "--date", "2026-01-02")
+    said = cli.run("keys", "compromise", "k", "--reason", "leak", "--date", "2026-01-02").stdout
+    assert "Compromise date: 2026-01-02" in said  # the date given, said back
+    shown = cli.run("keys", "show", "k").stdout  # new-user trial F27: dates were not shown
+    assert "compromise date: 2026-01-02" in shown and "activation date:" in shown
+    generate(cli, "AES-128", "undated")
+    said = cli.run("keys", "compromise", "undated", "--reason", "leak").stdout
+    assert "no --date was given" in said  # the default (creation time) is never silent
     cli.error("keys", "destroy", "k", "--confirm", "K")
     cli.run("keys", "destroy", "k", "--confirm", "k")
     history = cli.json("keys", "history", "k")
