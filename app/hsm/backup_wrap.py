@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +168,25 @@ _DRILL_TEMPLATE: dict[Attribute, Any] = {
 }
 
 
+def _not_one_key(label: str, cka_id: str, count: int, names: Mapping[str, str]) -> str:
+    """Why a backup cannot wrap the key with ``cka_id``, naming it and the way forward."""
+    name = names.get(cka_id)
+    if name is None:
+        return f"Token '{label}' holds {count} keys with CKA_ID {cka_id}; nothing was written."
+    others = [n for c, n in names.items() if c != cka_id]
+    listed = ",".join(others) if len(others) <= 12 else "KEY,... (the others)"
+    then = f" back up the others with --keys {listed}," if others else ""
+    if count == 0:
+        return (
+            f"Key '{name}' is missing on token '{label}' (no key object with its CKA_ID "
+            f"{cka_id}); nothing was written:{then} restore it from a backup, or rebind it."
+        )
+    return (
+        f"Token '{label}' holds {count} keys with the CKA_ID of key '{name}' ({cka_id}); "
+        f"nothing was written:{then} or remove the impostor."
+    )
+
+
 def _check_login(rv: int, who: str, label: str) -> None:
     if rv == 0:
         return
@@ -192,13 +211,14 @@ class KekSession:
         cka_ids: list[str],
         step: Callable[[int], None] | None = None,
         private: frozenset[str] = frozenset(),
+        names: Mapping[str, str] | None = None,
     ) -> list[WrappedKey]:
         """RFC 5649 wraps of the secret keys with these CKA_IDs, done by the token, in order.
         The token is searched once per object class (a search by CKA_ID scans every object:
         one per key would be quadratic). TokenError if a CKA_ID matches no key, or more than
         one; then nothing is wrapped. ``step(n)`` is called after each n-th key (it may raise
         to stop). CKA_IDs in ``private`` name RSA / EC private keys: wrapped as PKCS#8
-        (``value_len`` 0).
+        (``value_len`` 0). ``names`` (CKA_ID -> key name) lets a refusal name the key.
 
         The loop makes its calls directly (app/hsm/direct.py): one C_GetAttributeValue per
         object for its CKA_ID and the facts kept for the manifest, and one C_WrapKey per key,
@@ -222,10 +242,7 @@ class KekSession:
             for cka_id in cka_ids:
                 count = len(found.get(cka_id, []))
                 if count != 1:
-                    raise TokenError(
-                        f"Token '{self._label}' holds {count} keys with CKA_ID "
-                        f"{cka_id}; nothing was written."
-                    )
+                    raise TokenError(_not_one_key(self._label, cka_id, count, names or {}))
             kek = int(self._kek.handle)
             result = []
             for cka_id in cka_ids:

@@ -173,6 +173,13 @@ def plan_keys(keys: Sequence[KeyRecord], serial: str, chosen: set[str] | None) -
             if chosen is not None:
                 refused.append(Refusal(key.id, key.name, "destroyed"))
             continue
+        if key.state is KeyState.COMPROMISED:
+            # A restore never brings a compromised key back (NIST SP 800-57 Part 1 §5.3.4):
+            # copying its material onto a new medium only spreads it.
+            refused.append(
+                Refusal(key.id, key.name, "compromised: a restore never brings it back")
+            )
+            continue
         if not key.extractable:
             refused.append(
                 Refusal(key.id, key.name, "not extractable (generated to stay on its token)")
@@ -402,7 +409,11 @@ class BackupService:
         no verified backup (a lost token loses those)."""
         assert_core_thread()
         newest = self.repo.newest_per_key()
-        live = [k for k in self.keys.all() if k.extractable and k.state not in _GONE]
+        live = [
+            k
+            for k in self.keys.all()
+            if k.extractable and k.state not in (*_GONE, KeyState.COMPROMISED)
+        ]
         return sum(1 for k in live if k.id not in newest), len(live)
 
     # --- create ------------------------------------------------------------------------------
@@ -599,6 +610,7 @@ class BackupService:
                     [key.cka_id for key in plan.keys],
                     lambda done: progress("wrap", done, count),
                     frozenset(k.cka_id for k in plan.keys if k.algorithm.family is not Family.AES),
+                    {key.cka_id: key.name for key in plan.keys},
                 )
         finally:
             self.tokens.session(info.serial).login_changed()
