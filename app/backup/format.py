@@ -45,12 +45,18 @@ def directory_name(generation: int, backup_id: str) -> str:
     return f"keystead-backup-g{generation:06d}-{backup_id[:8]}"
 
 
-_DIRECTORY_NAME = re.compile(r"keystead-backup-g[0-9]{6,}-[0-9a-f]{8}")
+_DIRECTORY_NAME = re.compile(r"keystead-backup-g([0-9]{6,})-[0-9a-f]{8}")
 
 
 def is_directory_name(name: str) -> bool:
     """Whether ``name`` has the form ``directory_name`` gives."""
     return _DIRECTORY_NAME.fullmatch(name) is not None
+
+
+def generation_of(name: str) -> int | None:
+    """The generation a backup directory's name carries (``directory_name``), or None."""
+    found = _DIRECTORY_NAME.fullmatch(name)
+    return int(found.group(1)) if found else None
 
 
 def kek_check_value(kek: bytes) -> str:

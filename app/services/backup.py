@@ -475,7 +475,9 @@ class BackupService:
                 )
             )
         self.airgap.require_air_gap("backup.create", subject)
-        generation = self.repo.newest_generation() + 1
+        # Also above any backup already on this medium: one written but never recorded (a kill
+        # between writing and recording) keeps its number; a re-run never reuses it.
+        generation = max(self.repo.newest_generation(), _newest_on(target)) + 1
         operators = self.approve(
             "backup.create",
             subject,
@@ -1141,6 +1143,16 @@ def _value_len(key: KeyRecord, wrap: WrappedKey) -> int:
             f"{wrap.value_len} bytes; nothing was written."
         )
     return length
+
+
+def _newest_on(target: Path) -> int:
+    """The newest generation among the backup directories directly under ``target`` (0 if
+    none, or if it cannot be listed: writing there will then say why)."""
+    try:
+        names = [p.name for p in target.iterdir()]
+    except OSError:
+        return 0
+    return max((g for g in map(fmt.generation_of, names) if g is not None), default=0)
 
 
 _PRESENT, _MISSING, _UNCHECKED = "present", "missing", "unchecked"

@@ -1,9 +1,10 @@
-"""What a new backup leaves out, and what it says when it cannot start (attack F20, F3).
+"""What a new backup leaves out, and what it says when it cannot start (attack F20, F3, F11).
 
 - F20: a COMPROMISED key is not copied onto a new medium (a restore never brings it back); it
   is listed with the reason, and naming only it writes nothing.
 - F3: a key whose token object is gone stops the backup with a message naming the key and how
   to back up the others (before: "holds 0 keys with CKA_ID …").
+- F11: a backup on the medium that this workstation never recorded keeps its generation number.
 """
 
 from __future__ import annotations
@@ -79,3 +80,27 @@ def test_a_key_missing_on_the_token_is_named_with_the_way_forward(
     # The way forward works.
     made = _create(station, tmp_path / "other", {"k1"})
     assert [e.name for e in made.manifest.keys] == ["k1"]  # type: ignore[attr-defined]
+
+
+def test_a_backup_left_unrecorded_on_the_medium_keeps_its_generation(
+    station: Station, tmp_path: Path
+) -> None:
+    """F11: a backup written but never recorded (a kill between writing and recording, here
+    its record removed) keeps its number: the next backup to that medium is the next
+    generation, never a second one with the same number."""
+    station(station.ws.keys.generate, TOKEN, Algorithm.AES_256, "k1", backup_able=True)
+    stick = tmp_path / "stick"
+    first = _create(station, stick)
+    assert first.manifest.generation == 1  # type: ignore[attr-defined]
+    db = station.ws.db
+
+    def forget() -> None:
+        with db.transaction():
+            db.execute("DELETE FROM key_backups")
+            db.execute("DELETE FROM backups")
+
+    station(forget)
+    assert station(station.ws.backup.backups) == []
+    second = _create(station, stick)
+    assert second.manifest.generation == 2  # type: ignore[attr-defined]
+    assert len(list(stick.iterdir())) == 2
