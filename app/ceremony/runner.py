@@ -797,12 +797,18 @@ class CeremonyRun:
             )
 
     def _resolved(self, step: scripts.Step) -> dict[str, str]:
+        return self.expected_outputs(step)
+
+    def expected_outputs(self, step: scripts.Step) -> dict[str, str]:
+        """``step``'s expected outputs with each ``@step.output`` reference replaced by the
+        value that step recorded (what the room is shown and the output is checked against);
+        "(not yet recorded)" while the referenced step has not run."""
         rows = {s.step_id: s.outputs for s in self.repo.steps(self.id)}
         found = {}
         for name, value in step.expect.items():
             if value.startswith("@"):
                 ref_step, _, ref_output = value[1:].partition(".")
-                found[name] = rows.get(ref_step, {}).get(ref_output, "(no such output)")
+                found[name] = rows.get(ref_step, {}).get(ref_output, "(not yet recorded)")
             else:
                 found[name] = value
         return found

@@ -71,7 +71,7 @@ def snapshot(run: CeremonyRun) -> CeremonyView:
             title=step.spec.title,
             instruction=step.instruction,
             params=tuple((k, _text(v)) for k, v in step.params.items()),
-            expect=tuple(step.expect.items()),
+            expect=tuple(run.expected_outputs(step).items()),  # references resolved
             signers=step.signers,
             quorum=step.quorum,
             state=r.state,

@@ -435,8 +435,11 @@ def _show_step(run: Any, step: Any, total: int) -> None:
     for name, value in step.params.items():
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"  {name}: {shown}")
-    for name, value in step.expect.items():
-        print(f"  expected {name}: {value}")
+    for name, value in run.expected_outputs(step).items():  # references resolved
+        source = step.expect[name]
+        by = source[1:].partition(".")[0]
+        origin = f" (recorded by step '{by}')" if source[:1] == "@" else ""
+        print(f"  expected {name}: {value}{origin}")
     print(f"  signed off by {step.quorum} of: {', '.join(step.signers)}")
     if run.interrupted:
         print(

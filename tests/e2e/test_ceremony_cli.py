@@ -147,6 +147,9 @@ def test_every_template_runs_to_the_end(room: Cli, tmp_path: Path) -> None:
     kek = room.json("keys", "show", "kek-2026")
     assert kek["state"] == "ACTIVE" and kek["token"] == REHEARSAL
     assert kek["kcv"].upper() in out.replace(":", "").upper()  # read aloud
+    # New-user trial F6: a later step showed 'expected kcv: @generate.kcv', not the value.
+    assert "@generate" not in out
+    assert f"expected kcv: {kek['kcv']} (recorded by step 'generate')" in out
     shares = tmp_path / "shares.json"
     done["backup"] = ceremony_id(run_template(room, "backup", work, "--shares-out", str(shares)))
     assert len(json.loads(shares.read_text())["shares"]) == 3
