@@ -28,6 +28,7 @@ from app.errors import (
     KeysteadError,
     OperatorDisabled,
     PolicyError,
+    StorageError,
     TokenError,
     TokenNotPresent,
     UnsupportedAlgorithm,
@@ -522,6 +523,13 @@ class Workstation:
         assert_core_thread()
         if not home.exists():
             KeySlotFile.load(home.keyslots)  # raises WorkstationMissing, in its words
+        if not home.keyslots.exists():  # the database without the only way to open it
+            raise StorageError(
+                f"The keyslot file {home.keyslots} is missing, but the database "
+                f"{home.database} is here: restore keyslots.json from the same copy of this "
+                "home as the database (the keyslots are the only way to open it). Nothing was "
+                "changed."
+            )
         home_lock = None if home.read_only() else HomeLock.acquire(home.root, program, wait)
         try:
             return cls._unlock_locked(home, operator, passphrase, clock, home_lock, defer_checks)

@@ -448,6 +448,20 @@ def test_a_damaged_database_is_reported_and_left_as_it_is(cli: Cli) -> None:
     ]
 
 
+def test_a_missing_keyslot_file_is_named_not_called_no_workstation(cli: Cli) -> None:
+    """Attack report F8: without keyslots.json 'keys list' said "No workstation here …
+    Initialise one first" while init said one exists. Both now agree on what is wrong."""
+    generate(cli, "AES-128", "k")
+    slots = cli.home / "keyslots.json"
+    kept = slots.read_bytes()
+    slots.unlink()
+    message = cli.error("keys", "list")
+    assert "keyslot file" in message and "is missing" in message and "Initialise" not in message
+    assert "already exists" in cli.error("init", "--operator", "officer", "--soft-token", "x")
+    slots.write_bytes(kept)  # put back from the same copy: everything is there
+    assert [k["name"] for k in cli.json("keys", "list")] == ["k"]
+
+
 def test_a_refused_soft_token_creates_nothing(bare_cli: Cli) -> None:
     message = bare_cli.error(
         "init", "--operator", "officer", "--soft-token", TOKEN, KEYSTEAD_SO_PIN="12"
