@@ -20,28 +20,9 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_directory(path.parent)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(
-                f"The disk holding {path.parent} is full; {path.name} was not changed."
-            ) from exc
-        raise StorageError(f"Could not write {path}: {exc.strerror}.") from exc
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file
+    (``write_atomic_many`` of one file: one place for the write, fsync and rename)."""
+    write_atomic_many(((path, data),), mode)
 
 
 def write_atomic_many(items: Sequence[tuple[Path, bytes]], mode: int = 0o600) -> None:
@@ -70,7 +51,7 @@ def write_atomic_many(items: Sequence[tuple[Path, bytes]], mode: int = 0o600) ->
             current = path
             os.replace(tmp, path)
         for directory in dict.fromkeys(path.parent for _tmp, path in temps):
-            current = directory
+            current = next(path for _tmp, path in temps if path.parent == directory)
             fsync_directory(directory)
     except OSError as exc:
         for tmp, _path in temps:
