@@ -68,7 +68,7 @@ def test_destroy_requires_exact_typed_name(qtbot):  # type: ignore[no-untyped-de
     qtbot.keyClicks(dialog.typed, " ")
     assert not dialog.destroy_button.isEnabled()
     shown = [label.text() for label in dialog.findChildren(QLabel)]
-    assert "C0FF:EE" in shown  # the KCV, grouped
+    assert "C0FFEE" in shown  # the KCV, whole (one formatter: identifier_text)
     assert " ".join(pgp_words(bytes.fromhex("C0FFEE"))) in shown  # and read aloud
     assert any("cannot be undone" in text for text in shown)
 
