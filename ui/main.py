@@ -100,10 +100,11 @@ class AppController(QObject):
         screen.setWindowIcon(icon("keystead"))
         if closing is not None:  # cover where the window was, whatever its size
             screen.setGeometry(closing.geometry())
-            # Destroy it: lambdas connected to its own children's signals hold it through
-            # Qt, out of reach of Python's cycle collector; kept, every relock would keep a
-            # whole window and its inventory (100,000 rows: ~250 MB) alive (issue 17).
-            closing.deleteLater()
+            # Hidden, not deleted: deleting it here (to free its inventory at once, issue 17)
+            # crashed the full UI test run twice in pytest-qt's event processing after the
+            # idle-lock tests; until that is understood, a relocked window keeps its memory
+            # (lambdas on its children hold it through Qt) and is hidden.
+            closing.hide()
         self.lock_screen = screen
         screen.show()
         self._show_unlock(parent=screen)
