@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from app.cli import output
-from app.cli.secrets import ask_operator, require_secret
+from app.cli.secrets import ask_operator, new_token_pins, require_secret
 from app.cli.session import NEXT_STEP_WITHOUT_AUDIT
 from app.domain.names import validate_token_label
 from app.errors import ValidationError, WorkstationExists
@@ -59,12 +59,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.soft_token is not None:
         validate_token_label(args.soft_token)
     if args.soft_token:
-        so_pin = require_secret(
-            SecretKind.SO_PIN, f"New SO PIN for token '{args.soft_token}'", confirm=True
-        )
-        pin = require_secret(
-            SecretKind.USER_PIN, f"New user PIN for token '{args.soft_token}'", confirm=True
-        )
+        pin, so_pin = new_token_pins(args.soft_token)
         soft = SoftTokenRequest(args.soft_token, so_pin, pin)
     audit: AuditTokenChoice | None = None
     if args.audit_token:

@@ -75,7 +75,11 @@ def event_summary(row: dict[str, Any]) -> str:
     parts = []
     if "from" in details:
         parts.append(f"{details['from']} -> {details['to']}")
-    for key in ("reason", "refusal", "error", "successor_name"):
+    if "setting" in details and "value" in details:
+        # A policy switch (e.g. policy.airgap): what it was and what it became.
+        before = f"{details['previous']} -> " if "previous" in details else ""
+        parts.append(f"{details['setting']}: {before}{details['value']}")
+    for key in ("rule", "reason", "refusal", "error", "successor_name"):
         if details.get(key):
             parts.append(f"{key}: {details[key]}")
     approval = details.get("approval")

@@ -74,6 +74,24 @@ def require_secret(kind: SecretKind, prompt: str, confirm: bool = False) -> str:
     return value
 
 
+def new_token_pins(label: str) -> tuple[str, str]:
+    """The two PINs of a token being created, as ``(user_pin, so_pin)``: the user PIN first,
+    as the README and the GUI's first-start dialog ask for them (a first-time officer typed
+    the planned user PIN into an SO PIN prompt that came first). Each prompt says what the
+    PIN is for, so the two cannot be mistaken for one another."""
+    pin = require_secret(
+        SecretKind.USER_PIN,
+        f"New user PIN for token '{label}' (typed for everyday use)",
+        confirm=True,
+    )
+    so_pin = require_secret(
+        SecretKind.SO_PIN,
+        f"New SO PIN for token '{label}' (the security officer's recovery PIN, not for daily use)",
+        confirm=True,
+    )
+    return pin, so_pin
+
+
 def ask_operator(explicit: str | None) -> str:
     if explicit:
         return explicit

@@ -13,6 +13,7 @@ from app.cli.secrets import (
     ENV_AUDIT_PIN,
     ENV_PIN,
     interactive,
+    new_token_pins,
     require_secret,
 )
 from app.domain.names import validate_token_label
@@ -216,12 +217,7 @@ def cmd_tokens_init_blank(args: argparse.Namespace) -> int:
                 raise ValidationError(f"Confirm with --confirm '{args.label}' (the new label).")
             confirm = input(f"Type the new label '{args.label}' again to initialise the slot: ")
         # The token this command creates: KEYSTEAD_SO_PIN / KEYSTEAD_PIN, as create-soft.
-        so_pin = require_secret(
-            SecretKind.SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
-        )
-        pin = require_secret(
-            SecretKind.USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
-        )
+        pin, so_pin = new_token_pins(args.label)
         return ws.admin.init_blank(args.module, args.slot, args.label, confirm, so_pin, pin)
 
     created = _with_workstation(args, body)
@@ -265,12 +261,7 @@ def cmd_tokens_create_soft(args: argparse.Namespace) -> int:
         # a command names or creates (here the new token, as at ``init --soft-token``); the
         # audit token's PIN then comes from KEYSTEAD_AUDIT_PIN only, so the new token's PIN
         # is never tried on it.
-        so_pin = require_secret(
-            SecretKind.SO_PIN, f"New SO PIN for token '{args.label}'", confirm=True
-        )
-        pin = require_secret(
-            SecretKind.USER_PIN, f"New user PIN for token '{args.label}'", confirm=True
-        )
+        pin, so_pin = new_token_pins(args.label)
         if os.environ.get(ENV_AUDIT_PIN) is not None or (
             interactive() and os.environ.get(ENV_PIN) is None
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.cli.operators import roles_list
 from app.cli.output import event_summary
 from app.domain.roles import AU, KC, SO
+from app.services.airgap import POLICY_KEY
 
 
 def test_the_approvers_of_an_entry_are_named_in_the_table() -> None:
@@ -24,6 +25,19 @@ def test_the_sole_operator_bootstrap_is_visible_without_json() -> None:
 
 def test_an_entry_without_approval_says_nothing_about_it() -> None:
     assert event_summary({"details": {"reason": "lock"}}) == "reason: lock"
+
+
+def test_a_policy_switch_says_what_it_was_and_what_it_became() -> None:
+    # New-user finding F24: `audit list` showed `policy.airgap` with an empty DETAILS column.
+    on = {"details": {"setting": POLICY_KEY, "value": "on", "previous": "off"}}
+    off = {"details": {"setting": POLICY_KEY, "value": "off", "previous": "on"}}
+    assert event_summary(on) == f"{POLICY_KEY}: off -> on"
+    assert event_summary(off) == f"{POLICY_KEY}: on -> off"
+
+
+def test_a_refusal_names_its_rule() -> None:
+    row = {"details": {"rule": "KS-AIRGAP", "found": "eth0 up"}}
+    assert event_summary(row) == "rule: KS-AIRGAP"
 
 
 def test_roles_are_listed_with_and_not_or() -> None:
