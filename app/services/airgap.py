@@ -144,15 +144,25 @@ class AirGapGuard:
         self.clock = clock
         self.settings = SettingsRepository(db)
         self.probe = probe or (lambda: look(clock))
+        # Dual control for turning the policy off (``ApprovalService.obtain``, wired by the
+        # workstation); a guard built alone (tools, benchmarks) has only its own operator.
+        self.approve: Callable[[str, str, Mapping[str, object]], tuple[str, ...]] = (
+            lambda _action, _subject, _parameters: (self.operator,)
+        )
 
     def blocking(self) -> bool:
         """Whether the policy blocks sensitive actions while the machine is not air-gapped."""
         return self.settings.get(POLICY_KEY) == "on"
 
     def set_blocking(self, on: bool) -> None:
-        """Change the policy (security officers only); recorded as ``policy.airgap``.
+        """Change the policy (security officers only); recorded as ``policy.airgap`` with the
+        setting before and after.
 
-        Raises ``PolicyError`` (``KS-ROLE``, recorded as denied) for another role.
+        Turning it off weakens a control, so it takes the approvals of ``policy.set`` (one
+        other officer by default, README "Dual control"); turning it on restricts and never
+        waits for a quorum. Raises ``PolicyError`` (``KS-ROLE``, recorded as denied) for
+        another role, and whatever ``ApprovalService.obtain`` raises (recorded there) when
+        the approvals are not given.
         """
         assert_core_thread()
         from app.services.workstation import ROLE_SECURITY_OFFICER  # imported late: a cycle
@@ -170,13 +180,16 @@ class AirGapGuard:
                 details={**details, "rule": "KS-ROLE", "role": role},
             )
             raise PolicyError("Only a security officer may change the air-gap policy.", "KS-ROLE")
+        who: tuple[str, ...] = (self.operator,)  # an Authorisation when approved
+        if not on and self.blocking():
+            who = self.approve("policy.set", "policy:airgap", details)
         with self.db.transaction():
             details["previous"] = "on" if self.blocking() else "off"
             self.settings.put(POLICY_KEY, details["value"])
             record(
                 self.db,
                 when=self.clock(),
-                operators=(self.operator,),
+                operators=who,
                 action="policy.airgap",
                 subject="policy:airgap",
                 outcome=Outcome.SUCCESS,

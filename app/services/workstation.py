@@ -213,6 +213,7 @@ class Workstation:
             service.guard = guard
         self.lifecycle.approve = self._approve_transition
         self.admin.approve = self._approve_admin
+        self.airgap.approve = self.approvals.obtain  # turning the air-gap policy off
         # Fixed at unlock for a window to read on its own thread; ``roles`` reads them now.
         self.unlocked_roles = self.approvals.roles_of(operator)
 

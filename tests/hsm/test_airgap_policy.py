@@ -10,9 +10,9 @@ import pytest
 
 from app.domain.airgap import AirGapReport, LiveInterface, LiveRadio
 from app.domain.algorithms import Algorithm
-from app.errors import PolicyError
+from app.errors import OperationCancelled, PolicyError
 from app.services.airgap import POLICY_KEY
-from tests.hsm.kit import TOKEN, Station, peer_keys
+from tests.hsm.kit import TOKEN, WITNESS, Station, peer_keys
 
 pytestmark = pytest.mark.hsm
 
@@ -48,7 +48,32 @@ def test_security_officer_sets_the_policy_and_it_is_recorded(station: Station) -
         ("success", "on", "off"),
         ("success", "off", "on"),
     ]
-    assert all(e.operators == ("officer",) for e in entries)
+    # Turning it on restricts: one officer. Turning it off weakens a control: the approvals of
+    # ``policy.set`` (the witness here), named in the entry with the request they approved.
+    assert entries[0].operators == ("officer",) and "approval" not in entries[0].details
+    assert entries[1].operators == ("officer", WITNESS)
+    assert entries[1].details["approval"]["approvers"] == [WITNESS]
+    assert entries[1].details["approval"]["policy"] == "policy.set"
+
+
+class _Refusing:
+    """An approval source where nobody approves (the dialog cancelled)."""
+
+    def credentials(self, request: object, rule: object) -> None:
+        return None
+
+
+def test_turning_it_off_without_an_approver_leaves_it_on(station: Station) -> None:
+    # New-user finding F24: one officer could switch the air-gap policy off alone, although
+    # the README says policy changes need another operator's approval.
+    station(station.ws.airgap.set_blocking, True)
+    station.ws.approvals.source = _Refusing()
+    with pytest.raises(OperationCancelled):
+        station(station.ws.airgap.set_blocking, False)
+    assert station(station.ws.airgap.blocking)
+    assert [e.outcome for e in station.events("policy.airgap")] == ["success"]
+    (refused,) = station.events("policy.set")
+    assert refused.outcome == "denied" and refused.subject == "policy:airgap"
 
 
 def test_only_a_security_officer_may_change_it(station: Station) -> None:
