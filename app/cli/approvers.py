@@ -16,6 +16,7 @@ import unicodedata
 
 from app.cli.secrets import interactive
 from app.domain.approval import RULE_NO_APPROVER, ApprovalRequest, Credential, PolicyRule
+from app.domain.approval_text import parameter_lines
 from app.domain.roles import describe
 from app.errors import KeysteadError, OperationCancelled, ValidationError
 
@@ -40,9 +41,10 @@ def request_lines(request: ApprovalRequest, rule: PolicyRule) -> list[str]:
         f"  requested by : {terminal_text(request.initiator)} at {request.requested_at}",
         f"  subject      : {terminal_text(request.subject)}",
     ]
-    for name, value in request.parameters:
-        if value:
-            lines.append(f"  {name:<13}: {terminal_text(value)}")
+    for label, values in parameter_lines(request.parameters):
+        # One item per line under its label; the request's SHA-256 covers the values as given.
+        lines.append(f"  {label:<13}: {terminal_text(values[0])}")
+        lines += [f"  {'':<{max(13, len(label))}}  {terminal_text(v)}" for v in values[1:]]
     words = request.words
     lines += [
         f"  SHA-256      : {request.fingerprint}",

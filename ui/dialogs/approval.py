@@ -19,28 +19,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.approval import ApprovalRequest, Credential, PolicyRule
+from app.domain.approval_text import parameter_lines
 from app.domain.roles import describe
 from ui.widgets.form import ErrorLine, heading, hint
 from ui.widgets.secret_field import SecretField
-
-_LABELS = {  # in the order shown
-    "transition": "Transition",
-    "key": "Key",
-    "algorithm": "Algorithm",
-    "purpose": "Purpose",
-    "kcv": "KCV",
-    "fingerprint": "Fingerprint (SHA-256)",
-    "state": "State now",
-    "token": "Token",
-    "key_id": "Key ID",
-    "cka_id": "CKA_ID",
-    "reason": "Reason",
-    "compromise_date": "Compromise date",
-    "serial": "Token serial",
-    "new_label": "New label",
-    "name": "Operator",
-    "roles": "Roles",
-}
 
 
 def shown(text: str) -> str:
@@ -73,16 +55,12 @@ class ApprovalDialog(QDialog):
         what = QFormLayout(facts)
         what.addRow("Action:", QLabel(f"{request.action}", self))
         what.addRow("Subject:", QLabel(shown(request.subject), self))
-        order = list(_LABELS)
-        ranked = sorted(
-            request.parameters, key=lambda p: order.index(p[0]) if p[0] in order else len(order)
-        )
-        for name, value in ranked:
-            if value:
-                label = QLabel(shown(value), self)
-                label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-                label.setWordWrap(True)
-                what.addRow(f"{_LABELS.get(name, name)}:", label)
+        for label_text, values in parameter_lines(request.parameters):
+            # One item per line; the request's SHA-256 covers the values exactly as given.
+            label = QLabel("\n".join(shown(v) for v in values), self)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+            what.addRow(f"{label_text}:", label)
         what.addRow("Requested at:", QLabel(request.requested_at, self))
         # Every parameter stays readable on a small screen: the list scrolls, never squeezes.
         scroll = QScrollArea(self)
@@ -90,7 +68,9 @@ class ApprovalDialog(QDialog):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(facts)
-        scroll.setMinimumHeight(min(facts.sizeHint().height() + 4, 300))
+        # Small enough that the whole dialog fits a 1024x700 screen (a dialog taller than the
+        # screen is squeezed below its minimum and its parts are drawn over each other).
+        scroll.setMinimumHeight(min(facts.sizeHint().height() + 4, 150))
         layout.addWidget(scroll, 1)
         layout.addSpacing(12)  # the group box's title sits above its frame
         # Two lines of eight groups: one unbroken line of 16 groups is cut off at 1024 px
@@ -140,6 +120,18 @@ class ApprovalDialog(QDialog):
         self._credentials: list[Credential] = []
         if self.rows:
             self.rows[0][0].setFocus()
+        self._fit_screen()
+
+    def _fit_screen(self) -> None:
+        """Open at the size the content asks for, but never taller than the screen's free
+        area: the facts list scrolls instead (every fact stays reachable, none overlaps)."""
+        screen = self.screen()
+        if screen is None:
+            return
+        room = screen.availableGeometry()
+        wanted = self.sizeHint()
+        width = min(wanted.width(), room.width() - 40)
+        self.resize(width, min(wanted.height(), room.height() - 40))
 
     def _accept(self) -> None:
         for name, passphrase in self.rows:
