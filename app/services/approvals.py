@@ -105,6 +105,23 @@ class ApprovalService:
         # An action class the policy does not know needs a security officer's approval.
         return found or PolicyRule(action, 1, frozenset({Role.SECURITY_OFFICER}))
 
+    def _who_could_approve(self, initiator: str, rule: PolicyRule) -> str:
+        """When too few operators here could ever approve ``rule`` (a new workstation has
+        one), a sentence saying to enrol one first; else empty. The new-user trial met the
+        refusal on a one-operator workstation with no hint that nobody could approve."""
+        able = [
+            o.name
+            for o in self.operators.all()
+            if o.active and o.name != initiator and o.roles & rule.roles
+        ]
+        if len(able) >= rule.approvals:
+            return ""
+        have = f"only {len(able)} other operator(s)" if able else "no other operator"
+        return (
+            f"This workstation has {have} who may approve it: enrol another "
+            f"{describe(rule.roles)} first (Operators page, or keystead operators add). "
+        )
+
     def roles_of(self, name: str) -> frozenset[Role]:
         record = self.operators.get(name)
         return record.roles if record is not None and record.active else frozenset()
@@ -236,7 +253,7 @@ class ApprovalService:
                 PolicyError(
                     f"'{request.action}' needs {rule.approvals} approver(s) besides "
                     f"'{request.initiator}' ({describe(rule.roles)}); {missing} missing. "
-                    "Nothing was changed.",
+                    f"{self._who_could_approve(request.initiator, rule)}Nothing was changed.",
                     rules.RULE_NO_APPROVER,
                 ),
             )

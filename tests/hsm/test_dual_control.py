@@ -93,6 +93,17 @@ def test_restricting_use_never_waits_for_a_quorum(station: Station) -> None:
     assert state(station, key_id) is KeyState.COMPROMISED
 
 
+def test_with_an_approver_enrolled_the_refusal_does_not_ask_to_enrol_one(
+    station: Station,
+) -> None:
+    team(station)
+    key_id = new_key(station)
+    station.ws.approvals.source = None  # the approver is enrolled but did not approve
+    with pytest.raises(PolicyError, match=rules.RULE_NO_APPROVER) as caught:
+        destroy(station, key_id)
+    assert "enrol" not in caught.value.message
+
+
 def test_activating_a_signing_or_wrapping_key_is_dual(station: Station) -> None:
     key_id = new_key(station, "kek", Purpose.KEY_WRAPPING)
     station.ws.approvals.source = None
@@ -110,6 +121,9 @@ def test_no_approver_is_refused_and_recorded(station: Station) -> None:
     with pytest.raises(PolicyError, match=rules.RULE_NO_APPROVER) as caught:
         destroy(station, key_id)
     assert "needs 1 approver" in caught.value.message
+    # A new workstation has one operator: the refusal says nobody here could approve, and
+    # what to do (the new-user trial got only "set KEYSTEAD_APPROVER").
+    assert "no other operator who may approve it: enrol another" in caught.value.message
     assert state(station, key_id) is KeyState.PRE_ACTIVE
     [refusal] = denied(station, "key.destroy")
     assert refusal["rule"] == rules.RULE_NO_APPROVER and "request_sha256" in refusal
