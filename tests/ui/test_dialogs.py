@@ -248,3 +248,20 @@ def test_generate_accepts_wider_usage_only_when_ticked(qtbot):  # type: ignore[n
     with qtbot.waitSignal(dialog.submitted) as signal:
         dialog.generate_button.click()
     assert signal.args[0].allow_wider is True
+
+
+def test_first_start_typing_begins_in_name_and_fields_share_one_column(qtbot) -> None:
+    # New-user trial: typed text went nowhere and every value landed one field late; the
+    # three groups' fields started at three x positions.
+    dialog = InitializeDialog("/tmp/x")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    qtbot.waitUntil(lambda: dialog.focusWidget() is dialog.operator)
+    qtbot.keyClicks(dialog.focusWidget(), "alice")
+    assert dialog.operator.text() == "alice"
+    lefts = {
+        w.mapTo(dialog, w.rect().topLeft()).x()
+        for w in (dialog.operator, dialog.token_label, dialog.module_path)
+    }
+    assert len(lefts) == 1, lefts

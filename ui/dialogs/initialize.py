@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -116,6 +116,26 @@ class InitializeDialog(QDialog):
         self.buttons.accepted.connect(self._submit)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
+        # One column for every field of the three groups (they started at three x positions).
+        fields = {
+            form: (self.operator, self.passphrase, self.confirmation),
+            token_form: (
+                self.token_label,
+                self.user_pin,
+                self.user_pin_confirm,
+                self.so_pin,
+                self.so_pin_confirm,
+            ),
+            present_form: (self.module_path, self.present_token, self.present_pin),
+        }
+        labels = [f.labelForField(w) for f, ws in fields.items() for w in ws]
+        width = max(label.sizeHint().width() for label in labels if label is not None)
+        for label in labels:
+            if label is not None:
+                label.setMinimumWidth(width)
+        # Typing starts in Name: the new-user trial typed a name into nothing and every later
+        # field got the value meant for the one before it.
+        self.operator.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _present_chosen(self, on: bool) -> None:
         if on:
