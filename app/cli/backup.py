@@ -317,8 +317,10 @@ def _read_shares(path: Path | None, needed: int | None) -> tuple[str, ...]:
 
 def _kek_secret(args: argparse.Namespace, directory: Path) -> Any:
     from app.backup import format as fmt
-    from app.services.backup import KekSecret
+    from app.services.backup import KekSecret, refuse_a_medium
 
+    if directory.is_dir() and not (directory / fmt.MANIFEST).exists():
+        refuse_a_medium(directory)  # the folder backups were written to: name them
     try:
         from app.storage.files import read_regular
 

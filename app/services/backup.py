@@ -295,7 +295,7 @@ def verify_directory(
         raise BackupIntegrityError(f"{directory} is not a backup directory.")
     present = sorted(p.name for p in directory.iterdir())
     if fmt.MANIFEST not in present:
-        _refuse_a_medium(directory)
+        refuse_a_medium(directory)
     missing = [n for n in fmt.ALL_FILES if n not in present]
     extra = [n for n in present if n not in fmt.ALL_FILES]
     if fmt.MANIFEST in missing:
@@ -355,7 +355,7 @@ def verify_directory(
     return manifest, data
 
 
-def _refuse_a_medium(directory: Path) -> None:
+def refuse_a_medium(directory: Path) -> None:
     """A directory without a manifest that holds backup directories is the medium (or the
     folder) backups were written to, not a backup: name the ones it holds, newest first."""
     held = sorted(

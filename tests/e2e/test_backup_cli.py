@@ -53,6 +53,13 @@ def test_backup_create_list_verify(cli: Cli, tmp_path: Path) -> None:  # noqa: F
     # The stick itself, not the backup on it: the error names the backup directory to give.
     error = cli.error("backup", "verify", str(stick))
     assert "holds backups, it is not one" in error and str(directory) in error
+    # The same when shares or a passphrase are given (their manifest was read first and the
+    # new-user trial got "The backup manifest …/manifest.json does not exist").
+    for extra in (["--shares-in", str(shares_file)], ["--drill", "--shares-in", str(shares_file)]):
+        error = cli.error("backup", "verify", str(stick), *extra)
+        assert "holds backups, it is not one" in error and str(directory) in error
+    error = cli.error("backup", "restore", str(stick), "--shares-in", str(shares_file))
+    assert "holds backups, it is not one" in error and str(directory) in error
     two = tmp_path / "two.json"
     two.write_text(json.dumps([shares["shares"][2]["words"], shares["shares"][0]["words"]]))
     drilled = cli.json("backup", "verify", str(directory), "--drill", "--shares-in", str(two))
