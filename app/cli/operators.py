@@ -10,6 +10,7 @@ import argparse
 import getpass
 import os
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from app.cli import output
@@ -327,6 +328,7 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
 
     failures = UnlockFailures(home.unlock_failures)
     rows: list[dict[str, Any]] = []
+    now = datetime.now(UTC)
     for name, state in sorted(failures.states().items()):
         allowed = retry_at(state.consecutive, state.last)
         rows.append(
@@ -336,6 +338,7 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
                 "last_failure": state.last.isoformat() if state.last else None,
                 "next_try_after": allowed.isoformat() if allowed else None,
                 "locked_out": locked_out(state.consecutive),
+                "waiting": allowed is not None and allowed > now,
             }
         )
     if not home.exists():
@@ -347,7 +350,9 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
         print(f"{unsealed} failed unlock(s) since the last successful unlock.")
         for row in rows:
             row["operator"] = terminal_text(row["operator"])
-            row["state"] = "LOCKED OUT" if row["locked_out"] else "back-off"
+            # A failure with no wait yet is not a lock (the new-user trial read it as one).
+            waiting = "waiting" if row["waiting"] else "may try now"
+            row["state"] = "LOCKED OUT" if row["locked_out"] else waiting
         if not rows:
             print("No operator is in back-off or locked out.")
             return 0

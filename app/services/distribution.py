@@ -202,9 +202,9 @@ class DistributionService:
                         raise
                     raise TokenError(
                         f"{exc.message} '{key.name}' carries CKA_WRAP_WITH_TRUSTED: only a KEK "
-                        "the security officer marked CKA_TRUSTED may wrap it, and this token "
-                        f"does not hold '{kek.name}' so. Use --recipient (RSA-OAEP) instead; "
-                        "nothing was written."
+                        "the security officer marked CKA_TRUSTED may wrap it, and "
+                        f"'{kek.name}' is not marked CKA_TRUSTED on this token. Use --recipient "
+                        "(RSA-OAEP) instead; nothing was written."
                     ) from exc
             kcv = wrapped.kcv or key.kcv or ""
             if key.kcv and wrapped.kcv and wrapped.kcv != key.kcv.upper():

@@ -135,9 +135,14 @@ def test_wrong_passphrases_are_counted_shown_and_sealed(cli: Cli) -> None:
     assert status["failures_since_last_unlock"] == 2
     [row] = status["operators"]
     assert row["operator"] == "officer" and row["failures"] == 2 and not row["locked_out"]
+    wait_until = datetime.fromisoformat(row["next_try_after"])
+    assert isinstance(row["waiting"], bool)
+    # In words: a failure whose wait is over reads "may try now", never as a lock.
+    text = cli.run("lock-status").stdout
+    assert ("waiting" in text) or ("may try now" in text)
+    assert "back-off" not in text.splitlines()[-1]
     # After the back-off delay (read from lock-status, never guessed), the right passphrase
     # opens and seals both failures into the audit history.
-    wait_until = datetime.fromisoformat(row["next_try_after"])
     time.sleep(max(0.0, (wait_until - datetime.now(UTC)).total_seconds()) + 0.2)
     failed = [
         e
