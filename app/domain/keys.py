@@ -179,6 +179,17 @@ class BackupStatus(NamedTuple):
     copies: int
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def name_order(name: str) -> tuple[str, str]:
+    """The inventory's name order: SQLite's NOCASE collation (only A-Z folded), then the exact
+    name, both by code point (= UTF-8 byte order). The database reads the first screenful in
+    this same order (``ORDER BY name COLLATE NOCASE, name``), so the rows painted at unlock are
+    the rows the full list starts with (issue 17)."""
+    return name.translate(_ASCII_LOWER), name
+
+
 class InventoryItem(NamedTuple):
     """One row of the inventory: a managed record, an unmanaged token object, or both;
     ``backup`` is the record's newest verified backup (None: in no backup)."""
@@ -201,3 +212,18 @@ class InventoryItem(NamedTuple):
         if self.record:
             return self.record.token_label
         return self.token_object.token_label if self.token_object else ""
+
+
+class InventoryHead(NamedTuple):
+    """The inventory's first screenful and every total the page and the overview show, read
+    without reading every record (``KeyService.inventory_head``): ``items`` are the first
+    rows of the full inventory in name order (``name_order``), each reconciled exactly as
+    ``KeyService.inventory`` does; the counts are over the whole inventory."""
+
+    items: list[InventoryItem]
+    total: int  # every row of the full inventory: records and unmanaged token objects
+    presence_totals: dict[Presence, int]
+    due_count: int  # live keys due (deactivation date before ``due_before``, or a usage limit)
+    overdue_count: int  # of those, whose deactivation date is at or before ``now``
+    not_backed_up_count: int  # backup-able keys that exist and are in no backup
+    compromised_count: int  # keys in state COMPROMISED

@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,6 +26,7 @@ from app.domain.fingerprints import pgp_words
 from app.domain.identity import KeyIdentity, TokenEntry, group_objects, is_of
 from app.domain.keys import (
     BackupStatus,
+    InventoryHead,
     InventoryItem,
     KeyRecord,
     KeyState,
@@ -32,6 +34,7 @@ from app.domain.keys import (
     Presence,
     TokenObject,
     TrustedWrap,
+    name_order,
 )
 from app.domain.known_keys import RULE_KNOWN_KEY, KnownKeys
 from app.domain.names import validate_key_name
@@ -103,7 +106,7 @@ class KeyService:
         # Usage counters and usage-limit warnings per key id (wired by the workstation to
         # ``KeyUseService``, which depends on this service): (uses, why due).
         self.usage_of: (
-            Callable[[list[KeyRecord]], tuple[dict[str, int], dict[str, str]]] | None
+            Callable[[list[KeyRecord] | None], tuple[dict[str, int], dict[str, str]]] | None
         ) = None
         self.settings = SettingsRepository(db)
         # The air-gap policy is always consulted (it lives in the database, off by default).
@@ -572,16 +575,7 @@ class KeyService:
         assert_core_thread()
         records = self.repo.all()
         backed_up = BackupRepository(self.db).status_per_key()
-        seen: dict[str, list[TokenObject]] = {}
-        for session in self.tokens.logged_in():
-            self.settle(session)  # a failed generation's key is not an unmanaged key
-            seen[session.info.serial] = session.key_objects()
-        present = {info.serial for info in self.tokens.present()}
-        index: dict[tuple[str, str], list[TokenObject]] = {}
-        for serial, objects in seen.items():
-            for obj in objects:
-                if obj.kind.is_key or obj.kind is ObjectKind.PUBLIC_ONLY:
-                    index.setdefault((serial, obj.cka_id), []).append(obj)
+        seen, present, index = self._listed()
         uses, due = self.usage_of(records) if self.usage_of is not None else ({}, {})
         taken: set[int] = set()
         items: list[InventoryItem] = []
@@ -601,6 +595,102 @@ class KeyService:
                 InventoryItem(Presence.UNMANAGED, None, o) for o in objects if id(o) not in taken
             )
         return items
+
+    def inventory_head(
+        self, limit: int, due_before: datetime, now: datetime
+    ) -> InventoryHead:
+        """The first ``limit`` rows of ``inventory()`` in name order (``name_order``) and its
+        totals, without reading every record: the first screenful at unlock (issue 17).
+
+        Rows: the first ``limit`` records by name (one indexed query) and every unmanaged
+        object of the logged-in tokens, reconciled as ``inventory`` does, merged in name
+        order (records before objects of the same name, objects in token order, as the full
+        list's stable sort has them). Exact because a record can only match objects with
+        its own (token, CKA_ID), which the schema makes unique: the records bound to a
+        listed object are read one by one (as many queries as objects on the tokens).
+        Totals come from grouped and indexed counts; what depends on the tokens is the
+        difference the bound records make. Raises what ``inventory`` raises."""
+        assert_core_thread()
+        seen, present, index = self._listed()
+        head = self.repo.first_by_name(limit)
+        bound: dict[str, KeyRecord] = {}
+        for serial, cka_id in index:
+            record = self.repo.by_token_object(serial, cka_id)
+            if record is not None:
+                bound[record.id] = record
+        needed = {**{r.id: r for r in head}, **bound}
+        backed_up = BackupRepository(self.db).status_per_key(list(needed))
+        uses, usage_due = self.usage_of(None) if self.usage_of is not None else ({}, {})
+        taken: set[int] = set()
+        reconciled: dict[str, InventoryItem] = {}
+
+        def add(item: InventoryItem) -> None:  # every item ``_reconcile`` makes has a record
+            reconciled[item.record.id if item.record else ""] = item
+
+        self._reconcile(
+            list(needed.values()), seen, present, index, backed_up, uses, usage_due, taken, add
+        )
+        unmanaged = [
+            InventoryItem(Presence.UNMANAGED, None, o)
+            for objects in seen.values()
+            for o in objects
+            if id(o) not in taken
+        ]
+        rows = [reconciled[r.id] for r in head] + unmanaged
+        rows.sort(key=lambda item: name_order(item.name))  # stable: as the full list sorts
+
+        totals: Counter[Presence] = Counter()
+        compromised = 0
+        for serial, state, count in self.repo.count_by_token_and_state():
+            if state is KeyState.COMPROMISED:
+                compromised += count
+            if serial in seen:  # no object with its CKA_ID: gone from the token
+                totals[Presence.DESTROYED if state in DESTROYED_STATES else Presence.MISSING] += (
+                    count
+                )
+            else:
+                totals[_unreconciled_state(state, serial, present)] += count
+        for record in bound.values():  # bound to a listed object: as reconciled
+            totals[
+                Presence.DESTROYED if record.state in DESTROYED_STATES else Presence.MISSING
+            ] -= 1
+            totals[reconciled[record.id].presence] += 1
+        totals[Presence.UNMANAGED] += len(unmanaged)
+        due_count = self.repo.count_deadline_due(due_before)
+        overdue = self.repo.count_deadline_due(due_before, at_or_before=now)
+        for record in self.repo.by_ids(usage_due):  # due by a usage limit, not by date
+            date = record.deactivation_date
+            if date is None or date >= due_before:
+                due_count += 1
+        return InventoryHead(
+            rows[:limit],
+            sum(totals.values()),
+            {presence: n for presence, n in totals.items() if n},
+            due_count,
+            overdue,
+            self.repo.count_not_backed_up(),
+            compromised,
+        )
+
+    def _listed(
+        self,
+    ) -> tuple[
+        dict[str, list[TokenObject]], set[str], dict[tuple[str, str], list[TokenObject]]
+    ]:
+        """What the logged-in tokens hold (serial → objects, after settling their pending
+        generations), the serials of the tokens present, and the key objects by (serial,
+        CKA_ID)."""
+        seen: dict[str, list[TokenObject]] = {}
+        for session in self.tokens.logged_in():
+            self.settle(session)  # a failed generation's key is not an unmanaged key
+            seen[session.info.serial] = session.key_objects()
+        present = {info.serial for info in self.tokens.present()}
+        index: dict[tuple[str, str], list[TokenObject]] = {}
+        for serial, objects in seen.items():
+            for obj in objects:
+                if obj.kind.is_key or obj.kind is ObjectKind.PUBLIC_ONLY:
+                    index.setdefault((serial, obj.cka_id), []).append(obj)
+        return seen, present, index
 
     @staticmethod
     def _reconcile(
@@ -1054,11 +1144,16 @@ DESTROYED_STATES = (KeyState.DESTROYED, KeyState.DESTROYED_COMPROMISED)
 
 def _unreconciled(key: KeyRecord, present: set[str]) -> Presence:
     """A record whose token is not logged in: destroyed, token absent, or not checked."""
-    if key.state in DESTROYED_STATES:
+    return _unreconciled_state(key.state, key.token_serial, present)
+
+
+def _unreconciled_state(state: KeyState, serial: str, present: set[str]) -> Presence:
+    """``_unreconciled`` of a record in ``state`` bound to token ``serial``."""
+    if state in DESTROYED_STATES:
         return Presence.DESTROYED
-    if not key.token_serial:
+    if not serial:
         return Presence.PUBLIC_ONLY
-    return Presence.UNCHECKED if key.token_serial in present else Presence.ABSENT
+    return Presence.UNCHECKED if serial in present else Presence.ABSENT
 
 
 # Failures that say nothing about the template: the token is gone or not logged in.

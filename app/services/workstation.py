@@ -270,11 +270,17 @@ class Workstation:
             self.clock,
         )
 
-    def _usage_of(self, keys: list[KeyRecord]) -> tuple[dict[str, int], dict[str, str]]:
-        """Per key id: protect uses, and why a usage limit makes it due (inventory)."""
+    def _usage_of(
+        self, keys: list[KeyRecord] | None
+    ) -> tuple[dict[str, int], dict[str, str]]:
+        """Per key id: protect uses, and why a usage limit makes it due (inventory), of
+        ``keys`` (None: every key with a recorded use, read by id; the inventory's first
+        screenful, which reads no other record)."""
         from app.services import usage_counts
 
         counted = usage_counts.tallies(self.db)  # one grouped query over the audit chain
+        if keys is None:
+            keys = self.keys.repo.by_ids(counted)
         return (
             {k: t.uses for k, t in counted.items()},
             usage_counts.usage_due(self.db, keys, self.usage_limits, counted),

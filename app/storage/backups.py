@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from app.domain.keys import BackupStatus
 from app.storage.database import Database
@@ -91,12 +92,23 @@ class BackupRepository:
         rows = self.db.query("SELECT key_id, max(generation) FROM key_backups GROUP BY key_id")
         return {str(r[0]): int(r[1]) for r in rows}
 
-    def status_per_key(self) -> dict[str, BackupStatus]:
-        """key id -> its newest verified backup (one query for every key)."""
-        rows = self.db.query(
-            "SELECT kb.key_id, b.generation, b.verified_at, b.volume_label, b.volume_uuid "
-            "FROM key_backups kb JOIN backups b ON b.id = kb.backup_id ORDER BY b.generation"
+    def status_per_key(self, key_ids: list[str] | None = None) -> dict[str, BackupStatus]:
+        """key id -> its newest verified backup (one query for every key, or for
+        ``key_ids`` only: at most 500 at a time)."""
+        rows: list[Any] = []
+        chunks: list[list[str] | None] = (
+            [None]
+            if key_ids is None
+            else [key_ids[i : i + 500] for i in range(0, len(key_ids), 500)]
         )
+        for chunk in chunks:
+            where = f"WHERE kb.key_id IN ({', '.join('?' for _ in chunk)}) " if chunk else ""
+            rows += self.db.query(
+                "SELECT kb.key_id, b.generation, b.verified_at, b.volume_label, "  # noqa: S608
+                "b.volume_uuid FROM key_backups kb JOIN backups b ON b.id = kb.backup_id "
+                f"{where}ORDER BY b.generation",
+                tuple(chunk or ()),
+            )
         found: dict[str, BackupStatus] = {}
         for key_id, generation, verified_at, label, volume_uuid in rows:
             copies = found[key_id].copies + 1 if key_id in found else 1

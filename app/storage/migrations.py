@@ -375,4 +375,19 @@ CREATE INDEX distributions_key ON distributions (key_id);
 
 MIGRATIONS.append((12, DISTRIBUTION_TABLE))
 
+
+# Schema 13: the inventory's first screenful at unlock (issue 17) reads the first rows in name
+# order (``KeyRepository.first_by_name``) and its totals (``count_by_token_and_state``,
+# ``count_not_backed_up``) from indexes, instead of reading and sorting every row.
+MIGRATIONS.append(
+    (
+        13,
+        """
+        CREATE INDEX keys_name_order ON keys (name COLLATE NOCASE, name);
+        CREATE INDEX keys_token_state ON keys (token_serial, state);
+        CREATE INDEX keys_backup_able ON keys (extractable, state, id);
+        """,
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
@@ -196,6 +197,63 @@ class KeyRepository:
         finally:
             if enabled:
                 gc.enable()
+
+    def first_by_name(self, limit: int) -> list[KeyRecord]:
+        """The first ``limit`` records in name order (``app.domain.keys.name_order``: SQLite's
+        NOCASE, then the exact name), read through the ``keys_name_order`` index: the first
+        screenful of the inventory at unlock (issue 17), without reading every row."""
+        rows = self.db.query(
+            f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY name COLLATE NOCASE, name LIMIT ?",
+            (limit,),
+        )
+        return [_key_from_row(r) for r in rows]
+
+    def by_ids(self, ids: Iterable[str]) -> list[KeyRecord]:
+        """The records with these ids (unknown ids are skipped), in no particular order."""
+        wanted = list(ids)
+        found: list[KeyRecord] = []
+        for start in range(0, len(wanted), 500):  # under SQLite's host-parameter limit
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.query(
+                f"SELECT {_KEY_COLUMNS} FROM keys WHERE id IN ({marks})",
+                tuple(chunk),
+            )
+            found.extend(_key_from_row(r) for r in rows)
+        return found
+
+    def count_by_token_and_state(self) -> list[tuple[str, KeyState, int]]:
+        """(token serial, state, number of records) for every pair that has records."""
+        rows = self.db.query(
+            "SELECT token_serial, state, count(*) FROM keys GROUP BY token_serial, state"
+        )
+        return [(str(r[0]), KeyState(r[1]), int(r[2])) for r in rows]
+
+    def count_deadline_due(self, before: datetime, at_or_before: datetime | None = None) -> int:
+        """How many live keys have a protect-stop date before ``before`` (``due``'s rows);
+        with ``at_or_before``, only those whose date is also at or before it (overdue)."""
+        also = "AND deactivation_date <= ? " if at_or_before is not None else ""
+        bound = (utc_text(at_or_before),) if at_or_before is not None else ()
+        return int(
+            self.db.scalar(
+                "SELECT count(*) FROM keys WHERE deactivation_date IS NOT NULL "
+                f"AND deactivation_date < ? {also}"
+                "AND state IN ('PRE_ACTIVE', 'ACTIVE', 'SUSPENDED')",
+                (utc_text(before), *bound),
+            )
+        )
+
+    def count_not_backed_up(self) -> int:
+        """Backup-able keys that still exist and are in no backup this workstation recorded
+        (the inventory's "NOT BACKED UP": ``BackupRepository.status_per_key`` has none)."""
+        return int(
+            self.db.scalar(
+                "SELECT count(*) FROM keys WHERE extractable != 0 "
+                "AND state NOT IN ('DESTROYED', 'DESTROYED_COMPROMISED') "
+                "AND id NOT IN (SELECT kb.key_id FROM key_backups kb "
+                "JOIN backups b ON b.id = kb.backup_id)"
+            )
+        )
 
     def due(self, before: datetime) -> list[KeyRecord]:
         """Live keys whose protect-stop date is before ``before``."""

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence
+from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, name_order
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -299,10 +299,9 @@ def _bits(item: InventoryItem) -> int:
     return algorithm.spec.bits if algorithm else 0
 
 
-def _name_key(item: InventoryItem) -> str:
-    if item.record is not None:
-        return item.record.name.casefold()
-    return (item.token_object.label if item.token_object else "").casefold()
+def _name_key(item: InventoryItem) -> tuple[str, str]:
+    """``name_order``: the order the database reads the first screenful in (issue 17)."""
+    return name_order(item.name)
 
 
 _ROLES = frozenset(
