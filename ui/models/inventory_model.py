@@ -29,7 +29,14 @@ from typing import Any, NamedTuple
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from app.domain.keys import InventoryItem, KeyRecord, KeyState, Presence, name_order
+from app.domain.keys import (
+    InventoryHead,
+    InventoryItem,
+    KeyRecord,
+    KeyState,
+    Presence,
+    name_order,
+)
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -337,6 +344,7 @@ class InventoryModel(QAbstractTableModel):
         self._compromised_count = 0
         self._visible_counts: dict[Presence, int] | None = None
         self._visible: list[int] = []
+        self._head: InventoryHead | None = None  # set while only the first rows are held
         self._filter = ""
         self._due_only = False
         self._at_risk_only = False
@@ -350,13 +358,28 @@ class InventoryModel(QAbstractTableModel):
     def sort_column(self) -> Column:
         return self._sort_column
 
-    def set_items(self, items: list[InventoryItem], prepared: Prepared | None = None) -> None:
+    @property
+    def sort_order(self) -> Qt.SortOrder:
+        return self._sort_order
+
+    def set_items(
+        self,
+        items: list[InventoryItem],
+        prepared: Prepared | None = None,
+        head: InventoryHead | None = None,
+    ) -> None:
         """New inventory; texts and filter index follow (``set_filter_index``) or are made here.
         ``prepared`` (``prepare_inventory`` of the same items, made on the core thread) spares
-        the GUI thread every per-row pass; without it they are made here."""
+        the GUI thread every per-row pass; without it they are made here.
+
+        With ``head``, ``items`` are only the first rows of the inventory in name order
+        (``KeyService.inventory_head``): the model is *partial* until the next ``set_items``
+        without it: ``total`` and every count are the head's totals over the whole inventory,
+        not the rows held (the page refuses sorting and filtering meanwhile)."""
         if prepared is None or prepared.items is not items:
             prepared = prepare_inventory(items, self.due_before, self._sort_column)
         self.beginResetModel()
+        self._head = head
         self._items = items
         self._texts = [None] * len(items)
         self._haystacks = None
@@ -367,9 +390,20 @@ class InventoryModel(QAbstractTableModel):
         self._due_count = prepared.due_count
         self._at_risk_count = prepared.at_risk_count
         self._compromised_count = prepared.compromised_count
+        if head is not None:  # the true totals, over every key, not over the rows held
+            self._presence_totals = dict(head.presence_totals)
+            self._due_count = head.due_count
+            self._at_risk_count = head.not_backed_up_count
+            self._compromised_count = head.compromised_count
         self._visible_counts = None
         self._visible = self._compute_visible()
         self.endResetModel()
+
+    @property
+    def partial(self) -> bool:
+        """True while the model holds only the first rows of the inventory (``set_items``
+        with a head): ``rowCount()`` < ``total``."""
+        return self._head is not None
 
     @property
     def has_filter_index(self) -> bool:
@@ -494,12 +528,16 @@ class InventoryModel(QAbstractTableModel):
 
     @property
     def total(self) -> int:
-        return len(self._items)
+        """Rows of the whole inventory (while ``partial``: more than the rows held)."""
+        return self._head.total if self._head is not None else len(self._items)
 
     def totals(self, now: datetime) -> tuple[int, int, dict[Presence, int]]:
         """Over all items (not only the visible ones): (due, overdue, count per presence).
         Overdue counts the due items whose date is before ``now``; it is counted over the due
         items only (a few), the rest was prepared with the inventory."""
+        if self._head is not None:
+            head = self._head
+            return head.due_count, head.overdue_count, dict(head.presence_totals)
         overdue = 0
         for item in compress(self._items, self._due):
             record = item.record
@@ -510,7 +548,7 @@ class InventoryModel(QAbstractTableModel):
     def presence_counts(self) -> dict[Presence, int]:
         """How many visible rows have each presence (kept until the visible rows change)."""
         if self._visible_counts is None:
-            if len(self._visible) == len(self._items):
+            if len(self._visible) == len(self._items):  # (while partial: the true totals)
                 self._visible_counts = dict(self._presence_totals)
             else:
                 self._visible_counts = dict(

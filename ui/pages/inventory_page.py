@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from PySide6.QtCore import QEvent, QItemSelection, QObject, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence
@@ -22,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.domain.keys import InventoryItem, KeyRecord, Presence
+from app.domain.keys import InventoryHead, InventoryItem, KeyRecord, Presence
 from app.services.adoption import AdoptionCandidate
 from ui.dialogs.adopt import AdoptDialog
 from ui.dialogs.generate import GenerateKeyDialog, GenerateRequest
@@ -40,6 +42,9 @@ from ui.models.inventory_model import (
 from ui.session import GuiSession
 from ui.use_actions import UseActions
 from ui.widgets.key_detail import KeyDetailPanel, KeyView
+
+if TYPE_CHECKING:
+    from app.services.workstation import Workstation
 
 COLUMN_WIDTHS = {
     Column.NAME: 160,
@@ -69,8 +74,32 @@ HIDE_FIRST = (
 )
 
 
+# The first screenful at unlock (issue 17's progressive paint): the rows read before every key
+# is (a 1600x1000 window shows about 30; the rest of 200 is room to scroll while loading).
+HEAD_ROWS = 200
+WAITS_FOR_LOAD = "Available when every key is loaded (the table shows only the first keys yet)."
+
+
+class Head(NamedTuple):
+    """The first screenful (``KeyService.inventory_head``) prepared for the model."""
+
+    head: InventoryHead
+    prepared: Prepared
+
+
+def first_screen(
+    ws: Workstation, due_before: datetime, now: datetime, column: Column
+) -> Head | Prepared:
+    """The core job at unlock: the head of the inventory, or the whole inventory prepared when
+    it is no longer than a screenful (one step, no "loading" state)."""
+    head = ws.keys.inventory_head(HEAD_ROWS, due_before, now)
+    if head.total <= len(head.items):
+        return prepare_inventory(ws.keys.inventory(), due_before, column)
+    return Head(head, prepare_inventory(head.items, due_before, Column.NAME))
+
+
 class InventoryPage(QWidget):
-    loaded = Signal(int)  # number of rows, after each refresh
+    loaded = Signal(int)  # rows of the whole inventory, after the first screenful and each load
     due_counted = Signal(int)  # keys due for deactivation, after each refresh
     settled = Signal()  # a load ended (shown, or failed): what waited for the paint may run
 
@@ -98,6 +127,14 @@ class InventoryPage(QWidget):
         self.use.used.connect(lambda _text: self.session.keys_changed.emit())
         toolbar.addWidget(self.use.button)
         layout.addWidget(toolbar)
+
+        # While only the first screenful is in (issue 17): said in the page, not only in the
+        # status bar, so that nobody concludes from the partial table that a key is not there.
+        self.loading = QLabel(self)
+        self.loading.setObjectName("loading")
+        self.loading.setWordWrap(True)
+        self.loading.hide()
+        layout.addWidget(self.loading)
 
         filter_row = QHBoxLayout()
         self.filter = QLineEdit(self)
@@ -172,6 +209,14 @@ class InventoryPage(QWidget):
         layout.addWidget(splitter, 1)
 
         self._pending_select: str | None = None
+        self._complete = False  # the model held a whole inventory at least once
+        self._head_requested = False  # the first screenful was asked for (once per page)
+        self._full_loads = 0  # whole-inventory jobs submitted and not answered yet
+        self._after_load: list[Callable[[], None]] = []  # what waits for the whole list
+        self._tips: dict[QWidget, str] = {
+            w: w.toolTip()
+            for w in (self.filter, self.due_only, self.not_backed_up, self.table.horizontalHeader())
+        }
         self._filter_timer = QTimer(self)
         self._filter_timer.setSingleShot(True)
         self._filter_timer.setInterval(120)
@@ -200,10 +245,29 @@ class InventoryPage(QWidget):
     # --- loading ---------------------------------------------------------------------------
 
     def refresh(self) -> None:
+        """Load the inventory on the core thread. The first time (at unlock), in two steps:
+        the first screenful and the true totals (``first_screen``), painted at once, then the
+        whole inventory, which replaces them in one reset keeping selection and scroll (the
+        same first rows in the same order). Until then the page says so and sorting,
+        filtering and searching wait (``WAITS_FOR_LOAD``)."""
         self.progress.show()
-        due_before = datetime.now(UTC) + self.session.due_warning
+        now = datetime.now(UTC)
+        due_before = now + self.session.due_warning
         column = self.model.sort_column
-        # The inventory and every per-row fact the page shows, on the core thread.
+        # (A view restored sorted by another column loads in one step, as before.)
+        if not self._complete and not self._head_requested and self.sorted_by_name:
+            self._head_requested = True
+            self.session.run(
+                lambda ws: first_screen(ws, due_before, now, column),
+                self._first_screen_loaded,
+                self._load_failed,
+            )
+            return
+        self._load_all(due_before, column)
+
+    def _load_all(self, due_before: datetime, column: Column) -> None:
+        """The inventory and every per-row fact the page shows, on the core thread."""
+        self._full_loads += 1
         self.session.run(
             lambda ws: prepare_inventory(ws.keys.inventory(), due_before, column),
             self._items_loaded,
@@ -213,9 +277,74 @@ class InventoryPage(QWidget):
     def _tokens_changed(self, _statuses: list[object]) -> None:
         self.refresh()
 
+    @property
+    def complete(self) -> bool:
+        """True when the table holds the whole inventory (not only its first screenful)."""
+        return self._complete and not self.model.partial
+
+    def _first_screen_loaded(self, result: Head | Prepared) -> None:
+        if isinstance(result, Prepared):  # no longer than a screenful: the whole inventory
+            self._full_loads += 1  # (counted as the whole-inventory job it is)
+            self._items_loaded(result)
+            return
+        if self._full_loads == 0:  # the whole list next (unless a refresh already asked)
+            self._load_all(result.prepared.due_before or datetime.now(UTC), Column.NAME)
+        if self._complete:  # a whole list arrived first: nothing partial over it
+            return
+        self.model.due_before = result.prepared.due_before
+        self.model.set_items(result.prepared.items, result.prepared, head=result.head)
+        self._show_loading()
+        self.loaded.emit(self.model.total)
+        self.due_counted.emit(self.model.due_count)
+
+    def _show_loading(self, failed: str = "") -> None:
+        """Say that the table holds only the first keys, and refuse what needs them all."""
+        shown, total = self.model.rowCount(), self.model.total
+        if failed:
+            text = (
+                f"The inventory did not load completely: {failed} Only the first {shown:,} "
+                f"of {total:,} keys are shown; the others are not missing."
+            )
+        else:
+            text = (
+                f"Loading keys… the first {shown:,} of {total:,} are shown. Sorting, "
+                "filtering and searching start when every key is in."
+            )
+        self.loading.setText(text)
+        self.loading.show()
+        self._set_whole_list_controls(False)
+
+    def _set_whole_list_controls(self, enabled: bool) -> None:
+        """Filter box, "Due only", "Not backed up" and the sortable header: on, or off with
+        a tooltip saying they wait for the whole inventory."""
+        header = self.table.horizontalHeader()
+        for widget in (self.filter, self.due_only, self.not_backed_up, header):
+            widget.setEnabled(True)  # (the header only stops taking clicks, below)
+            if widget is not header:
+                widget.setEnabled(enabled)
+            widget.setToolTip(self._tips[widget] if enabled else WAITS_FOR_LOAD)
+        header.setSectionsClickable(enabled)
+
+    @property
+    def sorted_by_name(self) -> bool:
+        """The table's order is the first screenful's (Name, ascending)."""
+        return (
+            self.model.sort_column is Column.NAME
+            and self.model.sort_order == Qt.SortOrder.AscendingOrder
+        )
+
+    def _when_complete(self, act: Callable[[], None]) -> None:
+        """Run ``act`` now if the whole inventory is in, else right after it arrives."""
+        if self.complete:
+            act()
+        else:
+            self._after_load.append(act)
+
     def _items_loaded(self, prepared: Prepared) -> None:
         items = prepared.items
-        self.progress.hide()
+        self._full_loads = max(0, self._full_loads - 1)
+        if self._full_loads == 0:
+            self.progress.hide()
         selected = self.selected_item()
         selected_id = self._pending_select or (
             selected.record.id if selected and selected.record else None
@@ -223,9 +352,20 @@ class InventoryPage(QWidget):
         self._pending_select = None
         due_before = prepared.due_before
         self.model.due_before = due_before
+        scroll = self.table.verticalScrollBar().value() if self.model.partial else None
         self.model.set_items(items, prepared)
+        if scroll is not None:  # the same first rows in the same order: stay where one was
+            self.table.verticalScrollBar().setValue(scroll)
         if selected_id:
             self.select_key(selected_id)
+        first = not self._complete
+        self._complete = True
+        if first:
+            self.loading.hide()
+            self._set_whole_list_controls(True)
+        waiting, self._after_load = self._after_load, []
+        for act in waiting:
+            act()
         self.loaded.emit(len(items))
         self.due_counted.emit(self.model.due_count)
         self.settled.emit()
@@ -237,8 +377,11 @@ class InventoryPage(QWidget):
         )
 
     def _load_failed(self, error: BaseException) -> None:
+        self._full_loads = max(0, self._full_loads - 1)
         self.progress.hide()
         self.count.setText("Inventory not loaded: " + message(error))
+        if self.model.partial:  # the first keys stay, said to be only those
+            self._show_loading(failed=message(error))
         self.settled.emit()
 
     def _apply_filter(self) -> None:
@@ -263,6 +406,7 @@ class InventoryPage(QWidget):
         return self.model.item_at(rows[0].row()) if rows else None
 
     def select_key(self, key_id: str) -> bool:
+        """Select the key's row if it is shown (False if it is not, or not loaded yet)."""
         row = self.model.row_of_key(key_id)
         if row >= 0:
             self.table.selectRow(row)
@@ -272,14 +416,22 @@ class InventoryPage(QWidget):
     def show_filtered(
         self, text: str = "", due_only: bool = False, not_backed_up: bool = False
     ) -> None:
-        """The filtered views behind the overview's figures."""
+        """The filtered views behind the overview's figures (after the whole inventory is
+        in: never applied to the first screenful as if it were every key)."""
+        if not self.complete:
+            self._when_complete(lambda: self.show_filtered(text, due_only, not_backed_up))
+            return
         self.filter.setText(text)
         self.model.set_filter(text)
         self.due_only.setChecked(due_only)
         self.not_backed_up.setChecked(not_backed_up)
 
     def jump_to_key(self, key_id: str) -> None:
-        """Select a key from the lineage, clearing filters that hide it."""
+        """Select a key from the lineage, clearing filters that hide it (after the whole
+        inventory is in)."""
+        if not self.complete:
+            self._when_complete(lambda: self.jump_to_key(key_id))
+            return
         if not self.select_key(key_id):
             self.filter.clear()
             self.due_only.setChecked(False)
