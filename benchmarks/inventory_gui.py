@@ -55,7 +55,18 @@ from collections.abc import Callable
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QCoreApplication, QEvent, Qt
+from typing import Any
+
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QEventLoop,
+    QObject,
+    Qt,
+    QTimer,
+    Signal,
+    SignalInstance,
+)
 from PySide6.QtWidgets import QApplication
 
 from app.paths import Home
@@ -74,8 +85,36 @@ def _build_in_child(tmp: str, n: int, fast_kdf: bool) -> None:
     build_inventory(tmp, n, cost=FAST_KDF if fast_kdf else None)
 
 
-def wait_until(app: QApplication, done: Callable[[], bool], timeout: float = 600.0) -> None:
+WAIT = "signal"  # --wait: "signal" (an event loop quit by what is awaited) or "poll"
+
+
+def wait_until(
+    app: QApplication,
+    done: Callable[[], bool],
+    timeout: float = 600.0,
+    signals: tuple[SignalInstance, ...] = (),
+) -> None:
+    """Run the event loop until ``done()``. With ``--wait signal`` and ``signals``, a
+    ``QEventLoop`` that each of them quits (``done`` checked after each), as the product's
+    ``app.exec()`` runs; else (or without signals) processEvents + a 0.5 ms sleep, polling."""
     deadline = time.perf_counter() + timeout
+    if WAIT == "signal" and signals:
+        loop = QEventLoop()
+        guard = QTimer()
+        guard.setSingleShot(True)
+        guard.timeout.connect(loop.quit)
+        for signal in signals:
+            signal.connect(loop.quit)
+        try:
+            while not done():
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("timed out waiting for the window")
+                guard.start(int(max(1.0, deadline - time.perf_counter()) * 1000))
+                loop.exec()
+        finally:
+            for signal in signals:
+                signal.disconnect(loop.quit)
+        return
     while not done():
         app.processEvents()
         if time.perf_counter() > deadline:
@@ -83,6 +122,36 @@ def wait_until(app: QApplication, done: Callable[[], bool], timeout: float = 600
         time.sleep(0.0005)
 
 
+class PaintWatch(QObject):
+    """The moment the inventory table's viewport has finished its first paint that showed
+    rows: the Paint event is seen here, and ``painted`` fires from a zero timer, i.e. after
+    the paint (every data() call of the screenful) has been processed."""
+
+    painted = Signal()
+
+    def __init__(self, page: Any) -> None:
+        super().__init__()
+        self.page = page
+        self.at: float | None = None
+        self._seen = False
+        page.table.viewport().installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            not self._seen
+            and event.type() == QEvent.Type.Paint
+            and self.page.model.rowCount() > 0
+        ):
+            self._seen = True
+            QTimer.singleShot(0, self._done)
+        return False
+
+    def _done(self) -> None:
+        self.at = time.perf_counter()
+        self.painted.emit()
+
+
+ROWS_AT_FIRST_PAINT: list[int] = []  # rows the model held at the first paint, per round
 PROFILE = os.environ.get("KEYSTEAD_BENCH_PROFILE")  # a file: cProfile of the GUI thread's sorts
 
 
@@ -106,15 +175,25 @@ def window_round(
     window.show()
     window.start()
     page = window.inventory
+    watch = PaintWatch(page)
     window.show_page(page)
-    wait_until(app, lambda: page.model.total == n)
-    app.processEvents()  # the paint the model's reset asked for
-    painted = time.perf_counter()
-    times["unlock to painted inventory (KDF included)"] = painted - start
+    # The goal: the first screenful painted (rows on screen, the true totals in the count).
+    wait_until(app, lambda: watch.at is not None, signals=(watch.painted,))
+    assert watch.at is not None and page.model.total == n, page.model.total
+    painted = watch.at
+    first_rows = page.model.rowCount()
+    times["unlock to first screenful painted (KDF included)"] = painted - start
+    # Then: every row in the table (sort and filter enabled), as the officer sees it.
+    wait_until(app, lambda: page.complete, signals=(page.loaded,))
+    app.processEvents()  # the repaint the whole list's reset asked for
+    times["unlock to every row loaded (KDF included)"] = time.perf_counter() - start
+    times["first screenful painted to every row loaded"] = time.perf_counter() - painted
+    # (polled: no signal says these; they are after the goal's figures)
     wait_until(app, lambda: not window.integrity_label.isVisible())
     times["integrity checks + unlock records (paint to done)"] = time.perf_counter() - painted
     wait_until(app, lambda: page.model.has_filter_index)
-    times["filter index (paint to arrival, core thread)"] = time.perf_counter() - painted
+    times["filter index ready (paint to arrival, core thread)"] = time.perf_counter() - painted
+    ROWS_AT_FIRST_PAINT.append(first_rows)
     table = page.table
     names = [item.record.name.casefold() for item in page.model._items if item.record]
 
@@ -179,7 +258,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="key records (default 100000)")
     parser.add_argument("--repeats", type=int, default=3, help="measured rounds (default 3)")
     parser.add_argument("--fast-kdf", action="store_true", help="1 MiB Argon2id (smoke runs)")
+    parser.add_argument(
+        "--wait",
+        choices=("signal", "poll"),
+        default="signal",
+        help="how the figures up to every row loaded are awaited: an event loop quit by the "
+        "page's signals (default, as app.exec() runs) or processEvents every 0.5 ms",
+    )
     args = parser.parse_args()
+    global WAIT
+    WAIT = args.wait
     print(f"Inventory GUI benchmark, {args.n:,} records - {machine_line()}")
     with tempfile.TemporaryDirectory(prefix="keystead-bench-") as tmp:
         os.environ["XDG_CONFIG_HOME"] = str(Path(tmp) / "config")  # window settings stay here
@@ -221,8 +309,12 @@ def main() -> None:
                 begin = time.perf_counter()
                 _ = [x for x in names if "e" in x]
                 times["raw substring scan of names ('e')"] = time.perf_counter() - begin
-                times["unlock after the KDF to painted inventory"] = (
-                    times["unlock to painted inventory (KDF included)"] - times["KDF alone"]
+                times["unlock after the KDF to first screenful painted"] = (
+                    times["unlock to first screenful painted (KDF included)"]
+                    - times["KDF alone"]
+                )
+                times["unlock after the KDF to every row loaded"] = (
+                    times["unlock to every row loaded (KDF included)"] - times["KDF alone"]
                 )
                 del names
                 gc.collect()
@@ -235,27 +327,31 @@ def main() -> None:
         for name, values in samples.items():
             print(f"  {name:<48} {stats(values)}")
         s = samples
-        to_table = s["unlock after the KDF to painted inventory"]
+        to_table = s["unlock after the KDF to first screenful painted"]
+        to_all = s["unlock after the KDF to every row loaded"]
         sort_names = [k for k in s if k.startswith("sort ")]
         filter_names = [
             k for k in s if k.startswith(("filter '", "filter cleared", "due only"))
         ]
         worst_sort = [max(s[k][i] for k in sort_names) for i in range(args.repeats)]
         worst_filter = [max(s[k][i] for k in filter_names) for i in range(args.repeats)]
-        print("\ngoals:")
-        print(f"  unlock after KDF to painted, median {statistics.median(to_table) * 1000:.0f} ms"
-              f" (target <= 1000)")
-        print(f"    / raw connect + SELECT *            "
-              f"{paired(to_table, s['raw connect + key + SELECT * fetchall'])}")
-        print(f"    / raw with the integrity pragmas    "
-              f"{paired(to_table, s['raw same + both integrity pragmas'])}")
+        raw = s["raw connect + key + SELECT * fetchall"]
+        raw_checked = s["raw same + both integrity pragmas"]
+        print(f"\nwaits: {WAIT}; rows at the first paint per round: {ROWS_AT_FIRST_PAINT}")
+        print("goals:")
+        print(f"  unlock after KDF to first screenful painted {stats(to_table)}"
+              " (target <= 1000)")
+        print(f"    / raw connect + SELECT *            {paired(to_table, raw)}")
+        print(f"    / raw with the integrity pragmas    {paired(to_table, raw_checked)}")
+        print(f"  unlock after KDF to every row loaded (sort/filter on) {stats(to_all)}")
+        print(f"    / raw connect + SELECT *            {paired(to_all, raw)}")
+        print(f"    / raw with the integrity pragmas    {paired(to_all, raw_checked)}")
         print(f"  worst sort per round   {stats(worst_sort)}  (target <= 100 ms)")
         raw_sort = s["raw sorted(names)"]
         print(f"    / raw sorted(names)                 {paired(worst_sort, raw_sort)}")
         print(f"  worst filter per round {stats(worst_filter)}  (target <= 100 ms)")
-        print(f"  filter index build (core, after paint) median "
-              f"{statistics.median(s['filter index (paint to arrival, core thread)']) * 1000:.0f}"
-              " ms")
+        print(f"  filter index ready (after the first paint) "
+              f"{stats(s['filter index ready (paint to arrival, core thread)'])}")
         print(f"  peak RSS after the cold first round {first_peak:.0f} MB (target <= 400; RSS "
               f"{rss_before:.0f} MB before it); at the end {peak_rss_mb():.0f} MB")
 

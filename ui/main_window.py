@@ -28,6 +28,7 @@ from ui.errors import message, show_error
 from ui.icons import icon
 from ui.idle import IdleWatch
 from ui.menus import build_menu_bar
+from ui.models.inventory_model import Column
 from ui.pages.audit_page import AuditPage
 from ui.pages.backup_page import BackupPage
 from ui.pages.ceremony_page import CeremonyPage
@@ -122,6 +123,9 @@ class MainWindow(QMainWindow):
         self.settings = gui_settings(session.home.root)
         restore_geometry(self.settings, self)
         restore_header(self.settings, "inventory", self.inventory.table.horizontalHeader())
+        # Widths, order and hidden columns come back; the inventory opens sorted by name, the
+        # order its first screenful is read in at unlock (issue 17's progressive paint).
+        self.inventory.table.sortByColumn(Column.NAME, Qt.SortOrder.AscendingOrder)
         restore_header(self.settings, "audit", self.audit.table.horizontalHeader())
         self.relock = False  # Lock now: after locking, ask to unlock again instead of quitting
 

@@ -107,3 +107,52 @@ def test_a_damaged_file_paints_then_locks_and_writes_nothing(qtbot, qapp, bridge
     assert "damaged" in dialog.error.text() and "backup" in dialog.error.text()
     assert controller.window is None
     assert home.database.read_bytes() == bytes(data)  # no unlock entry, no lock entry
+
+
+def test_a_damaged_file_shown_progressively_locks_and_writes_nothing(
+    qtbot, qapp, bridge, tmp_path, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """Progressive paint (issue 17) over a damaged file: the first screenful (with the true
+    total), then the whole list, are painted from pages that are intact; the deferred checks
+    then find the damaged page, and the window locks having written nothing. (A whole load that
+    fails is said on the page: tests/ui/test_progressive_paint.py.)"""
+    from ui.pages import inventory_page
+
+    monkeypatch.setattr(inventory_page, "HEAD_ROWS", 2)
+    home = Home(tmp_path / "ws")
+    close_window(qtbot, initialize_through_gui(qtbot, qapp, bridge, home))
+    with_keys(bridge, home, 3)
+    page = root_page(bridge, home, "key_backups")  # no inventory query reads it here
+    data = bytearray(home.database.read_bytes())
+    data[(page - 1) * PAGE + PAGE // 2] ^= 0x20
+    home.database.write_bytes(bytes(data))
+
+    controller = unlock_through_gui(qtbot, qapp, bridge, home)
+    window = controller.window
+    assert window is not None
+    shown: list[tuple[int, bool]] = []
+    window.inventory.loaded.connect(
+        lambda total: shown.append((total, window.inventory.model.partial))
+    )
+    with qtbot.waitSignal(window.locked, timeout=20000) as locked:
+        pass
+    assert locked.args == [True]
+    assert shown == [(3, True), (3, False)]  # first screenful, then every row; then checks
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, UnlockDialog), timeout=10000)
+    dialog = controller.dialog
+    assert isinstance(dialog, UnlockDialog)
+    qtbot.waitUntil(lambda: dialog.error.isVisibleTo(dialog), timeout=10000)
+    assert "damaged" in dialog.error.text()
+    assert home.database.read_bytes() == bytes(data)  # nothing written
+
+
+def root_page(bridge, home: Home, name: str) -> int:  # type: ignore[no-untyped-def]
+    def job() -> int:
+        ws = Workstation.unlock(home, OPERATOR, PASSPHRASE)
+        try:
+            rows = ws.db.query("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,))
+            return int(rows[0][0])
+        finally:
+            ws.lock()
+
+    return int(bridge.executor.call(job))

@@ -80,7 +80,9 @@ class Shows(QObject):
         return False
 
 
-def test_the_first_screenful_then_every_key(qtbot, workstation, gui_session, small_screen, keys):  # type: ignore[no-untyped-def]
+def test_the_first_screenful_then_every_key(  # type: ignore[no-untyped-def]
+    qtbot, workstation, gui_session, small_screen, keys
+):
     gate = Gate(workstation.keys)
     page = InventoryPage(gui_session)
     qtbot.addWidget(page)
@@ -129,7 +131,9 @@ def test_the_first_screenful_then_every_key(qtbot, workstation, gui_session, sma
     assert names(page.model) == IN_ORDER[::-1]
 
 
-def test_the_selection_stays_on_its_key_across_the_whole_load(qtbot, workstation, gui_session, small_screen, keys):  # type: ignore[no-untyped-def]
+def test_the_selection_stays_on_its_key_across_the_whole_load(  # type: ignore[no-untyped-def]
+    qtbot, workstation, gui_session, small_screen, keys
+):
     gate = Gate(workstation.keys)
     page = InventoryPage(gui_session)
     qtbot.addWidget(page)
@@ -160,7 +164,9 @@ def test_a_small_inventory_loads_in_one_step(qtbot, gui_session, keys):  # type:
     assert page.filter.isEnabled()
 
 
-def test_a_failed_whole_load_keeps_saying_the_list_is_incomplete(qtbot, workstation, gui_session, small_screen, keys):  # type: ignore[no-untyped-def]
+def test_a_failed_whole_load_keeps_saying_the_list_is_incomplete(  # type: ignore[no-untyped-def]
+    qtbot, workstation, gui_session, small_screen, keys
+):
     from app.errors import TokenRemoved
 
     def pulled() -> Any:
