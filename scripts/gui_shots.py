@@ -6,8 +6,9 @@
 Makes a fresh demo workstation (test values only: fixed passphrase and PINs, a fast KDF) in a
 temporary directory, with keys in several states, then shows VIEW full screen: a page
 (overview, inventory, integrity-pending: the inventory painted before the deferred integrity
-checks, held there; tokens, audit, audit-verified; ceremony: the root-CA template waiting for
-a sign-off; ceremony-register: registering; ceremony-done: completed; ceremony-history: the
+checks, held there; large-loading: 20,000 more records, the first screenful painted and the
+whole load held; large-loaded: the same, every key in; tokens, audit, audit-verified;
+ceremony: the root-CA template waiting for a sign-off; ceremony-register: registering; ceremony-done: completed; ceremony-history: the
 list of earlier ceremonies, one paused and one abandoned) or a dialog (destroy, compromise,
 suspend, rotate, successor, edit, init-token, remove-module, login, backoff, seal, history,
 adopt, adopted, wrap-for, import-wrapped, import-public, distribution, use-menu,
@@ -154,9 +155,19 @@ def main() -> int:
         ws.approvals.source = None
         if view in ("seal", "overview-alert"):
             ws.tokens.logout(ws.tokens.find("Demo").serial)
-        if view == "integrity-pending":  # unlocked as the window's unlock dialog does
-            ws.lock()
+        if view.startswith("large-"):  # 20,000 more records (tokens not attached here)
+            from app.storage.repository import KeyRepository
+            from benchmarks.inventory_db import records
+
+            repo = KeyRepository(ws.db)
+            with ws.db.transaction():
+                for record, spki in records(LARGE):
+                    repo.insert(record, spki)
+        if view in ("integrity-pending", "large-loading", "large-loaded"):
+            ws.lock()  # unlocked as the window's unlock dialog does
             ws = Workstation.unlock(home, "officer", PASSPHRASE, defer_checks=True)
+        if view == "large-loading":  # the whole load held: the first screenful stays
+            ws.keys.inventory = hold_forever  # type: ignore[method-assign]
         return ws
 
     ws = bridge.executor.call(make)
@@ -169,6 +180,8 @@ def main() -> int:
     if view == "integrity-pending":  # held in the state between paint and the checks
         window.inventory.settled.disconnect(window._finish_unlock)
         view = "inventory"
+    if view.startswith("large-"):
+        view = "large"
     QTimer.singleShot(2500, lambda: open_view(window, view))
     app.exec()
     bridge.shutdown()
@@ -356,6 +369,16 @@ def select(window, name: str) -> None:  # type: ignore[no-untyped-def]
             return
 
 
+LARGE = 20_000
+
+
+def hold_forever() -> None:
+    """Stands for a whole-inventory load that has not finished (large-loading)."""
+    import threading
+
+    threading.Event().wait()
+
+
 def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
     pages = {
         "overview": getattr(window, "overview", None),
@@ -366,6 +389,10 @@ def open_view(window, view: str) -> None:  # type: ignore[no-untyped-def]
     }
     if view.startswith("backup"):
         backup_view(window, view)
+        return
+    if view == "large":  # the first keys by name shown, or every key
+        window.show_page(window.inventory)
+        window.inventory.table.selectRow(2)
         return
     if view in pages and pages[view] is not None:
         window.show_page(pages[view])

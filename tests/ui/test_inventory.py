@@ -229,3 +229,22 @@ def test_a_compromised_key_is_the_most_visible_row(qtbot) -> None:  # type: igno
     panel.show_item(items()[0])
     assert panel.presence.text() == "Present on the token"
     assert panel.presence.property("state") == "present"
+
+
+def test_the_filter_index_built_in_steps_is_the_index_built_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The core thread builds the index a few rows or one column per job (issue 17: the GUI
+    thread has the GIL between jobs); the steps add up to the same index."""
+    from ui.models.inventory_model import FilterIndexBuilder
+
+    shown = items()
+    whole = build_filter_index(shown)
+    monkeypatch.setattr(FilterIndexBuilder, "ROWS_PER_STEP", 2)
+    builder = FilterIndexBuilder(shown, None)
+    steps = 0
+    while (index := builder.step()) is None:
+        steps += 1
+    assert steps == -(-len(shown) // 2) + len(Column)  # rows two at a time, then each column
+    assert index == whole and set(index.orders) == set(Column)
+    assert builder.step() == whole  # done: asked again, the same index

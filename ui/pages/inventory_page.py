@@ -34,9 +34,10 @@ from ui.lifecycle_actions import LifecycleActions
 from ui.login import login_to_token
 from ui.models.inventory_model import (
     Column,
+    FilterIndex,
+    FilterIndexBuilder,
     InventoryModel,
     Prepared,
-    build_filter_index,
     prepare_inventory,
 )
 from ui.session import GuiSession
@@ -131,7 +132,7 @@ class InventoryPage(QWidget):
         # While only the first screenful is in (issue 17): said in the page, not only in the
         # status bar, so that nobody concludes from the partial table that a key is not there.
         self.loading = QLabel(self)
-        self.loading.setObjectName("loading")
+        self.loading.setObjectName("banner")  # (resources/keystead.qss: busy / bad)
         self.loading.setWordWrap(True)
         self.loading.hide()
         layout.addWidget(self.loading)
@@ -311,6 +312,9 @@ class InventoryPage(QWidget):
                 "filtering and searching start when every key is in."
             )
         self.loading.setText(text)
+        self.loading.setProperty("state", "bad" if failed else "busy")
+        self.loading.style().unpolish(self.loading)
+        self.loading.style().polish(self.loading)
         self.loading.show()
         self._set_whole_list_controls(False)
 
@@ -371,10 +375,17 @@ class InventoryPage(QWidget):
         self.settled.emit()
         # Paint first; build the filter index on the core thread afterwards (queued after
         # whatever ``settled`` started, e.g. the deferred integrity checks).
-        self.session.run(
-            lambda _ws: build_filter_index(items, due_before),
-            lambda index: self.model.set_filter_index(items, index),
-        )
+        self._index_step(FilterIndexBuilder(items, due_before), None)
+
+    def _index_step(self, builder: FilterIndexBuilder, index: FilterIndex | None) -> None:
+        """One step of the filter index on the core thread, the next submitted from here (the
+        GUI thread has the GIL between steps); dropped when newer items are shown."""
+        if index is not None:
+            self.model.set_filter_index(builder.items, index)
+        elif self.model.holds(builder.items):
+            self.session.run(
+                lambda _ws: builder.step(), lambda done: self._index_step(builder, done)
+            )
 
     def _load_failed(self, error: BaseException) -> None:
         self._full_loads = max(0, self._full_loads - 1)
