@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pkcs11 import Attribute, KeyType
 
+from app.domain.algorithms import Algorithm
+from app.errors import TokenError
+from app.hsm.audit_objects import AUDIT_MAC_ID
+from app.hsm.module import Pkcs11Module
 from app.hsm.session import TokenSession
 from app.services.workstation import Workstation
-from tests.support import OPERATOR, PASS, PIN, TOKEN, Bench, pkcs11_tool
+from tests.hsm.faults import Faults, install_on_module
+from tests.support import OPERATOR, PASS, PIN, TOKEN, Bench, pkcs11_tool, with_witness
 
 pytestmark = pytest.mark.hsm
 
@@ -118,3 +124,123 @@ def test_a_new_login_finds_the_checkpoints_for_verify_and_export(
     bench(bench.ws.audit.export, export, "json")
     seqs = [c["seq"] for c in json.loads(export.read_text())["checkpoints"]]
     assert made.seq in seqs, seqs
+
+
+# --- whole commands: searches per step, at 10 and at 300 extra token objects -----------------
+
+
+@pytest.fixture
+def module_searches(monkeypatch: pytest.MonkeyPatch) -> list[Faults]:
+    """Counters under every PKCS#11 module loaded from now on (``tests/hsm/faults.py``): each
+    object search (C_FindObjectsInit, python-pkcs11 ``get_objects``) of any session is counted,
+    the unlock's public rollback pre-check included."""
+    installed: list[Faults] = []
+    original = Pkcs11Module.__init__
+
+    def counting(self: Pkcs11Module, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        installed.append(install_on_module(self))
+
+    monkeypatch.setattr(Pkcs11Module, "__init__", counting)
+    return installed
+
+
+def _searches(installed: list[Faults]) -> int:
+    return sum(faults.count("get_objects") for faults in installed)
+
+
+def add_token_objects(bench: Bench, count: int, first: int) -> None:
+    """``count`` unmanaged AES-128 token objects, made straight with python-pkcs11 (fast: no
+    Keystead bookkeeping per object). Call while logged in."""
+
+    def make() -> None:
+        raw = bench.ws.tokens.session(TOKEN)._session
+        for i in range(first, first + count):
+            raw.generate_key(
+                KeyType.AES,
+                128,
+                store=True,
+                label=f"filler-{i}",
+                id=b"fill" + i.to_bytes(4, "big"),
+                template={Attribute.TOKEN: True, Attribute.SENSITIVE: True},
+            )
+
+    bench(make)
+
+
+def one_command_of_each_kind(bench: Bench, installed: list[Faults], name: str) -> dict[str, int]:
+    """Unlock, log in, generate a key, show a key with its live attributes, lock: what the
+    CLI's ``keys generate`` and ``keys show`` do. The searches each step made."""
+    steps: dict[str, int] = {}
+
+    def step(label: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        before = _searches(installed)
+        result = bench(fn, *args, **kwargs)
+        steps[label] = _searches(installed) - before
+        return result
+
+    bench.ws = with_witness(
+        step("unlock", Workstation.unlock, bench.home, OPERATOR, PASS, clock=bench.clock)
+    )
+    step("login", bench.ws.tokens.login, TOKEN, PIN)
+    step("keys generate", bench.ws.keys.generate, TOKEN, Algorithm.AES_256, name)
+    shown = bench(bench.ws.keys.resolve, "shown")
+    details = step("keys show", bench.ws.keys.details, shown.id)
+    assert details.token_attributes, "keys show read no live attributes from the token"
+    step("lock", bench.ws.lock)
+    return steps
+
+
+def test_a_command_searches_the_token_as_often_at_300_extra_objects_as_at_10(
+    bench: Bench, module_searches: list[Faults]
+) -> None:
+    """The cost of a command does not grow with the token's objects in the number of
+    searches: SoftHSM's C_FindObjects is linear in the objects, so each search is O(n) and
+    only the count per command can be held down. Per step: the unlock's public rollback
+    pre-check (1: before anything is written, no login yet), the login's one audit search (1),
+    generation (0), ``keys show`` finding the key's objects by CKA_ID (1: the lookup itself),
+    the lock's checkpoint and pruning (0: from the login's search)."""
+    bench(bench.ws.keys.generate, TOKEN, Algorithm.AES_256, "shown")
+    add_token_objects(bench, 10, 0)
+    bench(bench.ws.lock)
+    at_10 = one_command_of_each_kind(bench, module_searches, "made-at-10")
+
+    bench.ws = bench(Workstation.unlock, bench.home, OPERATOR, PASS, clock=bench.clock)
+    bench(bench.ws.tokens.login, TOKEN, PIN)
+    add_token_objects(bench, 290, 10)
+    bench(bench.ws.lock)
+    at_300 = one_command_of_each_kind(bench, module_searches, "made-at-300")
+
+    listed = pkcs11_tool(bench.home, "--token-label", TOKEN, "--list-objects", pin=PIN)
+    assert listed.count("filler-") == 300  # the objects really are on the token
+    assert at_10 == at_300
+    assert at_10 == {"unlock": 1, "login": 1, "keys generate": 0, "keys show": 1, "lock": 0}
+
+
+def test_a_new_login_does_not_reuse_the_audit_key_handle_of_the_last_one(bench: Bench) -> None:
+    """The handles found at a login die with its session. Log out, delete the audit MAC key
+    behind Keystead's back, log in again in the same process: the new login looks afresh, as
+    a new process would, and the next sealed change is refused with the clear error (not the
+    stale handle's CKR_OBJECT_HANDLE_INVALID, not a MAC made by whatever the old handle
+    names now); no key is made, the failure is recorded."""
+    bench(bench.ws.keys.generate, TOKEN, Algorithm.AES_128, "before")  # the MAC key in use
+    serial = bench(bench.ws.tokens.session, TOKEN).info.serial
+    bench(bench.ws.tokens.logout, serial)
+    pkcs11_tool(
+        bench.home, "--token-label", TOKEN, "--delete-object", "--type", "secrkey",
+        "--id", AUDIT_MAC_ID.hex(), pin=PIN,
+    )  # fmt: skip
+    listed = pkcs11_tool(bench.home, "--token-label", TOKEN, "--list-objects", pin=PIN)
+    assert "keystead-audit-mac" not in listed
+    events = len(bench.events())
+
+    bench(bench.ws.tokens.login, TOKEN, PIN)
+    with pytest.raises(TokenError) as refused:
+        bench(bench.ws.keys.generate, TOKEN, Algorithm.AES_128, "after")
+    assert refused.value.message == f"Token '{TOKEN}' holds no audit key."
+    listed = pkcs11_tool(bench.home, "--token-label", TOKEN, "--list-objects", pin=PIN)
+    assert "label:      before" in listed and "after" not in listed
+    assert bench(bench.ws.keys.repo.by_name, "after") is None
+    after = [(e.action, e.outcome) for e in bench.events()[events:]]
+    assert after[0] == ("token.login", "success")
+    assert ("key.generate", "failed") in after and ("key.generate", "success") not in after
