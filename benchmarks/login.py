@@ -8,11 +8,13 @@ Run by hand (not part of the tests), from the repository root:
 Goal (issue 17): token login within 3x a raw C_Login on a 10,000-object token; the cost of a
 command independent of the number of objects on the token except for commands that list them.
 
-Setup per size N (not timed), in a fresh temporary directory: a workstation with its embedded
-SoftHSM token (file object store, 1 MiB KDF: the KDF is not what this measures), one key
-``shown`` generated with ``keystead keys generate``, then N extra token objects (AES-128 secret
-keys, ``CKA_TOKEN`` true: session objects would not count) made by a raw python-pkcs11 loop in a
-child process.
+Setup (not timed), in a fresh temporary directory: a workstation with its embedded SoftHSM
+token (file object store, 1 MiB KDF: the KDF is not what this measures) and one key ``shown``
+generated with ``keystead keys generate``. Before each size N (ascending) the token is topped up
+to N extra token objects (AES-128 secret keys, ``CKA_TOKEN`` true: session objects would not
+count) by a raw python-pkcs11 loop in a child process; the same token grows from size to size
+(SoftHSM's C_CreateObject re-reads the token directory, so filling is quadratic: 10,000 objects
+take 5-8 minutes here). The keys the timed ``keys generate`` rounds add (a few dozen) stay.
 
 Measured per size, interleaved round by round after one warm-up round:
 
@@ -71,7 +73,7 @@ import sys, pkcs11
 from pkcs11 import KeyType, Attribute
 lib = pkcs11.lib(sys.argv[1])
 with lib.get_token(token_label=sys.argv[2]).open(rw=True, user_pin=sys.argv[3]) as session:
-    for i in range(int(sys.argv[4])):
+    for i in range(int(sys.argv[4]), int(sys.argv[4]) + int(sys.argv[5])):
         session.generate_key(KeyType.AES, 128, store=True, label=f"filler-{i}",
                              id=b"fill" + i.to_bytes(4, "big"),
                              template={Attribute.TOKEN: True, Attribute.SENSITIVE: True,
@@ -111,12 +113,21 @@ def _run(command: Sequence[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def _make_home(root: Path, objects: int) -> Path:
+def _fill(home: Path, first: int, count: int) -> None:
+    """``count`` more AES-128 token objects, numbered from ``first``."""
+    subprocess.run(
+        [sys.executable, "-c", _FILL, SOFTHSM_MODULE, TOKEN, USER_PIN, str(first), str(count)],
+        env=_env(home),
+        check=True,
+    )
+
+
+def _make_home(root: Path) -> Path:
     from app.paths import Home
     from app.services.workstation import SoftTokenRequest, Workstation
     from app.storage.keyslots import KdfCost
 
-    home = root / f"n{objects}"
+    home = root / "home"
     ws = Workstation.initialize(
         Home(home),
         OPERATOR,
@@ -143,12 +154,6 @@ def _make_home(root: Path, objects: int) -> Path:
         ],
         env,
     )
-    if objects:
-        subprocess.run(
-            [sys.executable, "-c", _FILL, SOFTHSM_MODULE, TOKEN, USER_PIN, str(objects)],
-            env=env,
-            check=True,
-        )
     return home
 
 
@@ -300,14 +305,17 @@ def main() -> None:
         return
     if shutil.which("pkcs11-tool") is None:
         raise SystemExit("pkcs11-tool (OpenSC) is needed as the peer")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = sorted(int(s) for s in args.sizes.split(","))
     print(f"start: {machine_line()}")
     root = Path(tempfile.mkdtemp(prefix="keystead-bench-"))
     results: dict[int, dict[str, list[float]]] = {}
     try:
+        home = _make_home(root)
+        filled = 0
         for size in sizes:
             started = time.perf_counter()
-            home = _make_home(root, size)
+            _fill(home, filled, size - filled)
+            filled = size
             print(
                 f"\n== {size:,} extra token objects (setup {time.perf_counter() - started:.0f} s; "
                 f"load {os.getloadavg()[0]:.2f})"
@@ -344,7 +352,6 @@ def main() -> None:
                     f"  {'keys ' + verb + ' / pkcs11-tool --keygen':<34} "
                     f"{_ratio(s['keystead keys ' + verb], s['pkcs11-tool --keygen'])}"
                 )
-            shutil.rmtree(home, ignore_errors=True)
         base = sizes[0]
         print(
             f"\nGrowth of each median from {base:,} extra objects "

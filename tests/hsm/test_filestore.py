@@ -7,6 +7,7 @@ back, and a token directory moved away is never re-created."""
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,12 @@ import pytest
 from app.domain.algorithms import Algorithm
 from app.domain.keys import Presence
 from app.errors import WrongPin
+from app.hsm import filestore
 from app.hsm.filestore import (
+    _MAX_FILE,
     TOKEN_OBJECT,
     Damaged,
+    _read,
     parse_object_file,
     verify_object_file,
 )
@@ -72,9 +76,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
-def test_every_damaged_token_file_is_restored_and_recorded(
-    station: Station, damage: str
-) -> None:
+def test_every_damaged_token_file_is_restored_and_recorded(station: Station, damage: str) -> None:
     keys = _with_keys(station)
     station.lock()
     directory = _token_dir(station)
@@ -197,9 +199,7 @@ def test_verification_refuses_every_prefix_of_a_real_object(station: Station, cu
         verify_object_file(data, path.name)
         if cut < len(data):
             with pytest.raises(Damaged):
-                verify_object_file(
-                    data[:cut], path.name, parse_object_file(data).types
-                )
+                verify_object_file(data[:cut], path.name, parse_object_file(data).types)
 
 
 def test_any_cut_of_any_real_file_is_refused(station: Station) -> None:
@@ -210,16 +210,17 @@ def test_any_cut_of_any_real_file_is_refused(station: Station) -> None:
     for path in _token_dir(station).glob("*.object"):
         data = path.read_bytes()
         types = parse_object_file(data).types
-        without_user_pin = len(data) - 16 - 8 - len(parse_object_file(data).attributes[
-            0x80005348 + 5
-        ]) if path.name == TOKEN_OBJECT else -1
+        without_user_pin = (
+            len(data) - 16 - 8 - len(parse_object_file(data).attributes[0x80005348 + 5])
+            if path.name == TOKEN_OBJECT
+            else -1
+        )
         for cut in range(len(data)):
             if cut == without_user_pin:
                 verify_object_file(data[:cut], path.name, types)
                 continue
             with pytest.raises(Damaged):
                 verify_object_file(data[:cut], path.name, types)
-
 
 
 def test_a_wrong_pin_s_rewrite_of_token_object_reaches_its_shadow(station: Station) -> None:
@@ -237,3 +238,78 @@ def test_a_wrong_pin_s_rewrite_of_token_object_reaches_its_shadow(station: Stati
     live = (directory / TOKEN_OBJECT).read_bytes()
     assert live != before  # SoftHSM rewrote the file (the user PIN count-low flag)
     assert shadow.read_bytes() == live
+
+
+def test_a_file_damaged_alike_with_its_shadow_is_still_refused_and_moved_aside(
+    station: Station,
+) -> None:
+    """Open reads a file identical to its shadow only once for verification (issue 17): the
+    same bytes pass or fail alike. Identical damage on both (no good copy) is still found: the
+    object is moved aside and the other keys stay listed, as when the two differ."""
+    directory = _token_dir(station)
+    before = set(directory.glob("*.object"))
+    station(station.ws.keys.generate, TOKEN, Algorithm.AES_128, "vault-aes")
+    (victim,) = set(directory.glob("*.object")) - before  # the AES key's one object file
+    station(station.ws.keys.generate, TOKEN, Algorithm.EC_P256, "vault-ec")
+    station.lock()
+    shadow_dir = station.home.softhsm_shadow / directory.name
+    damaged = victim.read_bytes()[:40]
+    victim.write_bytes(damaged)
+    (shadow_dir / victim.name).write_bytes(damaged)
+    station.unlock()
+    assert not victim.exists()
+    (moved,) = (station.home.softhsm_quarantine / directory.name).iterdir()
+    assert moved.name.startswith(victim.name) and moved.read_bytes() == damaged
+    (event,) = station.events("token.store-repair")
+    assert event.details["repair"] == "quarantined" and event.details["file"] == victim.name
+    assert _presence(station) == {"vault-aes": Presence.MISSING, "vault-ec": Presence.PRESENT}
+
+
+def test_open_copies_a_file_changed_outside_keystead_and_reads_the_rest_once(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key object another PKCS#11 client rewrote while Keystead was closed differs from its
+    shadow: open verifies it and its shadow follows. A file equal to its shadow is read once
+    (with its shadow) by the repair, and not again by the open's sync (issue 17: open read
+    and parsed every file and shadow twice, 12-17 s at 10,000 objects)."""
+    _with_keys(station)
+    station.lock()
+    directory = _token_dir(station)
+    shadow_dir = station.home.softhsm_shadow / directory.name
+    victim = next(p for p in sorted(directory.glob("*.object")) if p.name != TOKEN_OBJECT)
+    data = victim.read_bytes()
+    generation = int.from_bytes(data[:8], "big") + 1  # what SoftHSM bumps on each rewrite
+    changed = generation.to_bytes(8, "big") + data[8:]
+    victim.write_bytes(changed)
+    reads: Counter[str] = Counter()
+    real_read = filestore._read
+
+    def counted(path: Path | str) -> bytes | None:
+        reads[str(path)] += 1
+        return real_read(path)
+
+    monkeypatch.setattr(filestore, "_read", counted)
+    station.unlock(login=False)
+    assert (shadow_dir / victim.name).read_bytes() == changed
+    others = [p for p in directory.glob("*.object") if p not in (victim, directory / TOKEN_OBJECT)]
+    assert len(others) >= 4
+    for path in others:
+        assert reads[str(path)] == 1 and reads[str(shadow_dir / path.name)] == 1, path.name
+    assert reads[str(victim)] == 2  # the repair's look, then the sync's copy
+
+
+def test_reading_a_store_file_is_bounded_and_exact(tmp_path: Path) -> None:
+    """``_read`` returns the whole of a small file, None for a missing one, and at most the
+    size limit plus one byte of a larger one (which verification then refuses)."""
+    small = tmp_path / "small.object"
+    small.write_bytes(b"\x01" * 1000)
+    assert _read(small) == b"\x01" * 1000
+    assert _read(str(small)) == b"\x01" * 1000
+    assert _read(tmp_path / "missing.object") is None
+    empty = tmp_path / "empty.object"
+    empty.write_bytes(b"")
+    assert _read(empty) == b""
+    big = tmp_path / "big.object"
+    with big.open("wb") as handle:
+        handle.truncate(_MAX_FILE + 4096)  # sparse: no 64 MiB written
+    assert len(_read(big) or b"") == _MAX_FILE + 1
