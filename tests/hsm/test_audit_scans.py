@@ -244,3 +244,25 @@ def test_a_new_login_does_not_reuse_the_audit_key_handle_of_the_last_one(bench: 
     after = [(e.action, e.outcome) for e in bench.events()[events:]]
     assert after[0] == ("token.login", "success")
     assert ("key.generate", "failed") in after and ("key.generate", "success") not in after
+
+
+def test_a_login_to_a_token_that_is_not_the_audit_token_searches_nothing(
+    bench: Bench, module_searches: list[Faults]
+) -> None:
+    """Only the audit token's login looks for audit objects: a second token holding keys is
+    logged in (its sealed login entry, its pending changes read from the database) without any
+    search of it, however many objects it holds. Generating on it searches nothing either."""
+    other = bench(bench.ws.tokens.create_soft_token, "Other", "87654321", "2468")
+    bench(bench.ws.lock)
+    bench.ws = with_witness(
+        bench(Workstation.unlock, bench.home, OPERATOR, PASS, clock=bench.clock)
+    )
+    bench(bench.ws.tokens.login, TOKEN, PIN)
+    before = _searches(module_searches)
+    bench(bench.ws.tokens.login, other.serial, "2468")
+    assert _searches(module_searches) == before
+    bench(bench.ws.keys.generate, other.serial, Algorithm.AES_128, "on-the-other")
+    assert _searches(module_searches) == before
+    assert "on-the-other" in pkcs11_tool(
+        bench.home, "--token-label", "Other", "--list-objects", pin="2468"
+    )
