@@ -205,7 +205,7 @@ class AuditLog:
         workstation and this database key, and the database must hold exactly the chain it
         vouches for up to its sequence number. The words depend only on the token's
         checkpoint and the kind of mismatch, so a retry gets the same refusal."""
-        newest = max(self._signed(documents), key=lambda c: (c.seq, c.time), default=None)
+        newest = self._newest_signed(documents)
         if newest is None:
             return
         advice = f"Nothing was changed. {RESTORE_HOME_ADVICE}"
@@ -234,19 +234,20 @@ class AuditLog:
                 f"been used since?). {advice}"
             )
 
+    def _newest_signed(self, documents: list[bytes]) -> Checkpoint | None:
+        """The newest (by sequence number, then time) checkpoint signed by this workstation's
+        audit key, whatever workstation it names; None if none is. Signatures are checked
+        newest first and the first good one ends the search: the token keeps eight, and a
+        check at every unlock and login made eight ECDSA verifications where one decides."""
+        key = self.public_key()
+        newest_first = sorted(_checkpoints(documents), key=lambda c: (c.seq, c.time), reverse=True)
+        return next((c for c in newest_first if _signed(key, c)), None)
+
     def _signed(self, documents: list[bytes]) -> list[Checkpoint]:
         """Checkpoints signed by this workstation's audit key, whatever workstation they
         name (the name is checked, not used to filter)."""
         key = self.public_key()
-        found = []
-        for document in documents:
-            try:
-                checkpoint = Checkpoint.from_json(json.loads(document))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
-            if _signed(key, checkpoint):
-                found.append(checkpoint)
-        return found
+        return [c for c in _checkpoints(documents) if _signed(key, c)]
 
     # --- checkpoints -----------------------------------------------------------------------
 
@@ -442,6 +443,17 @@ class AuditLog:
                 details={"format": fmt, "entries": len(entries), "file": path.name},
             )
         return len(entries)
+
+
+def _checkpoints(documents: list[bytes]) -> list[Checkpoint]:
+    """The documents that parse as checkpoints, in order (signatures not checked here)."""
+    found = []
+    for document in documents:
+        try:
+            found.append(Checkpoint.from_json(json.loads(document)))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return found
 
 
 def _signed(key: ec.EllipticCurvePublicKey | None, checkpoint: Checkpoint) -> bool:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pkcs11 import Attribute, KeyType
+from pkcs11 import Attribute, KeyType, ObjectClass
 
 from app.domain.algorithms import Algorithm
-from app.errors import TokenError
-from app.hsm.audit_objects import AUDIT_MAC_ID
+from app.domain.audit import Checkpoint
+from app.errors import DatabaseRolledBack, TokenError
+from app.hsm.audit_objects import AUDIT_MAC_ID, CHECKPOINT_APPLICATION
 from app.hsm.module import Pkcs11Module
 from app.hsm.session import TokenSession
 from app.services.workstation import Workstation
@@ -266,3 +268,48 @@ def test_a_login_to_a_token_that_is_not_the_audit_token_searches_nothing(
     assert "on-the-other" in pkcs11_tool(
         bench.home, "--token-label", "Other", "--list-objects", pin="2468"
     )
+
+
+def test_the_rollback_check_skips_a_forged_newer_checkpoint_and_still_refuses_an_old_database(
+    bench: Bench,
+) -> None:
+    """The rollback check verifies signatures newest first and stops at the first good one
+    (one ECDSA verification per check instead of eight). A planted checkpoint that claims a
+    later sequence number but does not verify is passed over: it neither refuses a good
+    database nor vouches for an old one."""
+    real = bench(bench.ws.audit.checkpoint, "the real newest")
+    forged = Checkpoint(
+        real.workstation,
+        real.seq + 1000,
+        bytes(32),
+        "9999-12-31T23:59:59Z",
+        real.signature,  # a good signature, of another statement
+        real.database,
+    )
+
+    def plant() -> None:
+        bench.ws.tokens.session(TOKEN)._session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.DATA,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: False,
+                Attribute.APPLICATION: CHECKPOINT_APPLICATION,
+                Attribute.LABEL: "keystead-checkpoint-999999999999",
+                Attribute.VALUE: json.dumps(forged.to_json()).encode(),
+            }
+        )
+
+    bench(plant)
+    old = bench.home.root / "old.db"
+    bench(bench.ws.lock)  # a checkpoint at lock, older than the forged one's claim
+    shutil.copy(bench.home.database, old)
+    # The pre-check at unlock and the check at login both pass.
+    bench.ws = with_witness(
+        bench(Workstation.unlock, bench.home, OPERATOR, PASS, clock=bench.clock)
+    )
+    bench(bench.ws.tokens.login, TOKEN, PIN)
+    bench(bench.ws.audit.checkpoint, "later")
+    bench(bench.ws.lock)
+    shutil.copy(old, bench.home.database)  # someone puts the older database back
+    with pytest.raises(DatabaseRolledBack, match="older than the token"):
+        bench(Workstation.unlock, bench.home, OPERATOR, PASS, clock=bench.clock)
