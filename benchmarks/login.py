@@ -230,7 +230,7 @@ def _child(home: Path, rounds: int) -> None:
         core.shutdown()
 
 
-def _whole(home: Path, rounds: int) -> dict[str, list[float]]:
+def _whole(home: Path, size: int, rounds: int) -> dict[str, list[float]]:
     env = _env(home)
     tool = [
         "pkcs11-tool",
@@ -246,7 +246,7 @@ def _whole(home: Path, rounds: int) -> dict[str, list[float]]:
 
     def name() -> str:
         made["n"] += 1
-        return f"bench-{made['n']}"
+        return f"bench-{size}-{made['n']}"  # unique: the token grows from size to size
 
     contenders: dict[str, Callable[[], float]] = {
         WHOLE[0]: lambda: _run([*tool, "--keygen", "--key-type", "AES:32", "--label", name()], env),
@@ -330,7 +330,7 @@ def main() -> None:
             if child.returncode != 0:
                 raise SystemExit(f"child for {size} failed:\n{child.stderr}")
             samples: dict[str, list[float]] = json.loads(child.stdout.strip().splitlines()[-1])
-            samples.update(_whole(home, args.rounds))
+            samples.update(_whole(home, size, args.rounds))
             results[size] = samples
             for name, values in samples.items():
                 print(f"  {name:<34} {_stats(values)}")
