@@ -633,12 +633,11 @@ class CeremonyRun:
                 cause=exc,
             )
 
-    def sign_off(self, name: str, initials: str, passphrase: str | None) -> bool:
-        """A witness signs the current step: an operator with initials and their passphrase,
-        an external participant by typing their registered name as ``initials``. True when
-        the quorum is reached (the ceremony moves on, or completes after the last step)."""
+    def signer(self, name: str) -> Participant:
+        """The participant ``name`` if they may sign the current step now (a participant in a
+        signing role, not its administrator, not signed yet); else refused and recorded
+        (``CeremonyError``). Asked before initials or a passphrase are, and by ``sign_off``."""
         assert_core_thread()
-        name = name.strip()
         self._require(State.RUNNING, "sign off")
         if self.phase is not Phase.SIGN_OFF:
             self._refuse(
@@ -680,6 +679,18 @@ class CeremonyRun:
                 RULE_SIGNOFF,
                 participant=name,
             )
+        return who
+
+    def sign_off(self, name: str, initials: str, passphrase: str | None) -> bool:
+        """A witness signs the current step: an operator with initials and their passphrase,
+        an external participant by typing their registered name as ``initials``. True when
+        the quorum is reached (the ceremony moves on, or completes after the last step)."""
+        assert_core_thread()
+        name = name.strip()
+        who = self.signer(name)
+        position = self.index
+        step = self.script.steps[position]
+        row = self.repo.steps(self.id)[position]
         typed = initials.strip()
         if who.kind == "external":
             if typed != who.name:

@@ -278,9 +278,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             _register(run)
             run.start()
             print("Participants registered; checkpoint signed. The ceremony starts.")
-        except OperationCancelled:
+        except OperationCancelled as exc:
             run.abandon("input ended during registration")
-            raise
+            raise OperationCancelled(
+                f"{exc.message} Ceremony {run.id} is abandoned (nothing had run); begin it "
+                "again."
+            ) from exc
         except KeysteadError as exc:
             # Registration ended short (or the token is not the profile's): nothing ran, so
             # the ceremony is closed as abandoned rather than left registering for ever.
@@ -408,9 +411,9 @@ def _steps(run: Any, desk: CliDesk) -> int:
                     return 1
                 if answer.upper() != "DONE":
                     continue
-            except OperationCancelled:
+            except OperationCancelled as exc:
                 run.pause("input ended")
-                raise
+                raise _paused(run, exc) from exc
             outputs = run.perform(desk)
             if run.settled_step:
                 print(
@@ -420,12 +423,22 @@ def _steps(run: Any, desk: CliDesk) -> int:
             _show_outputs(outputs)
         try:
             _collect_signoffs(run, step)
-        except OperationCancelled:
+        except OperationCancelled as exc:
             run.pause("input ended during the sign-off")
-            raise
+            raise _paused(run, exc) from exc
     state = run.state
     _print_end(run)
     return 0 if state is State.COMPLETED else 1
+
+
+def _paused(run: Any, cause: OperationCancelled) -> OperationCancelled:
+    """The error when input ends mid-ceremony: what ended, and that the ceremony is paused
+    (the new-user trial was told only "Input ended." and had to find out which state it was
+    left in)."""
+    return OperationCancelled(
+        f"{cause.message} Ceremony {run.id} is paused; resume it with: keystead ceremony "
+        f"resume {run.id}"
+    )
 
 
 def _show_step(run: Any, step: Any, total: int) -> None:
@@ -472,9 +485,11 @@ def _collect_signoffs(run: Any, step: Any) -> None:
             )
         signed = len(run.signoffs(run.index))
         name = ask(f"Sign-off {signed + 1} of {step.quorum} for '{step.id}': participant name:")
-        person = next((p for p in run.participants() if p.name == name), None)
         try:
-            if person is not None and person.kind == "external":
+            # Who may sign, before initials and a passphrase are asked for (refused and
+            # recorded as the sign-off itself would be).
+            person = run.signer(name.strip())
+            if person.kind == "external":
                 typed = ask(f"{name}: type your full name to sign:")
                 run.sign_off(name, typed, None)
             else:

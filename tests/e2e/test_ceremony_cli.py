@@ -440,3 +440,36 @@ def test_validate_applies_the_runs_checks_and_the_run_refuses_the_same(
     refusal = room.error("ceremony", "validate", "root-ca", "--workdir", str(tmp_path))
     assert "parameter 'out'" in refusal and "never writes over a file" in refusal
     assert (tmp_path / "root-ca.pem").read_bytes() == b"an earlier certificate"
+
+
+def test_input_that_ends_says_what_state_the_ceremony_is_left_in(
+    room: Cli, tmp_path: Path
+) -> None:
+    """New-user trial: "Input ended." alone; runs that ended during registration were
+    abandoned and later ones paused, and the room was told neither. And a sign-off asked for
+    initials before it said the name typed is not a participant."""
+    path = template_dir() / "generate-kek.toml"
+    script = scripts.load(path)
+    full = answers(script).splitlines()
+    run = ["ceremony", "run", str(path), "--profile", "rehearsal", "--workdir", str(tmp_path)]
+    # Ends during registration (after the hash is confirmed): abandoned, and said so.
+    ended = room_run(room, *run, stdin="\n".join(full[:3]) + "\n", expect=1)
+    [line] = [x for x in ended.stderr.splitlines() if x.startswith("keystead: error:")]
+    assert "Input ended." in line and "is abandoned" in line
+    # Ends at a sign-off, after a name that is not a participant: refused at once (no
+    # "Initials:" asked for it), then paused with the command that resumes it.
+    assert full[10] == "DONE"
+    ended = room_run(room, *run, stdin="\n".join([*full[:11], "nobody-here"]) + "\n", expect=1)
+    refused = [x for x in ended.stderr.splitlines() if "refused:" in x]
+    assert refused and "'nobody-here' is not a participant" in refused[0]
+    assert ended.stdout.count("Initials:") == 0
+    [line] = [x for x in ended.stderr.splitlines() if x.startswith("keystead: error:")]
+    ident = ceremony_id(ended.stdout)
+    assert "is paused" in line and f"keystead ceremony resume {ident}" in line
+    assert room.json("ceremony", "show", ident)["ceremony"]["state"] == "paused"
+    denied = [
+        e
+        for e in room.json("audit", "list", "--action", "ceremony.sign-off")
+        if e["outcome"] == "denied"
+    ]
+    assert denied, "the refused sign-off is recorded, as before"
