@@ -398,14 +398,20 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
             _login(ws, key.token_serial)
         elif key.token_serial:  # an imported public key has no token
             _login_if_present(ws, key.token_serial)
+        from app.services.lifecycle import TransitionRequest
+
+        reason = getattr(args, "reason", "") or ""
+        also = ws.lifecycle.also_changed(key, TransitionRequest(key.id, action, reason))
         changed = ws.lifecycle.transition(
             key.id,
             action,
-            getattr(args, "reason", "") or "",
+            reason,
             compromise_date=getattr(args, "date", None),
             confirm_name=getattr(args, "confirm", None),
         )
         row = output.key_dict(changed)
+        # The other keys the change moved (an activated successor's predecessor), as they are.
+        row["also_changed"] = [output.key_dict(ws.keys.resolve(k.id)) for k in also]
         if action is Action.COMPROMISE:
             if args.revoke_certificates:
                 revoked = ws.certs.revoke_key_certificates(changed.id)
@@ -421,6 +427,8 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
     else:
         note = "" if row["token_sync"] == TokenSync.OK.value else f" ({row['token_sync_text']})"
         print(f"Key '{row['name']}' is now {row['state']}{note}.")
+        for other in row["also_changed"]:
+            print(f"Key '{other['name']}', the key it replaces, is now {other['state']}.")
         if action is Action.COMPROMISE:
             given = getattr(args, "date", None) is not None
             print(

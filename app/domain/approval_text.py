@@ -18,6 +18,7 @@ from collections.abc import Sequence
 LABELS: dict[str, str] = {
     "transition": "Transition",
     "key": "Key",
+    "also_changes": "Also changes",
     "key_names": "Keys (name and KCV)",
     "algorithm": "Algorithm",
     "purpose": "Purpose",

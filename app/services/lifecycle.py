@@ -214,6 +214,17 @@ class LifecycleService:
             details=details,
         )
 
+    def also_changed(self, key: KeyRecord, request: TransitionRequest) -> list[KeyRecord]:
+        """The other keys ``request`` would change besides ``key``, as they will be after it
+        (today: the predecessor an activated successor deactivates). What the approvers must
+        read, and what the CLI reports afterwards. Empty when the transition itself is not
+        allowed (``transition`` refuses it then, naming the key)."""
+        try:
+            changes = self._changes(key, request)
+        except KeysteadError:
+            return []
+        return [c.after for c in changes[1:]]
+
     def _changes(self, key: KeyRecord, request: TransitionRequest) -> list[_Change]:
         """The key's change and, when activating a successor, its predecessor's."""
         now = self.clock()

@@ -342,6 +342,14 @@ class Workstation:
             if request.compromise_date
             else None,
         }
+        also = self.lifecycle.also_changed(key, request)
+        if also:
+            # The approvers approve these too (the new-user trial found the predecessor of an
+            # activated successor deactivated with no word of it in the approval dialog).
+            parameters["also_changes"] = [
+                f"'{k.name}' ({k.kcv or (k.fingerprint or '')[:16]}) becomes {k.state.value}"
+                for k in also
+            ]
         authorisation = self.approvals.obtain(action, f"key:{key.id}", parameters)
         return authorisation
 

@@ -542,6 +542,14 @@ def test_lifecycle_commands(cli: Cli) -> None:
     final = cli.json("keys", "show", "k")
     assert final["state"] == "DESTROYED_COMPROMISED"
     assert final["compromise_date"].startswith("2026-01-02")
+    # A successor's activation says that it deactivated the key it replaces (new-user trial:
+    # only "Key 'x-v2' is now ACTIVE." was printed).
+    generate(cli, "AES-128", "x")
+    cli.run("keys", "activate", "x")
+    cli.run("keys", "rotate", "x")
+    said = cli.run("keys", "activate", "x-v2").stdout
+    assert "Key 'x-v2' is now ACTIVE" in said
+    assert "Key 'x', the key it replaces, is now DEACTIVATED." in said
 
 
 # --- token administration ---------------------------------------------------------------------

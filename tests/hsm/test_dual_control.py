@@ -84,6 +84,27 @@ def test_destroy_needs_and_names_the_approver(station: Station) -> None:
     assert details["approval"]["approvers"] == [CUSTODIAN]
 
 
+def test_activating_a_successor_names_the_predecessor_it_deactivates(station: Station) -> None:
+    # New-user trial: the approval dialog for a successor's activation said nothing of the
+    # active predecessor the same change deactivates, which the approver also signs for.
+    team(station)
+    old = station(station.ws.keys.generate, TOKEN, Algorithm.EC_P256, "signer", Purpose.SIGNING)
+    source = approvers(station, (CUSTODIAN, CUSTODIAN_PASS))
+    station(station.ws.lifecycle.transition, old.id, Action.ACTIVATE)
+    new = station(station.ws.lifecycle.rotate, old.id)
+    source = approvers(station, (CUSTODIAN, CUSTODIAN_PASS))
+    station(station.ws.lifecycle.transition, new.id, Action.ACTIVATE)
+    [request] = [r for r in source.asked if r.action == "key.activate"]
+    also = dict(request.parameters)["also_changes"]
+    assert "'signer'" in also and "DEACTIVATED" in also
+    assert state(station, old.id) is KeyState.DEACTIVATED
+    # Without a predecessor to change, the request carries no such line.
+    first = station(station.ws.keys.generate, TOKEN, Algorithm.EC_P256, "lone", Purpose.SIGNING)
+    source = approvers(station, (CUSTODIAN, CUSTODIAN_PASS))
+    station(station.ws.lifecycle.transition, first.id, Action.ACTIVATE)
+    assert "also_changes" not in dict(source.asked[0].parameters)
+
+
 def test_restricting_use_never_waits_for_a_quorum(station: Station) -> None:
     key_id = new_key(station)
     station(station.ws.lifecycle.transition, key_id, Action.ACTIVATE)  # AES encryption: single
