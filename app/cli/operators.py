@@ -324,17 +324,31 @@ def cmd_policy_backup_first(args: argparse.Namespace) -> int:
 def cmd_lock_status(args: argparse.Namespace) -> int:
     """Read the side record only: works while the workstation is locked."""
     home: Home = args.home_dir
+    from app.storage.home_lock import in_use_by
     from app.storage.unlock_failures import UnlockFailures
 
     failures = UnlockFailures(home.unlock_failures)
+    pending = failures.unsealed()
+    # A try is counted as failed before it is checked (so a kill cannot hide it); while the
+    # process making it still holds the workstation, the newest such try is in progress, not
+    # failed (the new-user trial saw phantom failures during normal use).
+    holder = in_use_by(home.root) if home.exists() else None
+    in_progress = (
+        pending[-1] if holder and pending and pending[-1].reason == "interrupted" else None
+    )
     rows: list[dict[str, Any]] = []
     now = datetime.now(UTC)
     for name, state in sorted(failures.states().items()):
-        allowed = retry_at(state.consecutive, state.last)
+        consecutive = state.consecutive - (
+            1 if in_progress is not None and in_progress.operator == name else 0
+        )
+        if consecutive <= 0:
+            continue
+        allowed = retry_at(consecutive, state.last)
         rows.append(
             {
                 "operator": name,
-                "failures": state.consecutive,
+                "failures": consecutive,
                 "last_failure": state.last.isoformat() if state.last else None,
                 "next_try_after": allowed.isoformat() if allowed else None,
                 "locked_out": locked_out(state.consecutive),
@@ -343,11 +357,23 @@ def cmd_lock_status(args: argparse.Namespace) -> int:
         )
     if not home.exists():
         raise NotFoundError(f"No workstation here ({home.root}). Initialise one first.")
-    unsealed = len(failures.unsealed()) + failures.lost()
+    unsealed = len(pending) + failures.lost() - (1 if in_progress is not None else 0)
+    progress = (
+        None
+        if in_progress is None
+        else {"operator": in_progress.operator, "since": in_progress.time, "by": holder}
+    )
     if args.json:
-        output.print_json({"operators": rows, "failures_since_last_unlock": unsealed})
+        output.print_json(
+            {"operators": rows, "failures_since_last_unlock": unsealed, "in_progress": progress}
+        )
     else:
         print(f"{unsealed} failed unlock(s) since the last successful unlock.")
+        if in_progress is not None:
+            print(
+                f"An unlock by {terminal_text(in_progress.operator)} is in progress in "
+                f"{holder}; it counts as failed only if it fails."
+            )
         for row in rows:
             row["operator"] = terminal_text(row["operator"])
             # A failure with no wait yet is not a lock (the new-user trial read it as one).

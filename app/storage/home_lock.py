@@ -86,6 +86,28 @@ class HomeLock:
         os.close(fd)
 
 
+def in_use_by(root: Path) -> str | None:
+    """Who holds the lock of the workstation in ``root`` right now ("process N (program)"),
+    or None when nobody does (or there is no lock file). Takes and gives back the lock at once
+    when it is free, so a reader such as ``lock-status`` never holds it."""
+    path = root / "keystead.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd)
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _holder(fd: int) -> str:
     """ "process N (program)" from the lock file, as its holder wrote it."""
     try:
