@@ -355,10 +355,17 @@ class MainWindow(QMainWindow):
         if not statuses:
             self.tokens_label.setText("Tokens: none present")
             return
+        # The count first and logged-in tokens before the others: the label is cut at the
+        # right on a narrow window, and "Tokens: Rehearsal (not logged in)" hid the logged-in
+        # main token (new-user trial).
+        ordered = sorted(statuses, key=lambda s: (not s.logged_in, s.info.label.casefold()))
         parts = [
-            f"{s.info.label} ({'logged in' if s.logged_in else 'not logged in'})" for s in statuses
+            f"{s.info.label} ({'logged in' if s.logged_in else 'not logged in'})" for s in ordered
         ]
-        self.tokens_label.setText("Tokens: " + ", ".join(parts))
+        logged_in = sum(1 for s in statuses if s.logged_in)
+        text = f"Tokens: {logged_in} of {len(statuses)} logged in — " + ", ".join(parts)
+        self.tokens_label.setText(text)
+        self.tokens_label.setToolTip("\n".join(parts))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Lock the workstation on the core thread before the window goes away."""

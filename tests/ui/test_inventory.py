@@ -108,6 +108,21 @@ def test_sorting_uses_typed_keys() -> None:
     assert names(model)[1:] == ["alpha", "Mid", "zeta"]  # unmanaged (no date) first
 
 
+def test_long_names_are_cut_in_the_middle_and_shown_whole_on_hover(qtbot, gui_session) -> None:  # type: ignore[no-untyped-def]
+    # New-user trial: names that differ only at the end were cut to one common prefix.
+    from ui.pages.inventory_page import InventoryPage
+
+    page = InventoryPage(gui_session)
+    qtbot.addWidget(page)
+    assert page.table.textElideMode() is Qt.TextElideMode.ElideMiddle
+    model = InventoryModel()
+    model.set_items(items())
+    model.sort(Column.NAME, Qt.SortOrder.AscendingOrder)
+    for row in range(model.rowCount()):
+        index = model.index(row, Column.NAME)
+        assert index.data(Qt.ItemDataRole.ToolTipRole) == index.data()
+
+
 def test_missing_and_unmanaged_rows_are_marked() -> None:
     model = InventoryModel()
     model.set_items(items())

@@ -233,3 +233,24 @@ def test_every_toolbar_entry_is_visible_at_1024_px(qtbot, workstation, gui_sessi
     assert hidden == []
     assert window.tokens.init_action in entries and len(entries) >= 7
     assert window.tokens.add_module_action in window.tokens.module_menu.actions()
+
+
+def test_the_status_bar_puts_the_count_and_logged_in_tokens_first(  # type: ignore[no-untyped-def]
+    qtbot, workstation, gui_session, bridge
+):
+    # New-user trial: "Tokens: Rehearsal (not logged in)" — the cut-off label hid the logged-in
+    # main token. A token whose label sorts first and that is not logged in must not lead.
+    bridge.executor.call(workstation.tokens.create_soft_token, "Aardvark", "87654321", "4321")
+    window = MainWindow(gui_session)
+    qtbot.addWidget(window)
+    window.start()
+    qtbot.waitUntil(lambda: "Aardvark" in window.tokens_label.text(), timeout=10000)
+    window.presence_timer.stop()
+    text = window.tokens_label.text()
+    head, _, listed = text.partition(" — ")
+    parts = listed.split(", ")
+    logged = [p for p in parts if p.endswith("(logged in)")]
+    assert head == f"Tokens: {len(logged)} of {len(parts)} logged in", text
+    assert parts[: len(logged)] == logged, text  # logged-in tokens first
+    assert "UiToken (logged in)" in logged and "Aardvark (not logged in)" in parts
+    assert "Aardvark" in window.tokens_label.toolTip()

@@ -666,6 +666,8 @@ class InventoryModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole and column == Column.STATE:
             return self._items[item_index].usage_due or None
+        if role == Qt.ItemDataRole.ToolTipRole and column == Column.NAME:
+            return self._text(item_index)[column]  # whole, when the column cuts it
         if role == Qt.ItemDataRole.ToolTipRole and column == Column.USES:
             return (
                 "Protect uses recorded in the audit log: files and messages signed, files "

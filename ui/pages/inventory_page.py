@@ -173,6 +173,9 @@ class InventoryPage(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        # Cut long names in the middle: names that differ only at the end ("…-2025" and
+        # "…-2026") stayed apart (the new-user trial saw every row cut to one prefix).
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(26)
         self.table.setTabKeyNavigation(False)  # Tab leaves the table
