@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asn1crypto.core import OctetString
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass
@@ -94,6 +93,8 @@ def named_attributes(attributes: dict[Attribute, Any]) -> dict[str, Any]:
 
 def ec_point(raw: bytes) -> bytes:
     """CKA_EC_POINT is normally a DER OCTET STRING; some tokens give the raw point."""
+    from asn1crypto.core import OctetString  # (only for EC keys: not loaded by every command)
+
     try:
         return bytes(OctetString.load(raw).native)
     except ValueError:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pkcs11 import Attribute, KeyType
-from pkcs11.util.ec import encode_named_curve_parameters
 
 from app.domain.algorithms import Algorithm, Family, Usage, UsagePlan
 
@@ -28,10 +27,12 @@ SECRET_USAGES = tuple(Usage)
 PRIVATE_USAGES = (Usage.DECRYPT, Usage.SIGN, Usage.UNWRAP, Usage.DERIVE)
 PUBLIC_USAGES = (Usage.ENCRYPT, Usage.VERIFY, Usage.WRAP, Usage.DERIVE)
 
-# DER of the curve OIDs: the form SoftHSM and most HSMs accept in CKA_EC_PARAMS.
+# DER of the curve OIDs: the form SoftHSM and most HSMs accept in CKA_EC_PARAMS (what
+# python-pkcs11's ``encode_named_curve_parameters`` gives; written out so that asn1crypto is
+# not loaded by every command, and checked against it in tests/unit/test_hsm_lazy_util.py).
 CURVE_PARAMS: dict[str, bytes] = {
-    "P-256": encode_named_curve_parameters("secp256r1"),
-    "P-384": encode_named_curve_parameters("secp384r1"),
+    "P-256": bytes.fromhex("06082a8648ce3d030107"),  # OID 1.2.840.10045.3.1.7 (secp256r1)
+    "P-384": bytes.fromhex("06052b81040022"),  # OID 1.3.132.0.34 (secp384r1)
     "Ed25519": bytes.fromhex("06032b6570"),  # OID 1.3.101.112
 }
 PARAMS_CURVE = {value: name for name, value in CURVE_PARAMS.items()}

@@ -28,8 +28,10 @@ HEAVY = (
     "app.hsm",
     "app.storage",
 )
-# Never needed by `keys list` / `keys generate`.
+# Never needed by `keys list` / `keys generate` (asn1crypto: python-pkcs11's helpers load on
+# first use, app/hsm/lazy_util.py).
 UNUSED_BY_KEYS = (
+    "asn1crypto",
     "pkilint",
     "app.pki.lint",
     "app.services.certificates",
