@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-import uuid
 from collections.abc import Iterable
 
 from app.errors import ValidationError
@@ -91,6 +90,8 @@ def mixed_script(name: str) -> bool:
 def validate_key_name(name: str) -> str:
     """A key name: ``validate_name``, and not something that reads as a UUID (a key is found
     by uuid or name, so a name that parses as a UUID would shadow another key)."""
+    import uuid  # (uuid loads platform: only where a key is named, not on every command)
+
     cleaned = validate_name(name)
     try:
         uuid.UUID(cleaned)

@@ -11,9 +11,8 @@ This reads the files only; it never loads a module.
 from __future__ import annotations
 
 import logging
-import platform
+import os
 import re
-import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +52,13 @@ def default_dirs() -> list[Path]:
 def module_dir_candidates() -> list[Path]:
     """Where p11-kit looks for relative module names on common distributions (its compiled-in
     P11_MODULE_PATH): Debian/Ubuntu multiarch, Fedora/RHEL, Arch/Alpine, /usr/local."""
+    import sysconfig  # (only when a module name is resolved: not loaded by every command)
+
     candidates: list[Path] = []
     multiarch = sysconfig.get_config_var("MULTIARCH")
     if isinstance(multiarch, str) and multiarch:
         candidates.append(Path("/usr/lib") / multiarch / "pkcs11")
-    machine = platform.machine()
+    machine = os.uname().machine  # (what platform.machine() reads, without loading platform)
     if machine:
         candidates.append(Path("/usr/lib") / f"{machine}-linux-gnu" / "pkcs11")
     candidates += [

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +55,8 @@ def live_interfaces(
     pass their own). An interface only in one of the two is skipped. Raises ``OSError`` or
     ``psutil.Error`` when the system cannot be asked.
     """
+    import socket  # (as psutil: on first look, not loaded by every command)
+
     import psutil  # on first look, not at import: most commands never look
 
     stats = psutil.net_if_stats() if stats is None else stats

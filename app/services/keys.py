@@ -6,7 +6,6 @@ import gc
 import json
 import logging
 import secrets
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -81,6 +80,14 @@ class KeyDetails:
     presence: Presence
     token_attributes: dict[str, dict[str, Any]]  # empty when the token is not logged in
     identifier_words: list[str]
+
+
+def new_key_id() -> str:
+    """A new key's id: a random UUID (RFC 9562 version 4) as text. ``uuid`` is imported here:
+    it loads ``platform``, which a command that only reads keys does not need."""
+    import uuid
+
+    return str(uuid.uuid4())
 
 
 class KeyService:
@@ -244,7 +251,7 @@ class KeyService:
                 self.intents.abandon(intent, subject, exc.message)
             raise
         key = KeyRecord(
-            id=str(uuid.uuid4()),
+            id=new_key_id(),
             name=name,
             algorithm=algorithm,
             purpose=purpose,
@@ -914,7 +921,7 @@ class KeyService:
             if a.get("EXTRACTABLE")
         )
         key = KeyRecord(
-            id=str(uuid.uuid4()),
+            id=new_key_id(),
             name=final_name,
             algorithm=algorithm,
             purpose=chosen,
