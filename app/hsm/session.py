@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pkcs11
 import pkcs11.exceptions as px
@@ -71,7 +71,9 @@ from app.hsm.templates import (
     public_template,
     secret_template,
 )
-from app.hsm.trials import Enforcement, TrialResult, generation_trial, usage_enforced
+
+if TYPE_CHECKING:  # the trials are imported where a generation needs one (issue 17)
+    from app.hsm.trials import Enforcement, TrialResult
 
 log = logging.getLogger(__name__)
 
@@ -351,11 +353,15 @@ class TokenSession:
     def generation_trial(self, algorithm: Algorithm, purpose: Purpose) -> TrialResult:
         """Which template the token accepts for this algorithm and purpose (probe objects,
         destroyed again; see ``app.hsm.trials``)."""
+        from app.hsm.trials import generation_trial
+
         return generation_trial(self._session, algorithm, purpose)
 
     @recovering
     def usage_enforced(self) -> Enforcement:
         """Whether the token refuses to sign once CKA_SIGN is cleared (``app.hsm.trials``)."""
+        from app.hsm.trials import usage_enforced
+
         return usage_enforced(self._session)
 
     # --- enumeration and reads -------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.domain.algorithms import (
     Algorithm,
@@ -35,7 +35,6 @@ from app.domain.keys import (
     TrustedWrap,
     name_order,
 )
-from app.domain.known_keys import RULE_KNOWN_KEY, KnownKeys
 from app.domain.names import validate_key_name
 from app.errors import (
     KeysteadError,
@@ -50,19 +49,23 @@ from app.errors import (
 )
 from app.hsm.session import BlankKeys, TokenSession
 from app.hsm.templates import KeySpec
-from app.hsm.trials import TrialResult, extra_usages, widened
-from app.services.adoption import AdoptionCandidate, candidate_for
 from app.services.airgap import AirGapGuard
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, IntentLog, Resolution
-from app.services.token_inspect import backup_refusal, known_trial, remember_trial
 from app.services.tokens import TokenService
 from app.storage.backups import BackupRepository
 from app.storage.database import Database
 from app.storage.intents import IntentRow
 from app.storage.repository import KeyRepository, SettingsRepository
+
+if TYPE_CHECKING:
+    # Generation's trials, adoption and the known-key check are imported where they are used:
+    # a command that only lists keys does not load them (issue 17, tests/e2e/test_startup.py).
+    from app.domain.known_keys import KnownKeys
+    from app.hsm.trials import TrialResult
+    from app.services.adoption import AdoptionCandidate
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,9 @@ class KeyService:
         ``allow_wider`` (the officer's explicit decision) is the wider template used, and the
         entry records the extra usage flags and the decision. Usage is never widened silently.
         """
+        from app.hsm.trials import widened
+        from app.services.token_inspect import backup_refusal, known_trial
+
         assert_core_thread()
         self.guard("key.generate", f"token:{token_ref}")
         purpose = purpose or default_purpose(algorithm)
@@ -368,6 +374,8 @@ class KeyService:
         self, session: TokenSession, algorithm: Algorithm, purpose: Purpose
     ) -> TrialResult:
         """Find out why the exact template was refused, and keep the answer."""
+        from app.services.token_inspect import remember_trial
+
         trial = session.generation_trial(algorithm, purpose)
         with self.db.transaction():
             remember_trial(self.db, session.info.serial, trial)
@@ -765,6 +773,8 @@ class KeyService:
     def adoption_candidates(self, token_ref: str) -> list[AdoptionCandidate]:
         """Every unmanaged key on the token (and lone public keys), as adoption would take
         them, with live attributes, inferred purposes, exposure and refusals."""
+        from app.domain.known_keys import KnownKeys
+
         assert_core_thread()
         self.guard("key.adopt", f"token:{token_ref}")
         session = self.tokens.session(token_ref)
@@ -833,6 +843,9 @@ class KeyService:
         entries: list[TokenEntry],
         held: KnownKeys | None = None,
     ) -> AdoptionCandidate:
+        from app.domain.known_keys import RULE_KNOWN_KEY, KnownKeys
+        from app.services.adoption import candidate_for
+
         parts = _parts_of(key, entries)
         live = session.attributes_of([e.position for e in parts])
         attributes = {e.object_class: live.get(e.position, {}) for e in parts}
@@ -1188,6 +1201,8 @@ def _usage_details(
 ) -> dict[str, Any]:
     """What the audit entry says about usage: the flags the token holds, and any usage beyond
     the purpose's that the officer accepted."""
+    from app.hsm.trials import extra_usages
+
     held = {
         cls: sorted(name for name, value in attrs.items() if name in _USAGE_NAMES and value)
         for cls, attrs in attributes.items()

@@ -45,7 +45,6 @@ from app.services.guard import Guard, unguarded
 from app.services.intents import COMPLETED, ROLLED_BACK, Resolution
 from app.services.keys import KeyService, identity_of
 from app.services.policy import CryptoperiodPolicy
-from app.services.token_inspect import remember_enforcement, usage_enforcement
 from app.services.tokens import TokenService
 from app.storage.database import Database
 from app.storage.events import StoredEvent, list_events
@@ -504,6 +503,9 @@ class LifecycleService:
     def _enforces(self, session: TokenSession) -> bool:
         """Whether this token was seen refusing an operation whose usage flag was cleared
         (its capability probe, or a trial run now once and kept)."""
+        # (the probe's store: imported here, not by every command that builds the service)
+        from app.services.token_inspect import remember_enforcement, usage_enforcement
+
         tried, enforced = usage_enforcement(self.db, session.info.serial)
         if not tried:
             found = session.usage_enforced()

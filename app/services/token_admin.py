@@ -27,7 +27,6 @@ from app.errors import (
     WrongPin,
 )
 from app.hsm.module import TokenInfo
-from app.hsm.tokeninfo import token_details
 from app.services.audit import Outcome, failure_outcome, record, record_alone
 from app.services.executor import assert_core_thread
 from app.services.intents import COMPLETED, ROLLED_BACK, UNKNOWN, Resolution
@@ -136,6 +135,8 @@ class TokenAdmin:
 
     def pin_limits(self, info: TokenInfo) -> tuple[int, int]:
         """The token's own minimum and maximum PIN length."""
+        from app.hsm.tokeninfo import token_details  # (the C_GetTokenInfo reader: only here)
+
         details = token_details(info.module_path, info.slot_id)
         return details.min_pin, details.max_pin
 

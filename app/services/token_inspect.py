@@ -13,22 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.domain.algorithms import Algorithm, Purpose
 from app.domain.backup_rules import backup_refusal as rules_refusal
 from app.errors import KeysteadError
 from app.hsm.capabilities import Capabilities, probe
 from app.hsm.errors import pkcs11_errors
-from app.hsm.mechanisms import MechanismRow, mechanism_table
 from app.hsm.module import ModuleInfo, TokenInfo
-from app.hsm.p11kit import RegisteredModule, registered_modules
-from app.hsm.tokeninfo import TokenDetails, token_details
 from app.hsm.trials import TrialResult
 from app.services.audit import Outcome, record
 from app.services.executor import assert_core_thread
 from app.services.tokens import TokenService, TokenStatus
 from app.storage.database import Database
 from app.storage.repository import SettingsRepository, utc_text
+
+if TYPE_CHECKING:  # mechanism tables, p11-kit and C_GetTokenInfo: imported where read (issue 17)
+    from app.hsm.mechanisms import MechanismRow
+    from app.hsm.p11kit import RegisteredModule
+    from app.hsm.tokeninfo import TokenDetails
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +90,14 @@ class TokenInspector:
 
     def offered_modules(self) -> list[RegisteredModule]:
         """Modules registered with p11-kit that are not configured here yet."""
+        from app.hsm.p11kit import registered_modules
+
         configured = {_resolved(p) for p, _embedded in self.settings.modules()}
         return [m for m in registered_modules() if _resolved(m.path) not in configured]
 
     def view(self, ref: str) -> TokenView:
+        from app.hsm.tokeninfo import token_details
+
         assert_core_thread()
         info = self.tokens.find(ref)
         status = next(s for s in self.tokens.statuses() if s.info.serial == info.serial)
@@ -107,6 +114,8 @@ class TokenInspector:
         return TokenView(status, details, details_error, objects, capabilities, probed_at)
 
     def mechanisms(self, ref: str) -> list[MechanismRow]:
+        from app.hsm.mechanisms import mechanism_table
+
         assert_core_thread()
         info = self.tokens.find(ref)
         token = self.tokens.module_of(info).token(info.serial)

@@ -49,12 +49,9 @@ from app.services.audit_log import AuditLog
 from app.services.executor import assert_core_thread
 from app.services.keys import KeyService
 from app.services.lifecycle import LifecycleService, TransitionRequest
-from app.services.operators import OperatorService
 from app.services.passphrases import PassphraseChecker
 from app.services.policy import load_policy
-from app.services.rebind import RebindService
 from app.services.token_admin import AdminRequest, TokenAdmin
-from app.services.token_inspect import TokenInspector
 from app.services.tokens import TokenService
 from app.services.trusted_wrap import protect_pending
 from app.storage import rotation
@@ -65,12 +62,15 @@ from app.storage.keyslots import KdfCost, KeySlotFile, new_database_key
 from app.storage.operators import OperatorRepository
 from app.storage.repository import SettingsRepository
 
-if TYPE_CHECKING:  # built on first use: see Workstation.use / .backup / .certs
+if TYPE_CHECKING:  # built on first use: see Workstation.use / .backup / .certs / .inspect …
     from app.services.backup import BackupService
     from app.services.certificates import CertificateService
     from app.services.distribution import DistributionService
     from app.services.key_use import KeyUseService
+    from app.services.operators import OperatorService
     from app.services.policy import UsageLimits
+    from app.services.rebind import RebindService
+    from app.services.token_inspect import TokenInspector
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,6 @@ class Workstation:
             db, self.tokens, workstation_id, operator, clock, database_identity(database_key)
         )
         self.admin = TokenAdmin(db, self.tokens, operator, clock, lambda: self.audit.token_serial)
-        self.inspect = TokenInspector(db, self.tokens, clock)
-        self.rebind = RebindService(db, self.tokens, self.keys, operator, clock)
         self.keys.usage_of = self._usage_of  # counters read the audit chain only
         self._usage_limits: UsageLimits | None = None  # resources/usage-limits.toml, when read
         self.tokens.on_login += [self.audit.on_login, self._after_login]
@@ -205,11 +203,8 @@ class Workstation:
         self.approvals = ApprovalService(
             db, self.checker, operator, workstation_id, clock, lambda: self._database_key
         )
-        self.roster = OperatorService(
-            db, home, self.approvals, self.checker, operator, clock, lambda: self._database_key
-        )
         guard = self.approvals.check_initiator
-        for service in (self.tokens, self.keys, self.lifecycle, self.rebind):
+        for service in (self.tokens, self.keys, self.lifecycle):
             service.guard = guard
         self.lifecycle.approve = self._approve_transition
         self.admin.approve = self._approve_admin
@@ -221,6 +216,35 @@ class Workstation:
     # Key use, backups and certificates bring cryptography's x509/serialisation, SLIP-39 and
     # pkilint with them (a third of a CLI command's start-up); most commands use none of them,
     # so each is imported and built the first time it is asked for, wired like the others.
+    # The token inspector (mechanism tables, p11-kit, capability probes), re-binding and the
+    # operator roster likewise: ``keys list`` uses none of them (issue 17). None of these
+    # registers a hook, an intent handler or a guard that unlock or login rely on.
+
+    @cached_property
+    def inspect(self) -> TokenInspector:
+        """Modules, tokens and their mechanisms (``tokens show``, the Tokens page)."""
+        from app.services.token_inspect import TokenInspector
+
+        return TokenInspector(self.db, self.tokens, self.clock)
+
+    @cached_property
+    def rebind(self) -> RebindService:
+        """Re-binding a record to the token object it lost."""
+        from app.services.rebind import RebindService
+
+        service = RebindService(self.db, self.tokens, self.keys, self.operator, self.clock)
+        service.guard = self.approvals.check_initiator
+        return service
+
+    @cached_property
+    def roster(self) -> OperatorService:
+        """Operators: add, enable, disable, remove, roles."""
+        from app.services.operators import OperatorService
+
+        return OperatorService(
+            self.db, self.home, self.approvals, self.checker, self.operator, self.clock,
+            lambda: self._database_key,
+        )
 
     @cached_property
     def use(self) -> KeyUseService:

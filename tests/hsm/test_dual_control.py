@@ -315,6 +315,8 @@ def test_an_operator_without_the_role_changes_nothing(station: Station) -> None:
         ("operator.disable", lambda: ws.roster.disable(CUSTODIAN)),
         ("policy.set", lambda: ws.approvals.set_rule("key.resume", 2)),
         ("token.init-pin", lambda: ws.admin.init_pin(TOKEN, "x" * 8, "y" * 8)),
+        # (built on first use: the role check is wired then, issue 17)
+        ("key.rebind", lambda: ws.rebind.rebind("k1", TOKEN)),
     ]
     for action, attempt in attempts:
         with pytest.raises(PolicyError, match=RULE_ROLE) as caught:
