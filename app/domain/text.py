@@ -36,6 +36,10 @@ def _escape_char(char: str) -> str:
 
 
 def _escape_text(text: str) -> str:
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        # The common case (labels, serials, models): printable ASCII has no character of an
+        # escaped category and no space but U+0020, so it is its own escape.
+        return text
     out: list[str] = []
     for char in text:
         if char == "\\":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -53,3 +54,33 @@ def test_any_bytes_give_printable_single_line_text(raw: bytes) -> None:
 def test_escaping_is_unambiguous(text: str) -> None:
     """Two different texts never look the same once escaped."""
     assert safe_token_text(text + "x") != safe_token_text(text + "\\x")
+
+
+def _documented(text: str) -> str:
+    """The module docstring's rule, character by character (the oracle for the fast path)."""
+    out = []
+    for char in text:
+        category = unicodedata.category(char)
+        if char == "\\":
+            out.append("\\\\")
+        elif category in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} or (
+            category == "Zs" and char != " "
+        ):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("code", range(128))
+def test_each_ascii_character_is_escaped_by_the_documented_rule(code: int) -> None:
+    # Printable ASCII takes a fast path (returned as it is): the same answer as the rule.
+    text = f"label {chr(code)} end"
+    assert safe_token_text(text) == _documented(text)
+    assert safe_token_text(text.encode()) == _documented(text)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x2100), max_size=40))
+def test_text_is_escaped_by_the_documented_rule(text: str) -> None:
+    assert safe_token_text(text) == _documented(text)
