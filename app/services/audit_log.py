@@ -10,7 +10,6 @@ as data objects, outside the database, so a rolled-back or truncated database fi
 from __future__ import annotations
 
 import base64
-import csv
 import hmac as std_hmac
 import io
 import json
@@ -482,6 +481,8 @@ def _entry_json(entry: AuditEntry) -> dict[str, Any]:
 
 
 def _csv(entries: list[AuditEntry]) -> bytes:
+    import csv  # (only for an export: not loaded by every command)
+
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
