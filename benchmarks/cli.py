@@ -37,7 +37,10 @@ compiling Keystead's sources. Every contender is a new process (``subprocess.run
 interleaved: one sample of every contender per round, after one warm-up round, so a background
 burst hits them all.
 Printed per contender: min / median / max and every sample; ratios are of medians, and of
-each round's pair (min / median / max of the per-round ratio).
+each round's pair (min / median / max of the per-round ratio). Each child's CPU time (user +
+system, from ``getrusage``) is printed too, with the main ratios over it: it does not include
+time spent waiting for other processes, so on a loaded machine it shows what a command costs
+where wall-clock time mostly shows the load (waiting for an fsync is not CPU time either).
 
 The pkcs11-tool peer gets the throwaway token's user PIN with ``--pin`` on its argv (the one
 exception benchmarks/README.md allows); Keystead never takes a secret from argv.
@@ -52,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -117,12 +121,24 @@ def _env(home: Path) -> dict[str, str]:
     }
 
 
+# CPU seconds (user + system) of the last child ``_run`` waited for.
+_LAST_CPU = [0.0]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(command: Sequence[str], env: dict[str, str]) -> float:
+    """Run ``command`` to its end: its wall-clock seconds (its CPU seconds in ``_LAST_CPU``)."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
     )
     seconds = time.perf_counter() - start
+    _LAST_CPU[0] = _children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
     return seconds
@@ -215,15 +231,22 @@ def main() -> None:
             ),
         }
         samples: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
         for round_no in range(args.rounds + 1):
             for name, run in contenders.items():
                 seconds = run()  # type: ignore[operator]
                 if round_no:  # round 0 is the warm-up
                     samples[name].append(seconds)
+                    cpu[name].append(_LAST_CPU[0])
         print(f"{args.rounds} rounds, interleaved, after one warm-up round:")
         for name, values in samples.items():
             print(f"  {name:<44} {_stats(values)}   "
                   f"[{', '.join(f'{v * 1000:.0f}' for v in values)}]")
+        # CPU time (user + system of the child) waits for no other process: under load it
+        # spreads far less than wall-clock time, and shows where a change saved work.
+        print("\nCPU time of each child (user + system):")
+        for name, values in cpu.items():
+            print(f"  {name:<44} {_stats(values)}")
         s = samples
         kdf = [a - b for a, b in zip(s["keystead keys list (A, production KDF)"],
                                      s["keystead keys list (B, no KDF cost)"], strict=True)]
@@ -235,7 +258,8 @@ def main() -> None:
         print(f"  floor of a keys command / pkcs11-tool list    "
               f"{_ratio_text(floor_s, s['pkcs11-tool --list-objects --login'])}"
               "   (helpers deferred)")
-        tool_list = s["pkcs11-tool --list-objects --login"]
+        tool_list_name = "pkcs11-tool --list-objects --login"
+        tool_list = s[tool_list_name]
         print(f"  floor, pkcs11 as shipped / pkcs11-tool list  "
               f"{_ratio_text(s['python: the floor, pkcs11 as shipped'], tool_list)}")
         print(f"  keys list B / the floor                      "
@@ -252,6 +276,17 @@ def main() -> None:
             print(f"  keys {verb} A / (3 x pkcs11-tool + KDF)   "
                   f"{_ratio_text(s[f'keystead keys {verb} (A, production KDF)'], budget)}"
                   "   (<= 1 meets the goal)")
+        c = cpu
+        print("\nratios of CPU time (user + system):")
+        for verb, peer in (("list", "pkcs11-tool --list-objects --login"),
+                           ("generate", "pkcs11-tool --keygen AES:32")):
+            b_cpu = c[f"keystead keys {verb} (B, no KDF cost)"]
+            print(f"  keys {verb} B / pkcs11-tool {' ' * (9 - len(verb))}"
+                  f"{_ratio_text(b_cpu, c[peer])}")
+            print(f"  keys {verb} B / the floor {' ' * (11 - len(verb))}"
+                  f"{_ratio_text(b_cpu, c['python: the floor of a keys command'])}")
+        print(f"  the floor / pkcs11-tool list      "
+              f"{_ratio_text(c['python: the floor of a keys command'], c[tool_list_name])}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
