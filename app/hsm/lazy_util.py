@@ -60,26 +60,36 @@ def defer_pkcs11_util() -> list[str]:
     loaders = [spec.loader if spec is not None else None for spec in (util_spec, *specs)]
     if util_spec is None or util_spec.loader is None or None in loaders:
         return []
+    try:
+        deferred = _register(util_spec, specs)
+    except Exception:  # (a loader without exec_module, …): import them as python-pkcs11 does
+        for name in ["pkcs11.util", *(f"pkcs11.util.{short}" for short in UTIL_MODULES)]:
+            sys.modules.pop(name, None)
+        return []
+    import pkcs11
+
+    pkcs11.util = sys.modules["pkcs11.util"]  # (as importing a submodule binds it)
+    return deferred
+
+
+def _register(util_spec: ModuleSpec, specs: list[ModuleSpec | None]) -> list[str]:
+    """Run ``pkcs11.util`` (the package) and register each of ``specs`` as a lazy module bound
+    on it. Raises what a loader raises (the caller then undoes the registration)."""
+    if util_spec.loader is None:
+        return []
     # The package first, as a normal module: an attribute look-up on a lazy module (even the
     # import system's own ``__spec__`` check) would run it.
     util = importlib.util.module_from_spec(util_spec)
     sys.modules["pkcs11.util"] = util
-    try:
-        util_spec.loader.exec_module(util)
-    except BaseException:
-        del sys.modules["pkcs11.util"]
-        raise
+    util_spec.loader.exec_module(util)
     deferred = []
-    for short, spec, loader in zip(UTIL_MODULES, specs, loaders[1:], strict=True):
-        if spec is None or loader is None:  # (refused above; for the type checker)
+    for short, spec in zip(UTIL_MODULES, specs, strict=True):
+        if spec is None or spec.loader is None:  # (refused by the caller; for the type checker)
             continue
-        spec.loader = importlib.util.LazyLoader(loader)
+        spec.loader = importlib.util.LazyLoader(spec.loader)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)  # the lazy loader only arms the module here
         setattr(util, short, module)  # bound, so ``from pkcs11.util import ec`` looks no further
         deferred.append(spec.name)
-    import pkcs11
-
-    pkcs11.util = util  # (as importing a submodule binds it)
     return deferred

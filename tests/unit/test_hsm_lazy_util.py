@@ -80,3 +80,31 @@ print(json.dumps({"again": defer_pkcs11_util()}))
 
 def test_deferring_twice_changes_nothing() -> None:
     assert _fresh(_SECOND) == {"again": []}
+
+
+_BROKEN_LOADER = """
+import importlib.util, json, sys
+
+class Refusing:
+    def __init__(self, loader):
+        raise TypeError("loader does not define exec_module()")
+
+importlib.util.LazyLoader = Refusing  # as for a loader the lazy loader cannot wrap
+import app.hsm.module
+import pkcs11
+from pkcs11.util.ec import encode_named_curve_parameters
+print(json.dumps({
+    "loaded": "asn1crypto" in sys.modules,
+    "der": encode_named_curve_parameters("secp384r1").hex(),
+    "bound": pkcs11.util.ec.encode_named_curve_parameters is encode_named_curve_parameters,
+}))
+"""
+
+
+def test_a_loader_that_cannot_be_deferred_leaves_python_pkcs11_as_shipped() -> None:
+    # Nothing half-registered is left behind: pkcs11 imports its helpers itself.
+    assert _fresh(_BROKEN_LOADER) == {
+        "loaded": True,
+        "der": CURVE_PARAMS["P-384"].hex(),
+        "bound": True,
+    }
