@@ -54,6 +54,9 @@ def presence_text(presence: Presence, token_label: str) -> str:
 HISTORY_COLUMNS = ("Time (UTC)", "By", "Action", "Outcome")
 COPYABLE = ("KCV", "SHA-256 fingerprint", "Token serial", "CKA_ID", "Key id")
 _HEX_LABELS = ("SHA-256 fingerprint",)
+# Read aloud in groups of four with visible gaps (a value wrapped with no gap read as two
+# values: the new-user trial); Copy still gives the value as the token has it.
+_GROUPED_LABELS = ("Token serial", "CKA_ID")
 
 
 _MUTED = QBrush(QColor("#3c4650"))
@@ -231,8 +234,12 @@ class KeyDetailPanel(QFrame):
             widget: QWidget
             if label in COPYABLE:
                 raw = value.replace(":", "") if label in _HEX_LABELS else value
+                if label in _GROUPED_LABELS and len(value) > 8 and " " not in value:
+                    shown = " ".join(value[i : i + 4] for i in range(0, len(value), 4))
+                else:
+                    shown = breakable(value) if ":" in value else wrappable(value)
                 widget = CopyableValue(
-                    breakable(value) if ":" in value else wrappable(value),
+                    shown,
                     raw,
                     mono=True,
                     parent=self,
