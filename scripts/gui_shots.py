@@ -121,6 +121,9 @@ def foreign_key(home: Home) -> None:
 
 def main() -> int:
     view = sys.argv[1] if len(sys.argv) > 1 else "inventory"
+    if view in ("-h", "--help"):  # the views are listed in the docstring
+        print(__doc__)
+        return 0
     app = QApplication(sys.argv[:1])
     from ui.main_window import MainWindow
     from ui.session import GuiSession

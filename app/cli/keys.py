@@ -248,9 +248,13 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
         output.print_json(row)
     else:
         ident = (row["kcv"] and f"KCV {row['kcv']}") or f"SHA-256 {row['fingerprint']}"
+        # Purpose and backup-ability never change after generation: said, not only implied
+        # (the new-user trial could not tell which purpose a key without --purpose got).
+        backup = "can be backed up" if row["extractable"] else "can never be backed up"
         print(
             f"Generated {row['algorithm']} key '{row['name']}' ({row['id']}) on token "
-            f"'{row['token']}', state {row['state']}, {ident}."
+            f"'{row['token']}', state {row['state']}, {ident}; purpose {row['purpose']}, "
+            f"{backup}."
         )
     return 0
 

@@ -857,3 +857,17 @@ def test_keys_list_shows_the_cka_id_of_unmanaged_objects(cli: Cli) -> None:
     made = generate(cli, "AES-128", "made-here")
     shown = cli.run("keys", "adopt", "--token", TOKEN, "--id", made["cka_id"], "--dry-run").stdout
     assert shown.startswith("Already adopted:") and "'made-here'" in shown
+
+
+def test_generate_says_the_purpose_it_chose_and_whether_it_can_be_backed_up(cli: Cli) -> None:
+    # New-user trial: without --purpose the key got one, and the output named neither it nor
+    # backup-ability, though neither can change afterwards.
+    said = cli.run(
+        "keys", "generate", "--token", TOKEN, "--algorithm", "AES-256", "--name", "np"
+    ).stdout
+    assert "purpose encryption" in said and "can never be backed up" in said
+    said = cli.run(
+        "keys", "generate", "--token", TOKEN, "--algorithm", "AES-256", "--name", "wk",
+        "--purpose", "key-wrapping", "--backup-able",
+    ).stdout
+    assert "purpose key-wrapping" in said and "can be backed up" in said
