@@ -141,6 +141,10 @@ class MainWindow(QMainWindow):
         self.database_label.setToolTip(session.database_path)
         for label in (self.tokens_label, self.database_label):  # long texts never widen the window
             label.setMinimumWidth(80)
+        # ...but the count of logged-in tokens always fits (the rest of the list may be cut).
+        self.tokens_label.setMinimumWidth(
+            self.tokens_label.fontMetrics().horizontalAdvance("Tokens: 9 of 9 logged in —")
+        )
         bar.addWidget(self.operator_label)
         bar.addWidget(self.tokens_label)
         bar.addWidget(self.due_label)
