@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pkcs11
 import pkcs11.exceptions as px
@@ -29,6 +30,10 @@ AUDIT_MAC_ID = b"KEYSTEAD-AUDIT-MAC"
 AUDIT_CHECKPOINT_ID = b"KEYSTEAD-AUDIT-CHECKPOINT"
 AUDIT_IDS = (AUDIT_MAC_ID, AUDIT_CHECKPOINT_ID)
 CHECKPOINT_APPLICATION = "keystead-audit-checkpoint"
+
+# What a kept handle whose object was deleted behind the session answers with.
+STALE_HANDLE = (px.ObjectHandleInvalid, px.KeyHandleInvalid)
+T = TypeVar("T")
 
 # What holding the audit keys takes (``ensure_audit_keys``): a generic secret for SHA256-HMAC and
 # an EC P-256 pair for ECDSA checkpoints, stored as token objects beside CKO_DATA checkpoints.
@@ -167,28 +172,50 @@ class AuditObjects:
         """True if the token holds the audit MAC key."""
         return self.one(session, ObjectClass.SECRET_KEY, AUDIT_MAC_ID) is not None
 
+    def _using(
+        self, session: pkcs11.Session, cls: ObjectClass, cka_id: bytes, use: Callable[[Any], T]
+    ) -> T:
+        """``use(object)`` with this audit object. A kept handle whose object went away
+        behind this session (another program deleted it: CKR_OBJECT_HANDLE_INVALID or
+        CKR_KEY_HANDLE_INVALID) is dropped with the rest and the token searched again, so the
+        answer is the one a new login would get (the object, or ``TokenError`` saying the
+        token lacks it), never the stale handle's error."""
+        for fresh in (False, True):
+            obj = self.one(session, cls, cka_id)
+            if obj is None:
+                what = "audit key" if cka_id == AUDIT_MAC_ID else "checkpoint key"
+                raise TokenError(f"Token '{self._label}' holds no {what}.")
+            try:
+                return use(obj)
+            except STALE_HANDLE:
+                if fresh:
+                    raise
+                self.forget()
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def mac(self, session: pkcs11.Session, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` computed inside the token with the audit key."""
-        key = self.one(session, ObjectClass.SECRET_KEY, AUDIT_MAC_ID)
-        if key is None:
-            raise TokenError(f"Token '{self._label}' holds no audit key.")
-        return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+        return self._using(
+            session,
+            ObjectClass.SECRET_KEY,
+            AUDIT_MAC_ID,
+            lambda key: bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC)),
+        )
 
     def checkpoint_public_key(self, session: pkcs11.Session) -> Any:
         """The public key object of the checkpoint signing key (its SPKI is read by the
         session, which builds SPKIs for every key)."""
-        public = self.one(session, ObjectClass.PUBLIC_KEY, AUDIT_CHECKPOINT_ID)
-        if public is None:
-            raise TokenError(f"Token '{self._label}' holds no checkpoint key.")
-        return public
+        return self._using(session, ObjectClass.PUBLIC_KEY, AUDIT_CHECKPOINT_ID, lambda k: k)
 
     def sign_checkpoint(self, session: pkcs11.Session, message: bytes) -> bytes:
         """DER ECDSA-P256-SHA256 signature of ``message`` by the checkpoint key."""
         digest = hashlib.sha256(message).digest()
-        private = self.one(session, ObjectClass.PRIVATE_KEY, AUDIT_CHECKPOINT_ID)
-        if private is None:
-            raise TokenError(f"Token '{self._label}' holds no checkpoint key.")
-        raw = bytes(private.sign(digest, mechanism=Mechanism.ECDSA))
+        raw = self._using(
+            session,
+            ObjectClass.PRIVATE_KEY,
+            AUDIT_CHECKPOINT_ID,
+            lambda key: bytes(key.sign(digest, mechanism=Mechanism.ECDSA)),
+        )
         half = len(raw) // 2
         return encode_dss_signature(
             int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
@@ -236,8 +263,14 @@ class AuditObjects:
         return self._checkpoints
 
     def checkpoint_documents(self, session: pkcs11.Session) -> list[bytes]:
-        """The signed checkpoint documents on the token (CKA_VALUE of each checkpoint object)."""
-        return [bytes(obj[Attribute.VALUE]) for _label, obj in self._checkpoint_objects(session)]
+        """The signed checkpoint documents on the token (CKA_VALUE of each checkpoint object).
+        A kept checkpoint another program deleted since the login makes the list be searched
+        again (as ``_using`` does for keys)."""
+        try:
+            return [bytes(o[Attribute.VALUE]) for _label, o in self._checkpoint_objects(session)]
+        except STALE_HANDLE:
+            self.forget()
+        return [bytes(o[Attribute.VALUE]) for _label, o in self._checkpoint_objects(session)]
 
 
 def audit_keys_refusal(module: Pkcs11Module, info: TokenInfo) -> str | None:

@@ -313,3 +313,38 @@ def test_the_rollback_check_skips_a_forged_newer_checkpoint_and_still_refuses_an
     shutil.copy(old, bench.home.database)  # someone puts the older database back
     with pytest.raises(DatabaseRolledBack, match="older than the token"):
         bench(Workstation.unlock, bench.home, OPERATOR, PASS, clock=bench.clock)
+
+
+def test_an_audit_key_deleted_behind_a_logged_in_session_gives_the_fresh_answer(
+    bench: Bench,
+) -> None:
+    """The kept handle of an audit key another program deleted while Keystead stays logged in
+    is not trusted for its error: the token is searched again and the change is refused with
+    the words a new login would get ("holds no audit key"), not CKR_OBJECT_HANDLE_INVALID."""
+    bench(bench.ws.keys.generate, TOKEN, Algorithm.AES_128, "before")  # the MAC key in use
+    pkcs11_tool(
+        bench.home, "--token-label", TOKEN, "--delete-object", "--type", "secrkey",
+        "--id", AUDIT_MAC_ID.hex(), pin=PIN,
+    )  # fmt: skip
+    with pytest.raises(TokenError) as refused:
+        bench(bench.ws.keys.generate, TOKEN, Algorithm.AES_128, "after")
+    assert refused.value.message == f"Token '{TOKEN}' holds no audit key."
+    listed = pkcs11_tool(bench.home, "--token-label", TOKEN, "--list-objects", pin=PIN)
+    assert "label:      before" in listed and "after" not in listed
+    assert bench(bench.ws.keys.repo.by_name, "after") is None
+
+
+def test_a_checkpoint_deleted_behind_a_logged_in_session_is_read_again(bench: Bench) -> None:
+    """A checkpoint object deleted by another program after the login's search: verification
+    reads the token's checkpoints afresh instead of failing on the kept handle."""
+    first = bench(bench.ws.audit.checkpoint, "first")
+    bench(bench.ws.audit.checkpoint, "second")
+    assert bench(bench.ws.audit.verify).ok
+    label = f"keystead-checkpoint-{first.seq:012d}"
+    pkcs11_tool(
+        bench.home, "--token-label", TOKEN, "--delete-object", "--type", "data",
+        "--label", label, pin=PIN,
+    )  # fmt: skip
+    assert label not in pkcs11_tool(bench.home, "--token-label", TOKEN, "--list-objects", pin=PIN)
+    report = bench(bench.ws.audit.verify)
+    assert report.ok, report.summary()
