@@ -92,6 +92,11 @@ class TokenError(KeysteadError):
     """A PKCS#11 module or token failed or refused."""
 
 
+class KeyUseRefused(TokenError):
+    """The token refuses an operation with a key: its usage flag for it is off, or the key's
+    type lacks the operation. Nothing was done."""
+
+
 class AmbiguousKey(TokenError):
     """More than one object on the token could be the key asked for; nothing is acted on."""
 

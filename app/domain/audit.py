@@ -270,6 +270,7 @@ class Fault(Enum):
     TIME = "time goes backwards"
     CHECKPOINT_SIGNATURE = "checkpoint signature invalid"
     CHECKPOINT_MISMATCH = "chain differs from checkpoint"
+    INVENTORY = "key inventory differs from the audit chain"
 
 
 @dataclass
@@ -286,6 +287,8 @@ class Report:
     fault: Fault | None = None
     bad_seq: int | None = None
     detail: str = ""
+    # With ``Fault.INVENTORY``: each record that differs from the chain's replay, in words.
+    differences: list[str] = field(default_factory=list)
 
     def unmaced_note(self) -> str:
         """Why entries carry no token MAC, for an auditor reading the summary: how many of
@@ -307,6 +310,14 @@ class Report:
         return self.fault is None
 
     def summary(self) -> str:
+        if self.fault is Fault.INVENTORY:
+            more = len(self.differences) - 1
+            also = f" (and {more} more: keystead audit verify --json lists them)" if more else ""
+            return (
+                f"Verification failed: {self.differences[0]}{also}. The key inventory was "
+                "changed outside Keystead; do not use these keys until it is explained. "
+                "Restore the latest verified backup of this workstation's home."
+            )
         if self.fault is not None:
             where = f" at entry {self.bad_seq}" if self.bad_seq is not None else ""
             return f"Audit history damaged{where}: {self.fault.value}. {self.detail}".strip()

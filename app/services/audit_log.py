@@ -24,7 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.domain.audit import AuditEntry, Checkpoint, Report, verify_chain
+from app.domain.audit import AuditEntry, Checkpoint, Fault, Report, verify_chain
+from app.domain.key_history import differences, replay
 from app.errors import (
     RESTORE_HOME_ADVICE,
     AuditIntegrityError,
@@ -44,11 +45,12 @@ from app.storage.events import (
     head,
     iter_event_rows,
     iter_events,
+    iter_key_events,
     query_events,
     save_checkpoint,
 )
 from app.storage.files import write_atomic
-from app.storage.repository import SettingsRepository, utc_text
+from app.storage.repository import KeyRepository, SettingsRepository, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +333,8 @@ class AuditLog:
             lambda seq: has_checkpoint(self.db, seq),
             mac_from=mac_from,
         )
+        if report.ok:
+            self._compare_inventory(report)
         if session is None and report.ok:
             report.detail = (
                 "Token MACs and checkpoints were not checked: the audit token is not logged in."
@@ -352,9 +356,21 @@ class AuditLog:
                     "checkpoint": report.checkpoint_seq,
                     "fault": report.fault.value if report.fault else None,
                     "bad_seq": report.bad_seq,
+                    **({"differences": report.differences} if report.differences else {}),
                 },
             )
         return report
+
+    def _compare_inventory(self, report: Report) -> None:
+        """Replay the chain's key entries and compare each key record with what the chain last
+        recorded for it (``app.domain.key_history``); a difference fails ``report``."""
+        found = differences(KeyRepository(self.db).all(), replay(iter_key_events(self.db)))
+        if not found:
+            return
+        report.fault = Fault.INVENTORY
+        report.bad_seq = next((d.seq for d in found if d.seq is not None), None)
+        report.differences = [d.text for d in found]
+        report.detail = "; ".join(report.differences)
 
     # --- reading and export ----------------------------------------------------------------
 

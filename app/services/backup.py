@@ -38,6 +38,7 @@ from app.domain.algorithms import Family
 from app.domain.audit import AuditEntry, Checkpoint, verify_chain
 from app.domain.backup_rules import unwrappable_reason
 from app.domain.kdf import kdf_cost_problem
+from app.domain.key_history import vouched
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.known_keys import KnownKeys, material_of
 from app.domain.lifecycle import usage_in_state
@@ -1040,6 +1041,9 @@ class BackupService:
                                 "generation": manifest.generation,
                                 "token": info.serial,
                                 "restored": [r.id for r, _ in wanted],
+                                "restored_keys": [
+                                    {"key": r.id, **vouched(r)} for r, _ in wanted
+                                ],
                                 "rebound": [
                                     {"key": r.id, "token_before": b.token_serial}
                                     for r, (b, _) in zip(rebound, rebinding, strict=True)

@@ -103,7 +103,7 @@ class CertificateService:
         self.use.authorize(key, Operation.SIGN)
         choice = build.signature_for(key.algorithm)
         session = self.tokens.session(key.token_serial)
-        signer = KeyInUse(session, identity_of(key))
+        signer = KeyInUse(session, identity_of(key), key.name)
 
         def sign(data: bytes) -> bytes:
             name = choice.mechanism.hash_name

@@ -24,6 +24,7 @@ from pathlib import Path
 from app.domain import transfer
 from app.domain.algorithms import Family, Purpose, usage_for
 from app.domain.fingerprints import pgp_words
+from app.domain.key_history import vouched
 from app.domain.keys import KeyRecord, KeyState, TokenSync, TrustedWrap
 from app.domain.known_keys import RULE_KNOWN_KEY, KnownKeys
 from app.domain.public_import import PublicKeyInput, read_public
@@ -437,6 +438,7 @@ class DistributionService:
                     subject=f"key:{key.id}",
                     outcome=Outcome.SUCCESS,
                     details={
+                        **vouched(key),
                         "name": key.name,
                         "algorithm": key.algorithm.value,
                         "purpose": key.purpose.value,
@@ -531,6 +533,7 @@ class DistributionService:
                 subject=f"key:{key.id}",
                 outcome=Outcome.SUCCESS,
                 details={
+                    **vouched(key),
                     "name": key.name,
                     "algorithm": key.algorithm.value,
                     "verify_only": True,

@@ -204,7 +204,7 @@ class KeyUseService:
         session = self.tokens.session(key.token_serial)
         action = Operation.SIGN
         try:
-            signer = KeyInUse(session, identity_of(key))
+            signer = KeyInUse(session, identity_of(key), key.name)
             if chosen.hash_name is None and size > ED25519_MAX_BYTES:
                 raise ValidationError(
                     f"Ed25519 signs the whole file inside the token; files above "
@@ -271,7 +271,7 @@ class KeyUseService:
         chosen = signature_for(key.algorithm).mechanism
         session = self.tokens.session(key.token_serial)
         try:
-            signer = KeyInUse(session, identity_of(key))
+            signer = KeyInUse(session, identity_of(key), key.name)
             read = _read_input(source, size, progress, cancel, digest_name)
 
             def sign(data: bytes) -> bytes:
@@ -323,7 +323,7 @@ class KeyUseService:
         signatures: list[bytes] = []
         hash_name = chosen.hash_name
         try:
-            signer = KeyInUse(session, identity_of(key))
+            signer = KeyInUse(session, identity_of(key), key.name)
             for message in messages:
                 if cancel is not None and cancel.is_set():
                     raise OperationCancelled("Cancelled; no signature was handed out.")
@@ -456,7 +456,7 @@ class KeyUseService:
         def write(out: IO[bytes]) -> None:
             head = header.encode()
             out.write(head)
-            cipher = KeyInUse(session, identity_of(key))
+            cipher = KeyInUse(session, identity_of(key), key.name)
             chunks = _chunks(source, size, progress, cancel, at_least_one=True)
             for index, block in enumerate(chunks):
                 audit_hash.update(block)
@@ -535,7 +535,7 @@ class KeyUseService:
         count = chunk_count(header.plaintext_bytes)
 
         def write(out: IO[bytes]) -> None:
-            cipher = KeyInUse(session, identity_of(key))
+            cipher = KeyInUse(session, identity_of(key), key.name)
             done = 0
             with source.open("rb") as handle:
                 handle.seek(EncryptedHeader.SIZE)

@@ -23,6 +23,7 @@ from app.domain.algorithms import (
 )
 from app.domain.fingerprints import pgp_words
 from app.domain.identity import KeyIdentity, TokenEntry, group_objects, is_of
+from app.domain.key_history import vouched
 from app.domain.keys import (
     BackupStatus,
     InventoryHead,
@@ -1230,4 +1231,5 @@ def _key_details(key: KeyRecord) -> dict[str, Any]:
         "cka_id": key.cka_id,
         "extractable": key.extractable,
         "identifier": key.identifier,
+        **vouched(key),
     }

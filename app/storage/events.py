@@ -151,6 +151,23 @@ def iter_event_rows(db: Database, batch: int = 20_000) -> Iterator[Sequence[Any]
         after = rows[-1][0]
 
 
+def iter_key_events(db: Database, batch: int = 20_000) -> Iterator[AuditEntry]:
+    """The successful entries that create or change key records (subject "key:…", and
+    backup restores), in order, read in batches: what ``app.domain.key_history`` replays."""
+    after = 0
+    while True:
+        rows = db.query(
+            f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND outcome = 'success' "  # noqa: S608
+            "AND (subject LIKE 'key:%' OR action = 'backup.restore') ORDER BY seq LIMIT ?",
+            (after, batch),
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield _entry(row)
+        after = rows[-1][0]
+
+
 def query_events(
     db: Database,
     where: str,
