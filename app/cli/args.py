@@ -41,8 +41,9 @@ def on_key(
     from app.cli.session import _login, _login_audit_token, _with_workstation
 
     def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)
         key = ws.keys.resolve(key_ref)
+        named = key.token_serial if token and key.token_serial else None
+        _login_audit_token(ws, required=False, names=named)
         if token and key.token_serial:  # a verify-only (imported public) key has no token
             _login(ws, key.token_serial)
         return action(ws, key)

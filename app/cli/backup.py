@@ -157,7 +157,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
     def body(ws: Workstation) -> Any:
         nonlocal wrote_shares
-        _login_audit_token(ws, required=True)
+        _login_audit_token(ws, required=True, names=args.token)
         token = args.token or ws.audit.token_serial or ""
         _login(ws, token)
         so_pin = require_secret(SecretKind.SO_PIN, "SO PIN of the token (marks the KEK trusted)")
@@ -359,7 +359,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         renames[old] = new
 
     def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)
+        _login_audit_token(ws, required=False, names=args.token)
         token = args.token or ws.audit.token_serial or ""
         _login(ws, token)
         return ws.backup.restore(
@@ -412,7 +412,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     directory = args.dir.resolve()
 
     def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)
+        _login_audit_token(ws, required=False, names=args.token if args.drill else None)
         secret = None
         if args.drill or args.shares_in is not None or args.passphrase:
             secret = _kek_secret(args, directory)

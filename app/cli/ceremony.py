@@ -304,8 +304,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> int:
         from app.ceremony.runner import Ceremonies
 
-        _login_audit_token(ws, required=True)
         run = Ceremonies(ws).get(args.id)
+        _login_audit_token(ws, required=True, names=run.row.token_serial)
         _login(ws, run.row.token_serial)
         run.resume()
         print(f"Ceremony {run.id} resumed at step {run.index + 1}.")
@@ -341,14 +341,15 @@ def _login_for(ws: Workstation, script: Any, profile: str) -> None:
     ceremony itself refuses a token that is absent or does not match, and records it)."""
     from app.cli.session import _login, _login_audit_token
 
-    _login_audit_token(ws, required=True)
     key, wanted = script.selector(profile)
     for info in ws.tokens.present():
         if (key == "token_label" and info.label == wanted) or (
             key == "token_serial" and wanted in {info.serial, info.reported_serial}
         ):
+            _login_audit_token(ws, required=True, names=info.serial)
             _login(ws, info.serial)
             return
+    _login_audit_token(ws, required=True)
 
 
 def _register(run: Any) -> None:

@@ -176,7 +176,7 @@ def cmd_import_wrapped(args: argparse.Namespace) -> int:
         expected = _confirm_purpose(args.source)
 
     def body(ws: Workstation) -> dict[str, Any]:
-        _login_audit_token(ws, required=False)
+        _login_audit_token(ws, required=False, names=args.token)
         _login(ws, args.token)
         return _import_row(
             ws.distribution.import_wrapped(

@@ -158,7 +158,7 @@ def cmd_keys_rebind_candidates(args: argparse.Namespace) -> int:
 
 def cmd_keys_rebind(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)
+        _login_audit_token(ws, required=False, names=args.token)
         _login(ws, args.token, kind=SecretKind.USER_PIN)
         key = ws.keys.resolve(args.key)
         confirm = args.confirm
@@ -230,7 +230,7 @@ def _what(row: dict[str, Any]) -> str:
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
-        _login_audit_token(ws, required=False)
+        _login_audit_token(ws, required=False, names=args.token)
         _login(ws, args.token)
         return output.key_dict(
             ws.keys.generate(
@@ -325,7 +325,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 def cmd_keys_adopt(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
-        _login_audit_token(ws, required=False)
+        _login_audit_token(ws, required=False, names=args.token)
         _login(ws, args.token)
         candidate = ws.keys.adoption_candidate(args.token, args.cka_id, args.identifier)
         shown = output.candidate_dict(candidate)
@@ -396,8 +396,8 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
     action: Action = args.lifecycle_action
 
     def body(ws: Workstation) -> dict[str, Any]:
-        _login_audit_token(ws, required=False)
         key = ws.keys.resolve(args.key)
+        _login_audit_token(ws, required=False, names=key.token_serial or None)
         if action is Action.DESTROY and key.token_serial:
             _login(ws, key.token_serial)
         elif key.token_serial:  # an imported public key has no token
@@ -457,8 +457,8 @@ def cmd_keys_transition(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> dict[str, Any]:
-        _login_audit_token(ws, required=False)
         key = ws.keys.resolve(args.key)
+        _login_audit_token(ws, required=False, names=key.token_serial or None)
         _login(ws, key.token_serial)
         return output.key_dict(ws.lifecycle.rotate(key.id))
 

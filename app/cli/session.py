@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli.approvers import CliApprovers
 from app.cli.secrets import (
+    ENV_AUDIT_PIN,
     ENV_PIN,
     ask_operator,
     ask_secret,
@@ -19,8 +20,10 @@ from app.cli.secrets import (
     require_secret,
 )
 from app.errors import (
+    KeysteadError,
     ReadOnlyHome,
     TokenNotPresent,
+    ValidationError,
 )
 from app.paths import Home
 from app.services.prompter import SecretKind
@@ -120,11 +123,51 @@ def _login_if_present(ws: Workstation, serial: str) -> None:
         _login(ws, serial, optional=True)
 
 
-def _login_audit_token(ws: Workstation, required: bool) -> None:
+def foreign_pin_refusal(
+    ws: Workstation, token_ref: str, audit_serial: str
+) -> ValidationError | None:
+    """The refusal to take the audit token's PIN from ``KEYSTEAD_PIN`` when the command names
+    another token (``token_ref``): that variable holds the named token's PIN (README), and one
+    token's PIN is never tried on another, where a wrong one counts toward its lock-out (F19).
+    None when nothing would be tried wrongly (``KEYSTEAD_AUDIT_PIN`` set, no ``KEYSTEAD_PIN``,
+    or the named token is the audit token). Asked before any login."""
+    if os.environ.get(ENV_AUDIT_PIN) is not None or os.environ.get(ENV_PIN) is None:
+        return None
+    if token_ref == audit_serial:
+        return None
+    try:
+        named = ws.tokens.find(token_ref)
+    except KeysteadError:
+        if not ws.tokens.tokens.known(token_ref):
+            raise  # no such token: that is the error, before any login
+        named_label = token_ref  # a key's token, absent now: still not the audit token
+    else:
+        if named.serial == audit_serial:
+            return None
+        named_label = named.label
+    audit = next((t for t in ws.tokens.present() if t.serial == audit_serial), None)
+    label = audit.label if audit is not None else audit_serial
+    return ValidationError(
+        f"{ENV_PIN} is the PIN of token '{named_label}', which this command names; the audit "
+        f"token '{label}' needs its own: set {ENV_AUDIT_PIN} (one token's PIN is never tried "
+        "on another). Nothing was tried."
+    )
+
+
+def _login_audit_token(ws: Workstation, required: bool, names: str | None = None) -> None:
+    """Log in to the audit token so the command's change is sealed (``required``: refuse
+    without it). ``names`` is the token the command names (a label or serial), whose PIN
+    ``KEYSTEAD_PIN`` then holds: when that is another token, the audit token's PIN comes from
+    ``KEYSTEAD_AUDIT_PIN`` or the terminal, never from ``KEYSTEAD_PIN``
+    (``foreign_pin_refusal``)."""
     serial = ws.audit.token_serial
     if serial is None and required:
         raise TokenNotPresent(NEXT_STEP_WITHOUT_AUDIT)
     if serial and any(t.serial == serial for t in ws.tokens.present()):
+        if names is not None and not any(s.info.serial == serial for s in ws.tokens.logged_in()):
+            refusal = foreign_pin_refusal(ws, names, serial)
+            if refusal is not None:
+                raise refusal
         _login(ws, serial, optional=not required, kind=SecretKind.AUDIT_PIN)
     elif required and serial is None:
         raise TokenNotPresent(

@@ -153,7 +153,7 @@ def cmd_tokens_show(args: argparse.Namespace) -> int:
 
 def cmd_tokens_init(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> Any:
-        _login_audit_token(ws, required=False)  # so the change is sealed
+        _login_audit_token(ws, required=False, names=args.token)  # so the change is sealed
         info = ws.tokens.find(args.token)
         ws.approvals.check_initiator("token.init", info.serial)  # the role, before any prompt
         confirm = args.confirm
@@ -230,7 +230,7 @@ def cmd_tokens_init_blank(args: argparse.Namespace) -> int:
 
 def cmd_tokens_pin(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> str:
-        _login_audit_token(ws, required=False)  # so the change is sealed
+        _login_audit_token(ws, required=False, names=args.token)  # so the change is sealed
         info = ws.tokens.find(args.token)
         ws.approvals.check_initiator(f"token.{args.pin_action}", info.serial)
         if args.pin_action == "init-pin":

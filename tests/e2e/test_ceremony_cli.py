@@ -39,6 +39,9 @@ def make_rehearsal_token(cli: Cli) -> None:
         KEYSTEAD_SO_PIN=SO_PIN,  # the PINs of the token a command creates (README's one rule)
         KEYSTEAD_PIN=PIN,
     )
+    # Commands naming the rehearsal token take the audit token's PIN from its own variable
+    # (one token's PIN is never tried on another, even when both are the same).
+    cli.env["KEYSTEAD_AUDIT_PIN"] = PIN
 
 
 def answers(script: scripts.Script, confirm: str = "YES") -> str:

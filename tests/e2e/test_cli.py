@@ -602,6 +602,8 @@ def test_token_administration_commands(cli: Cli) -> None:
         KEYSTEAD_AUDIT_PIN=PIN,
     )
     assert peer_login(cli, "Spare", OTHER_PIN)
+    # These commands name Spare, so KEYSTEAD_PIN is not the audit token's: its own variable.
+    cli.env["KEYSTEAD_AUDIT_PIN"] = PIN
     # Initialising needs the current label typed again, and the right SO PIN.
     assert "--confirm 'Spare'" in cli.error("tokens", "init", "Spare", "--label", "Fresh")
     wrong = cli.error(

@@ -144,6 +144,7 @@ def test_backup_round_trip_through_the_gui(  # type: ignore[no-untyped-def]
     # --- 3. Protection: a custodian name with a bidi override is refused ------------------------
     assert wizard.step() == PROTECTION
     protection = wizard.protection
+    assert protection.pins.title().startswith("PINs of token UiToken")  # F19: which token
     protection.custodian_name.setText("Mallory\u202etxt.exe")
     protection._add()
     assert protection.names() == []

@@ -95,6 +95,9 @@ def test_wrap_for_and_import_public_through_the_dialogs(  # type: ignore[no-unty
     actions.set_key(key)
     dialog = actions.open(WRAP_FOR)
     assert isinstance(dialog, WrapForDialog)
+    # F19: each PIN field says which token it is for
+    pin_rows = [dialog.form.labelForField(f).text() for f in (dialog.so_pin, dialog.user_pin)]
+    assert pin_rows == ["SO PIN of token 'UiToken':", "User PIN of token 'UiToken':"]
     assert "SHA-1" in dialog.note.text() and "SP 800-131A" in dialog.note.toolTip()
     dialog.recipient.setText(str(recipient))
     out = tmp_path / "zmk.transfer"

@@ -311,6 +311,8 @@ class ProtectionStep(QWidget):
         layout.addWidget(self.use_passphrase)
 
         pins = QGroupBox("The token's PINs", self)
+        pins.setObjectName("tokenPins")
+        self.pins = pins
         form = QFormLayout(pins)
         self.so_pin = SecretField("marks the backup KEK trusted, for this backup only", self)
         self.so_pin.setObjectName("soPin")
@@ -321,6 +323,10 @@ class ProtectionStep(QWidget):
         layout.addWidget(pins)
         self._counted()
         self._strength()
+
+    def for_token(self, token: str) -> None:
+        """Name the token whose PINs are asked for (the one chosen on the keys step)."""
+        self.pins.setTitle(f"PINs of token {token}" if token else "The token's PINs")
 
     def _add(self) -> None:
         name = self.custodian_name.text()
@@ -727,6 +733,9 @@ class BackupWizard(QDialog):
         self.cancel_button.clicked.connect(self.reject)
         self.target.refresh_button.clicked.connect(self.load_volumes)
         self.keys.token_changed.connect(self._load_plan)
+        self.keys.token_changed.connect(
+            lambda _serial: self.protection.for_token(self.keys.token.currentText())
+        )
         self._go(TARGET)
         self.load_volumes()
         self.keys.show_tokens(
