@@ -92,6 +92,11 @@ class TokenError(KeysteadError):
     """A PKCS#11 module or token failed or refused."""
 
 
+class TokenStoreConflict(TokenError):
+    """The embedded token store holds something SoftHSM cannot start with (two token
+    directories with one serial): refused before C_Initialize, nothing changed."""
+
+
 class KeyUseRefused(TokenError):
     """The token refuses an operation with a key: its usage flag for it is off, or the key's
     type lacks the operation. Nothing was done."""

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.errors import KeysteadError
+from app.errors import KeysteadError, TokenStoreConflict
 from app.storage.files import write_atomic, write_atomic_many
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,14 @@ def _read(path: Path | str) -> bytes | None:
         os.close(fd)
 
 
+def _read_quietly(path: Path) -> bytes | None:
+    """``_read``, with a file that cannot be read (permissions, a directory) as None."""
+    try:
+        return _read(path)
+    except OSError:
+        return None
+
+
 def token_identity(data: bytes | None) -> tuple[str, str]:
     """(serial, label) read from ``token.object`` bytes; empty strings when unreadable."""
     if not data:
@@ -235,6 +243,7 @@ class FileStore:
         Returns what was repaired."""
         repairs: list[Repair] = []
         if self._lock_fd is None:
+            self.check_serials()  # before the lock and any repair: refused, nothing changed
             try:
                 self.shadow.mkdir(parents=True, exist_ok=True, mode=0o700)
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -262,6 +271,28 @@ class FileStore:
                 os.close(self._lock_fd)
             self._lock_fd = None
         self._seen.clear()
+
+    def check_serials(self) -> None:
+        """Refuse a store SoftHSM 2.6 cannot start with: two token directories whose
+        ``token.object`` names one serial (a copied directory). SoftHSM's slot manager then
+        fails an assertion and aborts the whole process (SIGABRT) inside ``C_Initialize``, so
+        this runs before it. Raises TokenStoreConflict naming both directories; reads only.
+        Directories whose ``token.object`` is missing or damaged name no serial (SoftHSM skips
+        them; ``repair`` deals with them)."""
+        seen: dict[str, Path] = {}
+        for directory in self._token_dirs():
+            serial, label = token_identity(_read_quietly(directory / TOKEN_OBJECT))
+            if not serial:
+                continue
+            first = seen.setdefault(serial, directory)
+            if first is directory:
+                continue
+            raise TokenStoreConflict(
+                f"The embedded token store holds two copies of token '{label}' (serial "
+                f"{serial}): {first} and {directory}; SoftHSM cannot start with both. Move the "
+                f"one that is a copy out of {self.tokens} (keep it: it may hold keys), then "
+                "run the command again. Nothing was changed."
+            )
 
     # --- repair ----------------------------------------------------------------------------
 

@@ -340,7 +340,11 @@ class Pkcs11Module:
 
     def reinitialize(self) -> None:
         """C_Finalize then C_Initialize: every session of this module ends and the module
-        looks at its tokens afresh (SoftHSM re-reads its token directory only then)."""
+        looks at its tokens afresh (SoftHSM re-reads its token directory only then). The
+        embedded store is checked first (``FileStore.check_serials``): a copied token
+        directory would abort the process inside C_Initialize."""
+        if self.store is not None:
+            self.store.check_serials()
         with pkcs11_errors("re-initialising the module"):
             if self._lib.initialized:
                 self._lib.finalize()
