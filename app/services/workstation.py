@@ -25,6 +25,7 @@ from app.domain.roles import FIRST_OPERATOR_ROLES, Role, parse_roles, roles_text
 from app.errors import (
     AmbiguousToken,
     DatabaseRolledBack,
+    DiskFull,
     KeysteadError,
     OperatorDisabled,
     PolicyError,
@@ -569,13 +570,25 @@ class Workstation:
                 "home as the database (the keyslots are the only way to open it). Nothing was "
                 "changed."
             )
-        home_lock = None if home.read_only() else HomeLock.acquire(home.root, program, wait)
         try:
-            return cls._unlock_locked(home, operator, passphrase, clock, home_lock, defer_checks)
-        except BaseException:
-            if home_lock is not None:
-                home_lock.release()
-            raise
+            home_lock = None if home.read_only() else HomeLock.acquire(home.root, program, wait)
+            try:
+                return cls._unlock_locked(
+                    home, operator, passphrase, clock, home_lock, defer_checks
+                )
+            except BaseException:
+                if home_lock is not None:
+                    home_lock.release()
+                raise
+        except DiskFull as exc:
+            # Whichever file the unlock was writing (the wrong-passphrase record, the lock,
+            # the session's audit entries), the officer's fault is the same and so are the
+            # words: a full disk, nothing changed (F10).
+            raise DiskFull(
+                f"The disk holding {home.root} is full: Keystead cannot open the workstation "
+                "(every session writes its audit entries there). Free some space on it; "
+                "nothing was changed."
+            ) from exc
 
     @classmethod
     def _unlock_locked(
