@@ -107,4 +107,9 @@ def _from_environment(names_text: str, passphrases_text: str | None) -> list[Cre
             f"{ENV_APPROVER} names {len(names)} approver(s) but {ENV_APPROVER_PASSPHRASE} holds "
             f"{len(passphrases)} passphrase(s); give them comma-separated in the same order."
         )
+    empty = [n for n, p in zip(names, passphrases, strict=True) if not p]
+    if empty:  # as an empty answer at the terminal: never tried, never counted as wrong
+        raise ValidationError(
+            f"{ENV_APPROVER_PASSPHRASE} is empty for approver '{empty[0]}'; nothing was tried."
+        )
     return [Credential(n, p) for n, p in zip(names, passphrases, strict=True)]

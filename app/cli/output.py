@@ -201,13 +201,23 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+MAX_CELL = 80  # characters of one table cell; longer values end in "…"
+
+
+def _cell(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
 def print_table(
     rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], indent: str = ""
 ) -> None:
-    """Aligned text: ``columns`` are (key, heading)."""
+    """Aligned text: ``columns`` are (key, heading). A cell longer than ``MAX_CELL``
+    characters (a 5,000-byte label another tool gave an object) is cut with "…" so one row
+    cannot widen every other; ``--json`` keeps every value whole."""
     cells = [[heading for _, heading in columns]]
     cells += [
-        ["" if r.get(k) is None else one_line(str(r.get(k))) for k, _ in columns] for r in rows
+        ["" if r.get(k) is None else _cell(one_line(str(r.get(k)))) for k, _ in columns]
+        for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from app.domain.backoff import LOCKOUT, LOCKOUT_AFTER, delay_after, locked_out, retry_at
-from app.errors import PassphraseBackoff, UnknownOperator, WrongPassphrase
+from app.errors import PassphraseBackoff, WrongPassphrase
 from app.paths import Home
-from app.storage.keyslots import KeySlotFile
+from app.storage.keyslots import KeySlotFile, no_keyslot
 from app.storage.unlock_failures import UnlockFailures
 
 
@@ -69,7 +69,7 @@ class PassphraseChecker:
         self.throttle(operator)
         slots = KeySlotFile.load(self.home.keyslots)
         if operator not in slots.operators():
-            raise UnknownOperator(f"There is no operator named '{operator}' on this workstation.")
+            raise no_keyslot(operator)
         slots.check_cost(operator)
         self.record_was_missing = self.record_was_missing or not self.failures.path.exists()
         attempt = self.failures.begin(operator, self.clock())

@@ -212,7 +212,7 @@ class KeySlotFile:
         for slot in self.slots:
             if slot.operator == operator:
                 return slot
-        raise UnknownOperator(f"There is no operator named '{operator}' on this workstation.")
+        raise no_keyslot(operator)
 
     def add(self, operator: str, passphrase: str, database_key: bytes, cost: KdfCost) -> None:
         if operator in self.operators():
@@ -343,3 +343,14 @@ class KeySlotFile:
             "slots": [asdict(slot) for slot in self.slots],
         }
         return json.dumps(doc, indent=2).encode("utf-8")
+
+
+def no_keyslot(operator: str) -> UnknownOperator:
+    """The refusal of an unlock by a name without a keyslot. The database (locked) would
+    know whether the name was never added or was disabled or removed, so the words cover
+    both (a disabled operator's keyslot is taken away) instead of denying they exist."""
+    return UnknownOperator(
+        f"There is no operator named '{operator}' who can unlock this workstation: never "
+        "added, or disabled or removed since (their keyslot was taken away). Ask a security "
+        "officer; nothing was tried."
+    )

@@ -88,6 +88,26 @@ def test_officer_custodian_auditor(cli: Cli) -> None:
         KEYSTEAD_APPROVER_PASSPHRASE=CUSTODIAN_PASS,
     )
     assert "same order" in mismatch
+    # F16: an empty approver passphrase is not a try (as an empty answer at the terminal):
+    # refused before any passphrase is checked, and never counted toward a lock-out.
+    def custodian_failures() -> int:
+        rows = cli.json("lock-status")["operators"]
+        return next((r["failures"] for r in rows if r["operator"] == "custodian"), 0)
+
+    counted = custodian_failures()
+    for names, given in (("custodian", ""), ("custodian,auditor", f"{CUSTODIAN_PASS},")):
+        empty = cli.error(
+            "keys",
+            "destroy",
+            "doomed",
+            "--confirm",
+            "doomed",
+            KEYSTEAD_APPROVER=names,
+            KEYSTEAD_APPROVER_PASSPHRASE=given,
+        )
+        assert "KEYSTEAD_APPROVER_PASSPHRASE is empty for approver" in empty
+        assert "nothing was tried" in empty
+    assert custodian_failures() == counted
     cli.run("keys", "destroy", "doomed", "--confirm", "doomed", **as_custodian())
     [done] = [e for e in cli.json("keys", "history", "doomed") if e["outcome"] == "success"][1:]
     assert done["operators"] == "officer, custodian"
@@ -126,6 +146,10 @@ def test_officer_custodian_auditor(cli: Cli) -> None:
     )
     cli.run("operators", "roles", "auditor", "--set", "auditor,key-custodian", **as_custodian())
     assert cli.run("audit", "verify").returncode == 0
+    # F16: a disabled operator at unlock is told the name may be disabled, not only unknown.
+    cli.run("operators", "disable", "auditor", **as_custodian())
+    gone = cli.error("keys", "list", **auditor)
+    assert "no operator named 'auditor'" in gone and "disabled or removed" in gone
 
 
 def test_wrong_passphrases_are_counted_shown_and_sealed(cli: Cli) -> None:

@@ -1,0 +1,31 @@
+"""F16: one object with a 5,000-byte label (made by another tool) widened every row of
+``keys list`` to 5,000+ columns. Table cells are cut at ``MAX_CELL`` characters with "…";
+the other rows keep their width; ``--json`` is untouched (it does not use the table)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.cli import output
+
+
+def test_a_huge_label_is_cut_and_does_not_widen_other_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [
+        {"name": "k1", "state": "ACTIVE"},
+        {"name": "L" * 5000, "state": "unmanaged"},
+        {"name": "k2", "state": "PRE_ACTIVE"},
+    ]
+    output.print_table(rows, [("name", "NAME"), ("state", "STATE")])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert max(len(line) for line in lines) <= output.MAX_CELL + 2 + len("PRE_ACTIVE")
+    assert lines[2].startswith("L" * (output.MAX_CELL - 1) + "…")
+    assert lines[1].split() == ["k1", "ACTIVE"]
+
+
+def test_a_cell_of_exactly_the_limit_is_kept_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    value = "a" * output.MAX_CELL
+    output.print_table([{"v": value}], [("v", "V")])
+    assert capsys.readouterr().out.splitlines()[1] == value
