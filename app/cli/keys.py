@@ -210,6 +210,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 ("cka_id", "CKA_ID"),
                 ("id", "ID"),
             ],
+            cut=("name", "token", "what", "cka_id"),  # labels and IDs other tools chose
         )
     return 0
 

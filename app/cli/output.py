@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.cli.terminal import one_line as one_line  # re-exported
@@ -209,14 +209,23 @@ def _cell(text: str) -> str:
 
 
 def print_table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], indent: str = ""
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    indent: str = "",
+    cut: Collection[str] = (),
 ) -> None:
-    """Aligned text: ``columns`` are (key, heading). A cell longer than ``MAX_CELL``
-    characters (a 5,000-byte label another tool gave an object) is cut with "…" so one row
-    cannot widen every other; ``--json`` keeps every value whole."""
+    """Aligned text: ``columns`` are (key, heading). A cell of a column in ``cut`` longer
+    than ``MAX_CELL`` characters (a 5,000-byte label or 4 KB CKA_ID another tool gave an
+    object) ends in "…" so one row cannot widen every other; ``--json`` keeps every value
+    whole. Columns not in ``cut`` (audit details, reasons) are never shortened."""
     cells = [[heading for _, heading in columns]]
     cells += [
-        ["" if r.get(k) is None else _cell(one_line(str(r.get(k)))) for k, _ in columns]
+        [
+            ""
+            if r.get(k) is None
+            else _cell(one_line(str(r.get(k)))) if k in cut else one_line(str(r.get(k)))
+            for k, _ in columns
+        ]
         for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]

@@ -97,3 +97,32 @@ def test_model_fetches_more_pages_on_demand(
         model.fetchMore()
     assert model.rowCount() == model.total and not model.canFetchMore()
     qtmodeltester.check(model)
+
+
+def test_verify_banner_red_when_a_key_record_was_edited_outside_keystead(  # type: ignore[no-untyped-def]
+    qtbot, bridge, workstation, gui_session
+):
+    """F22: the GUI's verification is the same service: a key state edited in the database
+    turns the banner red, names the key and the entry, and selects that entry."""
+    from app.domain.lifecycle import Action
+
+    key = bridge.executor.call(workstation.keys.generate, "UiToken", Algorithm.AES_128, "k6")
+    bridge.executor.call(workstation.lifecycle.transition, key.id, Action.ACTIVATE)
+    bridge.executor.call(workstation.lifecycle.transition, key.id, Action.COMPROMISE, "lost")
+
+    def tamper() -> None:
+        with workstation.db.transaction():
+            workstation.db.execute("UPDATE keys SET state = 'ACTIVE' WHERE id = ?", (key.id,))
+
+    bridge.executor.call(tamper)
+    page = AuditPage(gui_session)
+    qtbot.addWidget(page)
+    page.show()
+    load(qtbot, page)
+    page.verify()
+    qtbot.waitUntil(lambda: page.banner.property("state") == "bad", timeout=10000)
+    text = page.banner.text()
+    assert "'k6' has state ACTIVE in the inventory" in text and "COMPROMISED" in text
+    qtbot.waitUntil(lambda: bool(page.table.selectionModel().selectedRows()), timeout=10000)
+    selected = page.model.entry_at(page.table.selectionModel().selectedRows()[0].row())
+    assert selected is not None and selected.action == "key.compromise"
