@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
+from shiboken6 import isValid
 
 from app.cli.secrets import ENV_OPERATOR, ENV_PASSPHRASE, ENV_PIN
 from app.paths import Home, resolve_home
@@ -46,6 +47,9 @@ class AppController(QObject):
         self.window: MainWindow | None = None
         self.dialog: QWidget | None = None
         self.lock_screen: QWidget | None = None
+        # Locked windows Qt is about to delete (deleteLater): held here until it has, so that no
+        # run of Python's collector (on whichever thread allocates) frees one first.
+        self._retired: list[MainWindow] = []
         self.exit_code = 0
 
     def start(self) -> None:
@@ -100,14 +104,20 @@ class AppController(QObject):
         screen.setWindowIcon(icon("keystead"))
         if closing is not None:  # cover where the window was, whatever its size
             screen.setGeometry(closing.geometry())
-            # Hidden, not deleted: deleting it here (to free its inventory at once, issue 17)
-            # crashed the full UI test run twice in pytest-qt's event processing after the
-            # idle-lock tests; until that is understood, a relocked window keeps its memory
-            # (lambdas on its children hold it through Qt) and is hidden.
-            closing.hide()
+            # Deleted by Qt on this thread once control is back in the event loop: with it go
+            # its pages, its inventory rows (100,000 rows: ~250 MB), its session (a child)
+            # and the locked workstation (issue 17). Results still queued for it are dropped
+            # by the bridge (ui/workers.py).
+            self._retired.append(closing)
+            closing.destroyed.connect(self._forget_retired)
+            closing.deleteLater()
         self.lock_screen = screen
         screen.show()
         self._show_unlock(parent=screen)
+
+    def _forget_retired(self) -> None:
+        """A locked window is deleted: drop the wrappers Qt has invalidated."""
+        self._retired = [window for window in self._retired if isValid(window)]
 
     def _show_unlock(self, parent: QWidget | None = None) -> None:
         home = self.home

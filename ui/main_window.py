@@ -56,6 +56,10 @@ class MainWindow(QMainWindow):
 
     def __init__(self, session: GuiSession) -> None:
         super().__init__()
+        # The window owns its session: Qt deletes both together, on the GUI thread. Owned by
+        # Python instead, the session was freed by whichever thread ran the collector, often
+        # the core thread: a QObject destroyed off its thread (issue 17's crash).
+        session.setParent(self)
         self.session = session
         self.setWindowTitle("Keystead — key management workstation")
         self.setWindowIcon(icon("keystead"))

@@ -72,7 +72,8 @@ class GuiSession(QObject):
         """Run ``job(workstation)`` on the core thread; callbacks on the GUI thread.
 
         Once the session is locked, jobs still queued do not run (the database is closed) and
-        nothing is reported for them: the window they belonged to is gone."""
+        nothing is reported for them: the window they belonged to is gone. A result arriving
+        after Qt deleted the session (with its window, which owns it) is dropped by the bridge."""
         workstation = self._workstation
         report = on_error or self.error.emit
 
@@ -85,7 +86,7 @@ class GuiSession(QObject):
             if not isinstance(error, SessionLocked):
                 report(error)
 
-        return self.bridge.run(guarded, on_result, failed)
+        return self.bridge.run(guarded, on_result, failed, receiver=self)
 
     def refresh_tokens(self) -> None:
         self.run(
@@ -112,4 +113,5 @@ class GuiSession(QObject):
             lambda: workstation.lock(reason),
             lambda _: then() if then else None,
             self.error.emit,
+            receiver=self,
         )

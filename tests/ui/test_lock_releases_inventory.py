@@ -18,11 +18,6 @@ from ui.dialogs.unlock import UnlockDialog
 pytestmark = pytest.mark.ui
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the controller no longer deletes a locked window: deleting it crashed the full UI "
-    "run in pytest-qt's event processing (twice in three runs); known leak, see ui/main.py",
-)
 def test_lock_now_drops_the_window_its_inventory_and_the_workstation(qtbot, qapp, bridge, tmp_path):  # type: ignore[no-untyped-def]
     controller = initialize_through_gui(qtbot, qapp, bridge, Home(tmp_path / "ws"))
     for _round in range(2):  # the first window (after initialise), then one after an unlock
