@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -116,8 +117,18 @@ class AppController(QObject):
         self._show_unlock(parent=screen)
 
     def _forget_retired(self) -> None:
-        """A locked window is deleted: drop the wrappers Qt has invalidated."""
+        """A locked window is deleted: drop the wrappers Qt has invalidated, then (from the
+        event loop, not inside the deletion) free what is left of its session."""
         self._retired = [window for window in self._retired if isValid(window)]
+        QTimer.singleShot(0, self._collect_locked)
+
+    @staticmethod
+    def _collect_locked() -> None:
+        """Run Python's cyclic collector now, on the GUI thread. What a deleted window leaves is
+        cycles (its inventory rows, the locked workstation): left to the collector's own
+        schedule they stayed for rounds (a relock then held two inventories, 100,000 rows each)
+        and were freed by whichever thread happened to allocate."""
+        gc.collect()
 
     def _show_unlock(self, parent: QWidget | None = None) -> None:
         home = self.home

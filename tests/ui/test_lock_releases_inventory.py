@@ -5,11 +5,9 @@ cycle collector cannot see."""
 
 from __future__ import annotations
 
-import gc
 import weakref
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent
 
 from app.paths import Home
 from tests.ui.test_app_flow import PASSPHRASE, initialize_through_gui
@@ -34,9 +32,9 @@ def test_lock_now_drops_the_window_its_inventory_and_the_workstation(qtbot, qapp
             window.lock_now()
         qtbot.waitUntil(lambda: isinstance(controller.dialog, UnlockDialog), timeout=10000)
         del window
-        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-        gc.collect()
-        assert [ref() is None for ref in gone] == [True, True, True, True]
+        # The product's event loop deletes the window and frees what it held: no test-side
+        # gc.collect() (left to the collector's own schedule, one relock held two inventories).
+        qtbot.waitUntil(lambda g=gone: all(ref() is None for ref in g), timeout=10000)
         dialog = controller.dialog
         assert isinstance(dialog, UnlockDialog)
         dialog.passphrase.setText(PASSPHRASE)
