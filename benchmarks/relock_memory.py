@@ -107,7 +107,8 @@ def main() -> None:
                 run_until(
                     lambda: isinstance(controller.dialog, UnlockDialog)
                     and controller.window is None
-                    and not controller._retired  # Qt has deleted the locked window
+                    # Qt has deleted the locked window (a revision without _retired hid it)
+                    and not getattr(controller, "_retired", [])
                 )
                 print(
                     f"round {round_no}: RSS open {open_rss:.0f} MB, after lock "
