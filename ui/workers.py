@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from shiboken6 import isValid
 
 from app.services.executor import CoreExecutor
+from ui.collector import GuiThreadCollector
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class CoreBridge(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.executor = CoreExecutor()
+        # Python's cyclic collector runs on this thread only while the core thread exists.
+        self.collector = GuiThreadCollector(self)
         self._pending = 0
         self._closed = False
         self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
@@ -111,5 +114,8 @@ class CoreBridge(QObject):
             log.error("core job failed with no error handler: %r", delivery.value)
 
     def shutdown(self) -> None:
+        """Stop the core thread; then collect what is left here, on the GUI thread, at a quiet
+        point, before automatic collection (any thread, any allocation) is given back."""
         self._closed = True
         self.executor.shutdown()
+        self.collector.stop()
