@@ -190,6 +190,8 @@ def cmd_operators_change(args: argparse.Namespace) -> int:
             ws.roster.remove(name)
             return f"Operator '{name}' is removed; their keyslot is gone."
         ws.approvals.check_initiator(f"operator.{action}", f"operator:{name}")
+        if action == "enable":
+            ws.roster.check_enable(name)  # an enabled operator: refused before any passphrase
         passphrase, confirmation = new_passphrase(name)
         if action == "enable":
             ws.roster.enable(name, passphrase, confirmation)

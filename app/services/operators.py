@@ -165,14 +165,21 @@ class OperatorService:
             slots.save()
         return self.get(name)
 
-    def enable(self, name: str, passphrase: str, confirmation: str) -> OperatorRecord:
-        """Enable ``name`` again with a new keyslot (they type a new passphrase)."""
-        assert_core_thread()
+    def check_enable(self, name: str) -> None:
+        """The refusals of ``enable`` that need no passphrase (the initiator's role, an
+        unknown or removed name, an operator who is enabled), so an interface asks for the new
+        passphrase only when it can be used. Refusals are recorded as denied."""
         subject = f"operator:{name}"
         self.approvals.check_initiator("operator.enable", subject)
         target = self._existing("operator.enable", name)
         if target.enabled:
             self._denied("operator.enable", subject, ValidationError(f"'{name}' is enabled."))
+
+    def enable(self, name: str, passphrase: str, confirmation: str) -> OperatorRecord:
+        """Enable ``name`` again with a new keyslot (they type a new passphrase)."""
+        assert_core_thread()
+        subject = f"operator:{name}"
+        self.check_enable(name)
         self._check_passphrase("operator.enable", subject, name, passphrase, confirmation)
         who = self.approvals.obtain("operator.enable", subject, {"name": name})
         slots = KeySlotFile.load(self.home.keyslots)

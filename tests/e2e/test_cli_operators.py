@@ -150,6 +150,9 @@ def test_officer_custodian_auditor(cli: Cli) -> None:
     cli.run("operators", "disable", "auditor", **as_custodian())
     gone = cli.error("keys", "list", **auditor)
     assert "no operator named 'auditor'" in gone and "disabled or removed" in gone
+    # F16: enabling an enabled operator is refused before a new passphrase is asked for.
+    already = cli.error("operators", "enable", "officer", **as_custodian())
+    assert "'officer' is enabled" in already and "passphrase" not in already
 
 
 def test_wrong_passphrases_are_counted_shown_and_sealed(cli: Cli) -> None:
