@@ -319,7 +319,7 @@ class DistributionService:
         assert_core_thread()
         subject = f"key:{name}"
         self.approvals.check_initiator("key.import", subject)
-        made = transfer.decode(_read_limited(source, transfer.MAX_FILE_BYTES))
+        made = transfer.decode(_read_limited(source, transfer.MAX_FILE_BYTES, "transfer file"))
         final_name = self.keys.free_name(name)
         unwrapping = (
             self._unwrapping_record(unwrapping_key, made.mechanism, "key.import")
@@ -651,9 +651,10 @@ def read_recipient(path: Path, now: datetime | None = None) -> PublicKeyInput:
     return given
 
 
-def _read_limited(path: Path, limit: int) -> bytes:
-    """A regular file of at most ``limit`` bytes (a FIFO or /dev/zero is refused, not read)."""
-    return read_regular(path, "file", limit)
+def _read_limited(path: Path, limit: int, what: str = "key or certificate file") -> bytes:
+    """A regular file of at most ``limit`` bytes (a FIFO or /dev/zero is refused, not read);
+    ``what`` names it in errors."""
+    return read_regular(path, what, limit)
 
 
 def _sha256(path: Path) -> str:

@@ -88,7 +88,7 @@ def read_regular(
         if not stat.S_ISREG(info.st_mode):
             raise error(f"The {what} {path} is not a regular file; give a file.")
         too_large = error(
-            f"The {what} {path} is larger than {limit} bytes, more than any {what}; "
+            f"The {what} {path} is larger than {limit} bytes, the most a {what} may have; "
             "nothing was done."
         )
         if info.st_size > limit:

@@ -47,8 +47,13 @@ def test_missing_too_large_and_the_chosen_error_class(tmp_path: Path) -> None:
         read_regular(tmp_path / "nope", "shares file", 10)
     big = tmp_path / "big"
     big.write_bytes(b"y" * 11)
-    with pytest.raises(ValidationError, match="larger than 10 bytes"):
+    with pytest.raises(ValidationError, match="larger than 10 bytes") as caught:
         read_regular(big, "shares file", 10)
+    # F16: the limit in words that read ("more than any file" did not)
+    assert caught.value.message == (
+        f"The shares file {big} is larger than 10 bytes, the most a shares file may have; "
+        "nothing was done."
+    )
     with pytest.raises(BackupIntegrityError, match="not a regular file"):
         read_regular(Path("/dev/zero"), "backup file", 10, error=BackupIntegrityError)
     assert read_regular(big, "backup file", 11) == b"y" * 11
