@@ -258,6 +258,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     def body(ws: Workstation) -> int:
         from app.ceremony.runner import Ceremonies
 
+        # The role first: an operator who may not run ceremonies is refused before any token
+        # login and before the room is asked to compare the script's hash (F16).
+        ws.approvals.check_initiator("ceremony.run", f"ceremony-script:{script.sha256_hex}")
         _login_for(ws, script, args.profile)
         print(RULE)
         print(f"KEY CEREMONY: {script.title}")

@@ -476,3 +476,30 @@ def test_input_that_ends_says_what_state_the_ceremony_is_left_in(
         if e["outcome"] == "denied"
     ]
     assert denied, "the refused sign-off is recorded, as before"
+
+
+def test_an_operator_who_may_not_run_ceremonies_is_refused_before_the_hash(
+    room: Cli, tmp_path: Path
+) -> None:
+    """F16: an auditor was asked to have the room compare the script hash and type YES, and
+    only then refused for the role."""
+    aud_pass = "SENTINEL-cli-aud-ceremony-31"
+    room.run("operators", "add", "aud", "--role", "auditor", stdin=aud_pass + "\n")
+    script = scripts.load(template_dir() / "rotate-key.toml")
+    result = room_run(
+        room,
+        "ceremony",
+        "run",
+        "rotate-key",
+        "--profile",
+        "rehearsal",
+        "--workdir",
+        str(tmp_path),
+        stdin=answers(script),
+        expect=1,
+        KEYSTEAD_OPERATOR="aud",
+        KEYSTEAD_PASSPHRASE=aud_pass,
+    )
+    assert "needs a security officer or a key custodian" in result.stderr
+    assert "compare the SHA-256" not in result.stdout and "KEY CEREMONY" not in result.stdout
+    assert room.json("ceremony", "list") == []
