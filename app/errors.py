@@ -94,7 +94,8 @@ class TokenError(KeysteadError):
 
 class TokenStoreConflict(TokenError):
     """The embedded token store holds something SoftHSM cannot start with (two token
-    directories with one serial): refused before C_Initialize, nothing changed."""
+    directories with one serial, a file that exists but cannot be read): refused before
+    C_Initialize, nothing changed."""
 
 
 class KeyUseRefused(TokenError):

@@ -184,6 +184,8 @@ def _read(path: Path | str) -> bytes | None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
     try:
         chunk_size = min(os.fstat(fd).st_size + 1, _MAX_FILE + 1)
         chunks: list[bytes] = []
@@ -195,15 +197,28 @@ def _read(path: Path | str) -> bytes | None:
             chunks.append(chunk)
             total += len(chunk)
         return b"".join(chunks)
+    except OSError as exc:  # a directory in a file's place (EISDIR), an I/O error
+        raise _unreadable(path, exc) from exc
     finally:
         os.close(fd)
+
+
+def _unreadable(path: Path | str, exc: OSError) -> TokenStoreConflict:
+    """The refusal for a token store file that exists but cannot be read: named, with what to
+    do. Keystead neither quarantines nor rewrites it (its owner or permissions may simply be
+    wrong, e.g. after ``sudo pkcs11-tool``), and nothing starts until it is readable."""
+    return TokenStoreConflict(
+        f"The embedded token store file {path} cannot be read ({exc.strerror or exc}). "
+        "Give it back to the user Keystead runs as (owner and permissions, as its neighbours "
+        "have), or move it out of the store if it does not belong there; nothing was changed."
+    )
 
 
 def _read_quietly(path: Path) -> bytes | None:
     """``_read``, with a file that cannot be read (permissions, a directory) as None."""
     try:
         return _read(path)
-    except OSError:
+    except TokenStoreConflict:
         return None
 
 
@@ -258,10 +273,16 @@ class FileStore:
                 alone = True
             except BlockingIOError:
                 alone = False
+            try:
+                if alone and may_repair:
+                    repairs = self.repair()
+                fcntl.flock(fd, fcntl.LOCK_SH)  # others may use the store, none may repair it
+            except BaseException:
+                # A refused or failed repair gives the lock back: kept, the next open in this
+                # process (the GUI's next unlock) waited for it for ever.
+                os.close(fd)
+                raise
             self._lock_fd = fd
-            if alone and may_repair:
-                repairs = self.repair()
-            fcntl.flock(fd, fcntl.LOCK_SH)  # others may use the store, none may repair it
         self.sync()
         return repairs
 

@@ -313,3 +313,40 @@ def test_reading_a_store_file_is_bounded_and_exact(tmp_path: Path) -> None:
     with big.open("wb") as handle:
         handle.truncate(_MAX_FILE + 4096)  # sparse: no 64 MiB written
     assert len(_read(big) or b"") == _MAX_FILE + 1
+
+
+@pytest.mark.parametrize("which", ["object file", "its shadow copy", "token.object"])
+def test_a_store_file_that_cannot_be_read_is_named_and_nothing_changes(
+    station: Station, which: str
+) -> None:
+    """Outside tester (attack2 A4): a directory in place of an object file (as root; for a
+    user, a root-owned file left by ``sudo pkcs11-tool`` reads the same way) stopped every
+    command with "the input could not be used ([Errno 21] Is a directory)", naming no file.
+    Now: refused before SoftHSM starts, naming the file and what to do; nothing moved,
+    rewritten or recorded; put back, everything is as it was."""
+    from app.errors import TokenStoreConflict
+
+    keys = _with_keys(station)
+    station.lock()
+    directory = _token_dir(station)
+    name = (
+        TOKEN_OBJECT
+        if which == "token.object"
+        else sorted(p.name for p in directory.glob("*.object") if p.name != TOKEN_OBJECT)[0]
+    )
+    base = directory if which != "its shadow copy" else station.home.softhsm_shadow / directory.name
+    target = base / name
+    aside = target.with_name(name + ".aside")
+    target.rename(aside)
+    target.mkdir()
+    before = sorted(str(p.relative_to(station.home.root)) for p in station.home.root.rglob("*"))
+    with pytest.raises(TokenStoreConflict) as caught:
+        station.unlock()
+    assert str(target) in caught.value.message and "nothing was changed" in caught.value.message
+    after = sorted(str(p.relative_to(station.home.root)) for p in station.home.root.rglob("*"))
+    assert [p for p in after if "quarantine" in p] == [p for p in before if "quarantine" in p]
+    target.rmdir()
+    aside.rename(target)
+    station.unlock()
+    assert _presence(station) == {n: Presence.PRESENT for n in keys}
+    assert station.events("token.store-repair") == []
