@@ -79,6 +79,9 @@ def event_summary(row: dict[str, Any]) -> str:
         # A policy switch (e.g. policy.airgap): what it was and what it became.
         before = f"{details['previous']} -> " if "previous" in details else ""
         parts.append(f"{details['setting']}: {before}{details['value']}")
+    if "fault" in details and "repair" in details:  # token.store-repair: what, and done how
+        where = "/".join(str(details[k]) for k in ("token_dir", "file") if details.get(k))
+        parts.append(f"{where}: {details['fault']}, {details['repair']}".lstrip(": "))
     for key in ("rule", "reason", "refusal", "error", "successor_name"):
         if details.get(key):
             parts.append(f"{key}: {details[key]}")

@@ -46,6 +46,7 @@ LABELS: dict[str, str] = {
     "recipient": "Recipient",
     "recipient_name": "Recipient",
     "setting": "Setting",
+    "current": "Value now",
     "value": "New value",
     "keys": "Key IDs",
 }

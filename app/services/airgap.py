@@ -183,7 +183,17 @@ class AirGapGuard:
             raise PolicyError("Only a security officer may change the air-gap policy.", "KS-ROLE")
         who: tuple[str, ...] = (self.operator,)  # an Authorisation when approved
         if not on and self.blocking():
-            who = self.approve("policy.set", "policy:airgap", details)
+            # What the approvers read: the policy by name, its value now and after, the effect
+            # (the outside tester saw only "airgap.block_sensitive: off").
+            who = self.approve(
+                "policy.set",
+                "policy:airgap",
+                {
+                    "setting": "air-gap policy (refuse key generation while not air-gapped)",
+                    "current": "on",
+                    "value": "off: key generation is allowed while the machine is connected",
+                },
+            )
         with self.db.transaction():
             details["previous"] = "on" if self.blocking() else "off"
             self.settings.put(POLICY_KEY, details["value"])

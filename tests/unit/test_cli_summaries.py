@@ -40,6 +40,20 @@ def test_a_refusal_names_its_rule() -> None:
     assert event_summary(row) == "rule: KS-AIRGAP"
 
 
+def test_a_store_repair_says_which_file_what_was_wrong_and_what_was_done() -> None:
+    # Outside tester (attack2 A3): token.store-repair rows had an empty DETAILS column.
+    row = {
+        "details": {
+            "token_dir": "3f2a",
+            "file": "token.object",
+            "repair": "restored",
+            "fault": "missing",
+            "label": "Main",
+        }
+    }
+    assert event_summary(row) == "3f2a/token.object: missing, restored"
+
+
 def test_roles_are_listed_with_and_not_or() -> None:
     assert roles_list(frozenset({SO, KC})) == "security officer and key custodian"
     assert roles_list(frozenset({AU})) == "auditor"
