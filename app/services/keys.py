@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import secrets
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -36,7 +37,7 @@ from app.domain.keys import (
     TrustedWrap,
     name_order,
 )
-from app.domain.names import validate_key_name
+from app.domain.names import mixed_script, validate_key_name
 from app.errors import (
     KeysteadError,
     NotFoundError,
@@ -137,6 +138,25 @@ class KeyService:
         cleaned = validate_key_name(name)
         if self.repo.by_name(cleaned) is not None:
             raise ValidationError(f"A key named '{cleaned}' already exists; names are unique.")
+        # A key name is read aloud and approved by name: one that reads as another key's is
+        # refused, as operators' names are (outside tester attack2 A8: 'pay', Cyrillic 'раy'
+        # and 'PAY' side by side, and the destroy approval showed 'Key: раy').
+        if mixed_script(cleaned):
+            raise ValidationError(
+                f"Key name '{cleaned}' mixes Latin, Cyrillic or Greek letters, which look "
+                "alike; type it in one script."
+            )
+        if unicodedata.normalize("NFKC", cleaned) != cleaned:
+            raise ValidationError(
+                f"Key name '{cleaned}' holds compatibility characters (full-width letters, "
+                "ligatures, superscripts) that read as other letters; type them plainly."
+            )
+        for other in self.repo.names_like(cleaned):
+            if other != cleaned:
+                raise ValidationError(
+                    f"Key name '{cleaned}' reads as the key '{other}' (only case differs); "
+                    "choose a name nobody can mistake for it."
+                )
         return cleaned
 
     # --- generation ------------------------------------------------------------------------

@@ -315,6 +315,12 @@ class KeyRepository:
         rows = self.db.query(f"SELECT {_KEY_COLUMNS} FROM keys WHERE name = ?", (name,))
         return _key_from_row(rows[0]) if rows else None
 
+    def names_like(self, name: str) -> list[str]:
+        """The names of keys equal to ``name`` but for ASCII case (SQLite NOCASE, through
+        the ``keys_name_order`` index)."""
+        rows = self.db.query("SELECT name FROM keys WHERE name = ? COLLATE NOCASE", (name,))
+        return [str(r[0]) for r in rows]
+
     def by_token_object(self, serial: str, cka_id: str) -> KeyRecord | None:
         rows = self.db.query(
             f"SELECT {_KEY_COLUMNS} FROM keys WHERE token_serial = ? AND cka_id = ?",
