@@ -183,3 +183,29 @@ def test_a_failed_whole_load_keeps_saying_the_list_is_incomplete(  # type: ignor
     assert "token was removed" in page.loading.text()
     assert "not missing" in page.loading.text()
     assert not page.filter.isEnabled()
+
+
+def test_rows_stay_put_when_the_load_ends(  # type: ignore[no-untyped-def]
+    qtbot, workstation, gui_session, small_screen, keys
+):
+    """Outside tester (attack2 A9): when the "Loading keys…" banner went away, every row moved
+    up ~34 px, so a click at that moment hit the row above. The banner now says the load is
+    done and stays until the officer's next change of the view."""
+    gate = Gate(workstation.keys)
+    page = InventoryPage(gui_session)
+    qtbot.addWidget(page)
+    page.resize(1200, 700)
+    page.show()
+    with qtbot.waitSignal(page.loaded, timeout=20000):
+        page.refresh()
+    assert page.model.partial and page.loading.isVisible()
+    before = page.table.mapTo(page, page.table.rect().topLeft()).y()
+    gate.entered.wait(20)
+    with qtbot.waitSignal(page.loaded, timeout=20000):
+        gate.open()
+    assert page.complete and page.loading.isVisible()
+    assert "Every key is in (6)" in page.loading.text()
+    qtbot.wait(50)
+    assert page.table.mapTo(page, page.table.rect().topLeft()).y() == before
+    page.filter.setText("a")  # the officer's next change: the note goes, the rows move anyway
+    assert page.loading.isHidden()

@@ -176,6 +176,7 @@ class InventoryPage(QWidget):
         # Cut long names in the middle: names that differ only at the end ("…-2025" and
         # "…-2026") stayed apart (the new-user trial saw every row cut to one prefix).
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self._done_banner_goes_with_the_next_change()
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(26)
         self.table.setTabKeyNavigation(False)  # Tab leaves the table
@@ -301,6 +302,19 @@ class InventoryPage(QWidget):
         self.loaded.emit(self.model.total)
         self.due_counted.emit(self.model.due_count)
 
+    def _done_banner_goes_with_the_next_change(self) -> None:
+        """The "every key is in" banner is hidden by the officer's next change of the view
+        (filter, sort, "Due only", "Not backed up"): the rows move then anyway."""
+
+        def retire(*_: object) -> None:
+            if self.loading.property("state") == "ok":
+                self.loading.hide()
+
+        self.filter.textChanged.connect(retire)
+        self.due_only.toggled.connect(retire)
+        self.not_backed_up.toggled.connect(retire)
+        self.table.horizontalHeader().sortIndicatorChanged.connect(retire)
+
     def _show_loading(self, failed: str = "") -> None:
         """Say that the table holds only the first keys, and refuse what needs them all."""
         shown, total = self.model.rowCount(), self.model.total
@@ -368,7 +382,15 @@ class InventoryPage(QWidget):
         first = not self._complete
         self._complete = True
         if first:
-            self.loading.hide()
+            if self.loading.isVisible():
+                # Said, and left in place until the officer next changes the view: hidden
+                # now, every row would move up under a click (outside tester, attack2 A9).
+                self.loading.setText(
+                    f"Every key is in ({len(items):,}): sorting, filtering and searching are on."
+                )
+                self.loading.setProperty("state", "ok")
+                self.loading.style().unpolish(self.loading)
+                self.loading.style().polish(self.loading)
             self._set_whole_list_controls(True)
         waiting, self._after_load = self._after_load, []
         for act in waiting:
