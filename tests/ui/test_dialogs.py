@@ -265,3 +265,23 @@ def test_first_start_typing_begins_in_name_and_fields_share_one_column(qtbot) ->
         for w in (dialog.operator, dialog.token_label, dialog.module_path)
     }
     assert len(lefts) == 1, lefts
+
+
+def test_a_long_unlock_error_is_shown_whole(qtbot) -> None:
+    # Outside tester (attack2 A5): the damaged-database message was cut off mid-sentence at
+    # 1024x700, hiding what to do.
+    dialog = UnlockDialog("/tmp/x", ["alice"])
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    message = (
+        "The database /tmp/x/keystead.db is damaged (1 page(s) fail authentication). The file "
+        "was left exactly as it is. Restore keystead.db from your own copy of the home, or "
+        "rebuild the workstation from your latest verified backup; nothing was changed."
+    )
+    dialog.failed(message)
+    qtbot.wait(20)
+    label = dialog.error
+    assert label.text() == message
+    assert label.height() >= label.heightForWidth(label.width())
+    assert label.geometry().bottom() <= dialog.rect().bottom()

@@ -32,7 +32,7 @@ class UnlockDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Unlock workstation — Keystead")
-        self.setMinimumWidth(460)
+        self.setMinimumWidth(520)
         layout = QVBoxLayout(self)
         layout.addWidget(heading("Unlock workstation", self))
         layout.addWidget(hint(f"Workstation: {home_text}", self))
@@ -80,6 +80,9 @@ class UnlockDialog(QDialog):
         self.failures.setText(failures)
         self.failures.setVisible(bool(failures))
         self.error.show_error(message)
+        # Grow to the message: a long one (a damaged database, a full disk) was cut off
+        # mid-sentence at 1024x700, with what to do in the hidden part (attack2 A5).
+        self.adjustSize()
         self.passphrase.setFocus()
 
 
