@@ -203,6 +203,16 @@ def _read(path: Path | str) -> bytes | None:
         os.close(fd)
 
 
+def _holds_objects(directory: Path) -> bool:
+    """True when ``directory`` holds a ``.object`` file (or cannot be listed: then it is
+    checked, and the check says what is wrong)."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(e.name.endswith(".object") for e in entries)
+    except OSError:
+        return True
+
+
 def _unreadable(path: Path | str, exc: OSError) -> TokenStoreConflict:
     """The refusal for a token store file that exists but cannot be read: named, with what to
     do. Keystead neither quarantines nor rewrites it (its owner or permissions may simply be
@@ -318,10 +328,16 @@ class FileStore:
     # --- repair ----------------------------------------------------------------------------
 
     def _token_dirs(self) -> list[Path]:
+        """The token directories to check: every directory in the store, except one holding no
+        object file that Keystead never copied (no shadow): it is no token (SoftHSM skips it,
+        leaving only its ``generation`` file there), and reporting it wrote a failed repair
+        entry at every command (outside tester, attack2 A7). An emptied directory of a token
+        Keystead knew still has its shadow and is reported."""
         try:
-            return sorted(p for p in self.tokens.iterdir() if p.is_dir())
+            found = sorted(p for p in self.tokens.iterdir() if p.is_dir())
         except FileNotFoundError:
             return []
+        return [p for p in found if _holds_objects(p) or (self.shadow / p.name).is_dir()]
 
     def _shadow_of(self, live: Path) -> Path:
         return self.shadow / live.parent.name / live.name

@@ -350,3 +350,34 @@ def test_a_store_file_that_cannot_be_read_is_named_and_nothing_changes(
     station.unlock()
     assert _presence(station) == {n: Presence.PRESENT for n in keys}
     assert station.events("token.store-repair") == []
+
+
+def test_a_stray_empty_directory_in_the_store_is_no_token_and_no_repair(
+    station: Station,
+) -> None:
+    """Outside tester (attack2 A7): ``mkdir softhsm/tokens/junkdir`` made every command
+    record a failed ``token.store-repair`` ("junkdir/token.object unrepairable (missing)").
+    An empty directory Keystead never copied is no token; one it knew still is reported."""
+    station.lock()
+    junk = station.home.softhsm_tokens / "junkdir"
+    junk.mkdir()
+    station.unlock()
+    station.lock()
+    station.unlock()
+    assert station.events("token.store-repair") == []
+    # A known token's directory emptied: still reported (its shadow says it was a token).
+    station.lock()
+    directory = _token_dir_named(station, exclude="junkdir")
+    saved = station.home.root / "saved-token"
+    shutil.copytree(directory, saved)
+    for f in directory.iterdir():
+        f.unlink()
+    station.unlock()
+    assert station.events("token.store-repair")
+
+
+def _token_dir_named(station: Station, exclude: str) -> Path:
+    (directory,) = [
+        p for p in station.home.softhsm_tokens.iterdir() if p.is_dir() and p.name != exclude
+    ]
+    return directory
