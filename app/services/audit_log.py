@@ -320,7 +320,7 @@ class AuditLog:
         mac_from = int(self.settings.get(META_MAC_FROM) or 1)
         check: Callable[[bytes, bytes], bool] | None = None
         if session is not None:
-            seal = session.audit_mac
+            seal = session.audit_mac_loop()
 
             def check(digest: bytes, mac: bytes) -> bool:
                 return std_hmac.compare_digest(seal(digest), mac)

@@ -348,3 +348,20 @@ def test_a_checkpoint_deleted_behind_a_logged_in_session_is_read_again(bench: Be
     assert label not in pkcs11_tool(bench.home, "--token-label", TOKEN, "--list-objects", pin=PIN)
     report = bench(bench.ws.audit.verify)
     assert report.ok, report.summary()
+
+
+def test_verification_after_the_audit_key_is_deleted_gives_the_fresh_answer(
+    bench: Bench,
+) -> None:
+    """Audit verification MACs every entry with the key found once (``audit_mac_loop``); when
+    that key was deleted behind the session, the first failing C_Sign is handed to the full
+    path, which searches again and refuses in the words a new login gets."""
+    bench(bench.ws.keys.generate, TOKEN, Algorithm.AES_128, "before")
+    assert bench(bench.ws.audit.verify).ok  # the handle is kept from here
+    pkcs11_tool(
+        bench.home, "--token-label", TOKEN, "--delete-object", "--type", "secrkey",
+        "--id", AUDIT_MAC_ID.hex(), pin=PIN,
+    )  # fmt: skip
+    with pytest.raises(TokenError) as refused:
+        bench(bench.ws.audit.verify)
+    assert refused.value.message == f"Token '{TOKEN}' holds no audit key."
